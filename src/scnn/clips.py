@@ -1,0 +1,121 @@
+"""Network input for windows: 16 frames sampled across each window, cropped and normalised.
+
+Every window, whatever its length, becomes one 16-frame clip (method.md §1), so a 512-frame
+window is seen at 1/32 of the frame rate and a 16-frame window at the full 25 fps. Clip
+assembly gathers all windows of a batch with one fancy-indexing call on the decoded frame
+array: no Python loop per frame or per window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+CLIP_FRAMES = 16  # frames fed to the network per window
+FRAME_WIDTH = 171  # pixels, C3D's resize before cropping
+FRAME_HEIGHT = 128  # pixels
+CROP_SIZE = 112  # pixels, square crop fed to the network
+# Per-channel average of C3D's Sports-1M mean cube (16×128×171), 0..255 scale, R, G, B.
+# Approximate to about 0.1; C3D subtracts the whole cube, a per-channel mean is the usual
+# stand-in for it.
+C3D_MEAN_RGB = (101.4, 97.7, 90.3)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """How windows are turned into network input.
+
+    ``bgr``: reverse the channel order after normalising. C3D was trained in Caffe on
+    OpenCV (BGR) frames, so set it when starting from the Sports-1M weights.
+    ``std_rgb``: C3D divides by nothing (1, 1, 1); a model trained from scratch on a CPU
+    converges faster on unit-variance input, e.g. (58, 57, 57).
+    """
+
+    frame_size: tuple[int, int] = (FRAME_WIDTH, FRAME_HEIGHT)  # (width, height) of decoded frames
+    crop_size: int = CROP_SIZE
+    clip_frames: int = CLIP_FRAMES
+    mean_rgb: tuple[float, float, float] = C3D_MEAN_RGB
+    std_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    bgr: bool = False
+
+    def __post_init__(self) -> None:
+        width, height = self.frame_size
+        if not 0 < self.crop_size <= min(width, height):
+            raise ValueError(f"crop {self.crop_size} px does not fit frames of {width}×{height} px")
+
+
+def sample_frame_indices(
+    start_frame: int, length_frames: int, clip_frames: int = CLIP_FRAMES
+) -> np.ndarray:
+    """The 1-based frames of a window's clip: ``s + floor(k·L / clip_frames)``, k = 0…15.
+
+    For the grid's lengths (multiples of 16) this is exactly s, s + L/16, …, s + 15·L/16
+    (method.md §1). A window shorter than the clip repeats frames.
+    """
+    offsets = (np.arange(clip_frames, dtype=np.int64) * int(length_frames)) // clip_frames
+    return int(start_frame) + offsets
+
+
+def assemble_clips(
+    frames: np.ndarray,
+    start_frames: np.ndarray,
+    lengths_frames: np.ndarray,
+    config: ClipConfig,
+    train: bool,
+    rng: np.random.Generator | None = None,
+    first_frame: int = 1,
+) -> torch.Tensor:
+    """Clips for a batch of windows, as a ``(B, 3, clip_frames, crop, crop)`` float32 tensor.
+
+    ``frames`` is ``(T, H, W, 3)`` uint8 RGB at ``config.frame_size``; ``frames[0]`` is frame
+    number ``first_frame`` (1-based), so a streaming reader can pass just the frames it holds.
+    Training: a random crop position and a random horizontal mirror per window, drawn from
+    ``rng``, the same for all 16 frames of a clip. Otherwise: the centre crop, at
+    ``((H − crop) // 2, (W − crop) // 2)`` as Caffe's data layer (8, 29 for 128×171 frames).
+    Then ``(x − mean) / std`` per channel.
+    """
+    num_frames, height, width, _ = frames.shape
+    if (width, height) != tuple(config.frame_size):
+        raise ValueError(
+            f"frames are {width}×{height} px, the clip config expects "
+            f"{config.frame_size[0]}×{config.frame_size[1]}"
+        )
+    starts = np.asarray(start_frames, dtype=np.int64).reshape(-1)
+    lengths = np.asarray(lengths_frames, dtype=np.int64).reshape(-1)
+    steps = np.arange(config.clip_frames, dtype=np.int64)
+    time_index = starts[:, None] + (steps[None, :] * lengths[:, None]) // config.clip_frames
+    time_index -= first_frame
+    if len(time_index) and (time_index.min() < 0 or time_index.max() >= num_frames):
+        raise ValueError(
+            f"windows need frames {time_index.min() + first_frame}.."
+            f"{time_index.max() + first_frame}, the buffer holds "
+            f"{first_frame}..{first_frame + num_frames - 1}"
+        )
+
+    batch, crop = len(starts), config.crop_size
+    if train:
+        if rng is None:
+            raise ValueError("training clips need a random generator")
+        top = rng.integers(0, height - crop + 1, size=batch)
+        left = rng.integers(0, width - crop + 1, size=batch)
+        mirror = rng.random(batch) < 0.5
+    else:
+        top = np.full(batch, (height - crop) // 2)
+        left = np.full(batch, (width - crop) // 2)
+        mirror = np.zeros(batch, dtype=bool)
+    pixels = np.arange(crop)
+    rows = top[:, None] + pixels[None, :]
+    cols = left[:, None] + np.where(mirror[:, None], pixels[::-1][None, :], pixels[None, :])
+
+    clips = frames[
+        time_index[:, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
+    ]  # (B, clip_frames, crop, crop, 3) uint8
+    tensor = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float()
+    mean = torch.tensor(config.mean_rgb, dtype=torch.float32).view(1, 3, 1, 1, 1)
+    std = torch.tensor(config.std_rgb, dtype=torch.float32).view(1, 3, 1, 1, 1)
+    tensor = (tensor - mean) / std
+    if config.bgr:
+        tensor = tensor.flip(1)
+    return tensor.contiguous()
