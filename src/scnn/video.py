@@ -1,0 +1,226 @@
+"""Video decoding: any FFmpeg-readable file to RGB frames at a constant 25 fps and 171x128.
+
+S-CNN works on frames at a constant rate (method.md §1), whatever rate the file was recorded at.
+Output frame ``i`` shows the source frame on screen at time ``i / fps`` (frames are duplicated or
+dropped), so frame numbers mean the same time in every video. Frames are streamed in chunks so
+memory does not grow with the length of the video, and the file is decoded once, front to back.
+Every failure, from a missing file to a truncated stream, is raised as :class:`VideoError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from scnn.errors import VideoError
+
+FPS = 25.0  # frames/s after resampling (method.md §1)
+FRAME_SIZE = (171, 128)  # (width, height) in pixels after resizing (C3D convention)
+CHUNK_FRAMES = 256  # output frames per yielded chunk
+MIN_WINDOW_FRAMES = 16  # frames in the shortest window; shorter videos get no windows
+
+# An output frame whose time lies within this fraction of a frame of a source frame's start
+# counts as starting there: container timestamps are rounded (e.g. to 1 ms in WebM).
+_TIME_TOLERANCE_FRAMES = 1e-3
+# A stream that ends more than this before the duration its container declares is truncated.
+_TRUNCATION_TOLERANCE_S = 0.5
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video's (first) video stream."""
+
+    path: str
+    duration_s: float
+    native_fps: float
+    native_frame_count: int  # from the container where it records one, else counted packets
+    width: int
+    height: int
+    codec: str
+
+
+def num_frames(info: VideoInfo, fps: float = FPS) -> int:
+    """Number of frames ``iter_frames`` yields for this video at ``fps``: floor(duration x fps).
+
+    Callers use it to reject videos shorter than the shortest window before decoding them.
+    """
+    return math.floor(info.duration_s * fps + _TIME_TOLERANCE_FRAMES)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a video's duration, rate, frame count, size and codec without decoding pictures."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        frame_count = stream.frames or sum(
+            1 for packet in container.demux(stream) if packet.size > 0
+        )
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        return VideoInfo(
+            path=str(path),
+            duration_s=_declared_duration_s(container, stream),
+            native_fps=float(rate) if rate else 0.0,
+            native_frame_count=frame_count,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            codec=stream.codec_context.name,
+        )
+
+
+def read_frames(
+    path: str | Path, fps: float = FPS, size: tuple[int, int] = FRAME_SIZE
+) -> np.ndarray:
+    """The whole video as one (n, H, W, 3) uint8 RGB array: for short videos and frame caches."""
+    chunks = list(iter_frames(path, fps=fps, size=size))
+    if not chunks:
+        width, height = size
+        return np.zeros((0, height, width, 3), np.uint8)
+    return np.concatenate(chunks)
+
+
+def iter_frames(
+    path: str | Path,
+    fps: float = FPS,
+    size: tuple[int, int] = FRAME_SIZE,
+    chunk_frames: int = CHUNK_FRAMES,
+) -> Iterator[np.ndarray]:
+    """Yield consecutive (n, H, W, 3) uint8 RGB chunks of the video at a constant ``fps``.
+
+    ``size`` is (width, height); FFmpeg scales each frame. Output frame ``i`` shows the last
+    source frame whose presentation time (from the first frame) is <= ``i / fps``. The video
+    ends at the last source frame's time plus its duration, and floor(end x fps) frames come
+    out. Chunks hold ``chunk_frames`` frames, the last one fewer.
+
+    Raises VideoError when the file cannot be opened, and, after yielding every frame that
+    could be decoded, when decoding fails or the stream stops well before the duration the
+    container declares (a truncated file).
+    """
+    width, height = size
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        pending: list[np.ndarray] = []  # output frames decoded but not yet yielded
+        emitted = 0  # output frames counted so far (yielded or pending)
+        origin_s: float | None = None
+        previous: av.VideoFrame | None = None
+        previous_s = 0.0
+        gap_s = 1.0 / float(stream.guessed_rate or fps)  # fallback frame duration
+        try:
+            for frame in container.decode(stream):
+                time_s = _relative_time_s(frame, origin_s, previous, previous_s + gap_s)
+                if origin_s is None:
+                    origin_s = frame.time or 0.0
+                if previous is not None:
+                    if time_s > previous_s:
+                        gap_s = time_s - previous_s
+                    shown = _frames_before(time_s, fps) - emitted
+                    pending += _repeat(previous, shown, width, height)
+                    emitted += max(shown, 0)
+                previous, previous_s = frame, time_s
+                while len(pending) > chunk_frames:  # keep one back: the end may trim it
+                    yield np.stack(pending[:chunk_frames])
+                    del pending[:chunk_frames]
+        except av.FFmpegError as exc:
+            if pending:
+                yield np.stack(pending)
+            raise VideoError(
+                f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {exc.strerror}",
+                path,
+            ) from exc
+        if previous is not None:
+            end_s = previous_s + _frame_duration_s(previous, gap_s)
+            total = math.floor(end_s * fps + _TIME_TOLERANCE_FRAMES)
+            pending += _repeat(previous, total - emitted, width, height)
+            del pending[len(pending) - max(emitted - total, 0) :]
+        for start in range(0, len(pending), chunk_frames):
+            yield np.stack(pending[start : start + chunk_frames])
+        declared_s = _declared_video_duration_s(container, stream)
+        decoded_s = 0.0 if previous is None else end_s
+        if decoded_s < declared_s - _TRUNCATION_TOLERANCE_S:
+            raise VideoError(
+                f"truncated: decoding stopped at {decoded_s:.2f} s (output frame "
+                f"{math.floor(decoded_s * fps)}) of the {declared_s:.2f} s the file declares",
+                path,
+            )
+
+
+def _relative_time_s(
+    frame: av.VideoFrame, origin_s: float | None, previous: av.VideoFrame | None, guess_s: float
+) -> float:
+    """A frame's presentation time from the first frame; one gap after the last if unstamped."""
+    if frame.time is None:
+        return guess_s if previous is not None else 0.0
+    return 0.0 if origin_s is None else frame.time - origin_s
+
+
+def _frames_before(time_s: float, fps: float) -> int:
+    """How many output frames have a time strictly before ``time_s`` (within tolerance)."""
+    return max(0, math.ceil(time_s * fps - _TIME_TOLERANCE_FRAMES))
+
+
+def _repeat(frame: av.VideoFrame, count: int, width: int, height: int) -> list[np.ndarray]:
+    """``count`` references to the frame's scaled RGB picture; dropped frames are never scaled."""
+    if count <= 0:
+        return []
+    picture = frame.to_ndarray(width=width, height=height, format="rgb24")
+    return [picture] * count
+
+
+def _frame_duration_s(frame: av.VideoFrame, gap_s: float) -> float:
+    """A frame's display duration: its own where the container records one, else the last gap."""
+    if frame.duration and frame.time_base is not None:
+        return float(frame.duration * frame.time_base)
+    return gap_s
+
+
+def _declared_duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    """The video stream's duration as the container states it (0 where it states none)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * Fraction(stream.time_base))
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _declared_video_duration_s(
+    container: av.container.InputContainer, stream: av.VideoStream
+) -> float:
+    """The duration the container declares for the video alone (0 where it is not known).
+
+    A container-wide duration also covers audio, which may run longer than the video, so it
+    counts only when the video is the container's one stream.
+    """
+    if stream.duration is None and len(container.streams) > 1:
+        return 0.0
+    return _declared_duration_s(container, stream)
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    """Open ``path`` for decoding, turning every way it can fail into one VideoError line."""
+    file = Path(path)
+    if not file.exists():
+        raise VideoError("no such file", path)
+    if file.is_dir():
+        raise VideoError("is a directory, not a video file", path)
+    if file.stat().st_size == 0:
+        raise VideoError("empty file (0 bytes)", path)
+    try:
+        return av.open(str(file), mode="r")
+    except av.FFmpegError as exc:
+        raise VideoError(f"not a readable video file ({exc.strerror or exc})", path) from exc
+
+
+def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
+    """The first video stream, with a decoder for its codec."""
+    if not container.streams.video:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        raise VideoError(f"has no video stream (contains: {kinds})", path)
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise VideoError("video codec unknown to FFmpeg: cannot decode", path)
+    return stream
