@@ -1,0 +1,197 @@
+"""C3D, the backbone of all three S-CNN networks, with options that make it fit a CPU.
+
+Tran et al., "Learning Spatiotemporal Features with 3D Convolutional Networks", ICCV 2015;
+used by Shou et al., CVPR 2016 (method.md §2). Layer names follow the widely used PyTorch
+conversion of the Sports-1M weights (conv1 … conv5b, fc6, fc7, fc8), so that file loads by
+name. The faithful network (width 1, 16×112×112 input) has 78,081,813 parameters with a
+21-way fc8 and costs 77.1 GFLOP per clip; width 1/8 on 16×56×56 input costs 0.36 GFLOP.
+
+Memory format: the model runs unchanged on ``x.to(memory_format=torch.channels_last_3d)``
+after ``model.to(memory_format=torch.channels_last_3d)``. Channels-last keeps the channels of
+one voxel adjacent, which is the layout oneDNN (CPU) and cuDNN (tensor cores) convolve
+fastest, and ``assemble_clips`` starts from frames stored that way. The one layout-sensitive
+step, flattening pool5 for fc6, uses ``flatten`` (which copies when needed) rather than
+``view``, so fc6 always sees features in Caffe's (channel, time, height, width) order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scnn.errors import ModelError
+
+C3D_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)  # conv1 … conv5b at width 1
+C3D_FC_UNITS = 4096  # fc6 and fc7 at width 1
+CONV_NAMES = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
+PRETRAINED_NAMES = (*CONV_NAMES, "fc6", "fc7")  # fc8 is always new
+# Max-pooling after conv1, conv2, conv3b, conv4b, conv5b: name, kernel = stride, padding (t, h, w).
+_POOLS = {
+    "conv1": ("pool1", (1, 2, 2), (0, 0, 0)),  # keep time: conv2 still sees all 16 frames
+    "conv2": ("pool2", (2, 2, 2), (0, 0, 0)),
+    "conv3b": ("pool3", (2, 2, 2), (0, 0, 0)),
+    "conv4b": ("pool4", (2, 2, 2), (0, 0, 0)),
+    "conv5b": ("pool5", (2, 2, 2), (0, 1, 1)),  # 7×7 → 4×4 at a 112 crop, as Caffe's ceil mode
+}
+
+
+def _scaled(units: int, width: float) -> int:
+    return max(1, round(units * width))
+
+
+def _conv_sizes(clip_frames: int, crop_size: int) -> tuple[list[tuple[int, int, int]], int]:
+    """Each conv layer's input/output size (t, h, w), and the number of pool5 positions."""
+    size = (clip_frames, crop_size, crop_size)
+    sizes = []
+    for name in CONV_NAMES:
+        sizes.append(size)
+        if name in _POOLS:
+            _, kernel, padding = _POOLS[name]
+            size = tuple(
+                (n + 2 * p - k) // k + 1 for n, k, p in zip(size, kernel, padding, strict=True)
+            )
+            if min(size) < 1:
+                raise ValueError(
+                    f"input {clip_frames}×{crop_size}×{crop_size} is too small for C3D"
+                )
+    return sizes, size[0] * size[1] * size[2]
+
+
+class C3D(nn.Module):
+    """C3D: 8 conv3d layers (3×3×3, padding 1, ReLU), 5 max-pools, fc6, fc7, fc8.
+
+    Input ``(batch, 3, clip_frames, crop_size, crop_size)``; output logits
+    ``(batch, num_classes)``. ``width`` scales every channel count and fc6/fc7 (1/8 gives a
+    CPU-sized model); fc6's input size follows from ``clip_frames`` and ``crop_size``.
+    ``batch_norm`` (not in the original) adds BatchNorm3d after each conv, which helps a
+    model trained from scratch; its layers are ``norm1`` … ``norm5b``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        width: float = 1.0,
+        clip_frames: int = 16,
+        crop_size: int = 112,
+        dropout: float = 0.5,
+        batch_norm: bool = False,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self.width = width
+        self.clip_frames = clip_frames
+        self.crop_size = crop_size
+        self.batch_norm = batch_norm
+        channels = [_scaled(c, width) for c in C3D_CHANNELS]
+        fc_units = _scaled(C3D_FC_UNITS, width)
+        _, pool5_positions = _conv_sizes(clip_frames, crop_size)
+
+        for name, in_channels, out_channels in zip(
+            CONV_NAMES, [3, *channels[:-1]], channels, strict=True
+        ):
+            setattr(self, name, nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1))
+            norm = nn.BatchNorm3d(out_channels) if batch_norm else nn.Identity()
+            setattr(self, name.replace("conv", "norm"), norm)
+        for pool, kernel, padding in _POOLS.values():
+            setattr(self, pool, nn.MaxPool3d(kernel, stride=kernel, padding=padding))
+        self.fc6 = nn.Linear(channels[-1] * pool5_positions, fc_units)
+        self.fc7 = nn.Linear(fc_units, fc_units)
+        self.fc8 = nn.Linear(fc_units, num_classes)
+        self.dropout = nn.Dropout(dropout)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He initialisation, so a model trained from scratch (no Sports-1M weights, no
+        batch norm) still passes a signal through 10 ReLU layers; a small fc8, so the first
+        softmax is close to uniform."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv3d | nn.Linear):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.fc8.weight, std=0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = (3, self.clip_frames, self.crop_size, self.crop_size)
+        if tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"C3D expects input (batch, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
+            )
+        for name in CONV_NAMES:
+            x = F.relu(getattr(self, name.replace("conv", "norm"))(getattr(self, name)(x)))
+            if name in _POOLS:
+                x = getattr(self, _POOLS[name][0])(x)
+        x = torch.flatten(x, 1)
+        x = self.dropout(F.relu(self.fc6(x)))
+        x = self.dropout(F.relu(self.fc7(x)))
+        return self.fc8(x)
+
+
+def proposal_network(**kwargs) -> C3D:
+    """The proposal network: 2 outputs, background (0) and action (1). ``kwargs`` go to C3D."""
+    return C3D(2, **kwargs)
+
+
+def localization_network(num_classes: int, **kwargs) -> C3D:
+    """The classification / localization network for ``num_classes`` = K action classes:
+    K + 1 outputs, 0 being background. ``kwargs`` go to C3D."""
+    return C3D(num_classes + 1, **kwargs)
+
+
+def load_sports1m_weights(model: C3D, path: str | Path) -> None:
+    """Copy conv1 … conv5b, fc6 and fc7 from a Sports-1M C3D state dict file into ``model``.
+
+    The file is a ``torch.save``-d dict of tensors named like the model's layers (the widely
+    used PyTorch conversion of the Caffe weights, ``c3d.pickle``). It is read with
+    ``weights_only=True``, so a file that would run code when unpickled is refused. fc8 (487
+    Sports-1M classes) is never copied. A missing layer or a shape mismatch (another width or
+    input size) raises :class:`ModelError` naming the layer and both shapes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("weight file not found", path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure: the file is not a plain tensor dict
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"not a plain state dict of tensors (weights_only load: {reason})", path
+        ) from exc
+    if not isinstance(state, dict):
+        raise ModelError(f"expected a dict of tensors, found {type(state).__name__}", path)
+
+    own = model.state_dict()
+    updates = {}
+    for layer in PRETRAINED_NAMES:
+        for key in (f"{layer}.weight", f"{layer}.bias"):
+            if key not in state:
+                raise ModelError(f"{key} is missing", path)
+            tensor = state[key]
+            if not isinstance(tensor, torch.Tensor):
+                raise ModelError(f"{key} is a {type(tensor).__name__}, not a tensor", path)
+            if tensor.shape != own[key].shape:
+                raise ModelError(
+                    f"{key} has shape {tuple(tensor.shape)} in the file but the model needs "
+                    f"{tuple(own[key].shape)} (the Sports-1M weights need width 1 and "
+                    "16×112×112 input)",
+                    path,
+                )
+            updates[key] = tensor
+    model.load_state_dict(updates, strict=False)
+
+
+def clip_gflops(model: C3D) -> float:
+    """Floating-point operations for one clip, in GFLOP: 2 × the multiply-adds of the conv
+    and fc layers (biases, ReLU, pooling and norms are not counted, as in the C3D paper's
+    77.1 GFLOP). Works on a model built on the meta device, so costs can be read without
+    allocating weights."""
+    sizes, _ = _conv_sizes(model.clip_frames, model.crop_size)
+    multiply_adds = 0
+    for name, (t, h, w) in zip(CONV_NAMES, sizes, strict=True):
+        multiply_adds += getattr(model, name).weight.numel() * t * h * w
+    for layer in (model.fc6, model.fc7, model.fc8):
+        multiply_adds += layer.weight.numel()
+    return 2 * multiply_adds / 1e9

@@ -1,0 +1,161 @@
+import os
+
+import pytest
+import torch
+
+from scnn.errors import ModelError
+from scnn.model import (
+    C3D,
+    CONV_NAMES,
+    clip_gflops,
+    load_sports1m_weights,
+    localization_network,
+    proposal_network,
+)
+
+SMALL = {"width": 1 / 8, "crop_size": 56}  # the CPU model: 16×56×56 input
+
+
+@pytest.fixture(scope="module")
+def faithful() -> C3D:
+    with torch.device("meta"):  # shapes only: no 300 MB of weights
+        return localization_network(20)
+
+
+def test_faithful_parameter_count(faithful):
+    # conv: 5,248 + 221,312 + 884,992 + 1,769,728 + 3,539,456 + 3 × 7,078,400;
+    # fc6 8192·4096 + 4096, fc7 4096·4096 + 4096, fc8 4096·21 + 21.
+    assert sum(p.numel() for p in faithful.parameters()) == 78_081_813
+    assert faithful.fc6.in_features == 512 * 1 * 4 * 4
+    assert faithful.fc8.out_features == 21
+
+
+def test_faithful_layer_names_match_the_sports1m_conversion(faithful):
+    names = {key for key in faithful.state_dict()}
+    expected = {
+        f"{layer}.{kind}"
+        for layer in (*CONV_NAMES, "fc6", "fc7", "fc8")
+        for kind in ("weight", "bias")
+    }
+    assert names == expected
+    assert faithful.conv1.weight.shape == (64, 3, 3, 3, 3)
+    assert faithful.conv5b.weight.shape == (512, 512, 3, 3, 3)
+
+
+def test_clip_gflops(faithful):
+    # 38.497 G multiply-adds in the convs + 50.4 M in the fc layers, × 2.
+    assert clip_gflops(faithful) == pytest.approx(77.0941, abs=1e-4)
+    with torch.device("meta"):
+        small = localization_network(20, **SMALL)
+    # conv1 alone: 8 filters · 81 weights · 16·56·56 positions = 32.5 M multiply-adds.
+    assert clip_gflops(small) == pytest.approx(0.3556, abs=1e-4)
+
+
+def test_small_model_shapes_and_heads():
+    proposal = proposal_network(**SMALL)
+    localization = localization_network(5, **SMALL)
+    assert proposal.conv1.out_channels == 8 and proposal.fc6.out_features == 512
+    assert proposal.fc6.in_features == 64 * 1 * 2 * 2  # pool5 of 2×3×3 with padding (0,1,1)
+    clips = torch.randn(3, 3, 16, 56, 56)
+    assert proposal(clips).shape == (3, 2)
+    assert localization(clips).shape == (3, 6)
+    with pytest.raises(ValueError, match=r"expects input \(batch, 3, 16, 56, 56\)"):
+        proposal(torch.randn(1, 3, 16, 112, 112))
+
+
+def test_other_clip_lengths_and_batch_norm():
+    model = C3D(4, width=1 / 16, clip_frames=32, crop_size=32, batch_norm=True)
+    assert model.fc6.in_features == 32 * 2 * 2 * 2  # pool5 output 2×2×2
+    assert isinstance(model.norm3a, torch.nn.BatchNorm3d)
+    assert model(torch.randn(2, 3, 32, 32, 32)).shape == (2, 4)
+    with pytest.raises(ValueError, match="8×112×112 is too small"):
+        C3D(4, clip_frames=8)  # pool4 leaves 1 frame, pool5 none
+
+
+def test_eval_mode_is_deterministic_and_dropout_acts_in_training():
+    torch.manual_seed(0)
+    model = proposal_network(**SMALL)
+    clips = torch.randn(2, 3, 16, 56, 56)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(clips), model(clips))
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(clips), model(clips))
+
+
+def test_channels_last_3d_gives_the_same_logits():
+    torch.manual_seed(0)
+    model = localization_network(3, **SMALL).eval()
+    clips = torch.randn(2, 3, 16, 56, 56)
+    with torch.no_grad():
+        expected = model(clips)
+        model = model.to(memory_format=torch.channels_last_3d)
+        got = model(clips.to(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_load_sports1m_weights_copies_all_but_fc8(tmp_path):
+    torch.manual_seed(1)
+    source = C3D(487, **SMALL)  # Sports-1M has 487 classes
+    path = tmp_path / "c3d_sports1m.pickle"
+    torch.save({key: value.clone() for key, value in source.state_dict().items()}, path)
+
+    target = localization_network(20, **SMALL)
+    fc8_before = target.fc8.weight.detach().clone()
+    load_sports1m_weights(target, path)
+    for layer in (*CONV_NAMES, "fc6", "fc7"):
+        assert torch.equal(getattr(target, layer).weight, getattr(source, layer).weight)
+        assert torch.equal(getattr(target, layer).bias, getattr(source, layer).bias)
+    assert torch.equal(target.fc8.weight, fc8_before)
+    assert target.fc8.out_features == 21
+
+
+def test_load_sports1m_weights_names_both_shapes_on_mismatch(tmp_path):
+    path = tmp_path / "c3d.pickle"
+    torch.save(dict(C3D(487, **SMALL).state_dict()), path)
+    wider = C3D(21, width=1 / 4, crop_size=56)
+    with pytest.raises(
+        ModelError, match=r"conv1.weight has shape \(8, 3, 3, 3, 3\).*\(16, 3, 3, 3, 3\)"
+    ):
+        load_sports1m_weights(wider, path)
+
+
+def test_load_sports1m_weights_reports_a_missing_layer(tmp_path):
+    path = tmp_path / "c3d.pickle"
+    state = dict(C3D(487, **SMALL).state_dict())
+    del state["conv4b.bias"]
+    torch.save(state, path)
+    with pytest.raises(ModelError, match="conv4b.bias is missing"):
+        load_sports1m_weights(C3D(21, **SMALL), path)
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_load_sports1m_weights_refuses_a_pickle_that_runs_code(tmp_path):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pickle"
+    torch.save({"conv1.weight": _RunsCodeWhenUnpickled(marker)}, path)
+    with pytest.raises(ModelError, match="evil.pickle: not a plain state dict of tensors"):
+        load_sports1m_weights(C3D(21, **SMALL), path)
+    assert not marker.exists()
+
+
+def test_load_sports1m_weights_missing_or_garbage_file(tmp_path):
+    model = C3D(21, **SMALL)
+    with pytest.raises(ModelError, match="not found"):
+        load_sports1m_weights(model, tmp_path / "nope.pickle")
+    garbage = tmp_path / "garbage.pickle"
+    garbage.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(ModelError, match="garbage.pickle"):
+        load_sports1m_weights(model, garbage)
+    listed = tmp_path / "list.pickle"
+    torch.save([torch.zeros(1)], listed)
+    with pytest.raises(ModelError, match="expected a dict of tensors, found list"):
+        load_sports1m_weights(model, listed)
