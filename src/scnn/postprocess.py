@@ -1,0 +1,175 @@
+"""From scored windows to detections: window-length prior, greedy temporal NMS (method.md §4).
+
+Mirrors the authors' experiments/THUMOS14/eval/eval_scnn_thumos14.m (drop background, weight
+the score, NMS per video and class, sort by score), window_weight/cal_weight.m (the prior) and
+lib/postprocess/nms_temporal.m (NMS), including their tie rules, so that their stored outputs
+reproduce the paper's table (benchmarks/thumos14_table.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from scnn.annotations import Detection, Instance, ScoredWindows
+from scnn.errors import AnnotationError
+from scnn.windows import temporal_iou
+
+log = logging.getLogger(__name__)
+
+WINDOW_FRAMES = (16, 32, 64, 128, 256, 512)
+# The authors' duration of each window length in cal_weight.m, in seconds (not exactly
+# L / 25 fps: these are the values their prior was computed with).
+AUTHORS_WINDOW_DURATIONS_S = (0.6, 1.24, 2.52, 5.08, 10.20, 22.44)
+
+
+def window_length_prior(
+    instances: Sequence[Instance],
+    classes: Sequence[str],
+    window_durations_s: Sequence[float] = AUTHORS_WINDOW_DURATIONS_S,
+) -> np.ndarray:
+    """The ``(len(window_durations_s), len(classes))`` table w[L, class] (cal_weight.m).
+
+    Counts the training instances of each class whose duration d satisfies W/2 ≤ d ≤ 2·W for
+    each window duration W, then normalises each class's column to sum 1. A class with no
+    instance in any bin gets a uniform column (the authors' code would divide by zero), with a
+    warning. Instances of labels outside ``classes`` are ignored.
+    """
+    durations = np.asarray(window_durations_s, dtype=np.float64)
+    counts = np.zeros((len(durations), len(classes)))
+    column = {name: n for n, name in enumerate(classes)}
+    for instance in instances:
+        if instance.label in column:
+            duration_s = instance.end_s - instance.start_s
+            inside = (duration_s >= durations / 2) & (duration_s <= durations * 2)
+            counts[inside, column[instance.label]] += 1
+    totals = counts.sum(axis=0)
+    empty = totals == 0
+    if empty.any():
+        names = ", ".join(c for c, e in zip(classes, empty, strict=True) if e)
+        log.warning(
+            "window-length prior: no training instance fits any window for %s; "
+            "using a uniform prior for them",
+            names,
+        )
+        counts[:, empty] = 1.0
+        totals[empty] = len(durations)
+    return counts / totals
+
+
+def nms(segments: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy temporal NMS (nms_temporal.m): indices of the kept segments, in pick order.
+
+    ``segments`` is ``(N, 2)`` (start, end). The highest score is kept first; a segment is
+    suppressed when its IoU with a kept one is > ``iou_threshold`` (IoU equal to the
+    threshold survives). Among equal scores the later segment (higher index) is picked
+    first, as the authors' ascending sort + pick-the-last does.
+    """
+    segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.lexsort((-np.arange(len(scores)), -scores))
+    keep = []
+    while len(order):
+        best = order[0]
+        keep.append(best)
+        rest = order[1:]
+        iou = temporal_iou(segments[best], segments[rest])[0]
+        order = rest[iou <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def reference_nms(segments: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Plain-loop NMS written from method.md §4, to check :func:`nms` against in tests."""
+    candidates = sorted(range(len(scores)), key=lambda i: (scores[i], i), reverse=True)
+    keep: list[int] = []
+    for i in candidates:
+        start_i, end_i = segments[i]
+        for j in keep:
+            start_j, end_j = segments[j]
+            inter = max(0.0, min(end_i, end_j) - max(start_i, start_j))
+            union = (end_i - start_i) + (end_j - start_j) - inter
+            if inter > 0 and inter / union > iou_threshold:
+                break
+        else:
+            keep.append(i)
+    return keep
+
+
+def postprocess(
+    windows: ScoredWindows,
+    nms_iou: float,
+    prior: np.ndarray | None = None,
+    top_k: int | None = None,
+    min_score: float | None = None,
+) -> list[Detection]:
+    """Scored windows → detections, sorted by descending score (method.md §4).
+
+    Drops background windows, multiplies each score by ``prior[row of window_frames in
+    WINDOW_FRAMES, class]`` (a :func:`window_length_prior` table over ``windows.classes``),
+    optionally drops scores below ``min_score``, runs :func:`nms` per video and class, and
+    optionally keeps each video's ``top_k`` best. Equal scores keep the authors' order: video
+    name, class index, NMS pick order (their results depend on it after 5-digit rounding).
+    """
+    keep = np.flatnonzero(windows.label_index > 0)
+    scores = windows.score[keep].copy()
+    labels = windows.label_index[keep]
+    if prior is not None:
+        rows = _prior_rows(windows.window_frames[keep], len(prior))
+        scores *= prior[rows, labels - 1]
+    if min_score is not None:
+        above = scores >= min_score
+        keep, scores, labels = keep[above], scores[above], labels[above]
+    videos = windows.videos[keep]
+    group_order = np.lexsort((labels, videos))
+    segments = np.stack([windows.start_s[keep], windows.end_s[keep]], axis=1)
+    picked = []
+    bounds = (
+        np.flatnonzero(
+            (videos[group_order][1:] != videos[group_order][:-1])
+            | (labels[group_order][1:] != labels[group_order][:-1])
+        )
+        + 1
+    )
+    for group in np.split(group_order, bounds):
+        if len(group):
+            picked.append(group[nms(segments[group], scores[group], nms_iou)])
+    picked = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    picked = picked[np.argsort(-scores[picked], kind="stable")]
+    if top_k is not None:
+        picked = _top_k_per_video(picked, videos, top_k)
+    return [
+        Detection(
+            str(videos[i]),
+            float(segments[i, 0]),
+            float(segments[i, 1]),
+            windows.classes[labels[i] - 1],
+            float(scores[i]),
+        )
+        for i in picked
+    ]
+
+
+def _prior_rows(window_frames: np.ndarray, num_rows: int) -> np.ndarray:
+    lengths = np.array(WINDOW_FRAMES[:num_rows])
+    rows = np.searchsorted(lengths, window_frames)
+    rows = np.minimum(rows, len(lengths) - 1)
+    bad = lengths[rows] != window_frames
+    if bad.any():
+        raise AnnotationError(
+            f"window length {window_frames[bad][0]} has no prior row (lengths {tuple(lengths)})"
+        )
+    return rows
+
+
+def _top_k_per_video(picked: np.ndarray, videos: np.ndarray, top_k: int) -> np.ndarray:
+    """Keep the first ``top_k`` of each video in ``picked`` (already sorted by score)."""
+    seen: dict[str, int] = {}
+    kept = []
+    for i in picked:
+        count = seen.get(videos[i], 0)
+        if count < top_k:
+            kept.append(i)
+            seen[videos[i]] = count + 1
+    return np.array(kept, dtype=np.int64)
