@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from scnn.errors import ScnnError
 
@@ -28,8 +29,133 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _add_class_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--classes", type=Path, default=None,
+        help="class table: CSV with a header and a 'name' column, like THUMOS14's classes.csv",
+    )
+    parser.add_argument(
+        "--class-ids", default="index", metavar="COLUMN",
+        help="the class table's column the files' numeric class ids come from "
+        "(default: index, the 1..K order; thumos14_id for official THUMOS14 submissions)",
+    )
+
+
+def _add_postprocess(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "postprocess",
+        help="scored windows -> detections (window-length prior, per-class temporal NMS)",
+        description="Turn a windows CSV (columns of scnn_c3d_test_windows.csv.gz, gzip or "
+        "plain) into detections: drop background, weight scores by the window-length prior, "
+        "greedy per-video per-class NMS, sort by score (method.md section 4).",
+    )
+    parser.add_argument("windows", type=Path, help="windows CSV (.csv or .csv.gz)")
+    parser.add_argument(
+        "--out", type=Path, required=True,
+        help="output file: .txt (THUMOS14 submission), .json (ActivityNet) or .csv",
+    )
+    _add_class_options(parser)
+    parser.add_argument(
+        "--prior-from", type=Path, default=None, metavar="GT",
+        help="training annotations (THUMOS14 folder, .json or .csv) for the window-length "
+        "prior, with the authors' duration bins (default: no prior)",
+    )
+    parser.add_argument("--prior-subset", default=None, help="subset of --prior-from to use")
+    parser.add_argument(
+        "--nms", type=float, default=0.4,
+        help="NMS IoU threshold: suppress IoU > this (default 0.4, the authors' demo; their "
+        "THUMOS14 table uses evaluation IoU - 0.1)",
+    )
+    parser.add_argument("--top-k", type=int, default=None, help="keep the best K per video (off)")
+    parser.add_argument(
+        "--min-score", type=float, default=None, help="drop weighted scores below this (off)"
+    )
+    parser.set_defaults(run=_run_postprocess)
+
+
+def _run_postprocess(args: argparse.Namespace) -> int:
+    from scnn import annotations, postprocess
+
+    prior_gt = None
+    if args.prior_from is not None:
+        prior_gt = annotations.load_ground_truth(args.prior_from, args.prior_subset)
+    if args.classes is not None:
+        table = annotations.read_class_table(args.classes, args.class_ids)
+        classes = tuple(table[k] for k in sorted(table))
+    elif prior_gt is not None:
+        classes = prior_gt.classes
+    else:
+        raise ScnnError("give --classes or --prior-from: the windows' class ids need a list")
+    windows = annotations.read_windows_csv(args.windows, classes)
+    prior = None
+    if prior_gt is not None:
+        prior = postprocess.window_length_prior(prior_gt.instances, classes)
+    detections = postprocess.postprocess(
+        windows, args.nms, prior, top_k=args.top_k, min_score=args.min_score
+    )
+    annotations.write_detections(args.out, detections, classes)
+    print(f"{len(detections)} detections from {len(windows)} windows -> {args.out}")
+    return EXIT_OK
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="mAP of detections against ground truth under a named protocol",
+        description="Per-class AP and mAP per IoU threshold. Protocols: thumos14 (the official "
+        "THUMOS14 kit), scnn (the S-CNN authors' updated kit, the paper's numbers), "
+        "activitynet (the ActivityNet detection evaluator, stable tie order).",
+    )
+    parser.add_argument(
+        "--gt", type=Path, required=True,
+        help="ground truth: THUMOS14 annotation folder, ActivityNet .json or .csv",
+    )
+    parser.add_argument(
+        "--pred", type=Path, required=True, help="detections: THUMOS14 .txt, .json or .csv"
+    )
+    parser.add_argument("--protocol", required=True, choices=["thumos14", "scnn", "activitynet"])
+    parser.add_argument(
+        "--iou", type=float, nargs="+", default=None, metavar="T",
+        help="IoU thresholds (default: 0.1 0.2 0.3 0.4 0.5 for thumos14/scnn, "
+        "0.5:0.05:0.95 for activitynet)",
+    )
+    parser.add_argument(
+        "--subset", default=None,
+        help="ground-truth subset (THUMOS14 file suffix, ActivityNet 'subset'; default: all)",
+    )
+    _add_class_options(parser)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--proposals", action="store_true",
+        help="also report class-agnostic proposal recall and AR@AN (1, 5, 10, 50, 100 per video)",
+    )
+    parser.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from scnn import annotations, evaluate, fileio
+
+    gt = annotations.load_ground_truth(args.gt, args.subset)
+    table = None
+    if args.classes is not None:
+        table = annotations.read_class_table(args.classes, args.class_ids)
+    detections = annotations.load_detections(args.pred, gt.classes, table)
+    result = evaluate.evaluate(gt, detections, args.protocol, args.iou)
+    print(evaluate.format_result(result))
+    if args.proposals:
+        print(evaluate.format_proposal_recall(evaluate.proposal_recall(gt, detections)))
+    if args.json is not None:
+        fileio.atomic_write_text(args.json, json.dumps(result.to_dict(), indent=1) + "\n")
+    return EXIT_OK
+
+
 # Each entry adds one subcommand's parser; the parser sets ``run`` to the function to call.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_postprocess,
+    _add_evaluate,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
