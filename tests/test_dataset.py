@@ -1,0 +1,180 @@
+"""Training samples, the frame cache and the clip dataset, on small videos encoded here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from videos import write_video
+
+from scnn import dataset
+from scnn.annotations import GroundTruth, Instance
+from scnn.clips import ClipConfig, assemble_clips
+from scnn.dataset import (
+    ClipDataset,
+    FrameCache,
+    Samples,
+    find_video,
+    trimmed_clip_paths,
+    trimmed_samples,
+    window_samples,
+)
+from scnn.errors import ScnnError, VideoError
+from scnn.windows import LabelConfig, WindowConfig
+
+CLIP = ClipConfig(frame_size=(40, 32), crop_size=24)
+
+
+def gradient_frames(count: int) -> np.ndarray:
+    """Frames whose brightness encodes the frame index, so crops can be traced back."""
+    frames = np.zeros((count, 48, 64, 3), np.uint8)
+    frames += (np.arange(count, dtype=np.uint8) * 2)[:, None, None, None]
+    frames[:, :, :32, 0] = 200  # left half red: a mirror changes the picture
+    return frames
+
+
+def encode(path, frames):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_video(path, frames)
+
+
+@pytest.fixture
+def video(tmp_path):
+    return encode(tmp_path / "videos" / "clip_a.mp4", gradient_frames(50))
+
+
+def test_frame_cache_decodes_each_video_once(tmp_path, video, monkeypatch):
+    decoded = []
+    real_read = dataset.read_frames
+
+    def counting_read(*args, **kwargs):
+        decoded.append(args[0])
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(dataset, "read_frames", counting_read)
+    cache = FrameCache(tmp_path / "cache", (40, 32))
+    first = cache.frames("clip_a", video)
+    second = cache.frames("clip_a", video)
+    assert len(decoded) == 1
+    assert first.shape == (50, 32, 40, 3) and first.dtype == np.uint8
+    assert isinstance(second, np.memmap)
+    assert cache.path("clip_a").name == "clip_a.40x32.npy"
+    assert np.array_equal(first, second)
+
+
+def test_find_video_names_the_missing_video(tmp_path, video):
+    assert find_video(tmp_path / "videos", "clip_a") == video
+    with pytest.raises(VideoError, match="clip_b"):
+        find_video(tmp_path / "videos", "clip_b")
+
+
+def one_video_gt() -> GroundTruth:
+    # 320 frames; an instance on frames 33..96 (1.32 s .. 3.84 s, the authors' frame/25 times).
+    return GroundTruth(
+        classes=("jump", "run"),
+        instances=(Instance("v", 33 / 25, 96 / 25, "run"),),
+        videos=("v",),
+    )
+
+
+def test_window_samples_label_and_balance():
+    windows = WindowConfig(lengths_frames=(32, 64, 128))
+    args = dict(windows=windows, labels=LabelConfig(), background_ratio=2.0)
+    binary = window_samples(
+        one_video_gt(), {"v": 320}, binary=True, rng=np.random.default_rng(0), **args
+    )
+    # Only the 64-frame window on frames 33..96 overlaps the instance by more than 0.7 (IoU 1);
+    # its neighbours reach 0.6 and the 32/128-frame windows 0.5: unused.
+    positive = binary.label == 1
+    assert positive.sum() == 1
+    assert binary.start_frame[positive][0] == 33 and binary.length_frames[positive][0] == 64
+    assert binary.iou[positive][0] == pytest.approx(1.0)
+    assert (binary.label == 0).sum() == 2  # background_ratio 2 per positive
+    assert set(binary.label) == {0, 1}
+
+    by_class = window_samples(
+        one_video_gt(), {"v": 320}, binary=False, rng=np.random.default_rng(0), **args
+    )
+    assert by_class.label[by_class.label > 0].tolist() == [2]  # "run" is class 2
+    assert (by_class.label == 0).sum() == 1  # 2 per average class: round(2 * 1 / 2)
+
+
+def test_window_samples_rejects_nothing_silently_and_is_seeded():
+    args = dict(windows=WindowConfig(), labels=LabelConfig(), background_ratio=5.0, binary=True)
+    a = window_samples(one_video_gt(), {"v": 320}, rng=np.random.default_rng(3), **args)
+    b = window_samples(one_video_gt(), {"v": 320}, rng=np.random.default_rng(3), **args)
+    assert np.array_equal(a.start_frame, b.start_frame)
+    assert np.array_equal(a.length_frames, b.length_frames)
+
+
+def make_samples(count: int) -> Samples:
+    return Samples(
+        videos=("clip_a",),
+        video=np.zeros(count, np.int64),
+        start_frame=np.arange(1, count + 1, dtype=np.int64),
+        length_frames=np.full(count, 32, np.int64),
+        label=np.arange(count, dtype=np.int64) % 2,
+        iou=np.full(count, 0.8, np.float32),
+    )
+
+
+def test_clip_dataset_draws_are_a_function_of_seed_and_position(tmp_path, video):
+    cache = FrameCache(tmp_path / "cache", CLIP.frame_size)
+    cache.frames("clip_a", video)
+    samples = make_samples(10)
+    first = ClipDataset(samples, cache, CLIP, train=True, seed=7)
+    again = ClipDataset(samples, cache, CLIP, train=True, seed=7)
+    other = ClipDataset(samples, cache, CLIP, train=True, seed=8)
+    clip, label, iou = first[13]
+    assert clip.shape == (3, 16, 24, 24) and clip.dtype == torch.float32
+    assert iou == pytest.approx(0.8)
+    assert torch.equal(again[13][0], clip) and again[13][1] == label
+    assert not all(torch.equal(first[p][0], other[p][0]) for p in range(10))
+    # Each epoch visits every sample once: the starts of positions 0..9 are a permutation.
+    starts = [int(first._sample_of(p)) for p in range(10)]
+    assert sorted(starts) == list(range(10))
+    assert [int(first._sample_of(p)) for p in range(10, 20)] != starts
+
+
+def test_clip_dataset_evaluation_is_the_centre_crop(tmp_path, video):
+    cache = FrameCache(tmp_path / "cache", CLIP.frame_size)
+    frames = cache.frames("clip_a", video)
+    samples = make_samples(4)
+    clip, label, _ = ClipDataset(samples, cache, CLIP, train=False)[2]
+    expected = assemble_clips(frames, np.array([3]), np.array([32]), CLIP, train=False)[0]
+    assert torch.equal(clip, expected)
+    assert label == 0
+
+
+def test_clip_dataset_works_in_worker_processes(tmp_path, video):
+    cache = FrameCache(tmp_path / "cache", CLIP.frame_size)
+    cache.frames("clip_a", video)
+    data = ClipDataset(make_samples(6), cache, CLIP, train=False)
+    loader = torch.utils.data.DataLoader(data, batch_size=3, num_workers=1)
+    clips = torch.cat([batch[0] for batch in loader])
+    assert torch.equal(clips[4], data[4][0])
+
+
+def test_trimmed_clips_give_one_positive_each(tmp_path):
+    root = tmp_path / "trimmed"
+    encode(root / "run" / "r1.mp4", gradient_frames(40))
+    encode(root / "jump" / "j1.mp4", gradient_frames(20))
+    clips = trimmed_clip_paths(root, ("jump", "run"))
+    assert {k: c for k, (_, c) in clips.items()} == {"trimmed/jump/j1": 1, "trimmed/run/r1": 2}
+    samples = trimmed_samples(
+        {k: c for k, (_, c) in clips.items()},
+        {"trimmed/jump/j1": 20, "trimmed/run/r1": 40},
+        binary=False,
+        clip_frames=16,
+    )
+    assert samples.length_frames.tolist() == [16, 32]  # whole multiples of 16 frames
+    assert samples.label.tolist() == [1, 2]
+    assert samples.start_frame.tolist() == [1, 1]
+    with pytest.raises(VideoError, match="fewer than 16"):
+        trimmed_samples({"short": 1}, {"short": 12}, binary=True, clip_frames=16)
+
+
+def test_trimmed_folder_of_unknown_class_is_an_error(tmp_path):
+    encode(tmp_path / "trimmed" / "swim" / "s.mp4", gradient_frames(20))
+    with pytest.raises(ScnnError, match="swim"):
+        trimmed_clip_paths(tmp_path / "trimmed", ("jump", "run"))
