@@ -1,0 +1,223 @@
+"""The model directory: everything `scnn detect` needs, in one folder.
+
+    proposal.safetensors      weights of the proposal network (2 outputs)
+    localization.safetensors  weights of the localization network (K+1 outputs)
+    model.json                classes, window lengths, window-length prior, network options,
+                              fps, clip config, default thresholds, training config, metrics
+
+``load_model`` rebuilds both networks from model.json alone, as whisper rebuilds its model
+from the dimensions stored in the checkpoint, and refuses a directory whose parts disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from scnn.clips import ClipConfig
+from scnn.errors import ModelError
+from scnn.fileio import atomic_write_bytes, atomic_write_text
+from scnn.model import C3D
+from scnn.video import FPS
+from scnn.windows import WindowConfig
+
+MODEL_JSON = "model.json"
+PROPOSAL_WEIGHTS = "proposal.safetensors"
+LOCALIZATION_WEIGHTS = "localization.safetensors"
+FORMAT_VERSION = 1
+PROPOSAL_THRESHOLD = 0.7  # P(action) a window needs to reach the localization network (§4)
+NMS_THRESHOLD = 0.4  # the authors' fixed NMS IoU threshold of their demo (§4)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How the C3D networks are built, besides their number of outputs and input size."""
+
+    width: float = 1.0  # channel multiplier: 1 is the faithful C3D
+    dropout: float = 0.5
+    batch_norm: bool = False  # not in C3D; helps a small model trained from scratch
+
+
+def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> C3D:
+    """A C3D with ``num_outputs`` outputs for clips of ``clip``'s frames and crop size."""
+    return C3D(
+        num_outputs,
+        width=options.width,
+        clip_frames=clip.clip_frames,
+        crop_size=clip.crop_size,
+        dropout=options.dropout,
+        batch_norm=options.batch_norm,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model directory in memory; both networks are in eval mode on the CPU."""
+
+    proposal: C3D
+    localization: C3D
+    classes: tuple[str, ...]
+    prior: np.ndarray  # (num window lengths, K) window-length prior (method.md §4)
+    windows: WindowConfig
+    clip: ClipConfig
+    options: ModelOptions
+    fps: float
+    proposal_threshold: float
+    nms_threshold: float
+    config: Mapping[str, Any]  # the resolved training config
+    metrics: Mapping[str, Any]  # validation metrics of each stage
+
+
+def state_bytes(model: torch.nn.Module) -> bytes:
+    """A module's state as safetensors bytes (CPU, contiguous, as the format requires)."""
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    return safetensors_bytes(state)
+
+
+def load_state(model: torch.nn.Module, path: Path) -> None:
+    """Load safetensors weights into ``model``; any missing, extra or misshapen tensor is a
+    ModelError naming the tensor and both shapes."""
+    if not path.is_file():
+        raise ModelError("weights file missing", path)
+    try:
+        state = load_file(path)
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ModelError(f"cannot read weights: {exc}", path) from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise ModelError(f"tensors missing {missing[:3]} / unexpected {extra[:3]}", path)
+    for name in expected:
+        tensor = state[name]
+        if tensor.shape != expected[name].shape:
+            raise ModelError(
+                f"tensor {name} has shape {tuple(tensor.shape)}, the model expects "
+                f"{tuple(expected[name].shape)}",
+                path,
+            )
+    model.load_state_dict(state)
+
+
+def _num_outputs(weights: Path) -> int:
+    """Outputs of the network stored in ``weights``: the length of its fc8 bias."""
+    if not weights.is_file():
+        raise ModelError("weights file missing", weights)
+    try:
+        with safe_open(weights, "pt") as tensors:
+            return tensors.get_slice("fc8.bias").get_shape()[0]
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ModelError(f"cannot read fc8.bias: {exc}", weights) from exc
+
+
+def save_model(
+    path: str | Path,
+    *,
+    proposal: C3D,
+    localization: C3D,
+    classes: tuple[str, ...],
+    prior: np.ndarray,
+    options: ModelOptions,
+    windows: WindowConfig,
+    clip: ClipConfig,
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    fps: float = FPS,
+) -> None:
+    """Write the model directory at ``path``; each file is written atomically, model.json last,
+    so a directory with a model.json is complete."""
+    prior = np.asarray(prior, dtype=np.float64)
+    if prior.shape != (len(windows.lengths_frames), len(classes)):
+        raise ModelError(
+            f"prior has shape {prior.shape}, expected ({len(windows.lengths_frames)}, "
+            f"{len(classes)}) for the window lengths and classes",
+            path,
+        )
+    path = Path(path)
+    atomic_write_bytes(path / PROPOSAL_WEIGHTS, state_bytes(proposal))
+    atomic_write_bytes(path / LOCALIZATION_WEIGHTS, state_bytes(localization))
+    description = {
+        "format_version": FORMAT_VERSION,
+        "classes": list(classes),
+        "window_lengths_frames": list(windows.lengths_frames),
+        "window_overlap": windows.overlap,
+        "prior": prior.tolist(),
+        "fps": fps,
+        "clip": dataclasses.asdict(clip),
+        "model": dataclasses.asdict(options),
+        "thresholds": {"proposal": PROPOSAL_THRESHOLD, "nms": NMS_THRESHOLD},
+        "config": config,
+        "metrics": metrics,
+    }
+    atomic_write_text(path / MODEL_JSON, json.dumps(description, indent=1) + "\n")
+
+
+def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON lists back to the tuples the frozen configs hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Rebuild a model directory written by :func:`save_model`."""
+    path = Path(path)
+    description_path = path / MODEL_JSON
+    if not description_path.is_file():
+        raise ModelError(f"not a model directory ({MODEL_JSON} missing)", path)
+    try:
+        description = json.loads(description_path.read_text(encoding="utf-8"))
+        if description["format_version"] != FORMAT_VERSION:
+            raise ModelError(
+                f"format version {description['format_version']}, this scnn reads {FORMAT_VERSION}",
+                description_path,
+            )
+        classes = tuple(description["classes"])
+        windows = WindowConfig(
+            tuple(description["window_lengths_frames"]), description["window_overlap"]
+        )
+        clip = ClipConfig(**_tuples(description["clip"]))
+        options = ModelOptions(**description["model"])
+        prior = np.asarray(description["prior"], dtype=np.float64)
+        thresholds = description["thresholds"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"malformed model description: {exc!r}", description_path) from exc
+    if prior.shape != (len(windows.lengths_frames), len(classes)):
+        raise ModelError(
+            f"prior has shape {prior.shape} but there are {len(windows.lengths_frames)} window "
+            f"lengths and {len(classes)} classes",
+            description_path,
+        )
+    outputs = _num_outputs(path / LOCALIZATION_WEIGHTS)
+    if outputs != len(classes) + 1:
+        raise ModelError(
+            f"the localization network has {outputs} outputs ({outputs - 1} classes + "
+            f"background) but {MODEL_JSON} lists {len(classes)} classes",
+            path,
+        )
+    proposal = build_network(2, options, clip)
+    localization = build_network(len(classes) + 1, options, clip)
+    load_state(proposal, path / PROPOSAL_WEIGHTS)
+    load_state(localization, path / LOCALIZATION_WEIGHTS)
+    return LoadedModel(
+        proposal=proposal.eval(),
+        localization=localization.eval(),
+        classes=classes,
+        prior=prior,
+        windows=windows,
+        clip=clip,
+        options=options,
+        fps=float(description["fps"]),
+        proposal_threshold=float(thresholds["proposal"]),
+        nms_threshold=float(thresholds["nms"]),
+        config=description["config"],
+        metrics=description["metrics"],
+    )

@@ -1,0 +1,110 @@
+"""The model directory: save → load round trip and the errors of inconsistent directories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from scnn.clips import ClipConfig
+from scnn.errors import ModelError
+from scnn.modelfile import (
+    LOCALIZATION_WEIGHTS,
+    MODEL_JSON,
+    ModelOptions,
+    build_network,
+    load_model,
+    save_model,
+)
+from scnn.windows import WindowConfig
+
+CLASSES = ("jump", "run", "throw")
+CLIP = ClipConfig(frame_size=(40, 32), crop_size=32, std_rgb=(58.0, 57.0, 57.0))
+OPTIONS = ModelOptions(width=1 / 16, dropout=0.5, batch_norm=True)
+WINDOWS = WindowConfig()
+
+
+def write(path, classes=CLASSES, prior=None) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    proposal = build_network(2, OPTIONS, CLIP)
+    localization = build_network(len(CLASSES) + 1, OPTIONS, CLIP)
+    # Move batch-norm statistics off their defaults so the round trip must carry them.
+    localization.norm1.running_mean.fill_(0.25)
+    prior = np.full((len(WINDOWS.lengths_frames), len(classes)), 1 / 6) if prior is None else prior
+    save_model(
+        path,
+        proposal=proposal,
+        localization=localization,
+        classes=classes,
+        prior=prior,
+        options=OPTIONS,
+        windows=WINDOWS,
+        clip=CLIP,
+        config={"steps": 5},
+        metrics={"proposal": {"accuracy": 0.9}},
+    )
+    return proposal.eval(), localization.eval()
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path):
+    proposal, localization = write(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    clips = torch.randn(2, 3, 16, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.proposal(clips), proposal(clips))
+        assert torch.equal(loaded.localization(clips), localization(clips))
+    assert not loaded.proposal.training and not loaded.localization.training
+    assert loaded.classes == CLASSES
+    assert loaded.clip == CLIP and loaded.options == OPTIONS and loaded.windows == WINDOWS
+    assert loaded.prior.shape == (6, 3)
+    assert loaded.proposal_threshold == 0.7 and loaded.nms_threshold == 0.4
+    assert loaded.fps == 25.0
+    assert loaded.metrics == {"proposal": {"accuracy": 0.9}}
+    assert loaded.config == {"steps": 5}
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    write(tmp_path / "model")
+    (tmp_path / "model" / LOCALIZATION_WEIGHTS).unlink()
+    with pytest.raises(ModelError, match=LOCALIZATION_WEIGHTS):
+        load_model(tmp_path / "model")
+
+
+def test_not_a_model_directory(tmp_path):
+    with pytest.raises(ModelError, match=MODEL_JSON):
+        load_model(tmp_path)
+
+
+def test_wrong_class_count_names_both_shapes(tmp_path):
+    write(tmp_path / "model")
+    description_path = tmp_path / "model" / MODEL_JSON
+    description = json.loads(description_path.read_text())
+    description["classes"].append("swim")
+    description["prior"] = [row + [0.0] for row in description["prior"]]
+    description_path.write_text(json.dumps(description))
+    with pytest.raises(ModelError, match="has 4 outputs .* lists 4 classes"):
+        load_model(tmp_path / "model")
+
+
+def test_wrong_shape_names_the_tensor_and_both_shapes(tmp_path):
+    write(tmp_path / "model")
+    description_path = tmp_path / "model" / MODEL_JSON
+    description = json.loads(description_path.read_text())
+    description["model"]["width"] = 1 / 8  # twice the channels of the stored weights
+    description_path.write_text(json.dumps(description))
+    with pytest.raises(ModelError, match=r"conv1.weight has shape \(4, 3, 3, 3, 3\).*\(8, 3,"):
+        load_model(tmp_path / "model")
+
+
+def test_prior_must_match_classes_and_window_lengths(tmp_path):
+    with pytest.raises(ModelError, match=r"\(6, 2\)"):
+        write(tmp_path / "model", prior=np.ones((6, 2)))
+    write(tmp_path / "model")
+    description_path = tmp_path / "model" / MODEL_JSON
+    description = json.loads(description_path.read_text())
+    description["prior"] = description["prior"][:5]
+    description_path.write_text(json.dumps(description))
+    with pytest.raises(ModelError, match="prior has shape"):
+        load_model(tmp_path / "model")
