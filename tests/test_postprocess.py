@@ -1,0 +1,79 @@
+"""Window-length prior, temporal NMS and windows -> detections."""
+
+import numpy as np
+import pytest
+
+from scnn.annotations import Instance, ScoredWindows
+from scnn.postprocess import nms, postprocess, reference_nms, window_length_prior
+
+
+def test_prior_counts_durations_within_half_to_double_the_window():
+    durations_s = (1.0, 4.0)
+    instances = [
+        Instance("v", 0.0, 0.5, "A"),  # 0.5 s: bin 1.0 only (0.5 <= d <= 2)
+        Instance("v", 0.0, 2.0, "A"),  # 2.0 s: both bins (edges inclusive)
+        Instance("v", 0.0, 8.0, "A"),  # 8.0 s: bin 4.0 only
+        Instance("v", 0.0, 3.0, "B"),  # 3.0 s: bin 4.0 only
+        Instance("v", 0.0, 3.0, "Other"),  # not a listed class: ignored
+    ]
+    prior = window_length_prior(instances, ("A", "B", "C"), durations_s)
+    np.testing.assert_allclose(prior[:, 0], [2 / 4, 2 / 4])
+    np.testing.assert_allclose(prior[:, 1], [0.0, 1.0])
+    np.testing.assert_allclose(prior[:, 2], [0.5, 0.5])  # no instance: uniform
+
+
+def test_nms_keeps_iou_equal_to_threshold_and_suppresses_above():
+    segments = np.array([[0.0, 10.0], [5.0, 15.0], [0.0, 5.0]])
+    scores = np.array([0.9, 0.8, 0.7])
+    # IoU(0, 1) = 5/15, IoU(0, 2) = 0.5.
+    assert nms(segments, scores, 0.5).tolist() == [0, 1, 2]
+    assert nms(segments, scores, 0.49).tolist() == [0, 1]
+    assert nms(segments, scores, 1 / 3 - 1e-9).tolist() == [0]
+
+
+def test_nms_picks_the_later_of_equal_scores_first():
+    segments = np.array([[0.0, 10.0], [1.0, 10.0]])
+    assert nms(segments, np.array([0.5, 0.5]), 0.4).tolist() == [1]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 0.7])
+def test_nms_equals_the_plain_loop(seed, threshold):
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, 50, 60).astype(float)
+    segments = np.stack([starts, starts + rng.integers(1, 20, 60)], axis=1)
+    scores = rng.integers(0, 10, 60) / 10  # many ties
+    assert nms(segments, scores, threshold).tolist() == reference_nms(segments, scores, threshold)
+
+
+def _windows() -> ScoredWindows:
+    return ScoredWindows(
+        videos=np.array(["b", "b", "b", "a", "a"]),
+        window_frames=np.array([16, 32, 16, 16, 16]),
+        start_frame=np.array([1, 1, 9, 1, 101]),
+        end_frame=np.array([16, 32, 24, 16, 116]),
+        start_s=np.array([0.04, 0.04, 0.36, 0.04, 4.04]),
+        end_s=np.array([0.64, 1.28, 0.96, 0.64, 4.64]),
+        label_index=np.array([1, 1, 2, 0, 2]),
+        score=np.array([0.9, 0.6, 0.8, 0.99, 0.5]),
+        classes=("A", "B"),
+    )
+
+
+def test_postprocess_drops_background_weights_and_suppresses():
+    prior = np.array([[0.5, 1.0], [1.0, 1.0]])  # rows: 16 and 32 frames; columns: A, B
+    detections = postprocess(_windows(), nms_iou=0.4, prior=prior)
+    # b/A: 0.9 * 0.5 = 0.45 vs 0.6 * 1.0 = 0.6; IoU 0.6/1.24 > 0.4, so only the 32-frame one.
+    assert [(d.video, d.label, d.score) for d in detections] == [
+        ("b", "B", 0.8),
+        ("b", "A", 0.6),
+        ("a", "B", 0.5),
+    ]
+    assert (detections[1].start_s, detections[1].end_s) == (0.04, 1.28)
+
+
+def test_postprocess_top_k_and_min_score():
+    top = postprocess(_windows(), nms_iou=1.0, top_k=1)
+    assert [(d.video, d.score) for d in top] == [("b", 0.9), ("a", 0.5)]
+    high = postprocess(_windows(), nms_iou=1.0, min_score=0.7)
+    assert [d.score for d in high] == [0.9, 0.8]
