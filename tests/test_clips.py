@@ -46,6 +46,7 @@ def test_centre_crop_samples_the_right_frames_and_pixels():
     frames = _coded_frames(80)
     clips = assemble_clips(frames, np.array([1, 17]), np.array([16, 64]), RAW, train=False)
     assert clips.shape == (2, 3, 16, 112, 112) and clips.dtype == torch.float32
+    assert clips.is_contiguous(memory_format=torch.channels_last_3d)
     # Channel 0 = frame number, constant over the crop.
     assert clips[0, 0, :, 0, 0].tolist() == list(range(1, 17))
     assert clips[1, 0, :, 0, 0].tolist() == list(range(17, 81, 4))

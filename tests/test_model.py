@@ -88,11 +88,14 @@ def test_channels_last_3d_gives_the_same_logits():
     torch.manual_seed(0)
     model = localization_network(3, **SMALL).eval()
     clips = torch.randn(2, 3, 16, 56, 56)
+    channels_last = clips.to(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         expected = model(clips)
+        input_only = model(channels_last)
         model = model.to(memory_format=torch.channels_last_3d)
-        got = model(clips.to(memory_format=torch.channels_last_3d))
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        both = model(channels_last)
+    torch.testing.assert_close(input_only, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(both, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_load_sports1m_weights_copies_all_but_fc8(tmp_path):

@@ -75,6 +75,10 @@ def assemble_clips(
     ``rng``, the same for all 16 frames of a clip. Otherwise: the centre crop, at
     ``((H − crop) // 2, (W − crop) // 2)`` as Caffe's data layer (8, 29 for 128×171 frames).
     Then ``(x − mean) / std`` per channel.
+
+    The tensor is stored channels-last (``torch.channels_last_3d``), the layout the gathered
+    frames already have, so no copy is made; C3D runs about 1.9× faster on it on a CPU
+    (see scnn.model).
     """
     num_frames, height, width, _ = frames.shape
     if (width, height) != tuple(config.frame_size):
@@ -118,4 +122,4 @@ def assemble_clips(
     tensor = (tensor - mean) / std
     if config.bgr:
         tensor = tensor.flip(1)
-    return tensor.contiguous()
+    return tensor.contiguous(memory_format=torch.channels_last_3d)
