@@ -29,6 +29,123 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+STAGE_NAMES = ("proposal", "classification", "localization")  # train.STAGES, in order
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train the proposal, classification and localization networks",
+        description="Train S-CNN's three networks (proposal, classification, then localization "
+        "from classification) and write OUT/model, the directory `scnn detect` uses. Settings "
+        "come from a TOML config; the flags below override it; the resolved config is saved "
+        "as OUT/config.json.",
+    )
+    parser.add_argument(
+        "dataset", type=Path, nargs="?",
+        help="folder with annotations.json and videos/ (as `scnn synth` writes it)",
+    )
+    parser.add_argument(
+        "--annotations", type=Path,
+        help="ground truth: ActivityNet JSON, THUMOS14 folder or CSV "
+        "(default: DATASET/annotations.json)",
+    )
+    parser.add_argument(
+        "--videos", type=Path, help="folder of <video>.<ext> files (default: DATASET/videos)"
+    )
+    parser.add_argument(
+        "--val-annotations", type=Path,
+        help="ground truth holding the validation subset (default: the --annotations file)",
+    )
+    parser.add_argument(
+        "--trimmed", type=Path,
+        help="trimmed clips as FOLDER/<class>/<clip>.<ext>, each one positive sample",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--config", default="synthetic_cpu",
+        help="TOML file, or a ready config: synthetic_cpu (default, small CPU model), "
+        "thumos14 (the authors' setup)",
+    )
+    parser.add_argument(
+        "--stage", choices=("all", *STAGE_NAMES), default="all",
+        help="stage(s) to train (default: all)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="skip finished stages and continue the others from their last checkpoint",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path,
+        help="decoded-frame cache (default: OUT/frame_cache; 98.5 MB per video-minute at 171x128)",
+    )
+    parser.add_argument("--steps", type=int, help="optimiser steps per stage")
+    parser.add_argument("--batch-size", type=int, help="clips per step")
+    parser.add_argument("--lr", type=float, help="base learning rate")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes (0: none)")
+    parser.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    parser.add_argument("--seed", type=int, help="seed of weights, sample order and crops")
+    parser.add_argument(
+        "--init-from", help="Sports-1M C3D weights (a torch.save-d state dict, e.g. c3d.pickle)"
+    )
+    parser.add_argument(
+        "--deterministic", action="store_true", default=None,
+        help="deterministic kernels, so --resume reaches the same weights as one run",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config key with a TOML value, e.g. --set clip.crop_size=64",
+    )
+    parser.set_defaults(run=_run_train)
+
+
+def _config_overrides(args: argparse.Namespace) -> dict[str, object]:
+    import tomllib
+
+    overrides: dict[str, object] = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ScnnError(f"--set {item}: expected KEY=VALUE")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = text  # a bare word is a string
+    for flag in ("steps", "batch_size", "lr", "workers", "device", "seed", "init_from",
+                 "deterministic"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    return overrides
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from scnn import train
+
+    if args.dataset is None and (args.annotations is None or args.videos is None):
+        raise ScnnError("give a DATASET folder, or both --annotations and --videos")
+    config = train.load_config(args.config, _config_overrides(args))
+    torch.use_deterministic_algorithms(config.deterministic)
+    torch.backends.cudnn.benchmark = not config.deterministic
+    train.write_run_config(args.out, config, resume=args.resume)
+    data = train.prepare_data(
+        config,
+        args.annotations or args.dataset / "annotations.json",
+        args.videos or args.dataset / "videos",
+        args.cache_dir or args.out / "frame_cache",
+        val_annotations=args.val_annotations,
+        trimmed_dir=args.trimmed,
+        progress=not args.quiet,
+    )
+    for stage in train.STAGES:
+        if args.stage in ("all", stage.name):
+            train.train(stage, config, data, args.out, resume=args.resume, progress=not args.quiet)
+    if train.model_ready(args.out):
+        print(f"model directory: {train.write_model_dir(args.out, config, data)}")
+    return EXIT_OK
+
+
 def _add_class_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--classes", type=Path, default=None,
@@ -153,6 +270,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # Each entry adds one subcommand's parser; the parser sets ``run`` to the function to call.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_train,
     _add_postprocess,
     _add_evaluate,
 ]

@@ -1,0 +1,650 @@
+"""One trainer for the three S-CNN networks (method.md §2–3).
+
+The proposal, classification and localization networks differ only in data, output size and
+loss, so a :class:`Stage` record describes each and one :func:`train` runs any of them (the
+authors' three Caffe setups differ in the same few lines). Order: proposal, classification,
+then localization initialised from the trained classification network.
+
+A run writes, under its output folder::
+
+    config.json                   the resolved config
+    <stage>/checkpoint.pt         last checkpoint (model, optimiser, schedule, RNG, step)
+    <stage>/weights.safetensors   the trained network
+    <stage>/metrics.json          its validation metrics
+    <stage>/log.jsonl             training metrics, one line per logging step
+    model/                        the model directory for ``scnn detect`` (modelfile.py)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import time
+import tomllib
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from scnn.annotations import GroundTruth
+from scnn.clips import ClipConfig
+from scnn.dataset import (
+    ClipDataset,
+    DataConfig,
+    FrameCache,
+    Samples,
+    cache_videos,
+    concat_samples,
+    find_video,
+    trimmed_clip_paths,
+    trimmed_samples,
+    window_samples,
+)
+from scnn.errors import ScnnError
+from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text
+from scnn.loss import overlap_loss
+from scnn.model import C3D, load_sports1m_weights
+from scnn.modelfile import ModelOptions, build_network, load_state, save_model, state_bytes
+from scnn.video import FPS
+from scnn.windows import WINDOW_LENGTHS_FRAMES, LabelConfig, WindowConfig
+
+log = logging.getLogger(__name__)
+
+CONFIGS_DIR = Path(__file__).parent / "configs"  # the ready configs, usable by name
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "weights.safetensors"
+METRICS = "metrics.json"
+TRAIN_LOG = "log.jsonl"
+CONFIG_JSON = "config.json"
+MODEL_DIR = "model"
+
+_OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What makes one network's training different from another's."""
+
+    name: str
+    binary: bool  # windows labelled action/background (2 outputs), else class 0..K (K+1)
+    overlap: bool  # the loss adds the overlap term (λ from the config); else cross-entropy
+    lr_decay: float  # the learning rate is multiplied by this ...
+    lr_decay_every: float  # ... every this fraction of the stage's steps
+    init_from: str | None  # stage whose trained weights start this one; None: Sports-1M/scratch
+
+    def num_outputs(self, num_classes: int) -> int:
+        return 2 if self.binary else num_classes + 1
+
+
+# The authors' solvers: 30 k iterations; ×0.1 every 10 k, ×0.5 every 10 k, ×0.5 every 5 k.
+PROPOSAL = Stage(
+    "proposal", binary=True, overlap=False, lr_decay=0.1, lr_decay_every=1 / 3, init_from=None
+)
+CLASSIFICATION = Stage(
+    "classification",
+    binary=False,
+    overlap=False,
+    lr_decay=0.5,
+    lr_decay_every=1 / 3,
+    init_from=None,
+)
+LOCALIZATION = Stage(
+    "localization",
+    binary=False,
+    overlap=True,
+    lr_decay=0.5,
+    lr_decay_every=1 / 6,
+    init_from="classification",
+)
+STAGES = (PROPOSAL, CLASSIFICATION, LOCALIZATION)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on besides its data. Defaults: the authors' solver
+    and the faithful C3D (configs/thumos14.toml); configs/synthetic_cpu.toml fits a CPU."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    init_from: str = ""  # Sports-1M C3D weights for proposal/classification; "": from scratch
+    optimizer: str = "sgd"  # "sgd" (momentum) or "adamw"
+    lr: float = 1e-4
+    fc8_lr_mult: float = 100.0  # the new output layer learns this much faster
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 3  # clips per step
+    steps: int = 30_000  # optimiser steps per stage
+    overlap_lambda: float = 1.0  # λ of the overlap loss (localization stage)
+    overlap_alpha: float = 0.25  # α of the overlap loss
+    checkpoint_every: int = 1000  # steps
+    log_every: int = 50  # steps
+    workers: int = 1  # DataLoader worker processes (0: load in the training process)
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # channels_last_3d memory format (faster on CPU and GPU)
+    seed: int = 0
+    deterministic: bool = False  # deterministic kernels: a resumed run equals an uninterrupted one
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in _OPTIMIZERS:
+            raise ScnnError(f"optimizer '{self.optimizer}' is not one of {', '.join(_OPTIMIZERS)}")
+        for name in ("batch_size", "steps", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ScnnError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+# --- configs: TOML files that list only what differs from the defaults ---------------------
+
+
+def config_from_dict(values: Mapping[str, Any], source: str | Path = "config") -> TrainConfig:
+    """A TrainConfig from nested values; an unknown key or a wrongly typed value is a
+    ScnnError naming the key (and ``source``)."""
+    return _build(TrainConfig, values, "", source)
+
+
+def _build(cls: type, values: Any, prefix: str, source: str | Path) -> Any:
+    if not isinstance(values, Mapping):
+        raise ScnnError(f"{prefix.rstrip('.') or 'config'}: expected a table", source)
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ScnnError(
+            f"unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(known))})", source
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", source) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ScnnError(f"{prefix.rstrip('.') or 'config'}: {exc}", source) from exc
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str | Path) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.", source)
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if isinstance(value, list | tuple):
+            kinds = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+            if len(kinds) == len(value):
+                return tuple(_coerce(v, t, key, source) for v, t in zip(value, kinds, strict=True))
+        raise ScnnError(f"{key}: expected {len(args)} values, got {value!r}", source)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(hint)
+    if ok is None:
+        raise ScnnError(f"{key}: type {hint} cannot be set from a config file", source)
+    if not ok:
+        raise ScnnError(f"{key}: expected {hint.__name__}, got {value!r}", source)
+    return float(value) if hint is float else value
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A config file: a path, or the name of a ready config (``synthetic_cpu``, ``thumos14``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    ready = CONFIGS_DIR / f"{name_or_path}.toml"
+    if ready.is_file():
+        return ready
+    names = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.toml")))
+    raise ScnnError(f"no such config file or ready config (ready: {names})", path)
+
+
+def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] = {}) -> TrainConfig:
+    """Read a TOML config and apply ``overrides`` (dotted keys, e.g. ``{"clip.crop_size": 64}``)."""
+    path = config_path(name_or_path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScnnError(f"not valid TOML: {exc}", path) from exc
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        table = values
+        for parent in parents:
+            table = table.setdefault(parent, {})
+            if not isinstance(table, dict):
+                raise ScnnError(f"'{dotted}' sets a key inside a value", path)
+        table[leaf] = value
+    return config_from_dict(values, path)
+
+
+def config_dict(config: TrainConfig) -> dict[str, Any]:
+    """The resolved config as plain JSON values."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+# Keys that may change when a run resumes: they do not change what is computed.
+_RUNTIME_KEYS = ("workers", "device", "log_every", "checkpoint_every")
+
+
+def write_run_config(out_dir: str | Path, config: TrainConfig, *, resume: bool) -> None:
+    """Write the resolved config next to the outputs; a resumed run must use the same one."""
+    path = Path(out_dir) / CONFIG_JSON
+    resolved = config_dict(config)
+    if resume and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(
+            k for k in resolved if k not in _RUNTIME_KEYS and saved.get(k) != resolved[k]
+        )
+        if changed:
+            raise ScnnError(
+                f"--resume with a different config ({', '.join(changed)} changed)", path
+            )
+    atomic_write_text(path, json.dumps(resolved, indent=1) + "\n")
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingData:
+    """The decoded videos of a run and their ground truth; built once, shared by the stages."""
+
+    classes: tuple[str, ...]
+    train_gt: GroundTruth  # the training subset (the window-length prior is computed on it)
+    train_frames: Mapping[str, int]  # frame-cache key → number of frames
+    val_gt: GroundTruth
+    val_frames: Mapping[str, int]
+    trimmed: Mapping[str, int]  # trimmed clip key → class 1..K
+    trimmed_frames: Mapping[str, int]
+    cache: FrameCache
+
+
+def prepare_data(
+    config: TrainConfig,
+    annotations: str | Path,
+    videos_dir: str | Path,
+    cache_dir: str | Path,
+    *,
+    val_annotations: str | Path | None = None,
+    trimmed_dir: str | Path | None = None,
+    progress: bool = True,
+) -> TrainingData:
+    """Load the ground truth and decode every training and validation video into the frame cache.
+
+    Training videos are subset ``config.data.train_subset`` of ``annotations`` (ActivityNet
+    JSON subsets, or THUMOS14 ``<Class>_<subset>.txt`` files); validation videos are subset
+    ``config.data.val_subset`` of ``val_annotations`` (default: the same file).
+    """
+    from scnn.annotations import load_ground_truth
+
+    train_gt = load_ground_truth(annotations, config.data.train_subset)
+    val_gt = load_ground_truth(
+        val_annotations or annotations, config.data.val_subset, classes=train_gt.classes
+    )
+    if not train_gt.videos:
+        raise ScnnError(f"no videos in subset '{config.data.train_subset}'", annotations)
+    cache = FrameCache(cache_dir, config.clip.frame_size)
+    train_frames = cache_videos(
+        cache, {v: find_video(videos_dir, v) for v in train_gt.videos}, progress
+    )
+    val_frames = cache_videos(
+        cache, {v: find_video(videos_dir, v) for v in val_gt.videos}, progress
+    )
+    clips = trimmed_clip_paths(trimmed_dir, train_gt.classes) if trimmed_dir else {}
+    trimmed_frames = cache_videos(cache, {k: path for k, (path, _) in clips.items()}, progress)
+    return TrainingData(
+        classes=train_gt.classes,
+        train_gt=train_gt,
+        train_frames=train_frames,
+        val_gt=val_gt,
+        val_frames=val_frames,
+        trimmed={k: label for k, (_, label) in clips.items()},
+        trimmed_frames=trimmed_frames,
+        cache=cache,
+    )
+
+
+def stage_samples(stage: Stage, config: TrainConfig, data: TrainingData, *, train: bool) -> Samples:
+    """The labelled windows a stage trains on (plus trimmed clips) or validates on (at most
+    ``config.data.val_samples``, evenly spaced so every video is represented)."""
+    rng = np.random.default_rng((config.seed, STAGES.index(stage) if stage in STAGES else 0))
+    samples = window_samples(
+        data.train_gt if train else data.val_gt,
+        data.train_frames if train else data.val_frames,
+        binary=stage.binary,
+        windows=config.windows,
+        labels=config.labels,
+        background_ratio=config.data.background_ratio,
+        rng=rng,
+    )
+    if train and data.trimmed:
+        trimmed = trimmed_samples(
+            data.trimmed,
+            data.trimmed_frames,
+            binary=stage.binary,
+            clip_frames=config.clip.clip_frames,
+        )
+        samples = concat_samples([samples, trimmed])
+    if not train and len(samples) > config.data.val_samples:
+        keep = np.linspace(0, len(samples) - 1, config.data.val_samples).round().astype(np.int64)
+        samples = samples.take(keep)
+    return samples
+
+
+# --- the trainer -----------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScnnError(f"device '{name}' requested but CUDA is not available")
+    return device
+
+
+def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
+    """The authors' SGD (or AdamW), with the new output layer fc8 at ``fc8_lr_mult`` × lr."""
+    head = [p for n, p in model.named_parameters() if n.startswith("fc8.")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("fc8.")]
+    groups = [
+        {"params": body, "lr": config.lr},
+        {"params": head, "lr": config.lr * config.fc8_lr_mult},
+    ]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def _save_checkpoint(path: Path, step: int, model: C3D, optimizer, scheduler) -> None:
+    """Tensors and plain values only, so loading needs no pickle (weights_only=True)."""
+    state = {
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    with atomic_write(path, "wb") as handle:
+        torch.save(state, handle)
+
+
+def _load_checkpoint(path: Path, model: C3D, optimizer, scheduler) -> int:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        raise ScnnError(f"cannot read checkpoint: {exc}", path) from exc
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"])
+
+
+@contextlib.contextmanager
+def _sigint_flag() -> Iterator[list[bool]]:
+    """Turn Ctrl-C into a flag the loop checks after each step, so the checkpoint it then
+    writes holds a finished step. (Only possible in the main thread.)"""
+    flag = [False]
+
+    def handler(signum, frame):
+        flag[0] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _initialise(model: C3D, stage: Stage, config: TrainConfig, out_dir: Path) -> None:
+    if stage.init_from is not None:
+        weights = out_dir / stage.init_from / WEIGHTS
+        if not weights.is_file():
+            raise ScnnError(
+                f"train the {stage.init_from} stage first: its weights start "
+                f"the {stage.name} stage",
+                weights,
+            )
+        load_state(model, weights)
+    elif config.init_from:
+        load_sports1m_weights(model, config.init_from)
+
+
+def train(
+    stage: Stage,
+    config: TrainConfig,
+    data: TrainingData,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train one stage for ``config.steps`` steps, validate it, and return its metrics.
+
+    With ``resume``, a finished stage is skipped and an unfinished one continues from its
+    last checkpoint. Ctrl-C writes a checkpoint after the current step, then raises
+    KeyboardInterrupt. Validation reports window accuracy and loss on the validation subset;
+    the localization stage's detection mAP needs the whole detector and is measured on the
+    model directory by ``scnn detect`` + ``scnn evaluate`` (see the README).
+    """
+    out_dir = Path(out_dir)
+    stage_dir = out_dir / stage.name
+    if resume and (stage_dir / METRICS).is_file():
+        log.info("%s: already trained, skipped", stage.name)
+        return json.loads((stage_dir / METRICS).read_text(encoding="utf-8"))
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = stage_dir / CHECKPOINT
+    if not resume:
+        for stale in (CHECKPOINT, WEIGHTS, METRICS, TRAIN_LOG):
+            (stage_dir / stale).unlink(missing_ok=True)
+
+    device = resolve_device(config.device)
+    memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    torch.manual_seed(config.seed)  # weight initialisation and dropout
+    model = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
+    _initialise(model, stage, config, out_dir)
+    model.to(device, memory_format=memory_format)
+    optimizer = _optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer,
+        step_size=max(1, round(config.steps * stage.lr_decay_every)),
+        gamma=stage.lr_decay,
+    )
+    start_step = 0
+    if resume and checkpoint.is_file():
+        start_step = _load_checkpoint(checkpoint, model, optimizer, scheduler)
+        log.info("%s: resumed at step %d", stage.name, start_step)
+
+    samples = stage_samples(stage, config, data, train=True)
+    if len(samples) == 0:
+        raise ScnnError(f"{stage.name}: no training windows (no instances in the training videos?)")
+    batch = config.batch_size
+    loader = torch.utils.data.DataLoader(
+        ClipDataset(samples, data.cache, config.clip, train=True, seed=config.seed),
+        batch_size=batch,
+        sampler=range(start_step * batch, config.steps * batch),  # draw positions, see ClipDataset
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),  # keeps torch's global RNG untouched
+    )
+    lam = config.overlap_lambda if stage.overlap else 0.0
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"
+    )
+    board = _tensorboard(stage_dir)
+    bar = tqdm(
+        total=config.steps, initial=start_step, desc=stage.name, unit="step", disable=not progress
+    )
+    losses: list[float] = []
+    tick = time.perf_counter()
+    model.train()
+    with _sigint_flag() as interrupted, open(stage_dir / TRAIN_LOG, "a", encoding="utf-8") as jsonl:
+        for step, (clips, labels, ious) in enumerate(loader, start=start_step + 1):
+            clips = clips.to(device, non_blocking=True, memory_format=memory_format)
+            labels, ious = labels.to(device), ious.to(device)
+            with autocast:
+                logits = model(clips)
+            loss = overlap_loss(logits.float(), labels, ious, lam=lam, alpha=config.overlap_alpha)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+
+            losses.append(loss.item())
+            bar.update()
+            if step % config.log_every == 0 or step == config.steps:
+                elapsed = time.perf_counter() - tick
+                record = {
+                    "step": step,
+                    "loss": float(np.mean(losses)),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "clips_per_s": len(losses) * batch / elapsed,
+                }
+                jsonl.write(json.dumps(record) + "\n")
+                jsonl.flush()
+                if board is not None:
+                    for key in ("loss", "lr", "clips_per_s"):
+                        board.add_scalar(f"{stage.name}/{key}", record[key], step)
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}"
+                )
+                losses, tick = [], time.perf_counter()
+            if step % config.checkpoint_every == 0 or interrupted[0]:
+                _save_checkpoint(checkpoint, step, model, optimizer, scheduler)
+            if interrupted[0]:
+                bar.close()
+                raise KeyboardInterrupt
+    bar.close()
+    _save_checkpoint(checkpoint, config.steps, model, optimizer, scheduler)
+    atomic_write_bytes(stage_dir / WEIGHTS, state_bytes(model))
+
+    metrics = validate(
+        model,
+        stage_samples(stage, config, data, train=False),
+        data.cache,
+        config,
+        lam=lam,
+        device=device,
+    )
+    if board is not None:
+        for key, value in metrics.items():
+            board.add_scalar(f"{stage.name}/val_{key}", value, config.steps)
+        board.close()
+    atomic_write_text(stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
+    log.info("%s: validation %s", stage.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return metrics
+
+
+def _tensorboard(stage_dir: Path):
+    """A TensorBoard writer when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(stage_dir / "tensorboard"))
+
+
+@torch.no_grad()
+def validate(
+    model: C3D,
+    samples: Samples,
+    cache: FrameCache,
+    config: TrainConfig,
+    *,
+    lam: float = 0.0,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Window accuracy (argmax = label) and mean loss on ``samples``, centre crops, eval mode."""
+    device = torch.device(device)
+    if len(samples) == 0:
+        return {"accuracy": float("nan"), "loss": float("nan"), "windows": 0}
+    memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    loader = torch.utils.data.DataLoader(
+        ClipDataset(samples, cache, config.clip, train=False),
+        batch_size=max(config.batch_size, 16),
+        num_workers=config.workers,
+    )
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for clips, labels, ious in loader:
+        clips = clips.to(device, memory_format=memory_format)
+        labels, ious = labels.to(device), ious.to(device)
+        with torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"
+        ):
+            logits = model(clips).float()
+        loss_sum += overlap_loss(
+            logits, labels, ious, lam=lam, alpha=config.overlap_alpha
+        ).item() * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
+    model.train(was_training)
+    return {
+        "accuracy": correct / len(samples),
+        "loss": loss_sum / len(samples),
+        "windows": len(samples),
+    }
+
+
+def model_ready(out_dir: str | Path) -> bool:
+    """Whether the proposal and localization stages of ``out_dir`` have both finished."""
+    return all((Path(out_dir) / s.name / WEIGHTS).is_file() for s in (PROPOSAL, LOCALIZATION))
+
+
+def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData) -> Path:
+    """Assemble ``out_dir/model`` from the trained proposal and localization networks, the
+    window-length prior of the training instances, the config and every stage's metrics."""
+    from scnn.postprocess import AUTHORS_WINDOW_DURATIONS_S, window_length_prior
+
+    out_dir = Path(out_dir)
+    networks = {}
+    for stage in (PROPOSAL, LOCALIZATION):
+        network = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
+        weights = out_dir / stage.name / WEIGHTS
+        if not weights.is_file():
+            raise ScnnError(f"the {stage.name} stage is not trained yet", weights)
+        load_state(network, weights)
+        networks[stage.name] = network
+    metrics = {
+        stage.name: json.loads((out_dir / stage.name / METRICS).read_text(encoding="utf-8"))
+        for stage in STAGES
+        if (out_dir / stage.name / METRICS).is_file()
+    }
+    lengths = config.windows.lengths_frames
+    # The authors' durations for their lengths (method.md §4), else each window's own.
+    durations_s = (
+        AUTHORS_WINDOW_DURATIONS_S
+        if lengths == WINDOW_LENGTHS_FRAMES
+        else [length / FPS for length in lengths]
+    )
+    model_dir = out_dir / MODEL_DIR
+    save_model(
+        model_dir,
+        proposal=networks[PROPOSAL.name],
+        localization=networks[LOCALIZATION.name],
+        classes=data.classes,
+        prior=window_length_prior(data.train_gt.instances, data.classes, durations_s),
+        options=config.model,
+        windows=config.windows,
+        clip=config.clip,
+        config=config_dict(config),
+        metrics=metrics,
+    )
+    return model_dir

@@ -1,0 +1,215 @@
+"""The trainer: configs, a tiny model that learns, checkpoints, resume, the `scnn train` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scnn import cli, dataset, train
+from scnn.errors import ScnnError
+from scnn.modelfile import build_network, load_model
+from scnn.synth import SynthConfig, generate
+from scnn.train import (
+    CLASSIFICATION,
+    LOCALIZATION,
+    PROPOSAL,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
+
+# A CPU-sized problem: 2 classes, 3 training videos of 8-10 s, tiny frames, a 1/16-width C3D.
+SYNTH = SynthConfig(
+    num_classes=2,
+    train_videos=3,
+    val_videos=1,
+    test_videos=0,
+    duration_range_s=(8.0, 10.0),
+    instance_duration_range_s=(0.6, 2.5),
+    width=48,
+    height=36,
+)
+TINY = {
+    "windows": {"lengths_frames": [16, 32, 64]},
+    "clip": {"frame_size": [40, 32], "crop_size": 32, "std_rgb": [58.0, 57.0, 57.0]},
+    "model": {"width": 0.0625, "dropout": 0.0, "batch_norm": True},
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "fc8_lr_mult": 1.0,
+    "weight_decay": 0.0,
+    "batch_size": 8,
+    "steps": 30,
+    "log_every": 5,
+    "checkpoint_every": 10,
+    "workers": 0,
+    "device": "cpu",
+    "data": {"val_samples": 64},
+}
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, SYNTH, quiet=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(synth_root, tmp_path_factory):
+    config = config_from_dict(TINY)
+    cache = tmp_path_factory.mktemp("cache")
+    return train.prepare_data(
+        config, synth_root / "annotations.json", synth_root / "videos", cache, progress=False
+    )
+
+
+def test_config_overrides_and_resolved_values(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("steps = 7\nlr = 1\n[clip]\ncrop_size = 56\nframe_size = [86, 64]\n")
+    config = load_config(path, {"model.width": 0.125, "device": "cpu"})
+    assert config.steps == 7 and config.lr == 1.0 and isinstance(config.lr, float)
+    assert config.clip.frame_size == (86, 64) and config.clip.crop_size == 56
+    assert config.model.width == 0.125 and config.device == "cpu"
+    assert config.batch_size == TrainConfig().batch_size  # untouched keys keep the defaults
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("stpes = 7", "unknown key 'stpes'"),
+        ("[clip]\ncrop = 56", "unknown key 'clip.crop'"),
+        ('steps = "7"', "steps: expected int"),
+        ("steps = 7.5", "steps: expected int"),
+        ("[clip]\nframe_size = [86]", "clip.frame_size: expected 2 values"),
+        ('optimizer = "adam"', "optimizer 'adam'"),
+        ("[clip]\ncrop_size = 200", "crop 200 px does not fit"),
+    ],
+)
+def test_config_errors_name_the_key_and_file(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ScnnError, match=message) as error:
+        load_config(path)
+    if "optimizer" not in message:
+        assert str(path) in str(error.value)
+
+
+def test_ready_configs_load():
+    cpu = load_config("synthetic_cpu")
+    assert cpu.clip.crop_size < TrainConfig().clip.crop_size
+    faithful = load_config("thumos14")
+    assert (faithful.model, faithful.clip, faithful.lr) == (
+        TrainConfig().model,
+        TrainConfig().clip,
+        1e-4,
+    )
+
+
+def read_log(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_tiny_model_trains_and_its_loss_drops(data, tmp_path):
+    metrics = train.train(PROPOSAL, config_from_dict(TINY), data, tmp_path, progress=False)
+    records = read_log(tmp_path / "proposal" / "log.jsonl")
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+    assert records[-1]["loss"] < 0.5 * records[0]["loss"]
+    assert records[-1]["lr"] == pytest.approx(3e-3 * 0.1**3)  # ×0.1 every third of the steps
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["windows"] > 0
+    assert json.loads((tmp_path / "proposal" / "metrics.json").read_text()) == metrics
+
+
+def test_checkpoint_holds_the_trained_weights(data, tmp_path):
+    config = config_from_dict({**TINY, "steps": 4})
+    train.train(PROPOSAL, config, data, tmp_path, progress=False)
+    from_checkpoint = build_network(2, config.model, config.clip)
+    state = torch.load(tmp_path / "proposal" / "checkpoint.pt", weights_only=True)
+    from_checkpoint.load_state_dict(state["model"])
+    from_weights = build_network(2, config.model, config.clip)
+    from_weights.load_state_dict(load_file(tmp_path / "proposal" / "weights.safetensors"))
+    clips = torch.randn(3, 3, 16, 32, 32)
+    assert state["step"] == 4
+    assert torch.equal(from_checkpoint.eval()(clips), from_weights.eval()(clips))
+
+
+def test_resume_after_ctrl_c_reaches_the_weights_of_one_run(data, tmp_path, monkeypatch):
+    # Dropout on, so the restored random state matters too.
+    config = config_from_dict(
+        {**TINY, "steps": 6, "checkpoint_every": 4, "model": {**TINY["model"], "dropout": 0.5}}
+    )
+    train.train(CLASSIFICATION, config, data, tmp_path / "once", progress=False)
+
+    real_getitem = dataset.ClipDataset.__getitem__
+
+    def ctrl_c_during_step_3(self, index):
+        if self.train and index == 2 * config.batch_size + 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_getitem(self, index)
+
+    monkeypatch.setattr(dataset.ClipDataset, "__getitem__", ctrl_c_during_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(CLASSIFICATION, config, data, tmp_path / "twice", progress=False)
+    checkpoint = torch.load(
+        tmp_path / "twice" / "classification" / "checkpoint.pt", weights_only=True
+    )
+    assert checkpoint["step"] == 3  # the step under way when Ctrl-C came, finished
+    assert not (tmp_path / "twice" / "classification" / "weights.safetensors").exists()
+    monkeypatch.setattr(dataset.ClipDataset, "__getitem__", real_getitem)
+    train.train(CLASSIFICATION, config, data, tmp_path / "twice", resume=True, progress=False)
+
+    once = load_file(tmp_path / "once" / "classification" / "weights.safetensors")
+    twice = load_file(tmp_path / "twice" / "classification" / "weights.safetensors")
+    assert once.keys() == twice.keys()
+    assert all(torch.equal(once[name], twice[name]) for name in once)
+
+
+def test_localization_needs_the_classification_stage(data, tmp_path):
+    with pytest.raises(ScnnError, match="train the classification stage first"):
+        train.train(LOCALIZATION, config_from_dict(TINY), data, tmp_path, progress=False)
+
+
+def test_scnn_train_writes_a_model_directory(synth_root, tmp_path):
+    config_file = tmp_path / "tiny.toml"
+    config_file.write_text(
+        "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items() if not isinstance(v, dict))
+        + "\n"
+        + "".join(
+            f"[{table}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY[table].items())
+            for table in ("windows", "clip", "model", "data")
+        )
+    )
+    out = tmp_path / "run"
+    argv = [
+        "--quiet",
+        "train",
+        str(synth_root),
+        "--out",
+        str(out),
+        "--config",
+        str(config_file),
+        "--steps",
+        "3",
+        "--set",
+        "log_every=1",
+    ]
+    assert cli.main(argv) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["steps"] == 3 and saved["log_every"] == 1 and saved["model"]["width"] == 0.0625
+    model = load_model(out / "model")
+    assert sorted(model.classes) == sorted(SYNTH.classes)  # ActivityNet JSON: first-seen order
+    assert model.prior.shape == (3, 2)  # 3 window lengths, 2 classes
+    assert set(model.metrics) == {"proposal", "classification", "localization"}
+    localization = build_network(3, model.options, model.clip)
+    localization.load_state_dict(load_file(out / "localization" / "weights.safetensors"))
+    clips = torch.randn(2, 3, 16, 32, 32)
+    assert torch.equal(model.localization(clips), localization.eval()(clips))
+
+    # A resumed run with a changed config is refused; with the same one, finished stages skip.
+    assert cli.main([*argv, "--resume", "--lr", "0.5"]) == 1
+    assert cli.main([*argv, "--resume"]) == 0
+    assert len(read_log(out / "proposal" / "log.jsonl")) == 3
