@@ -1,0 +1,223 @@
+"""The three evaluation protocols: reference numbers on real files, hand-computed cases."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ACTIVITYNET_EXAMPLE
+
+from scnn.annotations import (
+    Detection,
+    GroundTruth,
+    Instance,
+    load_detections,
+    load_ground_truth,
+    read_class_table,
+    read_windows_csv,
+    write_detections,
+)
+from scnn.cli import main
+from scnn.errors import ScnnError
+from scnn.evaluate import evaluate, proposal_recall
+from scnn.postprocess import postprocess, window_length_prior
+
+PAPER_MAP = [0.47719, 0.43535, 0.36276, 0.28702, 0.18970]
+PAPER_AP_AT_05 = [
+    0.1486, 0.2008, 0.0756, 0.2482, 0.2747, 0.1571, 0.1380, 0.1763, 0.1534, 0.1819,
+    0.1914, 0.2000, 0.1817, 0.3482, 0.3211, 0.1210, 0.1925, 0.1935, 0.2444, 0.0458,
+]  # fmt: skip
+KIT_MAP = [
+    0.43724453578605305, 0.24948741869962907, 0.14877237079386521, 0.087622912195897351,
+    0.055809536011580098,
+]  # fmt: skip
+
+
+def test_paper_table_from_the_authors_windows(thumos14_dir, tmp_path):
+    """windows CSV -> prior from val, NMS at IoU - 0.1 -> THUMOS14 .txt -> protocol scnn."""
+    test = load_ground_truth(thumos14_dir / "annotations" / "test")
+    val = load_ground_truth(thumos14_dir / "annotations" / "val")
+    windows = read_windows_csv(thumos14_dir / "scnn_c3d_test_windows.csv.gz", test.classes)
+    prior = window_length_prior(val.instances, test.classes)
+    for iou, expected in zip((0.1, 0.2, 0.3, 0.4, 0.5), PAPER_MAP, strict=True):
+        detections = postprocess(windows, nms_iou=round(iou - 0.1, 1), prior=prior)
+        write_detections(tmp_path / "det.txt", detections, test.classes)
+        submitted = load_detections(tmp_path / "det.txt", classes=test.classes)
+        result = evaluate(test, submitted, "scnn", [iou])
+        assert result.mean_ap[0] == pytest.approx(expected, abs=5e-4)
+    np.testing.assert_allclose(result.average_precision[0], PAPER_AP_AT_05, atol=5e-5)
+
+
+def test_official_kit_example(thumos14_dir):
+    val = load_ground_truth(thumos14_dir / "annotations" / "val")
+    table = read_class_table(thumos14_dir / "classes.csv", id_column="thumos14_id")
+    run = load_detections(
+        thumos14_dir / "official_kit_example" / "Run-2-det.txt", val.classes, table
+    )
+    result = evaluate(val, run, "thumos14")
+    np.testing.assert_allclose(result.mean_ap, KIT_MAP, rtol=0, atol=1e-9)
+    assert result.num_ground_truth == 3007
+
+
+def test_activitynet_example():
+    gt = load_ground_truth(ACTIVITYNET_EXAMPLE / "synthetic_gt.json", subset="testing")
+    predictions = load_detections(ACTIVITYNET_EXAMPLE / "synthetic_pred.json", gt.classes)
+    result = evaluate(gt, predictions, "activitynet", [0.5, 0.75])
+    assert result.mean_ap.tolist() == pytest.approx(
+        [0.306547619047619, 0.29761904761904756], abs=1e-12
+    )
+    assert result.average_precision[0, 0] == pytest.approx(103 / 168, abs=1e-12)
+    assert result.average_precision[:, 1].tolist() == [0.0, 0.0]
+
+
+# A small case: class A has two instances in v1; class B one, and no detections.
+HAND_GT = GroundTruth(
+    classes=("A", "B"),
+    instances=(
+        Instance("v1", 0.0, 10.0, "A"),
+        Instance("v1", 20.0, 30.0, "A"),
+        Instance("v1", 40.0, 50.0, "B"),
+    ),
+    ambiguous=(Instance("v1", 60.0, 70.0, "Ambiguous"),),
+    videos=("v1",),
+)
+HAND_DETECTIONS = [
+    Detection("v1", 0.0, 10.0, "A", 0.9),  # TP
+    Detection("v1", 1.0, 10.0, "A", 0.8),  # second detection on one instance: FP
+    Detection("v1", 60.0, 65.0, "A", 0.7),  # inside Ambiguous: ignored by THUMOS14 kits
+    Detection("v2", 0.0, 10.0, "A", 0.6),  # video without ground truth: FP
+    Detection("v1", 20.0, 25.0, "A", 0.5),  # IoU exactly 0.5 with instance 2
+]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "iou", "ap_a"),
+    [
+        # Ranked: TP FP FP FP (ambiguous one dropped); strict > 0.5 misses the last one.
+        ("scnn", 0.5, 1 / 2),
+        ("thumos14", 0.5, 6 / 11),  # precision 1 at recall levels 0..0.5, 0 above
+        # At 0.4 the last one is a TP: precision 2/4 at recall 1.
+        ("scnn", 0.4, (1 + 2 / 4) / 2),
+        ("thumos14", 0.4, (6 + 5 * 0.5) / 11),
+        # ActivityNet: IoU >= 0.5 matches; the ambiguous one is a FP: TP FP FP FP TP.
+        ("activitynet", 0.5, 0.5 * 1 + 0.5 * 2 / 5),
+    ],
+)
+def test_hand_computed_case(protocol, iou, ap_a):
+    result = evaluate(HAND_GT, HAND_DETECTIONS, protocol, [iou])
+    assert result.classes == ("A", "B")
+    assert result.average_precision[0].tolist() == pytest.approx([ap_a, 0.0], abs=1e-12)
+    assert result.mean_ap[0] == pytest.approx(ap_a / 2, abs=1e-12)
+
+
+# Equal scores: a FP in v1 and a TP in v2 tie at 0.5.
+TIE_GT = GroundTruth(
+    classes=("A",),
+    instances=(Instance("v1", 0.0, 10.0, "A"), Instance("v2", 0.0, 10.0, "A")),
+)
+TIE_DETECTIONS = [
+    Detection("v1", 50.0, 60.0, "A", 0.5),  # FP
+    Detection("v2", 0.0, 10.0, "A", 0.5),  # TP
+    Detection("v1", 0.0, 10.0, "A", 0.4),  # TP
+]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "detections", "ap"),
+    [
+        ("thumos14", TIE_DETECTIONS, (6 + 5 * 2 / 3) / 11),  # TPs first: TP FP TP
+        ("scnn", TIE_DETECTIONS, (1 / 2 + 2 / 3) / 2),  # video order: FP (v1) TP (v2) TP
+        ("activitynet", TIE_DETECTIONS, 2 / 3),  # input order: FP TP TP
+        ("activitynet", TIE_DETECTIONS[::-1], 0.5 * 1 + 0.5 * 2 / 3),  # input order: TP FP TP
+    ],
+)
+def test_score_ties(protocol, detections, ap):
+    result = evaluate(TIE_GT, detections, protocol, [0.5])
+    assert result.mean_ap[0] == pytest.approx(ap, abs=1e-12)
+
+
+def test_ground_truth_driven_versus_score_driven_matching():
+    gt = GroundTruth(classes=("A",), instances=(Instance("v", 0.0, 10.0, "A"),))
+    detections = [
+        Detection("v", 0.0, 6.0, "A", 0.9),  # IoU 0.6
+        Detection("v", 0.0, 10.0, "A", 0.8),  # IoU 1
+    ]
+    # The kits: the instance claims its best overlap (the lower score), the first is a FP.
+    assert evaluate(gt, detections, "scnn", [0.5]).mean_ap[0] == pytest.approx(0.5)
+    # ActivityNet: the higher score claims the instance first.
+    assert evaluate(gt, detections, "activitynet", [0.5]).mean_ap[0] == pytest.approx(1.0)
+
+
+def test_touching_segments_at_threshold_zero():
+    gt = GroundTruth(classes=("A",), instances=(Instance("v", 0.0, 10.0, "A"),))
+    touching = [Detection("v", 10.0, 20.0, "A", 0.9)]  # zero-length overlap, IoU 0
+    assert evaluate(gt, touching, "scnn", [0.0]).mean_ap[0] == 0.0  # IoU > 0 fails
+    assert evaluate(gt, touching, "activitynet", [0.0]).mean_ap[0] == 1.0  # IoU >= 0 passes
+
+
+def test_reversed_segments_as_each_reference_reads_them():
+    gt = GroundTruth(classes=("A",), instances=(Instance("v", 0.0, 10.0, "A"),))
+    reversed_detection = [Detection("v", 10.0, 0.0, "A", 0.9)]
+    assert evaluate(gt, reversed_detection, "thumos14", [0.5]).mean_ap[0] == pytest.approx(1.0)
+    assert evaluate(gt, reversed_detection, "activitynet", [0.5]).mean_ap[0] == 0.0
+
+
+def test_no_detections_scores_zero_and_bad_protocol_is_an_error():
+    result = evaluate(HAND_GT, [], "thumos14")
+    assert result.mean_ap.tolist() == [0.0] * 5
+    with pytest.raises(ScnnError, match="unknown protocol 'voc'"):
+        evaluate(HAND_GT, [], "voc")
+
+
+def test_proposal_recall_at_average_numbers():
+    proposals = [
+        Detection("v1", 0.0, 10.0, "x", 0.9),
+        Detection("v1", 20.0, 26.0, "x", 0.8),  # IoU 0.6 with instance 2
+        Detection("v1", 50.0, 60.0, "x", 0.1),
+    ]
+    gt = GroundTruth(classes=("A",), instances=HAND_GT.instances[:2])
+    result = proposal_recall(gt, proposals, average_numbers=(1, 3), iou_thresholds=(0.5, 0.7))
+    assert result.proposals_per_video.tolist() == [1.0, 3.0]
+    assert result.recall.tolist() == [[0.5, 1.0], [0.5, 0.5]]
+    assert result.average_recall.tolist() == [0.5, 0.75]
+
+
+def test_cli_evaluate_writes_json(tmp_path, capsys):
+    gt_path, pred_path, out = tmp_path / "gt.csv", tmp_path / "pred.csv", tmp_path / "r.json"
+    gt_path.write_text("video,start,end,label\nv1,0,10,A\nv1,20,30,A\nv1,40,50,B\n")
+    write_detections(pred_path, HAND_DETECTIONS[:2])
+    code = main(["evaluate", "--gt", str(gt_path), "--pred", str(pred_path),
+                 "--protocol", "scnn", "--iou", "0.5", "--json", str(out)])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["protocol"] == "scnn" and report["iou_thresholds"] == [0.5]
+    assert report["per_class"] == {"A": [0.5], "B": [0.0]}
+    assert report["mAP"] == [0.25] and report["average_mAP"] == 0.25
+    assert (report["num_videos"], report["num_ground_truth"], report["num_detections"]) == (
+        1, 3, 2,
+    )  # fmt: skip
+    assert "protocol scnn" in capsys.readouterr().out
+
+
+def test_cli_evaluate_bad_and_empty_predictions(tmp_path, capsys):
+    gt_path, pred_path = tmp_path / "gt.csv", tmp_path / "pred.txt"
+    gt_path.write_text("video,start,end,label\nv1,0,10,A\n")
+    pred_path.write_text("v1 0 10 Swimming 0.5\n")
+    args = ["evaluate", "--gt", str(gt_path), "--pred", str(pred_path), "--protocol", "thumos14"]
+    assert main(args) == 1
+    assert "pred.txt:1: unknown class 'Swimming'" in capsys.readouterr().err
+    pred_path.write_text("")
+    assert main(args) == 0
+    assert "mAP" in capsys.readouterr().out
+
+
+def test_cli_postprocess_writes_a_submission(tmp_path, capsys):
+    windows = tmp_path / "w.csv"
+    windows.write_text(
+        "video,window_frames,start_frame,end_frame,start_s,end_s,loc_class,loc_score\n"
+        "a,16,1,16,0.04,0.64,2,0.5\na,16,5,20,0.2,0.8,2,0.9\na,16,9,24,0.36,0.96,0,0.9\n"
+    )
+    (tmp_path / "classes.csv").write_text("index,name\n1,A\n2,B\n")
+    code = main(["postprocess", str(windows), "--classes", str(tmp_path / "classes.csv"),
+                 "--nms", "0.4", "--out", str(tmp_path / "d.txt")])  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "d.txt").read_text() == "a 0.2 0.8 2 0.9\n"
