@@ -268,8 +268,54 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_synth(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "synth",
+        help="generate the synthetic untrimmed-video dataset",
+        description="Write OUT/videos/*.mp4 (H.264, 25 fps) and their ground truth "
+        "(OUT/annotations.json, OUT/annotations/{train,val,test}.csv and THUMOS14 files in "
+        "OUT/annotations/thumos14/). The same seed gives the same annotations.",
+    )
+    parser.add_argument("out", type=Path, help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--num-classes", type=int, default=6, help="action classes, 1..8 (default: 6)"
+    )
+    parser.add_argument("--train", type=int, default=24, help="training videos (default: 24)")
+    parser.add_argument("--val", type=int, default=6, help="validation videos (default: 6)")
+    parser.add_argument("--test", type=int, default=8, help="test videos (default: 8)")
+    parser.add_argument(
+        "--duration-s", type=float, nargs=2, default=(60.0, 120.0), metavar=("MIN", "MAX"),
+        help="video duration range in seconds (default: 60 120)",
+    )
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=(171, 128), metavar=("W", "H"),
+        help="frame size in pixels (default: 171 128)",
+    )
+    parser.set_defaults(run=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from scnn import synth
+
+    config = synth.SynthConfig(
+        num_classes=args.num_classes,
+        train_videos=args.train,
+        val_videos=args.val,
+        test_videos=args.test,
+        duration_range_s=tuple(args.duration_s),
+        width=args.size[0],
+        height=args.size[1],
+        seed=args.seed,
+    )
+    gt = synth.generate(args.out, config, quiet=args.quiet)
+    print(f"{args.out}: {len(gt.videos)} videos, {len(gt.instances)} action instances")
+    return EXIT_OK
+
+
 # Each entry adds one subcommand's parser; the parser sets ``run`` to the function to call.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_synth,
     _add_train,
     _add_postprocess,
     _add_evaluate,
