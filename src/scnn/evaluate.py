@@ -393,3 +393,29 @@ def proposal_recall(
     return ProposalRecall(
         tuple(float(t) for t in thresholds), achieved / max(len(videos), 1), recall
     )
+
+
+def format_result(result: EvaluationResult) -> str:
+    """A plain-text table: per-class AP and mAP per threshold, and what was evaluated."""
+    header = f"{'class':<20}" + "".join(f"{t:>8.2f}" for t in result.iou_thresholds)
+    lines = [
+        f"protocol {result.protocol}: {result.num_detections} detections, "
+        f"{result.num_ground_truth} instances in {result.num_videos} videos",
+        header,
+    ]
+    for n, name in enumerate(result.classes):
+        lines.append(f"{name:<20}" + "".join(f"{v:8.4f}" for v in result.average_precision[:, n]))
+    lines.append(f"{'mAP':<20}" + "".join(f"{v:8.4f}" for v in result.mean_ap))
+    if len(result.iou_thresholds) > 1:
+        lines.append(f"average mAP {result.average_map:.4f}")
+    return "\n".join(lines)
+
+
+def format_proposal_recall(result: ProposalRecall) -> str:
+    """A plain-text table of recall per IoU threshold and AR at each average number."""
+    header = f"{'proposals/video':<16}" + "".join(f"{t:>7.2f}" for t in result.iou_thresholds)
+    lines = [header + f"{'AR':>8}"]
+    for n, count in enumerate(result.proposals_per_video):
+        cells = "".join(f"{v:7.4f}" for v in result.recall[:, n])
+        lines.append(f"{count:<16.1f}{cells}{result.average_recall[n]:8.4f}")
+    return "\n".join(lines)
