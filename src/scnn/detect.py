@@ -1,0 +1,255 @@
+"""The prediction pipeline (method.md §4), streaming over a video of any length.
+
+Frames are decoded once, in a background thread, into a buffer no longer than the longest
+window. Every window of the grid is scored as soon as its last frame has arrived: its clip is
+assembled at once, so frames can be dropped, and clips wait in a queue until a full batch is
+ready for the proposal network. Survivors (P(action) ≥ threshold) queue again for the
+localization network. Memory therefore depends on the batch size and the longest window, not
+on the length of the video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scnn.annotations import Detection, ScoredWindows
+from scnn.clips import assemble_clips
+from scnn.errors import ScnnError, VideoError
+from scnn.modelfile import LoadedModel, load_model
+from scnn.postprocess import postprocess
+from scnn.video import MIN_WINDOW_FRAMES, iter_frames
+from scnn.windows import Windows, window_grid
+
+BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
+BATCH_SIZE = 64  # clips per network call
+DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Prediction settings; ``None`` thresholds take the model directory's defaults."""
+
+    proposal_threshold: float | None = None
+    nms_threshold: float | None = None
+    min_score: float | None = None
+    top_k: int | None = None
+    batch_size: int = BATCH_SIZE
+    use_prior: bool = True
+
+
+@dataclass
+class _ClipQueue:
+    """Clips and their window rows waiting for one network, flushed a batch at a time."""
+
+    clips: list[torch.Tensor] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    def push(self, clips: torch.Tensor, rows: np.ndarray) -> None:
+        if len(rows):
+            self.clips.append(clips)
+            self.rows.append(rows)
+
+    def pop(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
+        clips, rows = torch.cat(self.clips), np.concatenate(self.rows)
+        self.clips, self.rows = [clips[size:]], [rows[size:]]
+        return clips[:size], rows[:size]
+
+
+def _background_chunks(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Run ``chunks`` in a thread so decoding overlaps the networks; re-raise its errors here."""
+    handoff: queue.Queue = queue.Queue(maxsize=DECODE_QUEUE_CHUNKS)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        handoff.put(chunk, timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            handoff.put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            handoff.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class Detector:
+    """A trained S-CNN: ``Detector.load(path)(video)`` gives the video's detections.
+
+    The networks run in eval mode; on CUDA with bf16 autocast and channels-last memory.
+    """
+
+    def __init__(
+        self, model: LoadedModel, config: DetectConfig = DetectConfig(), device: str = "cpu"
+    ):
+        self.model = model
+        self.config = config
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ScnnError(f"device '{device}' requested but CUDA is not available")
+        memory = torch.channels_last_3d
+        self.proposal = model.proposal.to(self.device, memory_format=memory).eval()
+        self.localization = model.localization.to(self.device, memory_format=memory).eval()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, device: str = "cpu", **settings) -> Detector:
+        """Load a model directory (the bundled default model when ``path`` is None)."""
+        return cls(
+            load_model(BUNDLED_MODEL if path is None else path), DetectConfig(**settings), device
+        )
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.model.classes
+
+    def with_settings(self, **settings) -> Detector:
+        """The same networks with other prediction settings."""
+        return Detector(self.model, replace(self.config, **settings), str(self.device))
+
+    def __call__(
+        self, video: str | Path, progress: Callable[[int], None] | None = None
+    ) -> list[Detection]:
+        """Detections in ``video``, sorted by descending score."""
+        return self.detections(self.score_windows(video, progress))
+
+    def detections(self, windows: ScoredWindows) -> list[Detection]:
+        """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""
+        nms = self.config.nms_threshold
+        return postprocess(
+            windows,
+            self.model.nms_threshold if nms is None else nms,
+            prior=self.model.prior if self.config.use_prior else None,
+            top_k=self.config.top_k,
+            min_score=self.config.min_score,
+        )
+
+    def score_windows(
+        self, video: str | Path, progress: Callable[[int], None] | None = None
+    ) -> ScoredWindows:
+        """Every window that passes the proposal network, with its localization class and
+        score (background included), streaming the video once. ``progress`` is called with
+        the number of frames decoded in each chunk.
+        """
+        model, name = self.model, Path(video).stem
+        longest = max(model.windows.lengths_frames)
+        buffer = np.zeros((0, *model.clip.frame_size[::-1], 3), np.uint8)
+        first_frame = 1  # frame number of buffer[0], 1-based
+        grid_parts: list[Windows] = []
+        proposals, survivors = _ClipQueue(), _ClipQueue()
+        results: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        offset = 0  # windows of earlier chunks, so rows index the concatenated grid
+        chunks = iter_frames(video, fps=model.fps, size=model.clip.frame_size)
+        with torch.inference_mode():
+            for chunk in _background_chunks(chunks):
+                buffer = np.concatenate([buffer, chunk])
+                frames_seen = first_frame - 1 + len(buffer)
+                ready = self._new_windows(frames_seen, frames_seen - len(chunk))
+                if len(ready):
+                    proposals.push(
+                        assemble_clips(
+                            buffer,
+                            ready.start_frame,
+                            ready.length_frames,
+                            model.clip,
+                            train=False,
+                            first_frame=first_frame,
+                        ),
+                        offset + np.arange(len(ready)),
+                    )
+                    grid_parts.append(ready)
+                    offset += len(ready)
+                self._flush(proposals, survivors, results, final=False)
+                drop = max(0, len(buffer) - longest)
+                buffer, first_frame = buffer[drop:], first_frame + drop
+                if progress is not None:
+                    progress(len(chunk))
+            self._flush(proposals, survivors, results, final=True)
+        if first_frame - 1 + len(buffer) < MIN_WINDOW_FRAMES:
+            raise VideoError(
+                f"{first_frame - 1 + len(buffer)} frames at {model.fps:g} fps: shorter than "
+                f"the shortest window ({MIN_WINDOW_FRAMES} frames)",
+                video,
+            )
+        return self._scored(name, grid_parts, results)
+
+    def _new_windows(self, frames_seen: int, previously_seen: int) -> Windows:
+        """Windows of the grid whose last frame arrived in the latest chunk.
+
+        A window exists once its last frame does (windows.window_grid), so the grid of the
+        frames seen so far is the final grid's windows ending up to that frame.
+        """
+        grid = window_grid(frames_seen, self.model.windows)
+        new = grid.end_frame > previously_seen
+        return Windows(grid.length_frames[new], grid.start_frame[new], grid.end_frame[new])
+
+    def _flush(
+        self, proposals: _ClipQueue, survivors: _ClipQueue, results: list, final: bool
+    ) -> None:
+        """Run full batches (and, when ``final``, the remainder) through both networks."""
+        threshold = self.config.proposal_threshold
+        threshold = self.model.proposal_threshold if threshold is None else threshold
+        size = self.config.batch_size
+        while len(proposals) >= size or (final and len(proposals)):
+            clips, rows = proposals.pop(size)
+            p_action = self._softmax(self.proposal, clips)[:, 1]
+            keep = (p_action >= threshold).numpy()
+            survivors.push(clips[torch.from_numpy(keep)], rows[keep])
+        while len(survivors) >= size or (final and len(survivors)):
+            clips, rows = survivors.pop(size)
+            score, label = self._softmax(self.localization, clips).max(dim=1)
+            results.append((rows, label.numpy(), score.numpy()))
+
+    def _softmax(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        clips = clips.to(self.device, non_blocking=True)
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            logits = network(clips)
+        return torch.softmax(logits.float(), dim=1).cpu()
+
+    def _scored(self, video: str, grid_parts: Sequence[Windows], results: list) -> ScoredWindows:
+        rows = np.concatenate([r for r, _, _ in results]) if results else np.zeros(0, np.int64)
+        labels = np.concatenate([lab for _, lab, _ in results]) if results else rows
+        scores = np.concatenate([s for _, _, s in results]) if results else np.zeros(0, np.float64)
+        order = np.argsort(rows, kind="stable")
+        rows, labels, scores = rows[order], labels[order], scores[order]
+        if grid_parts:
+            lengths = np.concatenate([g.length_frames for g in grid_parts])[rows]
+            starts = np.concatenate([g.start_frame for g in grid_parts])[rows]
+            ends = np.concatenate([g.end_frame for g in grid_parts])[rows]
+        else:
+            lengths = starts = ends = np.zeros(0, np.int64)
+        fps = self.model.fps
+        return ScoredWindows(
+            videos=np.full(len(rows), video, dtype=object),
+            window_frames=lengths,
+            start_frame=starts,
+            end_frame=ends,
+            start_s=starts / fps,
+            end_s=ends / fps,
+            label_index=labels.astype(np.int64),
+            score=scores.astype(np.float64),
+            classes=self.model.classes,
+        )

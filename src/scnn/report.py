@@ -1,0 +1,67 @@
+"""Pictures of results: one timeline per video, ground truth above detections, by class."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from scnn.annotations import Detection, Instance  # noqa: E402
+from scnn.fileio import atomic_write_bytes  # noqa: E402
+
+
+def class_colours(classes: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """A fixed colour per class, in class-list order, so every picture of a run agrees."""
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(classes)}
+
+
+def plot_timeline(
+    path: str | Path,
+    video: str,
+    duration_s: float,
+    classes: Sequence[str],
+    detections: Sequence[Detection],
+    ground_truth: Sequence[Instance] = (),
+) -> None:
+    """Write a PNG: a ground-truth row (when given) and one detection row per class.
+
+    Detections are drawn with opacity proportional to their score, so confident detections
+    stand out and the long tail of low-scoring ones fades.
+    """
+    colours = class_colours(classes)
+    rows = [("ground truth", list(ground_truth))] if ground_truth else []
+    rows += [(name, [d for d in detections if d.label == name]) for name in classes]
+    figure, axes = plt.subplots(figsize=(12, 0.9 + 0.35 * len(rows)))
+    for row, (_, segments) in enumerate(reversed(rows)):
+        for segment in segments:
+            alpha = getattr(segment, "score", 1.0)
+            axes.broken_barh(
+                [(segment.start_s, segment.end_s - segment.start_s)],
+                (row + 0.1, 0.8),
+                facecolors=colours.get(segment.label, "grey"),
+                alpha=max(0.1, min(1.0, alpha)),
+            )
+    axes.set_yticks([i + 0.5 for i in range(len(rows))], [name for name, _ in reversed(rows)])
+    axes.set_xlim(0, max(duration_s, 1e-6))
+    axes.set_ylim(0, len(rows))
+    axes.set_xlabel("time (s)")
+    axes.set_title(video)
+    axes.legend(
+        handles=[Patch(color=colours[name], label=name) for name in classes],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize="small",
+    )
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
