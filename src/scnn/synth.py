@@ -277,6 +277,8 @@ def _plan_video(rng: np.random.Generator, name: str, split: str, config: SynthCo
             break
         lengths.append(length)
     gaps = _split_gaps(rng, num_frames - sum(lengths), len(lengths) + 1, min_gap)
+    # every class before any repeats, in random order, so small splits stay near balanced
+    labels = rng.permutation(np.resize(rng.permutation(config.num_classes), len(lengths)))
     actions, false_starts = [], []
     cursor = 0
     for index, gap in enumerate(gaps):
@@ -285,8 +287,7 @@ def _plan_video(rng: np.random.Generator, name: str, split: str, config: SynthCo
             false_starts.append(false_start)
         cursor += gap
         if index < len(lengths):
-            label = int(rng.integers(config.num_classes))
-            actions.append(Motion(cursor, cursor + lengths[index], label))
+            actions.append(Motion(cursor, cursor + lengths[index], int(labels[index])))
             cursor += lengths[index]
     return VideoPlan(name, split, num_frames, tuple(actions), tuple(false_starts))
 
