@@ -12,13 +12,14 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from scnn.errors import AnnotationError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
+from scnn.subtitles import write_srt, write_webvtt
 
 AMBIGUOUS = "Ambiguous"
 
@@ -583,7 +584,10 @@ WRITERS = {
     ".txt": _write_thumos14_detections,
     ".json": _write_activitynet_detections,
     ".csv": _write_csv_detections,
+    ".vtt": write_webvtt,
+    ".srt": write_srt,
 }
+SUBTITLE_FORMATS = (".vtt", ".srt")  # one video per file
 
 
 def get_writer(path: str | Path):
@@ -664,7 +668,10 @@ def read_windows_csv(path: str | Path, classes: Sequence[str]) -> ScoredWindows:
 
 
 def write_windows_csv(path: str | Path, windows: ScoredWindows) -> None:
-    """Write ``windows`` in the columns :func:`read_windows_csv` reads (gzip for ``.gz``)."""
+    """Write ``windows`` in the columns :func:`read_windows_csv` reads (gzip for ``.gz``).
+
+    ``loc_class`` is written as the class name (``background`` for 0), so the file needs no
+    class table to be read back."""
     path = Path(path)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -685,9 +692,23 @@ def write_windows_csv(path: str | Path, windows: ScoredWindows) -> None:
                 row[0],
                 *(int(v) for v in row[1:4]),
                 *(repr(float(v)) for v in row[4:6]),
-                int(row[6]),
+                windows.classes[row[6] - 1] if row[6] > 0 else BACKGROUND,
                 repr(float(row[7])),
             ]
         )
     data = buffer.getvalue().encode()
     atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+
+
+def concat_windows(parts: Sequence[ScoredWindows], classes: tuple[str, ...]) -> ScoredWindows:
+    """The rows of several ScoredWindows (one per video, say) as one, in order."""
+    columns = [f.name for f in fields(ScoredWindows) if f.name != "classes"]
+    if not parts:
+        empty = {
+            name: np.zeros(0, dtype=object if name == "videos" else np.int64) for name in columns
+        }
+        return ScoredWindows(**empty, classes=classes)
+    return ScoredWindows(
+        **{name: np.concatenate([getattr(p, name) for p in parts]) for name in columns},
+        classes=classes,
+    )

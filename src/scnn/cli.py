@@ -42,11 +42,14 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "as OUT/config.json.",
     )
     parser.add_argument(
-        "dataset", type=Path, nargs="?",
+        "dataset",
+        type=Path,
+        nargs="?",
         help="folder with annotations.json and videos/ (as `scnn synth` writes it)",
     )
     parser.add_argument(
-        "--annotations", type=Path,
+        "--annotations",
+        type=Path,
         help="ground truth: ActivityNet JSON, THUMOS14 folder or CSV "
         "(default: DATASET/annotations.json)",
     )
@@ -54,29 +57,36 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "--videos", type=Path, help="folder of <video>.<ext> files (default: DATASET/videos)"
     )
     parser.add_argument(
-        "--val-annotations", type=Path,
+        "--val-annotations",
+        type=Path,
         help="ground truth holding the validation subset (default: the --annotations file)",
     )
     parser.add_argument(
-        "--trimmed", type=Path,
+        "--trimmed",
+        type=Path,
         help="trimmed clips as FOLDER/<class>/<clip>.<ext>, each one positive sample",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
-        "--config", default="synthetic_cpu",
+        "--config",
+        default="synthetic_cpu",
         help="TOML file, or a ready config: synthetic_cpu (default, small CPU model), "
         "thumos14 (the authors' setup)",
     )
     parser.add_argument(
-        "--stage", choices=("all", *STAGE_NAMES), default="all",
+        "--stage",
+        choices=("all", *STAGE_NAMES),
+        default="all",
         help="stage(s) to train (default: all)",
     )
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="skip finished stages and continue the others from their last checkpoint",
     )
     parser.add_argument(
-        "--cache-dir", type=Path,
+        "--cache-dir",
+        type=Path,
         help="decoded-frame cache (default: OUT/frame_cache; 98.5 MB per video-minute at 171x128)",
     )
     parser.add_argument("--steps", type=int, help="optimiser steps per stage")
@@ -89,11 +99,16 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "--init-from", help="Sports-1M C3D weights (a torch.save-d state dict, e.g. c3d.pickle)"
     )
     parser.add_argument(
-        "--deterministic", action="store_true", default=None,
+        "--deterministic",
+        action="store_true",
+        default=None,
         help="deterministic kernels, so --resume reaches the same weights as one run",
     )
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override any config key with a TOML value, e.g. --set clip.crop_size=64",
     )
     parser.set_defaults(run=_run_train)
@@ -111,8 +126,16 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, object]:
             overrides[key.strip()] = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             overrides[key.strip()] = text  # a bare word is a string
-    for flag in ("steps", "batch_size", "lr", "workers", "device", "seed", "init_from",
-                 "deterministic"):
+    for flag in (
+        "steps",
+        "batch_size",
+        "lr",
+        "workers",
+        "device",
+        "seed",
+        "init_from",
+        "deterministic",
+    ):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     return overrides
@@ -146,13 +169,90 @@ def _run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_detect(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "detect",
+        help="find and label actions in videos (the whole S-CNN prediction pipeline)",
+        description="Decode each video once at 25 fps, score every window of the multi-scale "
+        "grid with the proposal network, the survivors with the localization network, then "
+        "weight by the window-length prior and run per-class NMS (method.md section 4). "
+        "A video that fails is reported and the others go on.",
+    )
+    parser.add_argument("videos", type=Path, nargs="+", help="video files or folders of them")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model directory from `scnn train` (default: the bundled synthetic-data model)",
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        required=True,
+        help="output by extension: .json (ActivityNet), .csv, .txt (THUMOS14), .vtt or .srt "
+        "(subtitles: one file per video; with several videos, OUT's folder gets <video>.vtt)",
+    )
+    parser.add_argument(
+        "--save-windows",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="also write the scored proposal survivors (the windows CSV `scnn postprocess` reads)",
+    )
+    parser.add_argument(
+        "--proposal-threshold",
+        type=float,
+        default=None,
+        help="P(action) a window needs to reach the localization network (default: the "
+        "model's, 0.7)",
+    )
+    parser.add_argument(
+        "--nms",
+        type=float,
+        default=None,
+        help="NMS IoU threshold, suppress IoU > this (default: the model's, 0.4)",
+    )
+    parser.add_argument("--min-score", type=float, default=None, help="drop scores below (off)")
+    parser.add_argument("--top-k", type=int, default=None, help="keep the best K per video (off)")
+    parser.add_argument("--batch-size", type=int, default=64, help="clips per network call (64)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.set_defaults(run=_run_detect)
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    from scnn import annotations, detect
+
+    detector = detect.Detector.load(
+        args.model,
+        device=args.device,
+        proposal_threshold=args.proposal_threshold,
+        nms_threshold=args.nms,
+        min_score=args.min_score,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+    )
+    annotations.get_writer(args.out)  # an unknown format fails before any decoding
+    result = detect.detect_videos(detector, detect.find_videos(args.videos), quiet=args.quiet)
+    detect.write_results(result, args.out, detector.classes, args.save_windows)
+    found = sum(len(d) for d in result.detections.values())
+    print(f"{found} detections in {len(result.detections)} video(s) -> {args.out}")
+    for reason in result.failures.values():
+        print(f"failed: {reason}", file=sys.stderr)
+    return EXIT_SOME_FAILED if result.failures else EXIT_OK
+
+
 def _add_class_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--classes", type=Path, default=None,
+        "--classes",
+        type=Path,
+        default=None,
         help="class table: CSV with a header and a 'name' column, like THUMOS14's classes.csv",
     )
     parser.add_argument(
-        "--class-ids", default="index", metavar="COLUMN",
+        "--class-ids",
+        default="index",
+        metavar="COLUMN",
         help="the class table's column the files' numeric class ids come from "
         "(default: index, the 1..K order; thumos14_id for official THUMOS14 submissions)",
     )
@@ -168,18 +268,26 @@ def _add_postprocess(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("windows", type=Path, help="windows CSV (.csv or .csv.gz)")
     parser.add_argument(
-        "--out", type=Path, required=True,
+        "-o",
+        "--out",
+        type=Path,
+        required=True,
         help="output file: .txt (THUMOS14 submission), .json (ActivityNet) or .csv",
     )
     _add_class_options(parser)
     parser.add_argument(
-        "--prior-from", type=Path, default=None, metavar="GT",
+        "--prior-from",
+        type=Path,
+        default=None,
+        metavar="GT",
         help="training annotations (THUMOS14 folder, .json or .csv) for the window-length "
         "prior, with the authors' duration bins (default: no prior)",
     )
     parser.add_argument("--prior-subset", default=None, help="subset of --prior-from to use")
     parser.add_argument(
-        "--nms", type=float, default=0.4,
+        "--nms",
+        type=float,
+        default=0.4,
         help="NMS IoU threshold: suppress IoU > this (default 0.4, the authors' demo; their "
         "THUMOS14 table uses evaluation IoU - 0.1)",
     )
@@ -224,7 +332,9 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "activitynet (the ActivityNet detection evaluator, stable tie order).",
     )
     parser.add_argument(
-        "--gt", type=Path, required=True,
+        "--gt",
+        type=Path,
+        required=True,
         help="ground truth: THUMOS14 annotation folder, ActivityNet .json or .csv",
     )
     parser.add_argument(
@@ -232,18 +342,24 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--protocol", required=True, choices=["thumos14", "scnn", "activitynet"])
     parser.add_argument(
-        "--iou", type=float, nargs="+", default=None, metavar="T",
+        "--iou",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="T",
         help="IoU thresholds (default: 0.1 0.2 0.3 0.4 0.5 for thumos14/scnn, "
         "0.5:0.05:0.95 for activitynet)",
     )
     parser.add_argument(
-        "--subset", default=None,
+        "--subset",
+        default=None,
         help="ground-truth subset (THUMOS14 file suffix, ActivityNet 'subset'; default: all)",
     )
     _add_class_options(parser)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
-        "--proposals", action="store_true",
+        "--proposals",
+        action="store_true",
         help="also report class-agnostic proposal recall and AR@AN (1, 5, 10, 50, 100 per video)",
     )
     parser.set_defaults(run=_run_evaluate)
@@ -285,11 +401,19 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val", type=int, default=6, help="validation videos (default: 6)")
     parser.add_argument("--test", type=int, default=8, help="test videos (default: 8)")
     parser.add_argument(
-        "--duration-s", type=float, nargs=2, default=(60.0, 120.0), metavar=("MIN", "MAX"),
+        "--duration-s",
+        type=float,
+        nargs=2,
+        default=(60.0, 120.0),
+        metavar=("MIN", "MAX"),
         help="video duration range in seconds (default: 60 120)",
     )
     parser.add_argument(
-        "--size", type=int, nargs=2, default=(171, 128), metavar=("W", "H"),
+        "--size",
+        type=int,
+        nargs=2,
+        default=(171, 128),
+        metavar=("W", "H"),
         help="frame size in pixels (default: 171 128)",
     )
     parser.set_defaults(run=_run_synth)
@@ -319,6 +443,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_postprocess,
     _add_evaluate,
+    _add_detect,
 ]
 
 
@@ -335,6 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_subcommand in SUBCOMMANDS:
         add_subcommand(subparsers)
+    for subparser in subparsers.choices.values():  # also accepted after the subcommand
+        subparser.add_argument(
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="no progress bars, warnings only",
+        )
+        subparser.add_argument(
+            "--threads",
+            type=int,
+            default=argparse.SUPPRESS,
+            help="torch CPU threads (default: torch's choice)",
+        )
     return parser
 
 

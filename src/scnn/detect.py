@@ -19,18 +19,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from scnn.annotations import Detection, ScoredWindows
+from scnn.annotations import (
+    SUBTITLE_FORMATS,
+    Detection,
+    ScoredWindows,
+    concat_windows,
+    write_detections,
+    write_windows_csv,
+)
 from scnn.clips import assemble_clips
 from scnn.errors import ScnnError, VideoError
 from scnn.modelfile import LoadedModel, load_model
 from scnn.postprocess import postprocess
-from scnn.video import MIN_WINDOW_FRAMES, iter_frames
+from scnn.video import MIN_WINDOW_FRAMES, iter_frames, num_frames, probe
 from scnn.windows import Windows, window_grid
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 BATCH_SIZE = 64  # clips per network call
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
 
 
 @dataclass(frozen=True)
@@ -253,3 +262,70 @@ class Detector:
             score=scores.astype(np.float64),
             classes=self.model.classes,
         )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Detections of every video that worked, and why each other one failed."""
+
+    detections: dict[str, list[Detection]]  # video name -> detections sorted by score
+    windows: list[ScoredWindows]  # the proposal survivors of each video, in order
+    failures: dict[str, str]  # path -> one-line reason
+
+    def all_detections(self) -> list[Detection]:
+        """Every video's detections, sorted by descending score (stable across videos)."""
+        merged = [d for dets in self.detections.values() for d in dets]
+        return sorted(merged, key=lambda d: -d.score)
+
+
+def find_videos(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given, and the video files (by suffix) directly inside given directories."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        else:
+            found.append(path)
+    names = [p.stem for p in found]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise ScnnError(f"several videos share the name {clashes[0]!r}; rename one")
+    return found
+
+
+def detect_videos(
+    detector: Detector, videos: Sequence[Path], *, quiet: bool = False
+) -> BatchResult:
+    """Run ``detector`` on each video; a video that fails is recorded and the rest go on."""
+    result = BatchResult({}, [], {})
+    overall = tqdm(videos, desc="videos", unit="video", disable=quiet or len(videos) < 2)
+    for video in overall:
+        try:
+            total = num_frames(probe(video), detector.model.fps)
+            with tqdm(
+                total=total, desc=video.name, unit="frame", leave=False, disable=quiet
+            ) as bar:
+                windows = detector.score_windows(video, progress=bar.update)
+        except ScnnError as exc:
+            result.failures[str(video)] = str(exc)
+            tqdm.write(f"scnn: failed: {exc}")
+            continue
+        result.windows.append(windows)
+        result.detections[video.stem] = detector.detections(windows)
+    return result
+
+
+def write_results(
+    result: BatchResult, out: Path, classes: Sequence[str], windows_csv: Path | None = None
+) -> None:
+    """Write detections to ``out`` (format by extension), each file atomically.
+
+    Subtitles hold one video: with several videos, ``out``'s folder gets ``<video>.vtt``.
+    """
+    if out.suffix.lower() in SUBTITLE_FORMATS and len(result.detections) != 1:
+        for video, detections in result.detections.items():
+            write_detections(out.parent / f"{video}{out.suffix}", detections, classes)
+    else:
+        write_detections(out, result.all_detections(), classes)
+    if windows_csv is not None:
+        write_windows_csv(windows_csv, concat_windows(result.windows, tuple(classes)))
