@@ -1,0 +1,190 @@
+"""The streaming detector against a plain whole-video computation, outputs and batch runs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from videos import numbered_frames, write_video
+
+from scnn.annotations import load_detections, read_windows_csv
+from scnn.clips import ClipConfig, assemble_clips
+from scnn.detect import Detector, detect_videos, find_videos, write_results
+from scnn.errors import ScnnError, VideoError
+from scnn.modelfile import ModelOptions, build_network, save_model
+from scnn.video import read_frames
+from scnn.windows import WindowConfig, window_grid
+
+CLASSES = ("Jump", "Run", "Throw")
+CLIP = ClipConfig(frame_size=(64, 48), crop_size=32, std_rgb=(58.0, 57.0, 57.0))
+OPTIONS = ModelOptions(width=0.0625, dropout=0.0, batch_norm=False)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model")
+    prior = np.full((6, len(CLASSES)), 1 / 6)
+    save_model(
+        path,
+        proposal=build_network(2, OPTIONS, CLIP),
+        localization=build_network(len(CLASSES) + 1, OPTIONS, CLIP),
+        classes=CLASSES,
+        prior=prior,
+        options=OPTIONS,
+        windows=WindowConfig(),
+        clip=CLIP,
+        config={},
+        metrics={},
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """700 frames at 25 fps: three decode chunks, so 512-frame windows span chunk borders."""
+    path = tmp_path_factory.mktemp("videos") / "clip one.mp4"
+    rng = np.random.default_rng(0)
+    frames = numbered_frames(700, 64, 48)
+    frames = (frames // 2 + rng.integers(0, 128, (1, 1, 1, 3))).astype(np.uint8)
+    write_video(path, frames, 25, "libx264")
+    return path
+
+
+def whole_video_scores(detector: Detector, path) -> tuple[np.ndarray, ...]:
+    """Every window of the grid through both networks, from the fully decoded video."""
+    frames = read_frames(path, size=CLIP.frame_size)
+    grid = window_grid(len(frames))
+    clips = assemble_clips(frames, grid.start_frame, grid.length_frames, CLIP, train=False)
+    with torch.inference_mode():
+        p_action = torch.softmax(detector.proposal(clips), 1)[:, 1]
+        score, label = torch.softmax(detector.localization(clips), 1).max(1)
+    return grid, p_action.numpy(), label.numpy(), score.numpy()
+
+
+def test_streaming_equals_whole_video_computation(model_dir, video):
+    detector = Detector.load(model_dir, batch_size=7)
+    grid, p_action, label, score = whole_video_scores(detector, video)
+    threshold = float(np.median(p_action))
+    windows = detector.with_settings(proposal_threshold=threshold).score_windows(video)
+    kept = p_action >= threshold
+    assert 0 < len(windows) == kept.sum() < len(grid)
+    expected = sorted(
+        zip(
+            grid.length_frames[kept].tolist(),
+            grid.start_frame[kept].tolist(),
+            label[kept].tolist(),
+            strict=True,
+        )
+    )
+    got = sorted(
+        zip(
+            windows.window_frames.tolist(),
+            windows.start_frame.tolist(),
+            windows.label_index.tolist(),
+            strict=True,
+        )
+    )
+    assert got == expected
+    keys = zip(grid.length_frames.tolist(), grid.start_frame.tolist(), strict=True)
+    by_window = dict(zip(keys, score, strict=True))
+    rows = zip(windows.window_frames, windows.start_frame, windows.score, strict=True)
+    for length, start, value in rows:
+        assert value == pytest.approx(by_window[(int(length), int(start))], abs=1e-5)
+    assert np.allclose(windows.start_s, windows.start_frame / 25)
+    assert set(windows.videos) == {"clip one"}
+
+
+def test_every_grid_window_reaches_the_networks_at_threshold_zero(model_dir, video):
+    windows = Detector.load(model_dir, proposal_threshold=0.0).score_windows(video)
+    # L = 16..512, stride L/4, last frame <= 700: 172 + 84 + 40 + 18 + 7 + 2 windows
+    assert len(windows) == len(window_grid(700)) == 323
+
+
+def test_detections_are_sorted_and_suppressed(model_dir, video):
+    detector = Detector.load(model_dir, proposal_threshold=0.0, nms_threshold=0.4)
+    detections = detector(video)
+    assert detections and all(d.label in CLASSES for d in detections)
+    scores = [d.score for d in detections]
+    assert scores == sorted(scores, reverse=True)
+    for label in CLASSES:
+        segments = np.array([(d.start_s, d.end_s) for d in detections if d.label == label])
+        for i in range(len(segments)):
+            for j in range(i + 1, len(segments)):
+                inter = min(segments[i, 1], segments[j, 1]) - max(segments[i, 0], segments[j, 0])
+                union = np.ptp(segments[[i, j]])
+                assert inter <= 0 or inter / union <= 0.4 + 1e-9
+
+
+def test_top_k_and_min_score(model_dir, video):
+    detector = Detector.load(model_dir, proposal_threshold=0.0)
+    assert len(detector.with_settings(top_k=3)(video)) == 3
+    everything = detector(video)
+    cut = everything[len(everything) // 2].score
+    assert all(d.score >= cut for d in detector.with_settings(min_score=cut)(video))
+
+
+def test_too_short_video_is_an_error(model_dir, tmp_path):
+    path = tmp_path / "short.mp4"
+    write_video(path, numbered_frames(10, 64, 48), 25, "libx264")
+    with pytest.raises(VideoError, match="short.mp4.*shorter than the shortest window"):
+        Detector.load(model_dir).score_windows(path)
+
+
+def test_batch_goes_past_bad_files_and_writes_every_format(model_dir, video, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes(video.read_bytes())
+    (folder / "broken.mp4").write_text("not a video")
+    (folder / "notes.txt").write_text("ignored: not a video suffix")
+    detector = Detector.load(model_dir, proposal_threshold=0.0)
+    paths = find_videos([folder])
+    assert [p.name for p in paths] == ["broken.mp4", "good.mp4"]
+    result = detect_videos(detector, paths, quiet=True)
+    assert list(result.detections) == ["good"]
+    assert list(result.failures) == [str(folder / "broken.mp4")]
+    for suffix in (".json", ".csv", ".txt"):
+        write_results(result, tmp_path / f"out{suffix}", CLASSES)
+        loaded = load_detections(tmp_path / f"out{suffix}", classes=CLASSES)
+        assert len(loaded) == len(result.detections["good"])
+        assert {d.video for d in loaded} == {"good"}
+    write_results(result, tmp_path / "out.vtt", CLASSES, windows_csv=tmp_path / "w.csv")
+    vtt = (tmp_path / "out.vtt").read_text()
+    assert vtt.startswith("WEBVTT\n\n1\n00:00:")
+    assert len(read_windows_csv(tmp_path / "w.csv", CLASSES)) == len(result.windows[0])
+
+
+def test_same_video_name_twice_is_refused(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "v.mp4").write_bytes(b"")
+    with pytest.raises(ScnnError, match="share the name 'v'"):
+        find_videos([tmp_path / "a", tmp_path / "b"])
+
+
+def test_cli_exit_code_reports_failures(model_dir, video, tmp_path):
+    out = tmp_path / "det.json"
+    command = [
+        sys.executable,
+        "-m",
+        "scnn",
+        "detect",
+        str(video),
+        str(tmp_path / "missing.mp4"),
+        "--model",
+        str(model_dir),
+        "-o",
+        str(out),
+        "--proposal-threshold",
+        "0",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, run.stderr
+    assert "missing.mp4: no such file" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert list(json.loads(out.read_text())["results"]) == ["clip one"]
