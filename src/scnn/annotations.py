@@ -11,7 +11,8 @@ import io
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -97,6 +98,7 @@ WINDOWS_COLUMNS = (
 # ".mp4" in the S-CNN kit); the others are common enough to accept the same way.
 VIDEO_EXTENSIONS = (".mpeg", ".mpg", ".mp4", ".avi", ".mkv", ".webm", ".mov")
 THUMOS14_DEFAULT_SUBSET = "test"
+MAX_FRAMES = 2**53  # frame numbers beyond this are not whole numbers as floats: a corrupt file
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +117,34 @@ def _read_lines(path: Path) -> list[str]:
         raise AnnotationError("not a UTF-8 text file", path) from exc
 
 
+def _csv_records(lines: Iterable[str], path: Path) -> Iterator[tuple[int, list[str]]]:
+    """CSV rows with the line each ends on; a malformed row is an AnnotationError there."""
+    reader = csv.reader(lines)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise AnnotationError(f"malformed CSV ({exc})", path, reader.line_num) from None
+        yield reader.line_num, row
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, shortened: error messages stay one readable line whatever the file holds."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _number(text: str, what: str, path: Path, line: int | None) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise AnnotationError(f"{what} is not a number: {text!r}", path, line) from None
+        raise AnnotationError(f"{what} is not a number: {_shown(text)}", path, line) from None
+    except OverflowError:  # a JSON integer beyond float's range
+        raise AnnotationError(f"{what} is out of range: {_shown(text)}", path, line) from None
     if not math.isfinite(value):
-        raise AnnotationError(f"{what} is not finite: {text!r}", path, line)
+        raise AnnotationError(f"{what} is not finite: {_shown(text)}", path, line)
     return value
 
 
@@ -166,16 +189,16 @@ def read_class_table(path: str | Path, id_column: str = "index") -> dict[int, st
     """Map the integer ids of ``id_column`` to the ``name`` column of a CSV with a header,
     like ../shared/data/thumos14/classes.csv (``index,name,thumos14_id``)."""
     path = Path(path)
-    rows = list(csv.reader(_read_lines(path)))
+    rows = list(_csv_records(_read_lines(path), path))
     if not rows:
         raise AnnotationError("empty class table", path)
-    header = [cell.strip() for cell in rows[0]]
+    header = [cell.strip() for cell in rows[0][1]]
     for column in ("name", id_column):
         if column not in header:
-            raise AnnotationError(f"no column {column!r} (columns: {', '.join(header)})", path, 1)
+            raise AnnotationError(f"no column {column!r} (columns: {_shown(header, 80)})", path, 1)
     id_at, name_at = header.index(id_column), header.index("name")
     table: dict[int, str] = {}
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if not row:
             continue
         if len(row) != len(header):
@@ -183,7 +206,7 @@ def read_class_table(path: str | Path, id_column: str = "index") -> dict[int, st
         try:
             class_id = int(row[id_at])
         except ValueError:
-            message = f"class id is not an integer: {row[id_at]!r}"
+            message = f"class id is not an integer: {_shown(row[id_at])}"
             raise AnnotationError(message, path, line) from None
         if class_id in table:
             raise AnnotationError(f"class id {class_id} listed twice", path, line)
@@ -257,6 +280,8 @@ def _load_json(path: Path, key: str) -> dict:
         data = json.loads("\n".join(_read_lines(path)) or "{}")
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"invalid JSON ({exc.msg})", path, exc.lineno) from None
+    except RecursionError:
+        raise AnnotationError("invalid JSON (nested too deeply)", path) from None
     if not isinstance(data, dict) or not isinstance(data.get(key), dict):
         raise AnnotationError(f"no {key!r} object at the top level", path)
     return data[key]
@@ -269,26 +294,45 @@ def _json_segment(entry, path: Path, where: str) -> tuple[str, str]:
     return segment[0], segment[1]
 
 
+def _json_label(entry: dict, path: Path, where: str) -> str:
+    label = entry.get("label")
+    if not isinstance(label, str | int) or isinstance(label, bool):
+        raise AnnotationError(f"{where}: 'label' must be a class name, got {_shown(label)}", path)
+    return str(label)
+
+
+def _json_list(value, path: Path, where: str) -> list:
+    if not isinstance(value, list):
+        raise AnnotationError(f"{where}: expected a list, got {type(value).__name__}", path)
+    return value
+
+
 def _read_activitynet_gt(path: Path, subset: str | None) -> GroundTruth:
     database = _load_json(path, "database")
     instances: list[Instance] = []
     durations: dict[str, float] = {}
     subsets: dict[str, str] = {}
     for video, entry in database.items():
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{video}: expected an object, got {type(entry).__name__}", path)
+        if not isinstance(entry.get("subset", ""), str):
+            raise AnnotationError(f"{video}: 'subset' must be a string", path)
         if subset is not None and entry.get("subset") != subset:
             continue
         if "subset" in entry:
             subsets[video] = entry["subset"]
         if "duration" in entry:
             durations[video] = _number(entry["duration"], f"{video}: duration", path, None)
-        for n, annotation in enumerate(entry.get("annotations", [])):
+        annotations = _json_list(entry.get("annotations", []), path, f"{video}: 'annotations'")
+        for n, annotation in enumerate(annotations):
             where = f"{video} annotation {n}"
             start, end = _json_segment(annotation, path, where)
             try:
                 start_s, end_s = _segment(start, end, path, None)
             except AnnotationError as exc:
                 raise AnnotationError(f"{where}: {exc.message}", path) from None
-            instances.append(Instance(video, start_s, end_s, str(annotation.get("label"))))
+            label = _json_label(annotation, path, where)
+            instances.append(Instance(video, start_s, end_s, label))
     real, ambiguous = _split_ambiguous(instances)
     videos = tuple(v for v in database if subset is None or v in subsets)
     return GroundTruth(
@@ -320,8 +364,7 @@ def _write_activitynet_gt(path: Path, gt: GroundTruth) -> None:
 
 def _csv_rows(path: Path, with_score: bool) -> list[tuple[int, list[str]]]:
     """Data rows (with line numbers) of a ``video,start,end,label[,score]`` CSV."""
-    lines = _read_lines(path)
-    rows = [(n, row) for n, row in enumerate(csv.reader(lines), start=1) if row]
+    rows = [(n, row) for n, row in _csv_records(_read_lines(path), path) if row]
     if not rows:
         return []
     expected = ["video", "start", "end", "label"] + (["score"] if with_score else [])
@@ -361,7 +404,9 @@ def _check_labels(gt: GroundTruth, path: Path) -> GroundTruth:
     known = set(gt.classes)
     for instance in gt.instances:
         if instance.label not in known:
-            raise AnnotationError(f"unknown class {instance.label!r} in {instance.video}", path)
+            raise AnnotationError(
+                f"unknown class {_shown(instance.label)} in {_shown(instance.video)}", path
+            )
     return gt
 
 
@@ -429,7 +474,7 @@ def _resolve_label(
         class_id = int(token)
     except ValueError:
         if classes is not None and token not in classes:
-            raise AnnotationError(f"unknown class {token!r}", path, line) from None
+            raise AnnotationError(f"unknown class {_shown(token)}", path, line) from None
         return token
     if class_table is not None:
         return class_table.get(class_id)
@@ -469,12 +514,12 @@ def _read_thumos14_detections(path, classes, class_table) -> tuple[list[Detectio
 def _read_activitynet_detections(path, classes, class_table) -> tuple[list[Detection], int]:
     detections = []
     for video, entries in _load_json(path, "results").items():
-        for n, entry in enumerate(entries):
+        for n, entry in enumerate(_json_list(entries, path, video)):
             where = f"{video} result {n}"
             start, end = _json_segment(entry, path, where)
-            label = str(entry.get("label"))
+            label = _json_label(entry, path, where)
             if classes is not None and label not in classes:
-                raise AnnotationError(f"{where}: unknown class {label!r}", path)
+                raise AnnotationError(f"{where}: unknown class {_shown(label)}", path)
             detections.append(
                 Detection(
                     video,
@@ -622,10 +667,18 @@ def _label_index(token: str, classes: Sequence[str], path: Path, line: int) -> i
             return 0
         if token in classes:
             return classes.index(token) + 1
-        raise AnnotationError(f"unknown class {token!r}", path, line) from None
+        raise AnnotationError(f"unknown class {_shown(token)}", path, line) from None
     if not 0 <= index <= len(classes):
         raise AnnotationError(f"class index {index} not in 0..{len(classes)}", path, line)
     return index
+
+
+def _frame(text: str, what: str, path: Path, line: int) -> int:
+    """A frame number or count: a whole number below MAX_FRAMES."""
+    value = _number(text, what, path, line)
+    if value != int(value) or not 0 <= value < MAX_FRAMES:
+        raise AnnotationError(f"{what} is not a frame number: {_shown(text)}", path, line)
+    return int(value)
 
 
 def read_windows_csv(path: str | Path, classes: Sequence[str]) -> ScoredWindows:
@@ -635,13 +688,13 @@ def read_windows_csv(path: str | Path, classes: Sequence[str]) -> ScoredWindows:
     classes = tuple(classes)
     try:
         with _open_text(path) as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+            rows = list(_csv_records(handle, path))
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise AnnotationError(f"cannot read windows CSV ({exc})", path) from exc
-    if not rows or tuple(c.strip() for c in rows[0]) != WINDOWS_COLUMNS:
+    if not rows or tuple(c.strip() for c in rows[0][1]) != WINDOWS_COLUMNS:
         raise AnnotationError(f"header must be {','.join(WINDOWS_COLUMNS)}", path, 1)
     columns: list[list] = [[] for _ in WINDOWS_COLUMNS]
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if not row:
             continue
         if len(row) != len(WINDOWS_COLUMNS):
@@ -650,7 +703,7 @@ def read_windows_csv(path: str | Path, classes: Sequence[str]) -> ScoredWindows:
             )
         columns[0].append(row[0])
         for n in (1, 2, 3):
-            columns[n].append(int(_number(row[n], WINDOWS_COLUMNS[n], path, line)))
+            columns[n].append(_frame(row[n], WINDOWS_COLUMNS[n], path, line))
         for n in (4, 5, 7):
             columns[n].append(_number(row[n], WINDOWS_COLUMNS[n], path, line))
         columns[6].append(_label_index(row[6], classes, path, line))
