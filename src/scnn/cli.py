@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -149,6 +150,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.dataset is None and (args.annotations is None or args.videos is None):
         raise ScnnError("give a DATASET folder, or both --annotations and --videos")
     config = train.load_config(args.config, _config_overrides(args))
+    if config.deterministic:  # cuBLAS needs a fixed workspace to be deterministic
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(config.deterministic)
     torch.backends.cudnn.benchmark = not config.deterministic
     train.write_run_config(args.out, config, resume=args.resume)
