@@ -59,6 +59,7 @@ from scnn.windows import WINDOW_LENGTHS_FRAMES, LabelConfig, WindowConfig
 log = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).parent / "configs"  # the ready configs, usable by name
+CPU_DEFAULT_CONFIG = "synthetic_cpu"  # the small model trained on the synthetic dataset
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.safetensors"
 METRICS = "metrics.json"
@@ -648,3 +649,36 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         metrics=metrics,
     )
     return model_dir
+
+
+def run(
+    config: TrainConfig,
+    annotations: str | Path,
+    videos_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    stage: str = "all",
+    val_annotations: str | Path | None = None,
+    trimmed_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path | None:
+    """``scnn train``: save the config, decode the videos once, train the chosen stages in
+    order (``stage`` = "all" or one stage's name), and assemble ``out_dir/model`` once both
+    networks detection needs are trained. Returns the model directory, or None before then."""
+    out_dir = Path(out_dir)
+    write_run_config(out_dir, config, resume=resume)
+    data = prepare_data(
+        config,
+        annotations,
+        videos_dir,
+        cache_dir or out_dir / "frame_cache",
+        val_annotations=val_annotations,
+        trimmed_dir=trimmed_dir,
+        progress=progress,
+    )
+    for each in STAGES:
+        if stage in ("all", each.name):
+            train(each, config, data, out_dir, resume=resume, progress=progress)
+    return write_model_dir(out_dir, config, data) if model_ready(out_dir) else None
