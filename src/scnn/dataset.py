@@ -74,7 +74,9 @@ class FrameCache:
     """Decoded frames of each video at one size, stored once as ``<root>/<key>.<W>x<H>.npy``.
 
     A file is written atomically after the whole video decoded, so an interrupted run never
-    leaves a truncated cache entry; later runs (and workers) memory-map it.
+    leaves a truncated cache entry; later runs (and workers) memory-map it. An entry that is
+    unreadable or of the wrong shape anyway (copied half, written by another tool) is decoded
+    again, never trusted.
     """
 
     def __init__(self, root: str | Path, frame_size: tuple[int, int], fps: float = FPS):
@@ -89,11 +91,26 @@ class FrameCache:
     def frames(self, key: str, video_path: str | Path) -> np.ndarray:
         """The video's (T, H, W, 3) uint8 frames, memory-mapped; decoded on first use."""
         cached = self.path(key)
-        if not cached.exists():
-            frames = read_frames(video_path, fps=self.fps, size=self.frame_size)
-            with atomic_write(cached, "wb") as handle:
-                np.save(handle, frames)
+        if cached.exists():
+            frames = self._load(cached)
+            if frames is not None:
+                return frames
+            log.warning("%s: damaged frame-cache entry, decoding the video again", cached)
+        frames = read_frames(video_path, fps=self.fps, size=self.frame_size)
+        with atomic_write(cached, "wb") as handle:
+            np.save(handle, frames)
         return np.load(cached, mmap_mode="r")
+
+    def _load(self, cached: Path) -> np.ndarray | None:
+        """The memory-mapped entry, or None when it is not a whole (T, H, W, 3) uint8 array."""
+        width, height = self.frame_size
+        try:
+            frames = np.load(cached, mmap_mode="r")
+        except (ValueError, OSError, EOFError):  # truncated data or header, not an .npy file
+            return None
+        if frames.dtype != np.uint8 or frames.shape[1:] != (height, width, 3):
+            return None
+        return frames
 
 
 def find_video(videos_dir: str | Path, video: str) -> Path:

@@ -187,7 +187,10 @@ def load_model(path: str | Path) -> LoadedModel:
         clip = ClipConfig(**_tuples(description["clip"]))
         options = ModelOptions(**description["model"])
         prior = np.asarray(description["prior"], dtype=np.float64)
-        thresholds = description["thresholds"]
+        fps = float(description["fps"])
+        proposal_threshold = float(description["thresholds"]["proposal"])
+        nms_threshold = float(description["thresholds"]["nms"])
+        config, metrics = description["config"], description["metrics"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"malformed model description: {exc!r}", description_path) from exc
     if prior.shape != (len(windows.lengths_frames), len(classes)):
@@ -215,9 +218,9 @@ def load_model(path: str | Path) -> LoadedModel:
         windows=windows,
         clip=clip,
         options=options,
-        fps=float(description["fps"]),
-        proposal_threshold=float(thresholds["proposal"]),
-        nms_threshold=float(thresholds["nms"]),
-        config=description["config"],
-        metrics=description["metrics"],
+        fps=fps,
+        proposal_threshold=proposal_threshold,
+        nms_threshold=nms_threshold,
+        config=config,
+        metrics=metrics,
     )

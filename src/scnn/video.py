@@ -9,7 +9,11 @@ Every failure, from a missing file to a truncated stream, is raised as :class:`V
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import select
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,6 +28,8 @@ FPS = 25.0  # frames/s after resampling (method.md §1)
 FRAME_SIZE = (171, 128)  # (width, height) in pixels after resizing (C3D convention)
 CHUNK_FRAMES = 256  # output frames per yielded chunk
 MIN_WINDOW_FRAMES = 16  # frames in the shortest window; shorter videos get no windows
+READ_TIMEOUT_S = 10.0  # a file, pipe or device that sends no data for this long is given up
+MAX_FRAME_PIXELS = 8192 * 8192  # larger declared frames are refused before any allocation
 
 # An output frame whose time lies within this fraction of a frame of a source frame's start
 # counts as starting there: container timestamps are rounded (e.g. to 1 ms in WebM).
@@ -53,13 +59,16 @@ def num_frames(info: VideoInfo, fps: float = FPS) -> int:
     return math.floor(info.duration_s * fps + _TIME_TOLERANCE_FRAMES)
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, timeout_s: float = READ_TIMEOUT_S) -> VideoInfo:
     """Read a video's duration, rate, frame count, size and codec without decoding pictures."""
-    with _open(path) as container:
+    with _open(path, timeout_s) as container:
         stream = _video_stream(container, path)
-        frame_count = stream.frames or sum(
-            1 for packet in container.demux(stream) if packet.size > 0
-        )
+        try:
+            frame_count = stream.frames or sum(
+                1 for packet in container.demux(stream) if packet.size > 0
+            )
+        except (av.FFmpegError, OSError) as exc:
+            raise VideoError(f"reading failed: {_reason(exc)}", path) from exc
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         return VideoInfo(
             path=str(path),
@@ -73,10 +82,13 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def read_frames(
-    path: str | Path, fps: float = FPS, size: tuple[int, int] = FRAME_SIZE
+    path: str | Path,
+    fps: float = FPS,
+    size: tuple[int, int] = FRAME_SIZE,
+    timeout_s: float = READ_TIMEOUT_S,
 ) -> np.ndarray:
     """The whole video as one (n, H, W, 3) uint8 RGB array: for short videos and frame caches."""
-    chunks = list(iter_frames(path, fps=fps, size=size))
+    chunks = list(iter_frames(path, fps=fps, size=size, timeout_s=timeout_s))
     if not chunks:
         width, height = size
         return np.zeros((0, height, width, 3), np.uint8)
@@ -88,20 +100,23 @@ def iter_frames(
     fps: float = FPS,
     size: tuple[int, int] = FRAME_SIZE,
     chunk_frames: int = CHUNK_FRAMES,
+    timeout_s: float = READ_TIMEOUT_S,
 ) -> Iterator[np.ndarray]:
     """Yield consecutive (n, H, W, 3) uint8 RGB chunks of the video at a constant ``fps``.
 
     ``size`` is (width, height); FFmpeg scales each frame. Output frame ``i`` shows the last
     source frame whose presentation time (from the first frame) is <= ``i / fps``. The video
     ends at the last source frame's time plus its duration, and floor(end x fps) frames come
-    out. Chunks hold ``chunk_frames`` frames, the last one fewer.
+    out. Chunks hold ``chunk_frames`` frames, the last one fewer. A picture the container
+    marks as rotated (phone videos) is turned upright before scaling.
 
     Raises VideoError when the file cannot be opened, and, after yielding every frame that
-    could be decoded, when decoding fails or the stream stops well before the duration the
-    container declares (a truncated file).
+    could be decoded, when decoding fails, no data arrives for ``timeout_s`` seconds (a
+    stalled pipe), or the stream stops well before the duration the container declares (a
+    truncated file).
     """
     width, height = size
-    with _open(path) as container:
+    with _open(path, timeout_s) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         pending: list[np.ndarray] = []  # output frames decoded but not yet yielded
@@ -125,11 +140,11 @@ def iter_frames(
                 while len(pending) > chunk_frames:  # keep one back: the end may trim it
                     yield np.stack(pending[:chunk_frames])
                     del pending[:chunk_frames]
-        except av.FFmpegError as exc:
+        except (av.FFmpegError, OSError) as exc:
             if pending:
                 yield np.stack(pending)
             raise VideoError(
-                f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {exc.strerror}",
+                f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {_reason(exc)}",
                 path,
             ) from exc
         if previous is not None:
@@ -164,10 +179,16 @@ def _frames_before(time_s: float, fps: float) -> int:
 
 
 def _repeat(frame: av.VideoFrame, count: int, width: int, height: int) -> list[np.ndarray]:
-    """``count`` references to the frame's scaled RGB picture; dropped frames are never scaled."""
+    """``count`` references to the frame's upright, scaled RGB picture; dropped frames are
+    never scaled. ``frame.rotation`` is the counterclockwise turn the container asks for."""
     if count <= 0:
         return []
+    quarter_turns = round(frame.rotation / 90) % 4
+    if quarter_turns % 2:  # scale to the transposed size, so the turned picture fits
+        width, height = height, width
     picture = frame.to_ndarray(width=width, height=height, format="rgb24")
+    if quarter_turns:
+        picture = np.ascontiguousarray(np.rot90(picture, quarter_turns))
     return [picture] * count
 
 
@@ -200,19 +221,66 @@ def _declared_video_duration_s(
     return _declared_duration_s(container, stream)
 
 
-def _open(path: str | Path) -> av.container.InputContainer:
+class _TimedPipe(io.RawIOBase):
+    """A pipe or device whose reads give up after ``timeout_s`` seconds without data.
+
+    FFmpeg's own timeout is checked between reads, so it cannot end a read() that blocks
+    forever on a pipe nobody writes to; a non-blocking descriptor and select() can.
+    """
+
+    def __init__(self, path: Path, timeout_s: float):
+        super().__init__()
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never blocks, even writerless
+        self._timeout_s = timeout_s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while True:
+            ready, _, _ = select.select([self._fd], [], [], self._timeout_s)
+            if not ready:
+                raise TimeoutError(f"no data for {self._timeout_s:g} s")
+            try:
+                data = os.read(self._fd, len(buffer))
+            except BlockingIOError:
+                continue
+            buffer[: len(data)] = data
+            return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _open(path: str | Path, timeout_s: float) -> av.container.InputContainer:
     """Open ``path`` for decoding, turning every way it can fail into one VideoError line."""
     file = Path(path)
-    if not file.exists():
-        raise VideoError("no such file", path)
-    if file.is_dir():
-        raise VideoError("is a directory, not a video file", path)
-    if file.stat().st_size == 0:
-        raise VideoError("empty file (0 bytes)", path)
     try:
-        return av.open(str(file), mode="r")
-    except av.FFmpegError as exc:
-        raise VideoError(f"not a readable video file ({exc.strerror or exc})", path) from exc
+        mode = file.stat().st_mode
+    except FileNotFoundError:
+        raise VideoError("no such file", path) from None
+    except OSError as exc:  # e.g. a folder on the way that we may not enter
+        raise VideoError(f"cannot access ({_reason(exc)})", path) from exc
+    if stat.S_ISDIR(mode):
+        raise VideoError("is a directory, not a video file", path)
+    regular = stat.S_ISREG(mode)
+    if regular and file.stat().st_size == 0:
+        raise VideoError("empty file (0 bytes)", path)
+    source: str | _TimedPipe = str(file)
+    try:
+        if not regular:
+            source = _TimedPipe(file, timeout_s)
+        return av.open(source, mode="r", timeout=timeout_s)
+    except (av.FFmpegError, OSError) as exc:
+        if isinstance(source, _TimedPipe):
+            source.close()
+        raise VideoError(f"not a readable video file ({_reason(exc)})", path) from exc
 
 
 def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
@@ -223,4 +291,10 @@ def _video_stream(container: av.container.InputContainer, path: str | Path) -> a
     stream = container.streams.video[0]
     if stream.codec_context is None:
         raise VideoError("video codec unknown to FFmpeg: cannot decode", path)
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoError(
+            f"declared frame size {width}x{height} is over the {MAX_FRAME_PIXELS:,}-pixel limit",
+            path,
+        )
     return stream
