@@ -98,6 +98,7 @@ WINDOWS_COLUMNS = (
 # ".mp4" in the S-CNN kit); the others are common enough to accept the same way.
 VIDEO_EXTENSIONS = (".mpeg", ".mpg", ".mp4", ".avi", ".mkv", ".webm", ".mov")
 THUMOS14_DEFAULT_SUBSET = "test"
+DURATION_SLACK_S = 0.5  # annotations may overrun a rounded duration by this much unremarked
 MAX_FRAMES = 2**53  # frame numbers beyond this are not whole numbers as floats: a corrupt file
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,15 @@ log = logging.getLogger(__name__)
 
 
 def _read_lines(path: Path) -> list[str]:
-    """All lines of a UTF-8 text file; a BOM and CRLF line ends are accepted."""
+    """All lines of a UTF-8 text file; a BOM and CRLF or CR line ends are accepted. Only those
+    end a line (not str.splitlines' form feeds and separators), so line numbers match an
+    editor's."""
     try:
         with open(path, encoding="utf-8-sig") as handle:
-            return handle.read().splitlines()
+            lines = handle.read().split("\n")  # universal newlines: CRLF and CR read as LF
+        if lines[-1] == "":
+            lines.pop()
+        return lines
     except OSError as exc:
         raise AnnotationError(f"cannot read file ({exc.strerror})", path) from exc
     except UnicodeDecodeError as exc:
@@ -410,6 +416,21 @@ def _check_labels(gt: GroundTruth, path: Path) -> GroundTruth:
     return gt
 
 
+def _warn_oddities(gt: GroundTruth, path: Path) -> None:
+    """Count, in one warning each, instances the official kits keep but a user should hear
+    about: duplicates, and instances ending after their video's stated duration."""
+    duplicates = len(gt.instances) - len(set(gt.instances))
+    beyond = sum(
+        1
+        for i in gt.instances
+        if i.video in gt.durations_s and i.end_s > gt.durations_s[i.video] + DURATION_SLACK_S
+    )
+    if duplicates:
+        log.warning("%s: kept %d duplicate instances", path, duplicates)
+    if beyond:
+        log.warning("%s: kept %d instances that end after their video's duration", path, beyond)
+
+
 def load_ground_truth(
     path: str | Path, subset: str | None = None, classes: Sequence[str] | None = None
 ) -> GroundTruth:
@@ -432,6 +453,7 @@ def load_ground_truth(
             tuple(classes), gt.instances, gt.ambiguous, gt.videos, gt.durations_s, gt.subsets
         )
     gt = _check_labels(gt, path)
+    _warn_oddities(gt, path)
     log.info(
         "%s: %d instances of %d classes in %d videos, %d ambiguous intervals",
         path,
