@@ -203,6 +203,13 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
         help="also write the scored proposal survivors (the windows CSV `scnn postprocess` reads)",
     )
     parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write an HTML report folder (video pages with clickable timelines)",
+    )
+    parser.add_argument(
         "--proposal-threshold",
         type=float,
         default=None,
@@ -239,6 +246,15 @@ def _run_detect(args: argparse.Namespace) -> int:
     detect.write_results(result, args.out, detector.classes, args.save_windows)
     found = sum(len(d) for d in result.detections.values())
     print(f"{found} detections in {len(result.detections)} video(s) -> {args.out}")
+    if args.report is not None:
+        from scnn.html_report import write_html_report
+
+        found_videos = detect.find_videos(args.videos)
+        played = {p.stem: p for p in found_videos if p.stem in result.detections}
+        index = write_html_report(
+            args.report, result.all_detections(), videos=played, classes=detector.classes
+        )
+        print(f"HTML report: {index}")
     for reason in result.failures.values():
         print(f"failed: {reason}", file=sys.stderr)
     return EXIT_SOME_FAILED if result.failures else EXIT_OK
@@ -262,6 +278,13 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--train", action="store_true", help="train a model from scratch first (CPU default)"
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write an HTML report folder (video pages with clickable timelines)",
+    )
     parser.set_defaults(run=_run_demo)
 
 
@@ -279,6 +302,16 @@ def _run_demo(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     print(result.summary())
+    if args.report is not None:
+        from scnn.html_report import report_from_files
+
+        index = report_from_files(
+            args.report,
+            result.out / "detections.json",
+            gt=result.out / "test_data" / "annotations.json",
+            videos_dir=result.out / "test_data" / "videos",
+        )
+        print(f"HTML report: {index}")
     return EXIT_SOME_FAILED if result.failures else EXIT_OK
 
 
@@ -477,6 +510,63 @@ def _run_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_report(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="an HTML report: video pages with clickable timelines, metrics, PR curves",
+        description="Write a self-contained report folder (opens from file://, no network): "
+        "index.html lists the videos and, with --gt, mAP per IoU threshold under the "
+        "thumos14, scnn and activitynet protocols, per-class AP and a precision-recall "
+        "picture; each video's page has a player, ground-truth and detection timelines per "
+        "class (click to seek) and a score slider. Videos a browser cannot play are "
+        "re-encoded to H.264 MP4 (25 fps, at most 360 pixels high, no audio).",
+    )
+    parser.add_argument("results", type=Path, help="detections: .json (ActivityNet), .csv, .txt")
+    parser.add_argument(
+        "--gt",
+        type=Path,
+        default=None,
+        help="ground truth (THUMOS14 folder, .json or .csv): adds metrics and marks true and "
+        "false positives",
+    )
+    parser.add_argument("--subset", default=None, help="ground-truth subset (default: all)")
+    parser.add_argument(
+        "--videos",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of <video>.<ext> files to play beside the timelines (default: none)",
+    )
+    parser.add_argument("-o", "--out", type=Path, required=True, help="report folder")
+    parser.add_argument(
+        "--iou",
+        type=float,
+        default=0.5,
+        help="IoU at which detections count as true positives on the pages (default 0.5)",
+    )
+    _add_class_options(parser)
+    parser.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from scnn import annotations, html_report
+
+    table = None
+    if args.classes is not None:
+        table = annotations.read_class_table(args.classes, args.class_ids)
+    index = html_report.report_from_files(
+        args.out,
+        args.results,
+        gt=args.gt,
+        subset=args.subset,
+        videos_dir=args.videos,
+        class_table=table,
+        iou_threshold=args.iou,
+    )
+    print(f"HTML report: {index}")
+    return EXIT_OK
+
+
 # Each entry adds one subcommand's parser; the parser sets ``run`` to the function to call.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_synth,
@@ -485,6 +575,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_evaluate,
     _add_detect,
     _add_demo,
+    _add_report,
 ]
 
 

@@ -1,12 +1,14 @@
-"""Pictures of results: one timeline per video, ground truth above detections, by class."""
+"""Pictures of results: one timeline per video (ground truth above detections, by class) and
+precision-recall curves per class."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -60,6 +62,35 @@ def plot_timeline(
         bbox_to_anchor=(1.0, 1.0),
         fontsize="small",
     )
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_precision_recall(
+    path: str | Path,
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    classes: Sequence[str],
+    title: str,
+) -> None:
+    """Write a PNG with one precision-recall curve per class (``curves[name] = (recall,
+    precision)``, each point one more detection in descending score order)."""
+    colours = class_colours(classes)
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    for name in classes:
+        if name in curves and len(curves[name][0]):
+            recall, precision = curves[name]
+            axes.plot(recall, precision, color=colours[name], label=name, drawstyle="steps-post")
+    axes.set_xlim(0, 1.0)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_title(title, fontsize="medium")
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="lower left", fontsize="small")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
