@@ -23,11 +23,27 @@ EXIT_INTERRUPTED = 130
 
 
 def _set_threads(threads: int | None) -> None:
-    """Fix torch's intra-op thread count: oversubscribing a 2-core machine costs 10x."""
+    """Fix torch's intra-op thread count: oversubscribing a 2-core machine costs 10x. Under
+    torchrun the processes of one machine share its cores (2 cores, 2 processes: 1 each)."""
     import torch
 
+    from scnn.distributed import threads_per_process, world_from_env
+
+    world = world_from_env()
+    if not threads and world is not None:
+        threads = threads_per_process(world)
     if threads:
         torch.set_num_threads(threads)
+
+
+def _torchrun_world():
+    """This process's place when started by torchrun (None otherwise); only rank 0 logs."""
+    from scnn.distributed import world_from_env
+
+    world = world_from_env()
+    if world is not None and not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    return world
 
 
 STAGE_NAMES = ("proposal", "classification", "localization")  # train.STAGES, in order
@@ -154,6 +170,7 @@ def _run_train(args: argparse.Namespace) -> int:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(config.deterministic)
     torch.backends.cudnn.benchmark = not config.deterministic
+    world = _torchrun_world() or train.SINGLE
     model_dir = train.run(
         config,
         args.annotations or args.dataset / "annotations.json",
@@ -165,8 +182,9 @@ def _run_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         resume=args.resume,
         progress=not args.quiet,
+        world=world,
     )
-    if model_dir is not None:
+    if model_dir is not None and world.is_main:
         print(f"model directory: {model_dir}")
     return EXIT_OK
 
@@ -230,11 +248,17 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_detect(args: argparse.Namespace) -> int:
-    from scnn import annotations, detect
+    import torch
 
+    from scnn import annotations, detect, distributed
+
+    world = _torchrun_world()
+    device = args.device
+    if world is not None:
+        device = str(distributed.local_device(torch.device(device), world))
     detector = detect.Detector.load(
         args.model,
-        device=args.device,
+        device=device,
         proposal_threshold=args.proposal_threshold,
         nms_threshold=args.nms,
         min_score=args.min_score,
@@ -242,8 +266,18 @@ def _run_detect(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     annotations.get_writer(args.out)  # an unknown format fails before any decoding
-    result = detect.detect_videos(detector, detect.find_videos(args.videos), quiet=args.quiet)
-    detect.write_results(result, args.out, detector.classes, args.save_windows)
+    videos = detect.find_videos(args.videos)
+    if world is None:
+        result = detect.detect_videos(detector, videos, quiet=args.quiet)
+        detect.write_results(result, args.out, detector.classes, args.save_windows)
+    else:  # torchrun: shared out by duration, resumable (OUT.parts/)
+        quiet = args.quiet or not world.is_main
+        sharded = detect.detect_sharded(
+            detector, videos, args.out, world=world, windows_csv=args.save_windows, quiet=quiet
+        )
+        if sharded is None:  # rank 0 reports the merged result
+            return EXIT_OK
+        result = sharded
     found = sum(len(d) for d in result.detections.values())
     print(f"{found} detections in {len(result.detections)} video(s) -> {args.out}")
     if args.report is not None:

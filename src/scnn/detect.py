@@ -11,6 +11,10 @@ on the length of the video.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from scnn import distributed
 from scnn.annotations import (
     SUBTITLE_FORMATS,
     Detection,
@@ -30,11 +35,15 @@ from scnn.annotations import (
     write_windows_csv,
 )
 from scnn.clips import assemble_clips
+from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError, VideoError
-from scnn.modelfile import LoadedModel, load_model
+from scnn.fileio import atomic_write_text
+from scnn.modelfile import LoadedModel, load_model, state_bytes
 from scnn.postprocess import postprocess
 from scnn.video import MIN_WINDOW_FRAMES, iter_frames, num_frames, probe
 from scnn.windows import Windows, window_grid
+
+log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 BATCH_SIZE = 64  # clips per network call
@@ -329,3 +338,141 @@ def write_results(
         write_detections(out, result.all_detections(), classes)
     if windows_csv is not None:
         write_windows_csv(windows_csv, concat_windows(result.windows, tuple(classes)))
+
+# --- many processes: videos shared out by duration, one record per finished video ----------
+
+PARTS_SUFFIX = ".parts"  # OUT.parts/ holds one <video>.json record per finished video
+# Ranks that finish their share early wait for the slowest at the final barrier.
+SHARDED_WAIT_TIMEOUT_S = 7 * 24 * 3600
+
+
+def parts_dir(out: Path) -> Path:
+    """The folder of per-video records beside ``out``."""
+    return out.with_name(out.name + PARTS_SUFFIX)
+
+
+def detect_sharded(
+    detector: Detector,
+    videos: Sequence[Path],
+    out: Path,
+    *,
+    world: World = SINGLE,
+    windows_csv: Path | None = None,
+    quiet: bool = False,
+) -> BatchResult | None:
+    """``torchrun ... scnn detect``: the videos split over the ranks, balanced by duration.
+
+    Each finished video (detected or failed) is recorded atomically in ``parts_dir(out)``;
+    a video whose record holds the same model and settings is not run again, so a killed job
+    re-run goes on where it stopped (failed videos are retried). After every rank is done,
+    rank 0 merges the records of ``videos`` into ``out`` (and ``windows_csv``) and returns
+    the merged result; other ranks return None. One process (``world`` of size 1) runs the
+    same way.
+    """
+    parts = parts_dir(out)
+    with distributed.process_group(world, "gloo", timeout_s=SHARDED_WAIT_TIMEOUT_S):
+        plan: list[list[str]] = []
+        key = ""
+        if world.is_main:
+            key = _settings_key(detector)
+            todo = [v for v in videos if _record(parts, v, key).get("status") != "done"]
+            log.info(
+                "%d of %d videos already done (%s)", len(videos) - len(todo), len(videos), parts
+            )
+            durations_s = [_duration_s(v) for v in todo]
+            shards = distributed.shard_by_duration(durations_s, world.size)
+            plan = [[str(todo[i]) for i in shard] for shard in shards]
+        plan, key = distributed.broadcast((plan, key), world)
+        for video in map(Path, plan[world.rank]):
+            result = detect_videos(detector, [video], quiet=quiet)
+            _write_record(parts, video, key, result)
+        distributed.barrier(world)
+        if not world.is_main:
+            return None
+        merged = _merge_records(parts, videos, key, detector.classes)
+        write_results(merged, out, detector.classes, windows_csv)
+        return merged
+
+
+def _settings_key(detector: Detector) -> str:
+    """A fingerprint of what the detections depend on: both networks, the model's settings
+    and the prediction settings."""
+    digest = hashlib.sha256()
+    model = detector.model
+    for network in (model.proposal, model.localization):
+        digest.update(state_bytes(network))
+    extra = {
+        "config": dataclasses.asdict(detector.config),
+        "device": detector.device.type,  # precision "auto" depends on it
+        "prior": np.asarray(model.prior).tolist(),
+        "thresholds": [model.proposal_threshold, model.nms_threshold],
+        "windows": dataclasses.asdict(model.windows),
+        "clip": dataclasses.asdict(model.clip),
+        "fps": model.fps,
+    }
+    digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _duration_s(video: Path) -> float:
+    """The video's duration for balancing; 0 for one that cannot be probed (it fails fast)."""
+    try:
+        return probe(video).duration_s
+    except ScnnError:
+        return 0.0
+
+
+def _record(parts: Path, video: Path, key: str) -> dict:
+    """The record of ``video`` made with settings ``key``; {} when absent, stale or damaged."""
+    try:
+        record = json.loads((parts / f"{video.stem}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or record.get("key") != key:
+        return {}
+    return record
+
+
+_WINDOW_COLUMNS = {  # ScoredWindows columns kept in a record, with their types
+    "window_frames": np.int64,
+    "start_frame": np.int64,
+    "end_frame": np.int64,
+    "start_s": np.float64,
+    "end_s": np.float64,
+    "label_index": np.int64,
+    "score": np.float64,
+}
+
+
+def _write_record(parts: Path, video: Path, key: str, result: BatchResult) -> None:
+    record: dict = {"video": str(video), "key": key}
+    if result.failures:
+        record.update(status="failed", failure=next(iter(result.failures.values())))
+    else:
+        windows = result.windows[0]
+        record.update(
+            status="done",
+            detections=[
+                [d.start_s, d.end_s, d.label, d.score] for d in result.detections[video.stem]
+            ],
+            windows={name: getattr(windows, name).tolist() for name in _WINDOW_COLUMNS},
+        )
+    atomic_write_text(parts / f"{video.stem}.json", json.dumps(record) + "\n")
+
+
+def _merge_records(
+    parts: Path, videos: Sequence[Path], key: str, classes: Sequence[str]
+) -> BatchResult:
+    """The BatchResult one process would have made of ``videos``, from their records."""
+    merged = BatchResult({}, [], {})
+    for video in videos:
+        record = _record(parts, video, key)
+        if record.get("status") != "done":
+            merged.failures[str(video)] = record.get("failure", f"{video}: no result recorded")
+            continue
+        name = video.stem
+        merged.detections[name] = [Detection(name, *row) for row in record["detections"]]
+        columns = {k: np.asarray(record["windows"][k], t) for k, t in _WINDOW_COLUMNS.items()}
+        videos_column = np.full(len(columns["score"]), name, dtype=object)
+        merged.windows.append(ScoredWindows(videos_column, classes=tuple(classes), **columns))
+    return merged

@@ -181,12 +181,12 @@ def _prepare_video(source: Path, out: Path, stem: str) -> tuple[str | None, str]
         if is_browser_playable(source):
             relative = f"{MEDIA_DIR}/{stem}{source.suffix.lower()}"
             _copy(source, out / relative)
-            return relative, f"copied from {source}"
+            return relative, f"copied from {source.name}"
         info = probe(source)
         relative = f"{MEDIA_DIR}/{stem}.mp4"
         reencode(source, out / relative)
         return relative, (
-            f"re-encoded to H.264 without audio from {source} ({info.codec}, "
+            f"re-encoded to H.264 without audio from {source.name} ({info.codec}, "
             f"{info.width}x{info.height})"
         )
     except VideoError as exc:

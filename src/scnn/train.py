@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from scnn import distributed
 from scnn.annotations import GroundTruth
 from scnn.clips import ClipConfig
 from scnn.dataset import (
@@ -48,6 +49,7 @@ from scnn.dataset import (
     trimmed_samples,
     window_samples,
 )
+from scnn.distributed import SINGLE, DrawPositions, World
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 from scnn.loss import overlap_loss
@@ -233,8 +235,14 @@ def config_dict(config: TrainConfig) -> dict[str, Any]:
 _RUNTIME_KEYS = ("workers", "device", "log_every", "checkpoint_every")
 
 
-def write_run_config(out_dir: str | Path, config: TrainConfig, *, resume: bool) -> None:
-    """Write the resolved config next to the outputs; a resumed run must use the same one."""
+def write_run_config(
+    out_dir: str | Path, config: TrainConfig, *, resume: bool, world: World = SINGLE
+) -> None:
+    """Write the resolved config next to the outputs; a resumed run must use the same one.
+
+    ``batch_size`` and ``lr`` are the global batch and its learning rate, whatever the number
+    of processes; the file also states the processes and the clips each takes per step. Every
+    rank checks a resumed config; rank 0 writes."""
     path = Path(out_dir) / CONFIG_JSON
     resolved = config_dict(config)
     if resume and path.is_file():
@@ -246,7 +254,10 @@ def write_run_config(out_dir: str | Path, config: TrainConfig, *, resume: bool) 
             raise ScnnError(
                 f"--resume with a different config ({', '.join(changed)} changed)", path
             )
-    atomic_write_text(path, json.dumps(resolved, indent=1) + "\n")
+    positions = DrawPositions(0, config.steps, config.batch_size, world)  # checks divisibility
+    if world.is_main:
+        processes = {"processes": world.size, "batch_per_process": positions.rank_batch}
+        atomic_write_text(path, json.dumps({**resolved, **processes}, indent=1) + "\n")
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -436,6 +447,7 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
+    world: World = SINGLE,
 ) -> dict[str, float]:
     """Train one stage for ``config.steps`` steps, validate it, and return its metrics.
 
@@ -444,6 +456,12 @@ def train(
     KeyboardInterrupt. Validation reports window accuracy and loss on the validation subset;
     the localization stage's detection mAP needs the whole detector and is measured on the
     model directory by ``scnn detect`` + ``scnn evaluate`` (see the README).
+
+    With several processes (``world``, inside :func:`distributed.process_group`) the model is
+    wrapped in DistributedDataParallel and each rank draws its slice of every global batch
+    (distributed.DrawPositions), so the weights match one process's up to float summation
+    order. Batch norm becomes SyncBatchNorm on CUDA; on CPU (gloo) it keeps per-rank batch
+    statistics. Dropout draws per rank. Rank 0 alone logs, checkpoints and validates.
     """
     out_dir = Path(out_dir)
     stage_dir = out_dir / stage.name
@@ -452,15 +470,17 @@ def train(
         return json.loads((stage_dir / METRICS).read_text(encoding="utf-8"))
     stage_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = stage_dir / CHECKPOINT
-    if not resume:
+    if not resume and world.is_main:
         for stale in (CHECKPOINT, WEIGHTS, METRICS, TRAIN_LOG):
             (stage_dir / stale).unlink(missing_ok=True)
 
-    device = resolve_device(config.device)
+    device = distributed.local_device(resolve_device(config.device), world)
     memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
     torch.manual_seed(config.seed)  # weight initialisation and dropout
     model = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
     _initialise(model, stage, config, out_dir)
+    if world.size > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device, memory_format=memory_format)
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.StepLR(
@@ -472,15 +492,22 @@ def train(
     if resume and checkpoint.is_file():
         start_step = _load_checkpoint(checkpoint, model, optimizer, scheduler)
         log.info("%s: resumed at step %d", stage.name, start_step)
+    net = model  # the network itself; ``model`` is what the loop calls
+    if world.size > 1:
+        torch.manual_seed(config.seed + (start_step + 1) * world.size + world.rank)  # dropout
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     samples = stage_samples(stage, config, data, train=True)
     if len(samples) == 0:
         raise ScnnError(f"{stage.name}: no training windows (no instances in the training videos?)")
     batch = config.batch_size
+    positions = DrawPositions(start_step, config.steps, batch, world)
     loader = torch.utils.data.DataLoader(
         ClipDataset(samples, data.cache, config.clip, train=True, seed=config.seed),
-        batch_size=batch,
-        sampler=range(start_step * batch, config.steps * batch),  # draw positions, see ClipDataset
+        batch_size=positions.rank_batch,
+        sampler=positions,  # this rank's draw positions, see ClipDataset
         num_workers=config.workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps torch's global RNG untouched
@@ -489,14 +516,21 @@ def train(
     autocast = torch.autocast(
         device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"
     )
-    board = _tensorboard(stage_dir)
+    board = _tensorboard(stage_dir) if world.is_main else None
     bar = tqdm(
-        total=config.steps, initial=start_step, desc=stage.name, unit="step", disable=not progress
+        total=config.steps,
+        initial=start_step,
+        desc=stage.name,
+        unit="step",
+        disable=not (progress and world.is_main),
     )
     losses: list[float] = []
     tick = time.perf_counter()
     model.train()
-    with _sigint_flag() as interrupted, open(stage_dir / TRAIN_LOG, "a", encoding="utf-8") as jsonl:
+    with _sigint_flag() as interrupted, contextlib.ExitStack() as files:
+        jsonl = None
+        if world.is_main:
+            jsonl = files.enter_context(open(stage_dir / TRAIN_LOG, "a", encoding="utf-8"))
         for step, (clips, labels, ious) in enumerate(loader, start=start_step + 1):
             clips = clips.to(device, non_blocking=True, memory_format=memory_format)
             labels, ious = labels.to(device), ious.to(device)
@@ -510,16 +544,18 @@ def train(
 
             losses.append(loss.item())
             bar.update()
+            stop = distributed.any_rank(interrupted[0], world, device)
             if step % config.log_every == 0 or step == config.steps:
                 elapsed = time.perf_counter() - tick
                 record = {
                     "step": step,
-                    "loss": float(np.mean(losses)),
+                    "loss": distributed.mean_over_ranks(float(np.mean(losses)), world, device),
                     "lr": optimizer.param_groups[0]["lr"],
                     "clips_per_s": len(losses) * batch / elapsed,
                 }
-                jsonl.write(json.dumps(record) + "\n")
-                jsonl.flush()
+                if jsonl is not None:
+                    jsonl.write(json.dumps(record) + "\n")
+                    jsonl.flush()
                 if board is not None:
                     for key in ("loss", "lr", "clips_per_s"):
                         board.add_scalar(f"{stage.name}/{key}", record[key], step)
@@ -527,17 +563,21 @@ def train(
                     loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}"
                 )
                 losses, tick = [], time.perf_counter()
-            if step % config.checkpoint_every == 0 or interrupted[0]:
-                _save_checkpoint(checkpoint, step, model, optimizer, scheduler)
-            if interrupted[0]:
+            if (step % config.checkpoint_every == 0 or stop) and world.is_main:
+                _save_checkpoint(checkpoint, step, net, optimizer, scheduler)
+            if stop:
                 bar.close()
+                distributed.barrier(world)  # the checkpoint is complete before any rank leaves
                 raise KeyboardInterrupt
     bar.close()
-    _save_checkpoint(checkpoint, config.steps, model, optimizer, scheduler)
-    atomic_write_bytes(stage_dir / WEIGHTS, state_bytes(model))
+    if not world.is_main:
+        distributed.barrier(world)  # rank 0 validates and writes the stage's files
+        return json.loads((stage_dir / METRICS).read_text(encoding="utf-8"))
+    _save_checkpoint(checkpoint, config.steps, net, optimizer, scheduler)
+    atomic_write_bytes(stage_dir / WEIGHTS, state_bytes(net))
 
     metrics = validate(
-        model,
+        net,
         stage_samples(stage, config, data, train=False),
         data.cache,
         config,
@@ -550,6 +590,7 @@ def train(
         board.close()
     atomic_write_text(stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
     log.info("%s: validation %s", stage.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    distributed.barrier(world)
     return metrics
 
 
@@ -663,22 +704,35 @@ def run(
     cache_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    world: World = SINGLE,
 ) -> Path | None:
     """``scnn train``: save the config, decode the videos once, train the chosen stages in
     order (``stage`` = "all" or one stage's name), and assemble ``out_dir/model`` once both
-    networks detection needs are trained. Returns the model directory, or None before then."""
+    networks detection needs are trained. Returns the model directory, or None before then.
+
+    ``world``: this process among several started by torchrun (distributed.world_from_env);
+    they share ``out_dir`` and join one process group for the run. On each machine local
+    rank 0 decodes the videos into the frame cache while the other ranks wait."""
     out_dir = Path(out_dir)
-    write_run_config(out_dir, config, resume=resume)
-    data = prepare_data(
-        config,
-        annotations,
-        videos_dir,
-        cache_dir or out_dir / "frame_cache",
-        val_annotations=val_annotations,
-        trimmed_dir=trimmed_dir,
-        progress=progress,
-    )
-    for each in STAGES:
-        if stage in ("all", each.name):
-            train(each, config, data, out_dir, resume=resume, progress=progress)
-    return write_model_dir(out_dir, config, data) if model_ready(out_dir) else None
+    device = distributed.local_device(resolve_device(config.device), world)
+    with distributed.process_group(world, distributed.backend_for(device)):
+        write_run_config(out_dir, config, resume=resume, world=world)
+        with distributed.local_rank_first(world):
+            data = prepare_data(
+                config,
+                annotations,
+                videos_dir,
+                cache_dir or out_dir / "frame_cache",
+                val_annotations=val_annotations,
+                trimmed_dir=trimmed_dir,
+                progress=progress and world.local_rank == 0,
+            )
+        for each in STAGES:
+            if stage in ("all", each.name):
+                train(each, config, data, out_dir, resume=resume, progress=progress, world=world)
+        if not model_ready(out_dir):
+            return None
+        if world.is_main:
+            write_model_dir(out_dir, config, data)
+        distributed.barrier(world)
+    return out_dir / MODEL_DIR
