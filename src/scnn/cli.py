@@ -196,7 +196,9 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
         description="Decode each video once at 25 fps, score every window of the multi-scale "
         "grid with the proposal network, the survivors with the localization network, then "
         "weight by the window-length prior and run per-class NMS (method.md section 4). "
-        "A video that fails is reported and the others go on.",
+        "A video that fails is reported and the others go on. Under torchrun the videos are "
+        "split over the processes by duration, each finished video is recorded in OUT.parts/ "
+        "(a re-run skips those) and rank 0 merges them into OUT.",
     )
     parser.add_argument("videos", type=Path, nargs="+", help="video files or folders of them")
     parser.add_argument(
