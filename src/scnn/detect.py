@@ -46,8 +46,13 @@ from scnn.windows import Windows, window_grid
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
-BATCH_SIZE = 64  # clips per network call
+# Clips per network call. On a CPU small batches win: batch 16 keeps every activation of the
+# default model under glibc's 32 MB mmap threshold, so memory is reused instead of page-faulted
+# afresh on each call (benchmarks/RESULTS.md: 1.5-2x the clips/s of batch 64). On a GPU, large.
+CPU_BATCH_SIZE = 16
+GPU_BATCH_SIZE = 256
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
+PRECISIONS = ("auto", "fp32", "bf16")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
 
 
@@ -59,8 +64,14 @@ class DetectConfig:
     nms_threshold: float | None = None
     min_score: float | None = None
     top_k: int | None = None
-    batch_size: int = BATCH_SIZE
+    batch_size: int | None = None  # None: CPU_BATCH_SIZE on a CPU, GPU_BATCH_SIZE on CUDA
     use_prior: bool = True
+    precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
+    compile: str = ""  # torch.compile mode for both networks (e.g. "default"); "": eager
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ScnnError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -84,15 +95,37 @@ class _ClipQueue:
         return clips[:size], rows[:size]
 
 
-def _background_chunks(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """Run ``chunks`` in a thread so decoding overlaps the networks; re-raise its errors here."""
+def _cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is
+    emulated and slower than fp32. Linux only: other systems report False."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _concatenate(
+    first: np.ndarray | torch.Tensor, second: np.ndarray | torch.Tensor
+) -> np.ndarray | torch.Tensor:
+    if isinstance(first, torch.Tensor):
+        return torch.cat([first, second])
+    return np.concatenate([first, second])
+
+
+def _background_chunks(
+    chunks: Iterator[np.ndarray], pin: bool = False
+) -> Iterator[np.ndarray | torch.Tensor]:
+    """Run ``chunks`` in a thread so decoding overlaps the networks; re-raise its errors here.
+    With ``pin``, chunks come as page-locked tensors, ready for an asynchronous copy to a GPU."""
     handoff: queue.Queue = queue.Queue(maxsize=DECODE_QUEUE_CHUNKS)
     stop = threading.Event()
     done = object()
 
     def produce() -> None:
         try:
-            for chunk in chunks:
+            for frames in chunks:
+                chunk = torch.from_numpy(frames).pin_memory() if pin else frames
                 while not stop.is_set():
                     with contextlib.suppress(queue.Full):
                         handoff.put(chunk, timeout=0.1)
@@ -118,7 +151,10 @@ def _background_chunks(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
 class Detector:
     """A trained S-CNN: ``Detector.load(path)(video)`` gives the video's detections.
 
-    The networks run in eval mode; on CUDA with bf16 autocast and channels-last memory.
+    The networks run in eval mode on channels-last memory, with bf16 autocast where the
+    hardware computes in bf16 (``precision="auto"``: CUDA, or a CPU with AVX512-BF16 or AMX,
+    where C3D runs 1.3-2x faster and the detections stay the same; benchmarks/RESULTS.md).
+    On CUDA the decoded frames are copied to the GPU once and clips are cut there.
     """
 
     def __init__(
@@ -132,6 +168,15 @@ class Detector:
         memory = torch.channels_last_3d
         self.proposal = model.proposal.to(self.device, memory_format=memory).eval()
         self.localization = model.localization.to(self.device, memory_format=memory).eval()
+        if config.compile:  # fixed shapes (see _softmax), so each network compiles once
+            self.proposal = torch.compile(self.proposal, mode=config.compile, dynamic=False)
+            self.localization = torch.compile(self.localization, mode=config.compile, dynamic=False)
+        on_gpu = self.device.type == "cuda"
+        self.batch_size = config.batch_size or (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
+        precision = config.precision
+        if precision == "auto":
+            precision = "bf16" if on_gpu or _cpu_has_bf16() else "fp32"
+        self.bf16 = precision == "bf16"
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, device: str = "cpu", **settings) -> Detector:
@@ -174,7 +219,7 @@ class Detector:
         """
         model, name = self.model, Path(video).stem
         longest = max(model.windows.lengths_frames)
-        buffer = np.zeros((0, *model.clip.frame_size[::-1], 3), np.uint8)
+        buffer = self._on_device(np.zeros((0, *model.clip.frame_size[::-1], 3), np.uint8))
         first_frame = 1  # frame number of buffer[0], 1-based
         grid_parts: list[Windows] = []
         proposals, survivors = _ClipQueue(), _ClipQueue()
@@ -182,8 +227,8 @@ class Detector:
         offset = 0  # windows of earlier chunks, so rows index the concatenated grid
         chunks = iter_frames(video, fps=model.fps, size=model.clip.frame_size)
         with torch.inference_mode():
-            for chunk in _background_chunks(chunks):
-                buffer = np.concatenate([buffer, chunk])
+            for chunk in _background_chunks(chunks, pin=self.device.type == "cuda"):
+                buffer = _concatenate(buffer, self._on_device(chunk))
                 frames_seen = first_frame - 1 + len(buffer)
                 ready = self._new_windows(frames_seen, frames_seen - len(chunk))
                 if len(ready):
@@ -230,22 +275,33 @@ class Detector:
         """Run full batches (and, when ``final``, the remainder) through both networks."""
         threshold = self.config.proposal_threshold
         threshold = self.model.proposal_threshold if threshold is None else threshold
-        size = self.config.batch_size
+        size = self.batch_size
         while len(proposals) >= size or (final and len(proposals)):
             clips, rows = proposals.pop(size)
             p_action = self._softmax(self.proposal, clips)[:, 1]
             keep = (p_action >= threshold).numpy()
-            survivors.push(clips[torch.from_numpy(keep)], rows[keep])
+            survivors.push(clips[torch.from_numpy(keep).to(clips.device)], rows[keep])
         while len(survivors) >= size or (final and len(survivors)):
             clips, rows = survivors.pop(size)
             score, label = self._softmax(self.localization, clips).max(dim=1)
             results.append((rows, label.numpy(), score.numpy()))
 
+    def _on_device(self, frames: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Frames where clips are cut: NumPy on a CPU (its gather is faster there), else the GPU."""
+        if self.device.type == "cpu":
+            return frames
+        if isinstance(frames, np.ndarray):
+            frames = torch.from_numpy(frames)
+        return frames.to(self.device, non_blocking=True)
+
     def _softmax(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-        clips = clips.to(self.device, non_blocking=True)
-        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+        count = len(clips)
+        if self.config.compile and count < self.batch_size:  # pad: one shape, no recompiling
+            padding = clips[:1].expand(self.batch_size - count, *clips.shape[1:])
+            clips = torch.cat([clips, padding]).contiguous(memory_format=torch.channels_last_3d)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             logits = network(clips)
-        return torch.softmax(logits.float(), dim=1).cpu()
+        return torch.softmax(logits[:count].float(), dim=1).cpu()
 
     def _scored(self, video: str, grid_parts: Sequence[Windows], results: list) -> ScoredWindows:
         rows = np.concatenate([r for r, _, _ in results]) if results else np.zeros(0, np.int64)
@@ -338,6 +394,7 @@ def write_results(
         write_detections(out, result.all_detections(), classes)
     if windows_csv is not None:
         write_windows_csv(windows_csv, concat_windows(result.windows, tuple(classes)))
+
 
 # --- many processes: videos shared out by duration, one record per finished video ----------
 
