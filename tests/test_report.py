@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import torch
 from videos import numbered_frames, read_numbers, write_video
 
-from scnn import cli
-from scnn.annotations import Detection, GroundTruth, Instance, write_detections, write_ground_truth
+from scnn import cli, demo
+from scnn.annotations import (
+    Detection,
+    GroundTruth,
+    Instance,
+    load_detections,
+    write_detections,
+    write_ground_truth,
+)
+from scnn.clips import ClipConfig
+from scnn.demo import DemoResult
 from scnn.errors import ScnnError
 from scnn.html_report import (
     is_browser_playable,
@@ -20,8 +31,11 @@ from scnn.html_report import (
     reencoded_size,
     write_html_report,
 )
+from scnn.modelfile import ModelOptions, build_network, save_model
 from scnn.report import plot_precision_recall, plot_timeline
+from scnn.synth import SynthConfig, generate
 from scnn.video import probe, read_frames
+from scnn.windows import WindowConfig
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -219,3 +233,58 @@ def test_cli_report(tmp_path, capsys):
         == cli.EXIT_ERROR
     )
     assert "not a folder of videos" in capsys.readouterr().err
+
+
+def _tiny_model(path):
+    torch.manual_seed(0)
+    clip = ClipConfig(frame_size=(64, 48), crop_size=32, std_rgb=(58.0, 57.0, 57.0))
+    options = ModelOptions(width=0.0625, dropout=0.0, batch_norm=False)
+    save_model(
+        path,
+        proposal=build_network(2, options, clip),
+        localization=build_network(4, options, clip),
+        classes=("Jump", "Run", "Throw"),
+        prior=np.full((6, 3), 1 / 6),
+        options=options,
+        windows=WindowConfig(),
+        clip=clip,
+        config={},
+        metrics={},
+    )
+    return path
+
+
+def test_cli_detect_report(tmp_path):
+    tint = np.uint8([40, 90, 20])  # a coloured video, like test_detect.py's
+    frames = numbered_frames(200, 64, 48) // 2 + tint
+    video = write_video(tmp_path / "clip.mp4", frames)
+    args = ["detect", str(video), "--model", str(_tiny_model(tmp_path / "model"))]
+    args += ["-o", str(tmp_path / "det.json"), "--proposal-threshold", "0", "--quiet"]
+    assert cli.main([*args, "--report", str(tmp_path / "r")]) == cli.EXIT_OK
+    detections = load_detections(tmp_path / "det.json")
+    page = (tmp_path / "r" / "clip.html").read_text()
+    assert detections and len(re.findall(r'class="seg det"', page)) == len(detections)
+    assert 'src="media/clip.mp4"' in page  # H.264 4:2:0 at an even size: copied as it is
+    assert (tmp_path / "r" / "media" / "clip.mp4").read_bytes() == video.read_bytes()
+
+
+def test_cli_demo_report(tmp_path, monkeypatch, capsys):
+    """--report on demo turns the demo folder's files into the HTML report."""
+
+    def fake_run_demo(out, **_):
+        gt = generate(
+            out / "test_data",
+            SynthConfig(2, 0, 0, 1, (8.0, 9.0), (1.0, 2.0), seed=3),
+            quiet=True,
+        )
+        found = [Detection(i.video, i.start_s, i.end_s, i.label, 0.8) for i in gt.instances]
+        write_detections(out / "detections.json", found, gt.classes)
+        return DemoResult(out, Path("model"), 1, len(found), {}, {})
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    code = cli.main(["demo", "-o", str(tmp_path / "d"), "--report", str(tmp_path / "html")])
+    assert code == cli.EXIT_OK
+    page = (tmp_path / "html" / "synth_test_0001.html").read_text()
+    assert page.count('class="seg det tp"') == page.count('class="seg gt"') > 0
+    assert 'src="media/synth_test_0001.mp4"' in page
+    assert "HTML report:" in capsys.readouterr().out
