@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +308,39 @@ def counting(function, calls: list[str]):
         return function(self, video, progress)
 
     return counted
+
+
+def test_sigkilled_torchrun_detection_resumes_without_redoing_videos(detect_setup, monkeypatch):
+    """SIGKILL the whole torchrun job once a video is recorded; the re-run does the rest."""
+    root = detect_setup
+    out = root / "killed.json"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"]
+    argv += ["--master-port", str(free_port()), "-m", "scnn", "--quiet", "detect"]
+    argv += [str(root / "videos"), "--model", str(root / "model"), "-o", str(out)]
+    argv += ["--proposal-threshold", "0.3"]
+    job = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any(record(p).get("status") == "done" for p in parts_dir(out).glob("*.json")):
+        assert job.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    recorded = {p.stem: p.stat().st_mtime_ns for p in parts_dir(out).glob("*.json")}
+    assert not out.exists() and 0 < len(set(recorded) & set(VIDEO_FRAMES)) < len(VIDEO_FRAMES)
+
+    calls: list[str] = []
+    monkeypatch.setattr(Detector, "score_windows", counting(Detector.score_windows, calls))
+    detector = Detector.load(root / "model", **SETTINGS)
+    detect_sharded(detector, detect.find_videos([root / "videos"]), out, quiet=True)
+    assert sorted(calls) == sorted(set(VIDEO_FRAMES) - set(recorded))
+    for name in set(recorded) & set(VIDEO_FRAMES):  # finished records are left as they were
+        assert (parts_dir(out) / f"{name}.json").stat().st_mtime_ns == recorded[name]
+    assert json.loads(out.read_text()) == json.loads((root / "one.json").read_text())
+
+
+def record(path: Path) -> dict:
+    """A record, or {} while it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

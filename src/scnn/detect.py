@@ -451,6 +451,9 @@ def detect_sharded(
         return merged
 
 
+_SPEED_ONLY = ("batch_size", "compile")  # prediction settings that leave detections alike
+
+
 def _settings_key(detector: Detector) -> str:
     """A fingerprint of what the detections depend on: both networks, the model's settings
     and the prediction settings."""
@@ -459,7 +462,9 @@ def _settings_key(detector: Detector) -> str:
     for network in (model.proposal, model.localization):
         digest.update(state_bytes(network))
     extra = {
-        "config": dataclasses.asdict(detector.config),
+        "config": {
+            k: v for k, v in dataclasses.asdict(detector.config).items() if k not in _SPEED_ONLY
+        },
         "device": detector.device.type,  # precision "auto" depends on it
         "prior": np.asarray(model.prior).tolist(),
         "thresholds": [model.proposal_threshold, model.nms_threshold],
