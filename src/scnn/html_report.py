@@ -82,11 +82,10 @@ def match_detections(
     Returned in the order of ``detections``.
     """
     matched = [False] * len(detections)
-    groups: dict[tuple[str, str], list[int]] = {}
-    for n, detection in enumerate(detections):
-        groups.setdefault((detection.video, detection.label), []).append(n)
-    for (video, label), members in groups.items():
-        truth = [i for i in instances if i.video == video and i.label == label]
+    truths = _grouped(instances, lambda i: (i.video, i.label))
+    groups = _grouped(range(len(detections)), lambda n: (detections[n].video, detections[n].label))
+    for key, members in groups.items():
+        truth = truths.get(key)
         if not truth:
             continue
         order = sorted(members, key=lambda n: -detections[n].score)
@@ -102,6 +101,14 @@ def match_detections(
                 free[best] = False
                 matched[n] = True
     return matched
+
+
+def _grouped(items, key) -> dict:
+    """Items in lists by ``key(item)``, in their order."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
 
 
 def precision_recall(
@@ -233,12 +240,14 @@ def write_html_report(
     )
     stems = _file_stems(names)
     css = _asset("report.css")
+    own_detections = _grouped(range(len(detections)), lambda n: detections[n].video)
+    own_truth = _grouped(instances, lambda i: i.video)
     pages = []
     for name in names:
-        own = [n for n, d in enumerate(detections) if d.video == name]
+        own = own_detections.get(name, [])
         video_detections = [detections[n] for n in own]
         video_flags = None if flags is None else [flags[n] for n in own]
-        truth = [i for i in instances if i.video == name]
+        truth = own_truth.get(name, [])
         media, note = (None, "no video file given")
         if name in videos:
             media, note = _prepare_video(videos[name], out, stems[name])
@@ -459,7 +468,7 @@ def _video_body(
             '<span><span class="swatch tp"></span> true positive at '
             f"IoU {iou_threshold:g}</span>"
             '<span><span class="swatch fp"></span> false positive</span>'
-            "<span>detections: more opaque = higher score</span></div>\n"
+            "<span>colour: class; detections more opaque = higher score</span></div>\n"
         )
     parts.append(
         f'<div id="timeline" class="timeline" data-duration="{duration_s:.3f}">\n'
