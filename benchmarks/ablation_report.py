@@ -37,6 +37,7 @@ CLAIMS = (
     ("proposal threshold 0.7 beats 0.9", "full", "proposal_0.9"),
     ("motion matters: C3D beats a single frame", "full", "single_frame"),
     ("headroom: the oracle beats S-CNN", "oracle", "full"),
+    ("the prior helps even perfect window scores", "oracle", "oracle_no_prior"),
 )
 PIPELINE_FIGURE = (
     "full",
