@@ -260,7 +260,7 @@ class Bench:
         self.work.mkdir(parents=True, exist_ok=True)
         self.rows: list[Row] = []
         self.extra: dict = {}
-        source = tuple(int(v) for v in args.source_size.split("x"))
+        self.source = source = tuple(int(v) for v in args.source_size.split("x"))
         self.video = make_video(
             self.work / f"video_{args.video_s:g}s_{source[0]}x{source[1]}.mp4", args.video_s, source
         )
@@ -454,7 +454,7 @@ class Bench:
                 compile=mode,
             )
             if mode:  # compile outside the timed run, on a short video
-                detector(make_video(self.work / "warmup_30s.mp4", 30, self.size.clip.frame_size))
+                detector(make_video(self.work / "warmup_30s.mp4", 30, self.source))
             start = time.perf_counter()
             windows = detector.score_windows(self.video)
             detections = detector.detections(windows)
@@ -516,14 +516,11 @@ class Bench:
         bf16 = Detector(model, device=str(self.device)).bf16
         workers = 8 if on_gpu else 1
         runs = [("fp32 eager contiguous, loader in-process (baseline)", False, False, 0)]
-        runs.append(
-            (
-                f"{'bf16' if bf16 else 'fp32'} channels_last_3d, {workers} loader worker(s)",
-                bf16,
-                True,
-                workers,
+        precision = "bf16" if bf16 else "fp32"
+        for count in (0, workers):
+            runs.append(
+                (f"{precision} channels_last_3d, {count} loader worker(s)", bf16, True, count)
             )
-        )
         base = None
         for name, use_bf16, last, num_workers in runs:
             rate, stall = train_rate(
