@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -92,6 +94,21 @@ def test_training_crops_are_random_windows_of_the_frame_and_mirror_sometimes():
         rng=np.random.default_rng(0),
     )
     assert torch.equal(clips, again)
+
+
+def test_mirror_off_keeps_left_to_right():
+    frames = _coded_frames(16)
+    no_mirror = dataclasses.replace(RAW, mirror=False)
+    clips = assemble_clips(
+        frames,
+        np.ones(64, np.int64),
+        np.full(64, 16),
+        no_mirror,
+        train=True,
+        rng=np.random.default_rng(0),
+    )
+    cols = clips[:, 1, 0, 0, :]
+    assert (cols[:, 1:] - cols[:, :-1] == 1).all()
 
 
 def test_normalisation_values():

@@ -31,6 +31,9 @@ class ClipConfig:
     OpenCV (BGR) frames, so set it when starting from the Sports-1M weights.
     ``std_rgb``: C3D divides by nothing (1, 1, 1); a model trained from scratch on a CPU
     converges faster on unit-variance input, e.g. (58, 57, 57).
+    ``mirror``: C3D's random horizontal mirror in training. Turn it off when classes are
+    defined by direction (left vs right, clockwise vs anticlockwise, as the synthetic ones):
+    a mirrored MoveLeft clip is a MoveRight clip with the wrong label.
     """
 
     frame_size: tuple[int, int] = (FRAME_WIDTH, FRAME_HEIGHT)  # (width, height) of decoded frames
@@ -39,6 +42,7 @@ class ClipConfig:
     mean_rgb: tuple[float, float, float] = C3D_MEAN_RGB
     std_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
     bgr: bool = False
+    mirror: bool = True
 
     def __post_init__(self) -> None:
         width, height = self.frame_size
@@ -106,7 +110,7 @@ def assemble_clips(
             raise ValueError("training clips need a random generator")
         top = rng.integers(0, height - crop + 1, size=batch)
         left = rng.integers(0, width - crop + 1, size=batch)
-        mirror = rng.random(batch) < 0.5
+        mirror = (rng.random(batch) < 0.5) & config.mirror
         clips = _gather_each(frames, time_index, top, left, mirror, crop)
     else:
         top, left = (height - crop) // 2, (width - crop) // 2
