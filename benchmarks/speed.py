@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 
 import av
@@ -179,7 +180,7 @@ def make_model_dir(path: Path, size: ModelSize, video: Path) -> tuple[Path, floa
             metrics={},
         )
     model = load_model(path)
-    frames = read_frames(video, size=size.clip.frame_size)[:2048]
+    frames = np.concatenate(list(islice(iter_frames(video, size=size.clip.frame_size), 8)))
     grid = window_grid(len(frames), windows)
     pick = np.linspace(0, len(grid) - 1, min(len(grid), 128)).round().astype(int)
     clips = assemble_clips(
