@@ -484,17 +484,18 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from scnn import annotations, evaluate, fileio
+    from scnn import annotations, fileio
+    from scnn.evaluate import evaluate, format_proposal_recall, format_result, proposal_recall
 
     gt = annotations.load_ground_truth(args.gt, args.subset)
     table = None
     if args.classes is not None:
         table = annotations.read_class_table(args.classes, args.class_ids)
     detections = annotations.load_detections(args.pred, gt.classes, table)
-    result = evaluate.evaluate(gt, detections, args.protocol, args.iou)
-    print(evaluate.format_result(result))
+    result = evaluate(gt, detections, args.protocol, args.iou)
+    print(format_result(result))
     if args.proposals:
-        print(evaluate.format_proposal_recall(evaluate.proposal_recall(gt, detections)))
+        print(format_proposal_recall(proposal_recall(gt, detections)))
     if args.json is not None:
         fileio.atomic_write_text(args.json, json.dumps(result.to_dict(), indent=1) + "\n")
     return EXIT_OK
