@@ -65,7 +65,7 @@ def whole_video_scores(detector: Detector, path) -> tuple[np.ndarray, ...]:
 
 
 def test_streaming_equals_whole_video_computation(model_dir, video):
-    detector = Detector.load(model_dir, batch_size=7)
+    detector = Detector.load(model_dir, batch_size=7, precision="fp32")
     grid, p_action, label, score = whole_video_scores(detector, video)
     threshold = float(np.median(p_action))
     windows = detector.with_settings(proposal_threshold=threshold).score_windows(video)
@@ -188,3 +188,29 @@ def test_cli_exit_code_reports_failures(model_dir, video, tmp_path):
     assert "missing.mp4: no such file" in run.stderr
     assert "Traceback" not in run.stderr
     assert list(json.loads(out.read_text())["results"]) == ["clip one"]
+
+
+def test_the_model_directory_decides_the_prior_unless_told(model_dir, video, tmp_path):
+    detector = Detector.load(model_dir, proposal_threshold=0.0)
+    assert detector.model.use_prior
+    weighted = detector(video)
+    plain = detector.with_settings(use_prior=False)(video)
+    # The fixture's prior is 1/6 everywhere: the same detections at a sixth of the score.
+    assert [d.score / 6 for d in plain] == pytest.approx([d.score for d in weighted])
+    loaded = Detector.load(model_dir).model
+    save_model(
+        tmp_path / "no_prior",
+        proposal=loaded.proposal,
+        localization=loaded.localization,
+        classes=CLASSES,
+        prior=loaded.prior,
+        options=OPTIONS,
+        windows=WindowConfig(),
+        clip=CLIP,
+        config={},
+        metrics={},
+        use_prior=False,
+    )
+    no_prior = Detector.load(tmp_path / "no_prior", proposal_threshold=0.0)
+    assert not no_prior.model.use_prior
+    assert [d.score for d in no_prior(video)] == pytest.approx([d.score for d in plain])

@@ -242,6 +242,13 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="NMS IoU threshold, suppress IoU > this (default: the model's, 0.4)",
     )
+    parser.add_argument(
+        "--prior",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight scores by the window-length prior (default: the model's; on for the "
+        "faithful config, off for the synthetic CPU model)",
+    )
     parser.add_argument("--min-score", type=float, default=None, help="drop scores below (off)")
     parser.add_argument("--top-k", type=int, default=None, help="keep the best K per video (off)")
     parser.add_argument(
@@ -270,6 +277,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         device=device,
         proposal_threshold=args.proposal_threshold,
         nms_threshold=args.nms,
+        use_prior=args.prior,
         min_score=args.min_score,
         top_k=args.top_k,
         batch_size=args.batch_size,

@@ -58,14 +58,14 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mp
 
 @dataclass(frozen=True)
 class DetectConfig:
-    """Prediction settings; ``None`` thresholds take the model directory's defaults."""
+    """Prediction settings; ``None`` takes the model directory's default."""
 
     proposal_threshold: float | None = None
     nms_threshold: float | None = None
     min_score: float | None = None
     top_k: int | None = None
     batch_size: int | None = None  # None: CPU_BATCH_SIZE on a CPU, GPU_BATCH_SIZE on CUDA
-    use_prior: bool = True
+    use_prior: bool | None = None  # weight scores by the window-length prior
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
     compile: str = ""  # torch.compile mode for both networks (e.g. "default"); "": eager
 
@@ -201,11 +201,12 @@ class Detector:
 
     def detections(self, windows: ScoredWindows) -> list[Detection]:
         """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""
-        nms = self.config.nms_threshold
+        nms, use_prior = self.config.nms_threshold, self.config.use_prior
+        use_prior = self.model.use_prior if use_prior is None else use_prior
         return postprocess(
             windows,
             self.model.nms_threshold if nms is None else nms,
-            prior=self.model.prior if self.config.use_prior else None,
+            prior=self.model.prior if use_prior else None,
             top_k=self.config.top_k,
             min_score=self.config.min_score,
         )
@@ -467,7 +468,7 @@ def _settings_key(detector: Detector) -> str:
         },
         "device": detector.device.type,  # precision "auto" depends on it
         "prior": np.asarray(model.prior).tolist(),
-        "thresholds": [model.proposal_threshold, model.nms_threshold],
+        "thresholds": [model.proposal_threshold, model.nms_threshold, model.use_prior],
         "windows": dataclasses.asdict(model.windows),
         "clip": dataclasses.asdict(model.clip),
         "fps": model.fps,

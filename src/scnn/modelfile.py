@@ -74,6 +74,7 @@ class LoadedModel:
     fps: float
     proposal_threshold: float
     nms_threshold: float
+    use_prior: bool  # whether detection weights scores by the prior by default (method.md §4)
     config: Mapping[str, Any]  # the resolved training config
     metrics: Mapping[str, Any]  # validation metrics of each stage
 
@@ -133,6 +134,7 @@ def save_model(
     config: Mapping[str, Any],
     metrics: Mapping[str, Any],
     fps: float = FPS,
+    use_prior: bool = True,
 ) -> None:
     """Write the model directory at ``path``; each file is written atomically, model.json last,
     so a directory with a model.json is complete."""
@@ -155,7 +157,11 @@ def save_model(
         "fps": fps,
         "clip": dataclasses.asdict(clip),
         "model": dataclasses.asdict(options),
-        "thresholds": {"proposal": PROPOSAL_THRESHOLD, "nms": NMS_THRESHOLD},
+        "thresholds": {
+            "proposal": PROPOSAL_THRESHOLD,
+            "nms": NMS_THRESHOLD,
+            "use_prior": use_prior,
+        },
         "config": config,
         "metrics": metrics,
     }
@@ -190,6 +196,7 @@ def load_model(path: str | Path) -> LoadedModel:
         fps = float(description["fps"])
         proposal_threshold = float(description["thresholds"]["proposal"])
         nms_threshold = float(description["thresholds"]["nms"])
+        use_prior = bool(description["thresholds"].get("use_prior", True))
         config, metrics = description["config"], description["metrics"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"malformed model description: {exc!r}", description_path) from exc
@@ -221,6 +228,7 @@ def load_model(path: str | Path) -> LoadedModel:
         fps=fps,
         proposal_threshold=proposal_threshold,
         nms_threshold=nms_threshold,
+        use_prior=use_prior,
         config=config,
         metrics=metrics,
     )

@@ -136,6 +136,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # channels_last_3d memory format (faster on CPU and GPU)
+    use_prior: bool = True  # detection weights scores by the window-length prior (method.md §4)
     seed: int = 0
     deterministic: bool = False  # deterministic kernels: a resumed run equals an uninterrupted one
 
@@ -688,6 +689,7 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         clip=config.clip,
         config=config_dict(config),
         metrics=metrics,
+        use_prior=config.use_prior,
     )
     return model_dir
 
