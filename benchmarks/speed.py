@@ -36,7 +36,6 @@ import av
 import numpy as np
 import torch
 
-from scnn.annotations import ScoredWindows
 from scnn.clips import ClipConfig, assemble_clips, sample_frame_indices
 from scnn.dataset import ClipDataset, FrameCache, Samples
 from scnn.detect import Detector
@@ -44,6 +43,7 @@ from scnn.loss import overlap_loss
 from scnn.model import C3D, clip_gflops
 from scnn.modelfile import ModelOptions, build_network, load_model, save_model
 from scnn.postprocess import postprocess
+from scnn.scored_windows import ScoredWindows
 from scnn.video import FPS, iter_frames, num_frames, probe, read_frames
 from scnn.windows import WindowConfig, window_grid
 

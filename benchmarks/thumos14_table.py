@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from scnn.annotations import load_detections, load_ground_truth, read_windows_csv, write_detections
+from scnn.annotations import load_detections, load_ground_truth, write_detections
 from scnn.evaluate import PROTOCOLS, evaluate
 from scnn.postprocess import postprocess, window_length_prior
+from scnn.scored_windows import read_windows_csv
 
 THUMOS14 = Path(__file__).resolve().parents[2] / "shared/data/thumos14"
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)

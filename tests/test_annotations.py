@@ -10,16 +10,14 @@ from scnn.annotations import (
     Detection,
     GroundTruth,
     Instance,
-    ScoredWindows,
     load_detections,
     load_ground_truth,
     read_class_table,
-    read_windows_csv,
     write_detections,
     write_ground_truth,
-    write_windows_csv,
 )
 from scnn.errors import AnnotationError
+from scnn.scored_windows import ScoredWindows, read_windows_csv, write_windows_csv
 
 GT = GroundTruth(
     classes=("Diving", "HighJump"),

@@ -9,11 +9,12 @@ import pytest
 import torch
 from videos import numbered_frames, write_video
 
-from scnn.annotations import load_detections, read_windows_csv
+from scnn.annotations import load_detections
 from scnn.clips import ClipConfig, assemble_clips
 from scnn.detect import Detector, detect_videos, find_videos, write_results
 from scnn.errors import ScnnError, VideoError
 from scnn.modelfile import ModelOptions, build_network, save_model
+from scnn.scored_windows import read_windows_csv
 from scnn.video import read_frames
 from scnn.windows import WindowConfig, window_grid
 

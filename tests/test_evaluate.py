@@ -13,13 +13,13 @@ from scnn.annotations import (
     load_detections,
     load_ground_truth,
     read_class_table,
-    read_windows_csv,
     write_detections,
 )
 from scnn.cli import main
 from scnn.errors import ScnnError
 from scnn.evaluate import evaluate, proposal_recall
 from scnn.postprocess import postprocess, window_length_prior
+from scnn.scored_windows import read_windows_csv
 
 PAPER_MAP = [0.47719, 0.43535, 0.36276, 0.28702, 0.18970]
 PAPER_AP_AT_05 = [

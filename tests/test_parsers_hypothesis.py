@@ -15,9 +15,9 @@ from scnn.annotations import (
     load_detections,
     load_ground_truth,
     read_class_table,
-    read_windows_csv,
 )
 from scnn.errors import AnnotationError
+from scnn.scored_windows import read_windows_csv
 
 CLASSES = ("jump", "run")
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

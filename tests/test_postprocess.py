@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from scnn.annotations import Instance, ScoredWindows
+from scnn.annotations import Instance
 from scnn.postprocess import nms, postprocess, reference_nms, window_length_prior
+from scnn.scored_windows import ScoredWindows
 
 
 def test_prior_counts_durations_within_half_to_double_the_window():

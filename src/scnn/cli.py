@@ -423,7 +423,7 @@ def _add_postprocess(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_postprocess(args: argparse.Namespace) -> int:
-    from scnn import annotations, postprocess
+    from scnn import annotations, postprocess, scored_windows
 
     prior_gt = None
     if args.prior_from is not None:
@@ -435,7 +435,7 @@ def _run_postprocess(args: argparse.Namespace) -> int:
         classes = prior_gt.classes
     else:
         raise ScnnError("give --classes or --prior-from: the windows' class ids need a list")
-    windows = annotations.read_windows_csv(args.windows, classes)
+    windows = scored_windows.read_windows_csv(args.windows, classes)
     prior = None
     if prior_gt is not None:
         prior = postprocess.window_length_prior(prior_gt.instances, classes)

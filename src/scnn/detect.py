@@ -26,20 +26,14 @@ import torch
 from tqdm import tqdm
 
 from scnn import distributed
-from scnn.annotations import (
-    SUBTITLE_FORMATS,
-    Detection,
-    ScoredWindows,
-    concat_windows,
-    write_detections,
-    write_windows_csv,
-)
+from scnn.annotations import SUBTITLE_FORMATS, Detection, write_detections
 from scnn.clips import assemble_clips
 from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write_text
 from scnn.modelfile import LoadedModel, load_model, state_bytes
 from scnn.postprocess import postprocess
+from scnn.scored_windows import ScoredWindows, concat_windows, write_windows_csv
 from scnn.video import MIN_WINDOW_FRAMES, iter_frames, num_frames, probe
 from scnn.windows import Windows, window_grid
 

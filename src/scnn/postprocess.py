@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scnn.annotations import Detection, Instance, ScoredWindows
+from scnn.annotations import Detection, Instance
 from scnn.errors import AnnotationError
+from scnn.scored_windows import ScoredWindows
 from scnn.windows import temporal_iou
 
 log = logging.getLogger(__name__)
