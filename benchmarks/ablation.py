@@ -61,6 +61,7 @@ from single_frame import SingleFrameNet, train_single_frame  # noqa: E402
 
 from scnn.annotations import GroundTruth, load_ground_truth  # noqa: E402
 from scnn.clips import assemble_clips  # noqa: E402
+from scnn.config import TrainConfig, load_config, write_run_config  # noqa: E402
 from scnn.dataset import cache_videos, find_video  # noqa: E402
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402
 from scnn.modelfile import build_network, load_state, state_bytes  # noqa: E402
@@ -73,12 +74,9 @@ from scnn.train import (  # noqa: E402
     STAGES,
     WEIGHTS,
     Stage,
-    TrainConfig,
     TrainingData,
-    load_config,
     prepare_data,
     train,
-    write_run_config,
 )
 from scnn.video import FPS  # noqa: E402
 from scnn.windows import WINDOW_LENGTHS_FRAMES  # noqa: E402

@@ -22,11 +22,11 @@ from ablation_offline import (  # noqa: E402
 
 from scnn.annotations import GroundTruth, Instance  # noqa: E402
 from scnn.clips import ClipConfig  # noqa: E402
+from scnn.config import TrainConfig  # noqa: E402
 from scnn.dataset import FrameCache  # noqa: E402
 from scnn.detect import Detector  # noqa: E402
 from scnn.modelfile import ModelOptions, build_network, save_model  # noqa: E402
 from scnn.postprocess import postprocess  # noqa: E402
-from scnn.train import TrainConfig  # noqa: E402
 from scnn.windows import WindowConfig  # noqa: E402
 
 CLASSES = ("Jump", "Run", "Throw")

@@ -25,6 +25,7 @@ from videos import numbered_frames, read_numbers, write_audio, write_video
 from scnn import cli, train, video
 from scnn.annotations import Instance, load_detections, load_ground_truth
 from scnn.clips import ClipConfig
+from scnn.config import load_config
 from scnn.dataset import FrameCache
 from scnn.errors import AnnotationError, ModelError, ScnnError, VideoError
 from scnn.modelfile import (
@@ -541,7 +542,7 @@ def test_sigint_and_sigkill_then_resume_reach_the_weights_of_one_run(synth_run, 
 
 def test_checkpoint_with_a_pickle_payload_is_refused_unrun(synth_run, tmp_path):
     data, config_path = synth_run
-    config = train.load_config(config_path)
+    config = load_config(config_path)
     marker = tmp_path / "code_ran"
     out = tmp_path / "run"
     (out / "proposal").mkdir(parents=True)

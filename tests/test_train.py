@@ -11,17 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 from scnn import cli, dataset, train
+from scnn.config import TrainConfig, config_from_dict, load_config
 from scnn.errors import ScnnError
 from scnn.modelfile import build_network, load_model
 from scnn.synth import SynthConfig, generate
-from scnn.train import (
-    CLASSIFICATION,
-    LOCALIZATION,
-    PROPOSAL,
-    TrainConfig,
-    config_from_dict,
-    load_config,
-)
+from scnn.train import CLASSIFICATION, LOCALIZATION, PROPOSAL
 
 # A CPU-sized problem: 2 classes, 3 training videos of 8-10 s, tiny frames, a 1/16-width C3D.
 SYNTH = SynthConfig(

@@ -162,10 +162,11 @@ def _run_train(args: argparse.Namespace) -> int:
     import torch
 
     from scnn import train
+    from scnn.config import load_config
 
     if args.dataset is None and (args.annotations is None or args.videos is None):
         raise ScnnError("give a DATASET folder, or both --annotations and --videos")
-    config = train.load_config(args.config, _config_overrides(args))
+    config = load_config(args.config, _config_overrides(args))
     if config.deterministic:  # cuBLAS needs a fixed workspace to be deterministic
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(config.deterministic)

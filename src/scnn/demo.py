@@ -79,9 +79,10 @@ def train_cpu_default(out: Path, *, quiet: bool = False) -> Path:
     """Generate the default synthetic dataset and train the CPU default config on it, as
     ``scnn synth OUT/data && scnn train OUT/data --out OUT/run`` would."""
     from scnn import train
+    from scnn.config import CPU_DEFAULT_CONFIG, load_config
 
     generate(out / "data", SynthConfig(), quiet=quiet)
-    config = train.load_config(train.CPU_DEFAULT_CONFIG)
+    config = load_config(CPU_DEFAULT_CONFIG)
     return train.run(
         config,
         out / "data" / "annotations.json",
