@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import SYNTH, TINY, toml_text
 from videos import numbered_frames, write_video
 
 from scnn import cli, dataset, detect
@@ -31,7 +32,7 @@ from scnn.distributed import (
 )
 from scnn.errors import ScnnError
 from scnn.modelfile import ModelOptions, build_network, save_model
-from scnn.synth import SynthConfig, generate
+from scnn.synth import generate
 from scnn.windows import WindowConfig
 
 # --- the helpers, with hand-computed answers ---------------------------------------------
@@ -101,41 +102,19 @@ def torchrun(*args: str, processes: int = 2, timeout_s: float = 120) -> subproce
     )
 
 
-SYNTH = SynthConfig(
-    num_classes=2,
-    train_videos=3,
-    val_videos=1,
-    test_videos=0,
-    duration_range_s=(8.0, 10.0),
-    instance_duration_range_s=(0.6, 2.5),
-    width=48,
-    height=36,
+# The shared tiny config, changed where these tests depend on it: 4 steps, logged each step
+# and checkpointed every 2 (the resume test stops in step 3), a smaller validation set, and
+# no batch norm: on CPU (gloo) each rank would normalise with its own half-batch statistics.
+TINY_TOML = toml_text(
+    {
+        **TINY,
+        "steps": 4,
+        "log_every": 1,
+        "checkpoint_every": 2,
+        "model": {**TINY["model"], "batch_norm": False},
+        "data": {"val_samples": 16},
+    }
 )
-# No batch norm: on CPU (gloo) each rank would normalise with its own half-batch statistics.
-TINY_TOML = """
-optimizer = "adamw"
-lr = 3e-3
-fc8_lr_mult = 1.0
-weight_decay = 0.0
-batch_size = 8
-steps = 4
-log_every = 1
-checkpoint_every = 2
-workers = 0
-device = "cpu"
-[windows]
-lengths_frames = [16, 32, 64]
-[clip]
-frame_size = [40, 32]
-crop_size = 32
-std_rgb = [58.0, 57.0, 57.0]
-[model]
-width = 0.0625
-dropout = 0.0
-batch_norm = false
-[data]
-val_samples = 16
-"""
 # Float sums in another order (DDP averages two half-batch gradients); AdamW then scales
 # each step to about lr, so weights may differ by a few lr-sized ulps: 1e-5 absolute.
 WEIGHTS_ATOL = 1e-5

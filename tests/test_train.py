@@ -9,41 +9,14 @@ import signal
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import SYNTH, TINY, toml_text
 
 from scnn import cli, dataset, train
 from scnn.config import TrainConfig, config_from_dict, load_config
 from scnn.errors import ScnnError
 from scnn.modelfile import build_network, load_model
-from scnn.synth import SynthConfig, generate
+from scnn.synth import generate
 from scnn.train import CLASSIFICATION, LOCALIZATION, PROPOSAL
-
-# A CPU-sized problem: 2 classes, 3 training videos of 8-10 s, tiny frames, a 1/16-width C3D.
-SYNTH = SynthConfig(
-    num_classes=2,
-    train_videos=3,
-    val_videos=1,
-    test_videos=0,
-    duration_range_s=(8.0, 10.0),
-    instance_duration_range_s=(0.6, 2.5),
-    width=48,
-    height=36,
-)
-TINY = {
-    "windows": {"lengths_frames": [16, 32, 64]},
-    "clip": {"frame_size": [40, 32], "crop_size": 32, "std_rgb": [58.0, 57.0, 57.0]},
-    "model": {"width": 0.0625, "dropout": 0.0, "batch_norm": True},
-    "optimizer": "adamw",
-    "lr": 3e-3,
-    "fc8_lr_mult": 1.0,
-    "weight_decay": 0.0,
-    "batch_size": 8,
-    "steps": 30,
-    "log_every": 5,
-    "checkpoint_every": 10,
-    "workers": 0,
-    "device": "cpu",
-    "data": {"val_samples": 64},
-}
 
 
 @pytest.fixture(scope="module")
@@ -169,14 +142,7 @@ def test_localization_needs_the_classification_stage(data, tmp_path):
 
 def test_scnn_train_writes_a_model_directory(synth_root, tmp_path):
     config_file = tmp_path / "tiny.toml"
-    config_file.write_text(
-        "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items() if not isinstance(v, dict))
-        + "\n"
-        + "".join(
-            f"[{table}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY[table].items())
-            for table in ("windows", "clip", "model", "data")
-        )
-    )
+    config_file.write_text(toml_text(TINY))
     out = tmp_path / "run"
     argv = [
         "--quiet",
