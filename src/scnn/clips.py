@@ -51,15 +51,17 @@ class ClipConfig:
 
 
 def sample_frame_indices(
-    start_frame: int, length_frames: int, clip_frames: int = CLIP_FRAMES
+    start_frames: int | np.ndarray, lengths_frames: int | np.ndarray, clip_frames: int = CLIP_FRAMES
 ) -> np.ndarray:
-    """The 1-based frames of a window's clip: ``s + floor(k·L / clip_frames)``, k = 0…15.
+    """The 1-based frames of each window's clip: ``s + floor(k·L / clip_frames)``, k = 0…15;
+    shape ``(clip_frames,)`` for one window, ``(B, clip_frames)`` for arrays of B windows.
 
     For the grid's lengths (multiples of 16) this is exactly s, s + L/16, …, s + 15·L/16
     (method.md §1). A window shorter than the clip repeats frames.
     """
-    offsets = (np.arange(clip_frames, dtype=np.int64) * int(length_frames)) // clip_frames
-    return int(start_frame) + offsets
+    starts = np.asarray(start_frames, dtype=np.int64)[..., None]
+    lengths = np.asarray(lengths_frames, dtype=np.int64)[..., None]
+    return starts + (np.arange(clip_frames, dtype=np.int64) * lengths) // clip_frames
 
 
 def assemble_clips(
@@ -94,9 +96,7 @@ def assemble_clips(
         )
     starts = np.asarray(start_frames, dtype=np.int64).reshape(-1)
     lengths = np.asarray(lengths_frames, dtype=np.int64).reshape(-1)
-    steps = np.arange(config.clip_frames, dtype=np.int64)
-    time_index = starts[:, None] + (steps[None, :] * lengths[:, None]) // config.clip_frames
-    time_index -= first_frame
+    time_index = sample_frame_indices(starts, lengths, config.clip_frames) - first_frame
     if len(time_index) and (time_index.min() < 0 or time_index.max() >= num_frames):
         raise ValueError(
             f"windows need frames {time_index.min() + first_frame}.."
