@@ -7,6 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import MODEL_CLASSES as CLASSES
+from tiny import MODEL_CLIP as CLIP
+from tiny import MODEL_OPTIONS as OPTIONS
+from tiny import random_model
 from videos import numbered_frames, write_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -21,17 +25,12 @@ from ablation_offline import (  # noqa: E402
 )
 
 from scnn.annotations import GroundTruth, Instance  # noqa: E402
-from scnn.clips import ClipConfig  # noqa: E402
 from scnn.config import TrainConfig  # noqa: E402
 from scnn.dataset import FrameCache  # noqa: E402
 from scnn.detect import Detector  # noqa: E402
-from scnn.modelfile import ModelOptions, build_network, save_model  # noqa: E402
 from scnn.postprocess import postprocess  # noqa: E402
 from scnn.windows import WindowConfig  # noqa: E402
 
-CLASSES = ("Jump", "Run", "Throw")
-CLIP = ClipConfig(frame_size=(64, 48), crop_size=32, std_rgb=(58.0, 57.0, 57.0))
-OPTIONS = ModelOptions(width=0.0625, dropout=0.0, batch_norm=False)
 SHORT = WindowConfig(lengths_frames=(16, 32))
 
 
@@ -107,22 +106,8 @@ def test_oracle_finds_every_instance_at_every_iou_when_instances_are_windows():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
     prior = np.random.default_rng(0).uniform(0.05, 1.0, (6, len(CLASSES)))
-    save_model(
-        path,
-        proposal=build_network(2, OPTIONS, CLIP),
-        localization=build_network(len(CLASSES) + 1, OPTIONS, CLIP),
-        classes=CLASSES,
-        prior=prior / prior.sum(axis=0),
-        options=OPTIONS,
-        windows=WindowConfig(),
-        clip=CLIP,
-        config={},
-        metrics={},
-    )
-    return path
+    return random_model(tmp_path_factory.mktemp("model"), prior=prior / prior.sum(axis=0))
 
 
 def test_offline_post_processing_equals_the_detector(model_dir, tmp_path):

@@ -7,40 +7,25 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tiny import MODEL_CLASSES as CLASSES
+from tiny import MODEL_CLIP as CLIP
+from tiny import MODEL_OPTIONS as OPTIONS
+from tiny import random_model
 from videos import numbered_frames, write_video
 
 from scnn.annotations import load_detections
-from scnn.clips import ClipConfig, assemble_clips
+from scnn.clips import assemble_clips
 from scnn.detect import Detector, detect_videos, find_videos, write_results
 from scnn.errors import ScnnError, VideoError
-from scnn.modelfile import ModelOptions, build_network, save_model
+from scnn.modelfile import save_model
 from scnn.scored_windows import read_windows_csv
 from scnn.video import read_frames
 from scnn.windows import WindowConfig, window_grid
 
-CLASSES = ("Jump", "Run", "Throw")
-CLIP = ClipConfig(frame_size=(64, 48), crop_size=32, std_rgb=(58.0, 57.0, 57.0))
-OPTIONS = ModelOptions(width=0.0625, dropout=0.0, batch_norm=False)
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    prior = np.full((6, len(CLASSES)), 1 / 6)
-    save_model(
-        path,
-        proposal=build_network(2, OPTIONS, CLIP),
-        localization=build_network(len(CLASSES) + 1, OPTIONS, CLIP),
-        classes=CLASSES,
-        prior=prior,
-        options=OPTIONS,
-        windows=WindowConfig(),
-        clip=CLIP,
-        config={},
-        metrics={},
-    )
-    return path
+    return random_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

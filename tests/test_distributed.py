@@ -13,15 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import SYNTH, TINY, toml_text
+from tiny import MODEL_CLASSES, SYNTH, TINY, random_model, toml_text
 from videos import numbered_frames, write_video
 
 from scnn import cli, dataset, detect
-from scnn.clips import ClipConfig
 from scnn.detect import Detector, detect_sharded, detect_videos, parts_dir, write_results
 from scnn.distributed import (
     DrawPositions,
@@ -31,9 +29,7 @@ from scnn.distributed import (
     world_from_env,
 )
 from scnn.errors import ScnnError
-from scnn.modelfile import ModelOptions, build_network, save_model
 from scnn.synth import generate
-from scnn.windows import WindowConfig
 
 # --- the helpers, with hand-computed answers ---------------------------------------------
 
@@ -193,9 +189,6 @@ def test_resume_with_another_number_of_processes(run_setup, monkeypatch):
 
 # --- sharded detection ----------------------------------------------------------------------
 
-CLASSES = ("Jump", "Run", "Throw")
-CLIP = ClipConfig(frame_size=(64, 48), crop_size=32, std_rgb=(58.0, 57.0, 57.0))
-OPTIONS = ModelOptions(width=0.0625, dropout=0.0, batch_norm=False)
 VIDEO_FRAMES = {"a": 260, "b": 120, "c": 200, "d": 90}  # 4 small videos at 25 fps
 SETTINGS = {"proposal_threshold": 0.3}
 
@@ -205,19 +198,7 @@ def detect_setup(tmp_path_factory):
     """A random-weight model, a folder with 4 videos and a broken file, and one process's
     detections of it (the reference)."""
     root = tmp_path_factory.mktemp("detect")
-    torch.manual_seed(0)
-    save_model(
-        root / "model",
-        proposal=build_network(2, OPTIONS, CLIP),
-        localization=build_network(len(CLASSES) + 1, OPTIONS, CLIP),
-        classes=CLASSES,
-        prior=np.full((6, len(CLASSES)), 1 / 6),
-        options=OPTIONS,
-        windows=WindowConfig(),
-        clip=CLIP,
-        config={},
-        metrics={},
-    )
+    random_model(root / "model")
     folder = root / "videos"
     folder.mkdir()
     for offset, (name, count) in enumerate(VIDEO_FRAMES.items()):
@@ -226,7 +207,7 @@ def detect_setup(tmp_path_factory):
     (folder / "broken.mp4").write_text("not a video")
     detector = Detector.load(root / "model", **SETTINGS)
     result = detect_videos(detector, detect.find_videos([folder]), quiet=True)
-    write_results(result, root / "one.json", CLASSES, root / "one_windows.csv")
+    write_results(result, root / "one.json", MODEL_CLASSES, root / "one_windows.csv")
     assert len(result.detections) == 4 and len(result.failures) == 1
     return root
 

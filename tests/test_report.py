@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
+from tiny import random_model
 from videos import numbered_frames, read_numbers, write_video
 
 from scnn import cli, demo
@@ -20,7 +20,6 @@ from scnn.annotations import (
     write_detections,
     write_ground_truth,
 )
-from scnn.clips import ClipConfig
 from scnn.demo import DemoResult
 from scnn.errors import ScnnError
 from scnn.html_report import (
@@ -31,11 +30,9 @@ from scnn.html_report import (
     reencoded_size,
     write_html_report,
 )
-from scnn.modelfile import ModelOptions, build_network, save_model
 from scnn.report import plot_precision_recall, plot_timeline
 from scnn.synth import SynthConfig, generate
 from scnn.video import probe, read_frames
-from scnn.windows import WindowConfig
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -235,30 +232,11 @@ def test_cli_report(tmp_path, capsys):
     assert "not a folder of videos" in capsys.readouterr().err
 
 
-def _tiny_model(path):
-    torch.manual_seed(0)
-    clip = ClipConfig(frame_size=(64, 48), crop_size=32, std_rgb=(58.0, 57.0, 57.0))
-    options = ModelOptions(width=0.0625, dropout=0.0, batch_norm=False)
-    save_model(
-        path,
-        proposal=build_network(2, options, clip),
-        localization=build_network(4, options, clip),
-        classes=("Jump", "Run", "Throw"),
-        prior=np.full((6, 3), 1 / 6),
-        options=options,
-        windows=WindowConfig(),
-        clip=clip,
-        config={},
-        metrics={},
-    )
-    return path
-
-
 def test_cli_detect_report(tmp_path):
     tint = np.uint8([40, 90, 20])  # a coloured video, like test_detect.py's
     frames = numbered_frames(200, 64, 48) // 2 + tint
     video = write_video(tmp_path / "clip.mp4", frames)
-    args = ["detect", str(video), "--model", str(_tiny_model(tmp_path / "model"))]
+    args = ["detect", str(video), "--model", str(random_model(tmp_path / "model"))]
     args += ["-o", str(tmp_path / "det.json"), "--proposal-threshold", "0", "--quiet"]
     assert cli.main([*args, "--report", str(tmp_path / "r")]) == cli.EXIT_OK
     detections = load_detections(tmp_path / "det.json")

@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from tiny import SYNTH as TINY_SYNTH
-from tiny import TINY, toml_text
+from tiny import TINY, random_model, toml_text
 from videos import numbered_frames, read_numbers, write_audio, write_video
 
 from scnn import cli, train, video
@@ -35,9 +35,7 @@ from scnn.modelfile import (
     MODEL_JSON,
     PROPOSAL_WEIGHTS,
     ModelOptions,
-    build_network,
     load_model,
-    save_model,
 )
 from scnn.synth import generate
 from scnn.video import iter_frames, probe, read_frames
@@ -300,20 +298,10 @@ CLASSES = ("jump", "run")
 
 
 def write_model(path: Path) -> Path:
-    torch.manual_seed(0)
-    save_model(
-        path,
-        proposal=build_network(2, OPTIONS, CLIP),
-        localization=build_network(len(CLASSES) + 1, OPTIONS, CLIP),
-        classes=CLASSES,
-        prior=np.full((len(WINDOWS.lengths_frames), len(CLASSES)), 0.5),
-        options=OPTIONS,
-        windows=WINDOWS,
-        clip=CLIP,
-        config={},
-        metrics={},
+    prior = np.full((len(WINDOWS.lengths_frames), len(CLASSES)), 0.5)
+    return random_model(
+        path, classes=CLASSES, clip=CLIP, options=OPTIONS, windows=WINDOWS, prior=prior
     )
-    return path
 
 
 class CreatesAFileWhenUnpickled:

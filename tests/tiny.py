@@ -1,4 +1,4 @@
-"""The tiny synthetic dataset and training config that the trainer tests share.
+"""The tiny synthetic dataset, training config and random-weight model that tests share.
 
 A CPU-sized problem: 2 classes, 3 training videos of 8-10 s, tiny frames, a 1/16-width C3D
 that learns something in a few dozen steps. A test that depends on other values changes them
@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from scnn.clips import ClipConfig
+from scnn.modelfile import ModelOptions, build_network, save_model
 from scnn.synth import SynthConfig
+from scnn.windows import WindowConfig
 
 SYNTH = SynthConfig(
     num_classes=2,
@@ -51,3 +58,38 @@ def toml_text(values: Mapping[str, Any]) -> str:
         if isinstance(entries, dict)
     )
     return keys + tables
+
+
+# A detector small enough to run whole videos in a test: 1/16-width C3D on 32x32 crops.
+MODEL_CLASSES = ("Jump", "Run", "Throw")
+MODEL_CLIP = ClipConfig(frame_size=(64, 48), crop_size=32, std_rgb=(58.0, 57.0, 57.0))
+MODEL_OPTIONS = ModelOptions(width=0.0625, dropout=0.0, batch_norm=False)
+MODEL_WINDOWS = WindowConfig()  # the faithful grid, 16..512 frames
+
+
+def random_model(
+    path: Path,
+    *,
+    classes: tuple[str, ...] = MODEL_CLASSES,
+    clip: ClipConfig = MODEL_CLIP,
+    options: ModelOptions = MODEL_OPTIONS,
+    windows: WindowConfig = MODEL_WINDOWS,
+    prior: np.ndarray | None = None,
+) -> Path:
+    """A model directory with seeded random weights: detection runs end to end, nothing is
+    learnt. The prior defaults to uniform (1 / number of window lengths)."""
+    torch.manual_seed(0)
+    lengths = len(windows.lengths_frames)
+    save_model(
+        path,
+        proposal=build_network(2, options, clip),
+        localization=build_network(len(classes) + 1, options, clip),
+        classes=classes,
+        prior=np.full((lengths, len(classes)), 1 / lengths) if prior is None else prior,
+        options=options,
+        windows=windows,
+        clip=clip,
+        config={},
+        metrics={},
+    )
+    return path
