@@ -55,7 +55,7 @@ class TrainConfig:
     log_every: int = 50  # steps
     workers: int = 1  # DataLoader worker processes (0: load in the training process)
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # bf16 autocast where the device computes bf16 natively (precision.py)
     channels_last: bool = True  # channels_last_3d memory format (faster on CPU and GPU)
     use_prior: bool = True  # detection weights scores by the window-length prior (method.md §4)
     seed: int = 0

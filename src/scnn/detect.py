@@ -33,6 +33,7 @@ from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write_text
 from scnn.modelfile import LoadedModel, load_model, state_bytes
 from scnn.postprocess import postprocess
+from scnn.precision import native_bf16
 from scnn.scored_windows import ScoredWindows, concat_windows, write_windows_csv
 from scnn.video import MIN_WINDOW_FRAMES, iter_frames, num_frames, probe
 from scnn.windows import Windows, window_grid
@@ -100,16 +101,6 @@ class _ClipQueue:
             count += len(rows)
         batch = taken_clips[0] if len(taken_clips) == 1 else torch.cat(taken_clips)
         return batch, np.concatenate(taken_rows)
-
-
-def _cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is
-    emulated and slower than fp32. Linux only: other systems report False."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _concatenate(
@@ -182,7 +173,7 @@ class Detector:
         self.batch_size = config.batch_size or (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
         precision = config.precision
         if precision == "auto":
-            precision = "bf16" if on_gpu or _cpu_has_bf16() else "fp32"
+            precision = "bf16" if native_bf16(self.device) else "fp32"
         self.bf16 = precision == "bf16"
 
     @classmethod

@@ -125,13 +125,34 @@ class C3D(nn.Module):
                 f"C3D expects input (batch, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
             )
         for name in CONV_NAMES:
-            x = F.relu(getattr(self, name.replace("conv", "norm"))(getattr(self, name)(x)))
+            norm = getattr(self, name.replace("conv", "norm"))
+            x = F.relu(norm(_convolve(getattr(self, name), x)))
             if name in _POOLS:
                 x = getattr(self, _POOLS[name][0])(x)
         x = torch.flatten(x, 1)
         x = self.dropout(F.relu(self.fc6(x)))
         x = self.dropout(F.relu(self.fc7(x)))
         return self.fc8(x)
+
+
+def _convolve(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)``, but in fp32 where PyTorch's CPU bf16 kernel gets the gradient wrong.
+
+    Under CPU bf16 autocast (torch 2.13, oneDNN), conv3d's weight gradient is garbage (1e36,
+    inf or NaN) whenever the input is exactly 2 frames deep, which is C3D's conv5a and conv5b
+    on 16-frame clips; the forward pass and the input gradient are right
+    (tests/test_model.py). Training in bf16 went NaN within 50 steps because of it. Those two
+    layers are 3.6 % of C3D's FLOPs, so they simply train in fp32.
+    """
+    if (
+        x.shape[2] == 2
+        and x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and torch.is_autocast_enabled("cpu")
+    ):
+        with torch.autocast("cpu", enabled=False):
+            return conv(x.float())
+    return conv(x)
 
 
 def proposal_network(**kwargs) -> C3D:

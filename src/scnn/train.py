@@ -50,6 +50,7 @@ from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import C3D, load_sports1m_weights
 from scnn.modelfile import build_network, load_state, save_model, state_bytes
+from scnn.precision import native_bf16
 from scnn.video import FPS
 from scnn.windows import WINDOW_LENGTHS_FRAMES
 
@@ -354,7 +355,7 @@ def train(
     )
     lam = config.overlap_lambda if stage.overlap else 0.0
     autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"
+        device.type, dtype=torch.bfloat16, enabled=config.amp and native_bf16(device)
     )
     board = _tensorboard(stage_dir) if world.is_main else None
     bar = tqdm(
@@ -470,7 +471,7 @@ def validate(
         clips = clips.to(device, memory_format=memory_format)
         labels, ious = labels.to(device), ious.to(device)
         with torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"
+            device.type, dtype=torch.bfloat16, enabled=config.amp and native_bf16(device)
         ):
             logits = model(clips).float()
         loss_sum += overlap_loss(
