@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
@@ -37,13 +37,17 @@ import numpy as np
 import torch
 
 from scnn.clips import ClipConfig, assemble_clips, sample_frame_indices
-from scnn.dataset import ClipDataset, FrameCache, Samples
+from scnn.config import load_config
+from scnn.dataset import DataConfig
 from scnn.detect import Detector
+from scnn.fileio import atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import C3D, clip_gflops
 from scnn.modelfile import ModelOptions, build_network, load_model, save_model
 from scnn.postprocess import postprocess
+from scnn.precision import native_bf16
 from scnn.scored_windows import ScoredWindows
+from scnn.train import LOCALIZATION, TRAIN_LOG, prepare_data, train
 from scnn.video import FPS, iter_frames, num_frames, probe, read_frames
 from scnn.windows import WindowConfig, window_grid
 
@@ -53,7 +57,6 @@ SECTIONS = ("matmul", "decode", "clips", "networks", "detect", "train", "memory"
 DEFAULT_SECTIONS = ("matmul", "decode", "clips", "networks", "detect", "train")
 MEMORY_VIDEOS_S = (600, 7200)  # 10 minutes and 2 hours
 MEMORY_SOURCE_SIZE = (96, 72)  # small source frames: the 2-hour video encodes in about a minute
-TRAIN_SAMPLES = 4096
 
 
 @dataclass(frozen=True)
@@ -497,74 +500,76 @@ class Bench:
             print("fp32 vs auto precision:", json.dumps(self.extra["fp32_vs_auto"]), flush=True)
 
     def train(self) -> None:
-        model = load_model(self.model_dir)
-        cache = FrameCache(self.work / "cache", self.size.clip.frame_size)
-        frames = cache.frames(self.video.stem, self.video)
-        rng = np.random.default_rng(0)
-        fitting = [n for n in WindowConfig().lengths_frames if n <= len(frames)]
-        lengths = rng.choice(np.array(fitting), TRAIN_SAMPLES)
-        samples = Samples(
-            videos=(self.video.stem,),
-            video=np.zeros(TRAIN_SAMPLES, np.int64),
-            start_frame=rng.integers(1, len(frames) - lengths + 2),
-            length_frames=lengths,
-            label=rng.integers(0, NUM_CLASSES + 1, TRAIN_SAMPLES),
-            iou=rng.uniform(0.3, 1.0, TRAIN_SAMPLES).astype(np.float32),
-        )
+        """``scnn.train.train`` itself (localization stage: K + 1 outputs and the overlap
+        loss), in the straightforward setting and in its defaults, one step per log record."""
+        annotations = self.work / "train_annotations.json"
+        duration = self.args.video_s
+        starts = np.arange(2.0, duration - 8.0, 10.0)
+        database = {
+            self.video.stem: {
+                "subset": "training",
+                "duration": duration,
+                "annotations": [
+                    {"segment": [start, start + 1.0 + (k % 6)], "label": f"class{k % 5}"}
+                    for k, start in enumerate(starts)
+                ],
+            }
+        }
+        atomic_write_text(annotations, json.dumps({"database": database}))
         on_gpu = self.device.type == "cuda"
-        batch = 64 if on_gpu else 16
+        base_config = replace(
+            load_config("synthetic_cpu", {"device": str(self.device), "log_every": 1}),
+            model=self.size.options,
+            clip=self.size.clip,
+            batch_size=64 if on_gpu else 16,
+            steps=self.args.train_steps,
+            checkpoint_every=self.args.train_steps,
+            data=DataConfig(val_samples=0),
+        )
+        data = prepare_data(
+            base_config, annotations, self.video.parent, self.work / "cache", progress=False
+        )
+        stage = replace(LOCALIZATION, init_from=None)
         flops = 3 * self.gflops * 1e9  # forward + backward ≈ 3 forwards
-        bf16 = Detector(model, device=str(self.device)).bf16
+        bf16 = native_bf16(self.device)
         workers = 8 if on_gpu else 1
-        runs = [("fp32 eager contiguous, loader in-process (baseline)", False, False, 0)]
-        precision = "bf16" if bf16 else "fp32"
-        for count in (0, workers):
-            runs.append(
-                (f"{precision} channels_last_3d, {count} loader worker(s)", bf16, True, count)
-            )
+        runs = [
+            ("fp32 eager contiguous, loader in-process (baseline)", False, False, 0),
+            (
+                f"defaults: {'bf16' if bf16 else 'fp32'} channels_last_3d, {workers} worker(s)",
+                True,
+                True,
+                workers,
+            ),
+        ]
         base = None
-        for name, use_bf16, last, num_workers in runs:
-            rate, stall = train_rate(
-                model,
-                samples,
-                cache,
-                self.size.clip,
-                self.device,
-                batch,
-                use_bf16,
-                last,
-                num_workers,
-                self.args.train_steps,
-            )
+        for name, amp, channels_last, num_workers in runs:
+            config = replace(base_config, amp=amp, channels_last=channels_last, workers=num_workers)
+            out = self.work / "train_runs" / name.split(":")[0].split(" ")[0]
+            train(stage, config, data, out, progress=False)
+            log = [json.loads(line) for line in (out / stage.name / TRAIN_LOG).open()]
+            seconds = [config.batch_size / record["clips_per_s"] for record in log[3:]]
+            rate = config.batch_size / statistics.median(seconds)
             base = base or rate
             self.add(
                 Row(
                     "train",
-                    f"{name}, batch {batch}",
+                    f"scnn.train, {name}, batch {config.batch_size}",
                     rate,
                     "clips/s",
                     base,
-                    self.bound("bf16" if use_bf16 else "fp32", flops),
-                    f"slowest step {stall:.1f}x the median",
+                    self.bound("bf16" if amp and bf16 else "fp32", flops),
+                    f"slowest step {max(seconds) / statistics.median(seconds):.1f}x the median",
                 )
             )
         if on_gpu:  # the network alone, batch resident on the GPU (the issue's reference)
-            rate, _ = train_rate(
-                model,
-                None,
-                None,
-                self.size.clip,
-                self.device,
-                batch,
-                True,
-                True,
-                0,
-                self.args.train_steps,
+            rate = model_train_rate(
+                load_model(self.model_dir), self.size.clip, self.device, 64, self.args.train_steps
             )
             self.add(
                 Row(
                     "train",
-                    f"bf16 channels_last_3d, model only, batch {batch}",
+                    "bf16 channels_last_3d, model only, batch 64",
                     rate,
                     "clips/s",
                     base,
@@ -642,46 +647,21 @@ def agreement(fp32: tuple, other: tuple) -> dict:
     }
 
 
-def train_rate(
-    model,
-    samples,
-    cache,
-    clip: ClipConfig,
-    device,
-    batch: int,
-    bf16: bool,
-    channels_last: bool,
-    workers: int,
-    steps: int,
-) -> tuple[float, float]:
-    """Clips/s of AdamW steps on the overlap loss, and the slowest step over the median one.
-    ``samples`` None: one batch kept on the device (the network alone)."""
+def model_train_rate(model, clip: ClipConfig, device, batch: int, steps: int) -> float:
+    """Clips/s of bf16 channels-last AdamW steps on one batch kept on the device (the
+    network alone, no data loading)."""
     network = build_network(NUM_CLASSES + 1, model.options, clip)
-    memory = torch.channels_last_3d if channels_last else torch.contiguous_format
-    network.to(device, memory_format=memory).train()
+    network.to(device, memory_format=torch.channels_last_3d).train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
-    if samples is None:
-        crop = clip.crop_size
-        fixed = (
-            torch.randn(batch, 3, 16, crop, crop, device=device),
-            torch.randint(0, NUM_CLASSES + 1, (batch,), device=device),
-            torch.rand(batch, device=device),
-        )
-        loader = (fixed for _ in range(steps))
-    else:
-        loader = torch.utils.data.DataLoader(
-            ClipDataset(samples, cache, clip, train=True),
-            batch_size=batch,
-            sampler=range(steps * batch),
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
-        )
+    crop = clip.crop_size
+    clips = torch.randn(batch, 3, 16, crop, crop, device=device).to(
+        memory_format=torch.channels_last_3d
+    )
+    labels = torch.randint(0, NUM_CLASSES + 1, (batch,), device=device)
+    ious = torch.rand(batch, device=device)
     times, last = [], time.perf_counter()
-    for clips, labels, ious in loader:
-        clips = clips.to(device, non_blocking=True, memory_format=memory)
-        labels, ious = labels.to(device), ious.to(device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+    for _ in range(steps):
+        with torch.autocast(device.type, torch.bfloat16):
             logits = network(clips)
         loss = overlap_loss(logits.float(), labels, ious)
         optimizer.zero_grad(set_to_none=True)
@@ -691,8 +671,7 @@ def train_rate(
         now = time.perf_counter()
         times.append(now - last)
         last = now
-    steady = times[3:]  # the first steps start workers and warm caches
-    return batch / statistics.median(steady), max(steady) / statistics.median(steady)
+    return batch / statistics.median(times[3:])  # the first steps warm caches and autotune
 
 
 def format_row(row: Row) -> str:
