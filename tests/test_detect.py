@@ -200,3 +200,17 @@ def test_the_model_directory_decides_the_prior_unless_told(model_dir, video, tmp
     no_prior = Detector.load(tmp_path / "no_prior", proposal_threshold=0.0)
     assert not no_prior.model.use_prior
     assert [d.score for d in no_prior(video)] == pytest.approx([d.score for d in plain])
+
+
+def test_decoding_in_two_processes_scores_the_same_windows(model_dir, tmp_path):
+    path = tmp_path / "long.mp4"  # 130 s: three 60 s decode segments
+    write_video(path, numbered_frames(3250, 64, 48), 25, "libx264")
+    settings = {"precision": "fp32", "proposal_threshold": 0.0}  # every window, both networks
+    one = Detector.load(model_dir, **settings).score_windows(path)
+    two = Detector.load(model_dir, decode_processes=2, **settings).score_windows(path)
+    assert len(one) == len(two) == len(window_grid(3250))
+    # chunks end elsewhere (segment borders), so windows come in another order
+    first, second = (np.lexsort((w.start_frame, w.window_frames)) for w in (one, two))
+    for column in ("start_frame", "window_frames", "label_index"):
+        assert np.array_equal(getattr(two, column)[second], getattr(one, column)[first]), column
+    np.testing.assert_allclose(two.score[second], one.score[first], rtol=0, atol=1e-6)

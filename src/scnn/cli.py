@@ -259,6 +259,13 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
         help="clips per network call (default: 16 on a CPU, where small batches stay in "
         "cache, 256 on a GPU)",
     )
+    parser.add_argument(
+        "--decode-processes",
+        type=int,
+        default=None,
+        help="processes that decode a long video by time segments (default: 1 on a CPU; on "
+        "a GPU one per 2 cores, at most 8)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.set_defaults(run=_run_detect)
 
@@ -282,6 +289,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         min_score=args.min_score,
         top_k=args.top_k,
         batch_size=args.batch_size,
+        decode_processes=args.decode_processes,
     )
     annotations.get_writer(args.out)  # an unknown format fails before any decoding
     videos = detect.find_videos(args.videos)

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,10 +33,11 @@ from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write_text
 from scnn.modelfile import LoadedModel, load_model, state_bytes
+from scnn.parallel_decode import iter_frames_parallel
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.scored_windows import ScoredWindows, concat_windows, write_windows_csv
-from scnn.video import MIN_WINDOW_FRAMES, iter_frames, num_frames, probe
+from scnn.video import MIN_WINDOW_FRAMES, num_frames, probe
 from scnn.windows import Windows, window_grid
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,9 @@ class DetectConfig:
     use_prior: bool | None = None  # weight scores by the window-length prior
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
     compile: str = ""  # torch.compile mode for both networks (e.g. "default"); "": eager
+    # Processes decoding one long video by time segments (parallel_decode.py). None: 1 on a
+    # CPU, where the networks need every core; on a GPU, one per 2 cores, at most 8.
+    decode_processes: int | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -152,7 +157,8 @@ class Detector:
     The networks run in eval mode on channels-last memory, with bf16 autocast where the
     hardware computes in bf16 (``precision="auto"``: CUDA, or a CPU with AVX512-BF16 or AMX,
     where C3D runs 1.3-2x faster and the detections stay the same; benchmarks/RESULTS.md).
-    On CUDA the decoded frames are copied to the GPU once and clips are cut there.
+    On CUDA the decoded frames are copied to the GPU once and clips are cut there, and a long
+    video is decoded by several processes, a time segment each (``decode_processes``).
     """
 
     def __init__(
@@ -175,6 +181,9 @@ class Detector:
         if precision == "auto":
             precision = "bf16" if native_bf16(self.device) else "fp32"
         self.bf16 = precision == "bf16"
+        self.decode_processes = config.decode_processes or (
+            min(8, max(1, (os.cpu_count() or 1) // 2)) if on_gpu else 1
+        )
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, device: str = "cpu", **settings) -> Detector:
@@ -224,7 +233,9 @@ class Detector:
         proposals, survivors = _ClipQueue(), _ClipQueue()
         results: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         offset = 0  # windows of earlier chunks, so rows index the concatenated grid
-        chunks = iter_frames(video, fps=model.fps, size=model.clip.frame_size)
+        chunks = iter_frames_parallel(
+            video, self.decode_processes, fps=model.fps, size=model.clip.frame_size
+        )
         with torch.inference_mode():
             for chunk in _background_chunks(chunks, pin=self.device.type == "cuda"):
                 buffer = _concatenate(buffer, self._on_device(chunk))

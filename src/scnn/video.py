@@ -37,6 +37,8 @@ MAX_FRAME_PIXELS = 8192 * 8192  # larger declared frames are refused before any 
 _TIME_TOLERANCE_FRAMES = 1e-3
 # A stream that ends more than this before the duration its container declares is truncated.
 _TRUNCATION_TOLERANCE_S = 0.5
+# A segment's decoding starts at a keyframe at least this long before its first frame.
+_SEEK_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ def iter_frames(
     size: tuple[int, int] = FRAME_SIZE,
     chunk_frames: int = CHUNK_FRAMES,
     timeout_s: float = READ_TIMEOUT_S,
+    *,
+    start_frame: int = 0,
+    stop_frame: int | None = None,
+    decoder_threads: int = 0,
 ) -> Iterator[np.ndarray]:
     """Yield consecutive (n, H, W, 3) uint8 RGB chunks of the video at a constant ``fps``.
 
@@ -111,37 +117,80 @@ def iter_frames(
     out. Chunks hold ``chunk_frames`` frames, the last one fewer. A picture the container
     marks as rotated (phone videos) is turned upright before scaling.
 
+    ``start_frame`` and ``stop_frame`` keep output frames [start, stop) only, the same
+    frames a whole pass gives there; decoding then starts at a keyframe before
+    ``start_frame`` (how several processes split one video, see :func:`iter_frames_parallel`).
+    ``decoder_threads``: FFmpeg's threads for this stream (0: its choice, one per core).
+
     Raises VideoError when the file cannot be opened, and, after yielding every frame that
     could be decoded, when decoding fails, no data arrives for ``timeout_s`` seconds (a
     stalled pipe), or the stream stops well before the duration the container declares (a
     truncated file).
     """
+    settings = (path, fps, size, chunk_frames, timeout_s, start_frame, stop_frame, decoder_threads)
+    try:
+        yield from _decode(*settings, seek=start_frame > 0)
+    except _SeekMissed:  # raised before the first yield: decode from the top instead
+        yield from _decode(*settings, seek=False)
+
+
+def _decode(
+    path: str | Path,
+    fps: float,
+    size: tuple[int, int],
+    chunk_frames: int,
+    timeout_s: float,
+    start_frame: int,
+    stop_frame: int | None,
+    decoder_threads: int,
+    *,
+    seek: bool,
+) -> Iterator[np.ndarray]:
+    """:func:`iter_frames`, seeking to a keyframe before ``start_frame`` when ``seek``;
+    raises _SeekMissed before yielding anything when the seek does not land before it."""
     width, height = size
     with _open(path, timeout_s) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
+        stream.thread_count = decoder_threads
         scaler = VideoReformatter()  # one FFmpeg scaling context for the whole video
-        pending: list[np.ndarray] = []  # output frames decoded but not yet yielded
-        emitted = 0  # output frames counted so far (yielded or pending)
-        origin_s: float | None = None
+        origin_s = _seek_before(container, stream, start_frame / fps) if seek else None
+        pending: list[np.ndarray] = []  # kept output frames decoded but not yet yielded
+        pending_first = start_frame  # output frame number of pending[0]
+        emitted = 0  # output frames counted so far (yielded, pending, or before start_frame)
         previous: av.VideoFrame | None = None
         previous_s = 0.0
         gap_s = 1.0 / float(stream.guessed_rate or fps)  # fallback frame duration
+
+        def shown(frame: av.VideoFrame, count: int) -> list[np.ndarray]:
+            """The frame's pictures for output frames emitted … emitted + count - 1 that
+            fall in [start_frame, stop_frame)."""
+            first = max(emitted, start_frame)
+            last = emitted + count if stop_frame is None else min(emitted + count, stop_frame)
+            return _repeat(frame, last - first, scaler, width, height)
+
         try:
             for frame in container.decode(stream):
                 time_s = _relative_time_s(frame, origin_s, previous, previous_s + gap_s)
                 if origin_s is None:
                     origin_s = frame.time or 0.0
-                if previous is not None:
+                if previous is None:  # 0 for a video's first frame; after a seek, its slot
+                    emitted = _frames_before(time_s, fps)
+                    if seek and (emitted > start_frame or frame.time is None):
+                        raise _SeekMissed
+                else:
                     if time_s > previous_s:
                         gap_s = time_s - previous_s
-                    shown = _frames_before(time_s, fps) - emitted
-                    pending += _repeat(previous, shown, scaler, width, height)
-                    emitted += max(shown, 0)
+                    count = _frames_before(time_s, fps) - emitted
+                    pending += shown(previous, count)
+                    emitted += max(count, 0)
                 previous, previous_s = frame, time_s
                 while len(pending) > chunk_frames:  # keep one back: the end may trim it
                     yield np.stack(pending[:chunk_frames])
                     del pending[:chunk_frames]
+                    pending_first += chunk_frames
+                if stop_frame is not None and emitted >= stop_frame:
+                    break
         except (av.FFmpegError, OSError) as exc:
             if pending:
                 yield np.stack(pending)
@@ -149,13 +198,16 @@ def iter_frames(
                 f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {_reason(exc)}",
                 path,
             ) from exc
-        if previous is not None:
+        reached_end = stop_frame is None or emitted < stop_frame
+        if previous is not None and reached_end:
             end_s = previous_s + _frame_duration_s(previous, gap_s)
             total = math.floor(end_s * fps + _TIME_TOLERANCE_FRAMES)
-            pending += _repeat(previous, total - emitted, scaler, width, height)
-            del pending[len(pending) - max(emitted - total, 0) :]
+            pending += shown(previous, total - emitted)
+            del pending[max(total - pending_first, 0) :]
         for start in range(0, len(pending), chunk_frames):
             yield np.stack(pending[start : start + chunk_frames])
+        if not reached_end:
+            return
         declared_s = _declared_video_duration_s(container, stream)
         decoded_s = 0.0 if previous is None else end_s
         if decoded_s < declared_s - _TRUNCATION_TOLERANCE_S:
@@ -164,6 +216,28 @@ def iter_frames(
                 f"{math.floor(decoded_s * fps)}) of the {declared_s:.2f} s the file declares",
                 path,
             )
+
+
+class _SeekMissed(Exception):
+    """A seek that cannot serve a segment: no timestamps, or a keyframe after its start."""
+
+
+def _seek_before(
+    container: av.container.InputContainer, stream: av.VideoStream, time_s: float
+) -> float:
+    """Seek to a keyframe at least _SEEK_MARGIN_S before ``time_s`` (counted from the first
+    frame) and return the first frame's presentation time, the origin of every time."""
+    try:
+        first = next(container.decode(stream), None)
+        if first is None or first.time is None:
+            raise _SeekMissed
+        target_s = first.time + time_s - _SEEK_MARGIN_S
+        if target_s <= first.time:
+            raise _SeekMissed
+        container.seek(int(target_s / stream.time_base), stream=stream, backward=True)
+    except (av.FFmpegError, OSError) as exc:
+        raise _SeekMissed from exc
+    return first.time
 
 
 def _relative_time_s(
