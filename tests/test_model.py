@@ -9,6 +9,7 @@ from scnn.model import (
     C3D,
     CONV_NAMES,
     clip_gflops,
+    fold_batch_norm,
     load_sports1m_weights,
     localization_network,
     proposal_network,
@@ -188,3 +189,21 @@ def test_cpu_bf16_autocast_gradients_match_fp32(memory_format):
             # bf16 rounding through ten layers leaves cosine ≥ 0.96 (conv1); garbage gives ~0
             cosine = F.cosine_similarity(grad.flatten(), reference[name].flatten(), 0)
             assert cosine > 0.9, (name, float(cosine))
+
+
+def test_folding_batch_norm_keeps_the_function():
+    torch.manual_seed(0)
+    model = C3D(4, width=1 / 8, crop_size=32, batch_norm=True)
+    for module in model.modules():  # statistics and affine parameters far from the identity
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    clips = torch.randn(3, 3, 16, 32, 32)
+    with torch.no_grad():
+        expected = model(clips)
+        folded = fold_batch_norm(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())
+        torch.testing.assert_close(folded(clips), expected, rtol=1e-4, atol=1e-5)
