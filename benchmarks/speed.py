@@ -18,6 +18,7 @@ made once under --work and reused.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -40,7 +41,7 @@ import torch
 from scnn.clips import ClipConfig, assemble_clips, sample_frame_indices
 from scnn.config import load_config
 from scnn.dataset import DataConfig
-from scnn.detect import Detector
+from scnn.detect import Detector, inference_network
 from scnn.fileio import atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import C3D, clip_gflops
@@ -361,26 +362,30 @@ class Bench:
         where = "on the GPU" if self.device.type == "cuda" else "NumPy gather"
         self.add(Row("clips", f"batch {self.batch}, {where}", ours, "clips/s", base))
 
-    def _network_rate(self, network, batch: int, bf16: bool, channels_last: bool) -> float:
+    def _network_rate(
+        self, network, batch: int, channels_last: bool, dtype=torch.float32, autocast=False
+    ) -> float:
         memory = torch.channels_last_3d if channels_last else torch.contiguous_format
         network = network.to(self.device, memory_format=memory).eval()
-        x = torch.randn(
-            batch, 3, 16, self.size.clip.crop_size, self.size.clip.crop_size, device=self.device
-        ).contiguous(memory_format=memory)
+        crop = self.size.clip.crop_size
+        x = torch.randn(batch, 3, 16, crop, crop, device=self.device, dtype=dtype)
+        x = x.contiguous(memory_format=memory)
 
         def forward():
             with (
                 torch.inference_mode(),
-                torch.autocast(self.device.type, torch.bfloat16, enabled=bf16),
+                torch.autocast(self.device.type, torch.bfloat16, enabled=autocast),
             ):
                 return network(x)
 
         return best_rate(forward, batch, self.device, self.args.seconds)
 
     def networks(self) -> None:
+        """The proposal network alone: the baseline, then the steps to the Detector's own
+        networks (``inference_network``: batch norm folded, channels-last, bf16 weights)."""
         model = load_model(self.model_dir)
         flops = self.gflops * 1e9
-        base = self._network_rate(model.proposal, self.baseline_batch, False, False)
+        base = self._network_rate(copy.deepcopy(model.proposal), self.baseline_batch, False)
         self.add(
             Row(
                 "proposal",
@@ -391,11 +396,22 @@ class Bench:
                 self.bound("fp32", flops),
             )
         )
-        self.extra["proposal_baseline"] = base
-        configs = [("fp32 channels_last_3d", False, True), ("bf16 channels_last_3d", True, True)]
-        for name, bf16, last in configs:
-            value = self._network_rate(model.proposal, self.batch, bf16, last)
-            precision = "bf16" if bf16 else "fp32"
+        fp32 = inference_network(model.proposal, self.device, bf16=False)
+        bf16 = inference_network(model.proposal, self.device, bf16=True)
+        runs = [
+            ("fp32", "fp32 channels_last_3d, BN folded", fp32, torch.float32, False),
+            ("autocast", "bf16 autocast channels_last_3d, BN folded", fp32, torch.float32, True),
+            (
+                "bf16",
+                "bf16 weights channels_last_3d, BN folded (Detector)",
+                bf16,
+                torch.bfloat16,
+                False,
+            ),
+        ]
+        for key, name, network, dtype, autocast in runs:
+            value = self._network_rate(network, self.batch, True, dtype, autocast)
+            precision = "fp32" if key == "fp32" else "bf16"
             self.add(
                 Row(
                     "proposal",
@@ -406,17 +422,18 @@ class Bench:
                     self.bound(precision, flops),
                 )
             )
-            self.extra[f"proposal_{precision}"] = value
+            self.extra[f"proposal_{key}"] = value
         if self.args.compile:
             start = time.perf_counter()
-            compiled = torch.compile(model.proposal, mode=self.args.compile, dynamic=False)
-            self._network_rate(compiled, self.batch, True, True)  # compiles
+            compiled = torch.compile(bf16, mode=self.args.compile, dynamic=False)
+            self._network_rate(compiled, self.batch, True, torch.bfloat16)  # compiles
             compile_s = time.perf_counter() - start
-            value = self._network_rate(compiled, self.batch, True, True)
+            value = self._network_rate(compiled, self.batch, True, torch.bfloat16)
             self.add(
                 Row(
                     "proposal",
-                    f"bf16 channels_last_3d compile({self.args.compile}), batch {self.batch}",
+                    f"bf16 weights channels_last_3d compile({self.args.compile}), "
+                    f"batch {self.batch}",
                     value,
                     "clips/s",
                     base,
@@ -425,16 +442,18 @@ class Bench:
                 )
             )
             self.extra["proposal_compiled"] = value
-        bf16 = Detector(model, device=str(self.device)).bf16
-        value = self._network_rate(model.localization, self.batch, bf16, True)
+        use_bf16 = native_bf16(self.device)
+        localization = inference_network(model.localization, self.device, use_bf16)
+        dtype = torch.bfloat16 if use_bf16 else torch.float32
+        value = self._network_rate(localization, self.batch, True, dtype)
         self.add(
             Row(
                 "localization",
-                f"{'bf16' if bf16 else 'fp32'} channels_last_3d, batch {self.batch}",
+                f"Detector's ({'bf16' if use_bf16 else 'fp32'}), batch {self.batch}",
                 value,
                 "clips/s",
                 None,
-                self.bound("bf16" if bf16 else "fp32", flops),
+                self.bound("bf16" if use_bf16 else "fp32", flops),
             )
         )
 
