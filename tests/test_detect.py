@@ -214,3 +214,18 @@ def test_decoding_in_two_processes_scores_the_same_windows(model_dir, tmp_path):
     for column in ("start_frame", "window_frames", "label_index"):
         assert np.array_equal(getattr(two, column)[second], getattr(one, column)[first]), column
     np.testing.assert_allclose(two.score[second], one.score[first], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cli_precision_reaches_the_detector(model_dir, video, tmp_path, precision):
+    from scnn import cli
+
+    out = tmp_path / "det.csv"
+    argv = ["--quiet", "detect", str(video), "--model", str(model_dir), "-o", str(out)]
+    assert cli.main([*argv, "--proposal-threshold", "0", "--precision", precision]) == 0
+    expected = Detector.load(model_dir, proposal_threshold=0.0, precision=precision)(video)
+    got = load_detections(out, classes=CLASSES)
+    assert [(d.start_s, d.end_s, d.label) for d in got] == [
+        (d.start_s, d.end_s, d.label) for d in expected
+    ]
+    assert [d.score for d in got] == pytest.approx([d.score for d in expected], abs=1e-4)

@@ -260,6 +260,19 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
         "cache, 256 on a GPU)",
     )
     parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
+    )
+    parser.add_argument(
+        "--compile",
+        default="",
+        metavar="MODE",
+        help="torch.compile both networks in this mode (e.g. default, max-autotune); off by "
+        "default: compiling takes minutes and pays off on long videos on a GPU",
+    )
+    parser.add_argument(
         "--decode-processes",
         type=int,
         default=None,
@@ -290,6 +303,8 @@ def _run_detect(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         batch_size=args.batch_size,
         decode_processes=args.decode_processes,
+        precision=args.precision,
+        compile=args.compile,
     )
     annotations.get_writer(args.out)  # an unknown format fails before any decoding
     videos = detect.find_videos(args.videos)
