@@ -163,6 +163,14 @@ VARIANTS = (
     Variant("oracle_no_prior", "8", "oracle, no prior", ORACLE, proposal=None, prior=False),
     Variant("single_frame", "8", "single frame (2-D CNN)", "sf_localization", "sf_proposal"),
 )
+# The same questions with the prior off: the prior may hurt on this benchmark (item 5), which
+# would hide what the other stages do. ``no_prior`` and ``oracle_no_prior`` are the
+# references of this half.
+VARIANTS += tuple(
+    replace(v, name=f"{v.name}_no_prior", description=f"{v.description}, no prior", prior=False)
+    for v in VARIANTS
+    if v.prior and v.name not in ("full", "oracle")
+)
 
 
 class Ledger:

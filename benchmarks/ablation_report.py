@@ -38,6 +38,19 @@ CLAIMS = (
     ("motion matters: C3D beats a single frame", "full", "single_frame"),
     ("headroom: the oracle beats S-CNN", "oracle", "full"),
     ("the prior helps even perfect window scores", "oracle", "oracle_no_prior"),
+    # the same with the prior off (see ablation.VARIANTS)
+    ("prior off: the proposal network improves localization", "no_prior", "no_proposal_no_prior"),
+    (
+        "prior off: the overlap loss beats the classification network",
+        "no_prior",
+        "classification_no_prior",
+    ),
+    ("prior off: the overlap loss beats λ = 0", "no_prior", "loc_lambda0_no_prior"),
+    ("prior off: NMS at IoU − 0.1 beats a fixed 0.4", "no_prior", "nms_fixed_0.4_no_prior"),
+    ("prior off: proposal threshold 0.7 beats 0.5", "no_prior", "proposal_0.5_no_prior"),
+    ("prior off: proposal threshold 0.7 beats 0.9", "no_prior", "proposal_0.9_no_prior"),
+    ("prior off: motion matters", "no_prior", "single_frame_no_prior"),
+    ("prior off: headroom, the oracle beats S-CNN", "oracle_no_prior", "no_prior"),
 )
 PIPELINE_FIGURE = (
     "full",
@@ -183,11 +196,19 @@ def _save(figure, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def without_prior(name: str) -> str:
+    """The variant that differs from ``name`` only in having the prior off."""
+    return {"full": "no_prior", "oracle": "oracle_no_prior"}.get(name, f"{name}_no_prior")
+
+
 def plot_map_vs_iou(results: dict[str, list[dict]], protocol: str, path: Path) -> None:
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8.4), sharey=True)
+    pipeline_off = [without_prior(name) for name in PIPELINE_FIGURE if name != "no_prior"]
     for ax, names, title in (
-        (axes[0], PIPELINE_FIGURE, "pipeline variants and bounds"),
-        (axes[1], LOSS_FIGURE, "overlap loss λ, α"),
+        (axes[0, 0], PIPELINE_FIGURE, "pipeline variants and bounds, prior on"),
+        (axes[0, 1], LOSS_FIGURE, "overlap loss λ, α, prior on"),
+        (axes[1, 0], pipeline_off, "pipeline variants and bounds, prior off"),
+        (axes[1, 1], [without_prior(name) for name in LOSS_FIGURE], "λ, α, prior off"),
     ):
         for name in names:
             if results.get(name):
@@ -199,13 +220,14 @@ def plot_map_vs_iou(results: dict[str, list[dict]], protocol: str, path: Path) -
                     yerr=std,
                     label=name,
                     capsize=2,
-                    linestyle=LINE_STYLES.get(name, "-"),
+                    linestyle=LINE_STYLES.get(name.removesuffix("_no_prior"), "-"),
                 )
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel("evaluation IoU")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    axes[0].set_ylabel(f"mAP ({protocol} protocol), mean ± std over seeds")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"mAP ({protocol} protocol), mean ± std over seeds")
     figure.tight_layout()
     _save(figure, path)
 
@@ -220,7 +242,7 @@ def plot_pr_curves(results: dict[str, list[dict]], path: Path) -> None:
                 curve["precision"],
                 label=name,
                 drawstyle="steps-post",
-                linestyle=LINE_STYLES.get(name, "-"),
+                linestyle=LINE_STYLES.get(name.removesuffix("_no_prior"), "-"),
             )
     seed = next((r[0]["seed"] for r in results.values() if r), 0)
     ax.set_title(f"all classes pooled, IoU {PR_IOU:g}, seed {seed}", fontsize="medium")
