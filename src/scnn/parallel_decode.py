@@ -15,6 +15,7 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from itertools import pairwise
 from pathlib import Path
 
@@ -100,7 +101,10 @@ def _decode_segment(
 
 
 def _result(future: Future, path: str | Path) -> Iterator[np.ndarray]:
-    chunks, error = future.result()
+    try:
+        chunks, error = future.result()
+    except BrokenProcessPool as exc:  # a worker killed (out of memory, a signal)
+        raise VideoError("a decoding process died", path) from exc
     yield from chunks
     if error is not None:
         raise VideoError(error, path)
