@@ -346,14 +346,15 @@ def write_report(
         "## Running it",
         "",
         "    python3 benchmarks/ablation.py --budget tiny --threads 1   # smoke run: ~1.5 min",
-        "    python3 benchmarks/ablation.py --budget full --threads 2   # >= 3 seeds: hours",
+        "    python3 benchmarks/ablation.py --budget full --threads 2   # 3 seeds: 1.5-2 h",
         "",
-        "The full budget trains 9 C3D stages (1200 steps of 16 clips, about 4–5 min each on 2 "
-        "cores) and 2 single-frame networks per seed and scores the 8,706 windows of the 8 "
-        "test videos with 11 networks: about 50 min per seed on 2 free cores, 2.5–3 h for 3 "
-        "seeds (`--device cuda` trains and scores on a GPU). Interrupt it at any time; "
+        "The full budget trains 9 C3D stages (1200 steps of 16 clips in fp32, 2.3–2.7 min "
+        "each on 2 quiet cores) and 2 single-frame networks per seed and scores the 8,706 "
+        "windows of the 8 test videos with 11 networks (4.4 min): about 30 min per seed on 2 "
+        "quiet cores (`--device cuda` trains and scores on a GPU). Interrupt it at any time; "
         "the same command resumes (finished stages, score arrays and results are cached "
-        "under `runs/ablation-full/`).",
+        "under `runs/ablation-full/`); variants added later are evaluated from the cached "
+        "scores in seconds.",
         "",
         "## Figures",
         "",
