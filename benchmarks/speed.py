@@ -563,7 +563,7 @@ class Bench:
         stage = replace(LOCALIZATION, init_from=None)
         flops = 3 * self.gflops * 1e9  # forward + backward ≈ 3 forwards
         bf16 = native_bf16(self.device)
-        workers = 8 if on_gpu else 1
+        workers = 8 if on_gpu else base_config.workers  # the CPU config loads in-process
         runs = [
             ("fp32 eager contiguous, loader in-process (baseline)", False, False, 0),
             (
