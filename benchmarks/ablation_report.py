@@ -256,6 +256,16 @@ def plot_pr_curves(results: dict[str, list[dict]], path: Path) -> None:
     _save(figure, path)
 
 
+def _discussion(markdown: Path) -> list[str]:
+    """The hand-written "## Discussion" section of an earlier report, kept when the tables
+    are rewritten (it reads one run's numbers: revisit it after a new run)."""
+    if not markdown.is_file():
+        return []
+    text = markdown.read_text(encoding="utf-8")
+    start, end = text.find("## Discussion"), text.find("## Running it")
+    return text[start:end].split("\n")[:-1] if 0 <= start < end else []
+
+
 def write_report(
     work: Path,
     markdown: Path,
@@ -343,6 +353,7 @@ def write_report(
         "",
         *sentences,
         "",
+        *_discussion(markdown),
         "## Running it",
         "",
         "    python3 benchmarks/ablation.py --budget tiny --threads 1   # smoke run: ~1.5 min",
