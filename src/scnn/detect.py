@@ -168,9 +168,10 @@ def inference_network(network: C3D, device: torch.device, bf16: bool) -> C3D:
 class Detector:
     """A trained S-CNN: ``Detector.load(path)(video)`` gives the video's detections.
 
-    The networks run in eval mode on channels-last memory, with bf16 autocast where the
+    The networks run as inference copies (:func:`inference_network`), in bf16 where the
     hardware computes in bf16 (``precision="auto"``: CUDA, or a CPU with AVX512-BF16 or AMX,
-    where C3D runs 1.3-2x faster and the detections stay the same; benchmarks/RESULTS.md).
+    where C3D runs ~1.5x faster than fp32 and the detections stay the same;
+    benchmarks/RESULTS.md).
     On CUDA the decoded frames are copied to the GPU once and clips are cut there, and a long
     video is decoded by several processes, a time segment each (``decode_processes``).
     """
