@@ -41,7 +41,7 @@ import torch
 from scnn.clips import ClipConfig, assemble_clips, sample_frame_indices
 from scnn.config import load_config
 from scnn.dataset import DataConfig
-from scnn.detect import Detector, inference_network
+from scnn.detect import Detector, cpu_batch_size, inference_network
 from scnn.fileio import atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import C3D, clip_gflops
@@ -274,13 +274,13 @@ class Bench:
         self.model_dir, self.threshold = make_model_dir(
             self.work / f"model_{args.model}", self.size, self.video
         )
-        self.gflops = clip_gflops(
-            C3D(
-                2, width=self.size.options.width, clip_frames=16, crop_size=self.size.clip.crop_size
-            )
-        )
+        with torch.device("meta"):
+            network = C3D(2, width=self.size.options.width, crop_size=self.size.clip.crop_size)
+        self.gflops = clip_gflops(network)
         on_gpu = self.device.type == "cuda"
-        self.batch = args.batch or (256 if on_gpu else 16)
+        self.batch = args.batch or (
+            256 if on_gpu else cpu_batch_size(network, native_bf16(self.device))
+        )
         self.baseline_batch = 256 if on_gpu else 64
         self.rate = {"fp32": None, "bf16": None}
 
@@ -735,7 +735,7 @@ def main() -> None:
         "--batch",
         type=int,
         default=None,
-        help="clips per network call (default: the Detector's, 16 CPU / 256 GPU)",
+        help="clips per network call (default: the Detector's; 256 on a GPU)",
     )
     parser.add_argument("--compile", default="", help="torch.compile mode to add (off)")
     parser.add_argument(

@@ -229,3 +229,15 @@ def test_cli_precision_reaches_the_detector(model_dir, video, tmp_path, precisio
         (d.start_s, d.end_s, d.label) for d in expected
     ]
     assert [d.score for d in got] == pytest.approx([d.score for d in expected], abs=1e-4)
+
+
+def test_cpu_batch_size_keeps_conv1_output_within_the_budget():
+    from scnn.detect import cpu_batch_size
+    from scnn.model import C3D
+
+    with torch.device("meta"):
+        faithful, small = C3D(21), C3D(21, width=1 / 8, crop_size=56)
+    # conv1 output per clip: 64 x 16 x 112 x 112 values (25.7 MB in bf16); 8 x 16 x 56 x 56
+    assert cpu_batch_size(faithful, bf16=True) == 2
+    assert cpu_batch_size(faithful, bf16=False) == 1
+    assert cpu_batch_size(small, bf16=True) == 16

@@ -256,8 +256,8 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="clips per network call (default: 16 on a CPU, where small batches stay in "
-        "cache, 256 on a GPU)",
+        help="clips per network call (default: 256 on a GPU; on a CPU as many as keep "
+        "conv1's output under 64 MB, at most 16)",
     )
     parser.add_argument(
         "--precision",

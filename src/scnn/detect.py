@@ -45,10 +45,13 @@ from scnn.windows import Windows, window_grid
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
-# Clips per network call. On a CPU small batches win: batch 16 keeps every activation of the
-# default model under glibc's 32 MB mmap threshold, so memory is reused instead of page-faulted
-# afresh on each call (benchmarks/RESULTS.md: 1.5-2x the clips/s of batch 64). On a GPU, large.
+# Clips per network call. On a CPU small batches win: at most CPU_BATCH_SIZE clips, and only
+# as many as keep the largest activation (conv1's output) within CPU_ACTIVATION_BYTES, so
+# memory is reused instead of page-faulted afresh on each call. Measured best for both sizes
+# (benchmarks/RESULTS.md): 16 clips of the CPU model (1.5-2x the clips/s of batch 64), 2 of
+# the full-size C3D (9.6 vs 9.1 clips/s at batch 1 and 9.1 at 16). On a GPU, large.
 CPU_BATCH_SIZE = 16
+CPU_ACTIVATION_BYTES = 64 * 2**20
 GPU_BATCH_SIZE = 256
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -63,7 +66,7 @@ class DetectConfig:
     nms_threshold: float | None = None
     min_score: float | None = None
     top_k: int | None = None
-    batch_size: int | None = None  # None: CPU_BATCH_SIZE on a CPU, GPU_BATCH_SIZE on CUDA
+    batch_size: int | None = None  # None: cpu_batch_size on a CPU, GPU_BATCH_SIZE on CUDA
     use_prior: bool | None = None  # weight scores by the window-length prior
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
     compile: str = ""  # torch.compile mode for both networks (e.g. "default"); "": eager
@@ -153,6 +156,13 @@ def _background_chunks(
         thread.join()
 
 
+def cpu_batch_size(network: C3D, bf16: bool) -> int:
+    """Clips per call on a CPU: see CPU_ACTIVATION_BYTES."""
+    element = 2 if bf16 else 4
+    per_clip = network.conv1.out_channels * network.clip_frames * network.crop_size**2 * element
+    return max(1, min(CPU_BATCH_SIZE, CPU_ACTIVATION_BYTES // per_clip))
+
+
 def inference_network(network: C3D, device: torch.device, bf16: bool) -> C3D:
     """A copy of ``network`` for prediction: eval mode, batch norm folded into the
     convolutions, on ``device``, channels-last, with bf16 weights when ``bf16``.
@@ -185,11 +195,13 @@ class Detector:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ScnnError(f"device '{device}' requested but CUDA is not available")
         on_gpu = self.device.type == "cuda"
-        self.batch_size = config.batch_size or (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
         precision = config.precision
         if precision == "auto":
             precision = "bf16" if native_bf16(self.device) else "fp32"
         self.bf16 = precision == "bf16"
+        self.batch_size = config.batch_size or (
+            GPU_BATCH_SIZE if on_gpu else cpu_batch_size(model.proposal, self.bf16)
+        )
         self.proposal = inference_network(model.proposal, self.device, self.bf16)
         self.localization = inference_network(model.localization, self.device, self.bf16)
         if config.compile:  # fixed shapes (see _softmax), so each network compiles once
