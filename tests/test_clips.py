@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from scnn.clips import C3D_MEAN_RGB, ClipConfig, assemble_clips, sample_frame_indices
+from scnn.clips import (
+    C3D_MEAN_RGB,
+    ClipConfig,
+    assemble_clips,
+    gather_clips,
+    normalize_clips,
+    sample_frame_indices,
+)
 
 RAW = ClipConfig(mean_rgb=(0.0, 0.0, 0.0))  # no normalisation: output pixels = input values
 
@@ -37,6 +44,22 @@ def test_sample_frame_indices_for_each_length(length, expected):
     assert indices.tolist() == expected
     assert indices[-1] == 5 + 15 * length // 16
     assert indices[-1] <= 5 + length - 1
+
+
+def test_gather_then_normalize_in_bf16_is_the_float32_clip_rounded_once():
+    """The Detector queues uint8 clips and normalises each batch in the network's dtype."""
+    frames = _coded_frames(80)
+    config = ClipConfig(std_rgb=(58.0, 57.0, 57.0))
+    gathered = gather_clips(frames, np.array([1, 17]), np.array([16, 64]), config, train=False)
+    assert gathered.dtype == torch.uint8 and gathered.shape == (2, 16, 112, 112, 3)
+    assert gathered[1, :, 0, 0, 0].tolist() == list(range(17, 81, 4))
+    as_float = assemble_clips(frames, np.array([1, 17]), np.array([16, 64]), config, train=False)
+    assert torch.equal(normalize_clips(gathered, config), as_float)
+    as_bf16 = normalize_clips(gathered, config, torch.bfloat16)
+    assert as_bf16.dtype == torch.bfloat16
+    assert as_bf16.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(as_bf16, as_float.to(torch.bfloat16))
+    assert as_bf16[0, 0, 3, 0, 0].item() == pytest.approx((4 - C3D_MEAN_RGB[0]) / 58.0, rel=4e-3)
 
 
 def test_sample_frame_indices_short_clip_repeats_frames():

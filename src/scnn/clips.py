@@ -73,7 +73,24 @@ def assemble_clips(
     rng: np.random.Generator | None = None,
     first_frame: int = 1,
 ) -> torch.Tensor:
-    """Clips for a batch of windows, as a ``(B, 3, clip_frames, crop, crop)`` float32 tensor.
+    """Clips for a batch of windows, as a ``(B, 3, clip_frames, crop, crop)`` float32 tensor:
+    :func:`gather_clips` then :func:`normalize_clips` (see both)."""
+    return normalize_clips(
+        gather_clips(frames, start_frames, lengths_frames, config, train, rng, first_frame),
+        config,
+    )
+
+
+def gather_clips(
+    frames: np.ndarray | torch.Tensor,
+    start_frames: np.ndarray,
+    lengths_frames: np.ndarray,
+    config: ClipConfig,
+    train: bool,
+    rng: np.random.Generator | None = None,
+    first_frame: int = 1,
+) -> torch.Tensor:
+    """The cropped pixels of each window's clip, ``(B, clip_frames, crop, crop, 3)`` uint8.
 
     ``frames`` is ``(T, H, W, 3)`` uint8 RGB at ``config.frame_size``; ``frames[0]`` is frame
     number ``first_frame`` (1-based), so a streaming reader can pass just the frames it holds.
@@ -82,11 +99,6 @@ def assemble_clips(
     Training: a random crop position and a random horizontal mirror per window, drawn from
     ``rng``, the same for all 16 frames of a clip. Otherwise: the centre crop, at
     ``((H − crop) // 2, (W − crop) // 2)`` as Caffe's data layer (8, 29 for 128×171 frames).
-    Then ``(x − mean) / std`` per channel.
-
-    The tensor is stored channels-last (``torch.channels_last_3d``), the layout the gathered
-    frames already have, so no copy is made; C3D runs about 1.9× faster on it on a CPU
-    (see scnn.model).
     """
     num_frames, height, width, _ = frames.shape
     if (width, height) != tuple(config.frame_size):
@@ -115,16 +127,30 @@ def assemble_clips(
     else:
         top, left = (height - crop) // 2, (width - crop) // 2
         region = frames[:, top : top + crop, left : left + crop]
-        clips = region[_as_index(time_index, frames)]  # (B, clip_frames, crop, crop, 3) uint8
-    if not isinstance(clips, torch.Tensor):
-        clips = torch.from_numpy(clips)
+        clips = region[_as_index(time_index, frames)]
+    return clips if isinstance(clips, torch.Tensor) else torch.from_numpy(clips)
+
+
+def normalize_clips(
+    clips: torch.Tensor, config: ClipConfig, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Gathered uint8 clips as network input: ``(x − mean) / std`` per channel (computed in
+    float32), then ``dtype``, shaped ``(B, 3, clip_frames, crop, crop)``.
+
+    The tensor is stored channels-last (``torch.channels_last_3d``), the layout the gathered
+    frames already have, so no copy is made; C3D runs about 1.9× faster on it on a CPU
+    (see scnn.model). Normalise a network batch at a time: the float32 copy of a batch of 16
+    small clips stays in cache and in reused memory, 10× faster than of a 128-clip chunk,
+    whose fresh pages fault in on every call (benchmarks/RESULTS.md).
+    """
+    batch, clip_frames, crop = clips.shape[:3]
     # Normalise in the gathered (…, crop·3) layout: a contiguous inner dimension is ~3× faster
     # than broadcasting a 3-channel mean over the permuted tensor.
     mean = torch.tensor(config.mean_rgb, device=clips.device).repeat(crop)
     std = torch.tensor(config.std_rgb, device=clips.device).repeat(crop)
-    flat = clips.reshape(batch, config.clip_frames, crop, crop * 3).float()
-    flat.sub_(mean).div_(std)
-    tensor = flat.view(batch, config.clip_frames, crop, crop, 3).permute(0, 4, 1, 2, 3)
+    flat = clips.reshape(batch, clip_frames, crop, crop * 3).float()
+    flat = flat.sub_(mean).div_(std).to(dtype)
+    tensor = flat.view(batch, clip_frames, crop, crop, 3).permute(0, 4, 1, 2, 3)
     if config.bgr:
         tensor = tensor.flip(1)
     return tensor.contiguous(memory_format=torch.channels_last_3d)

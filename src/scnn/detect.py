@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from scnn import distributed
 from scnn.annotations import SUBTITLE_FORMATS, Detection, write_detections
-from scnn.clips import assemble_clips
+from scnn.clips import gather_clips, normalize_clips
 from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write_text
@@ -269,7 +269,7 @@ class Detector:
                 ready = self._new_windows(frames_seen, frames_seen - len(chunk))
                 if len(ready):
                     proposals.push(
-                        assemble_clips(
+                        gather_clips(
                             buffer,
                             ready.start_frame,
                             ready.length_frames,
@@ -314,12 +314,12 @@ class Detector:
         size = self.batch_size
         while len(proposals) >= size or (final and len(proposals)):
             clips, rows = proposals.pop(size)
-            p_action = self._softmax(self.proposal, clips)[:, 1]
+            p_action = self._softmax(self.proposal, self._input(clips))[:, 1]
             keep = (p_action >= threshold).numpy()
             survivors.push(clips[torch.from_numpy(keep).to(clips.device)], rows[keep])
         while len(survivors) >= size or (final and len(survivors)):
             clips, rows = survivors.pop(size)
-            score, label = self._softmax(self.localization, clips).max(dim=1)
+            score, label = self._softmax(self.localization, self._input(clips)).max(dim=1)
             results.append((rows, label.numpy(), score.numpy()))
 
     def _on_device(self, frames: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -330,12 +330,18 @@ class Detector:
             frames = torch.from_numpy(frames)
         return frames.to(self.device, non_blocking=True)
 
+    def _input(self, clips: torch.Tensor) -> torch.Tensor:
+        """A batch of gathered uint8 clips as the networks' input, normalised only now: the
+        queues hold uint8 (4x smaller), and a batch's float copy stays in cache."""
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        return normalize_clips(clips, self.model.clip, dtype)
+
     def _softmax(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         count = len(clips)
         if self.config.compile and count < self.batch_size:  # pad: one shape, no recompiling
             padding = clips[:1].expand(self.batch_size - count, *clips.shape[1:])
             clips = torch.cat([clips, padding]).contiguous(memory_format=torch.channels_last_3d)
-        logits = network(clips.to(torch.bfloat16 if self.bf16 else torch.float32))
+        logits = network(clips)
         return torch.softmax(logits[:count].float(), dim=1).cpu()
 
     def _scored(self, video: str, grid_parts: Sequence[Windows], results: list) -> ScoredWindows:
