@@ -38,6 +38,7 @@ import av
 import numpy as np
 import torch
 
+from scnn.allocator import keep_large_allocations
 from scnn.clips import ClipConfig, assemble_clips, sample_frame_indices
 from scnn.config import load_config
 from scnn.dataset import DataConfig
@@ -442,6 +443,8 @@ class Bench:
                 )
             )
             self.extra["proposal_compiled"] = value
+        if self.device.type == "cpu":
+            self._allocator_rows(base)
         use_bf16 = native_bf16(self.device)
         localization = inference_network(model.localization, self.device, use_bf16)
         dtype = torch.bfloat16 if use_bf16 else torch.float32
@@ -456,6 +459,46 @@ class Bench:
                 self.bound("bf16" if use_bf16 else "fp32", flops),
             )
         )
+
+    def _allocator_rows(self, base: float) -> None:
+        """The Detector's proposal network in two fresh processes: glibc's default malloc,
+        then scnn.allocator's settings (this process has them from the start)."""
+        bf16 = native_bf16(self.device)
+        for mode, name in (
+            ("default", "glibc's default malloc"),
+            ("keep", "keep_large_allocations"),
+        ):
+            command = [*self._child_command(), "--network-rate-of", mode]
+            rate = float(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            self.add(
+                Row(
+                    "proposal",
+                    f"Detector's network ({'bf16' if bf16 else 'fp32'}), fresh process, {name}",
+                    rate,
+                    "clips/s",
+                    base,
+                    self.bound("bf16" if bf16 else "fp32", self.gflops * 1e9),
+                )
+            )
+
+    def _child_command(self) -> list[str]:
+        """This script, in a child process, on this run's model and settings."""
+        return [
+            sys.executable,
+            __file__,
+            "--work",
+            str(self.work),
+            "--model",
+            self.args.model,
+            "--device",
+            self.args.device,
+            "--threads",
+            str(self.args.threads or 0),
+            "--seconds",
+            str(self.args.seconds),
+            "--batch",
+            str(self.batch),
+        ]
 
     def detect(self) -> None:
         duration_s = num_frames(probe(self.video)) / FPS
@@ -614,20 +657,7 @@ class Bench:
             video = make_video(
                 self.work / f"memory_{duration_s}s.mp4", duration_s, MEMORY_SOURCE_SIZE
             )
-            command = [
-                sys.executable,
-                __file__,
-                "--peak-rss-of",
-                str(video),
-                "--work",
-                str(self.work),
-                "--model",
-                self.args.model,
-                "--device",
-                self.args.device,
-                "--threads",
-                str(self.args.threads or 0),
-            ]
+            command = [*self._child_command(), "--peak-rss-of", str(video)]
             start = time.perf_counter()
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             peak_mb = float(output.split()[-1])
@@ -718,12 +748,33 @@ def format_row(row: Row) -> str:
 
 def peak_rss_of(args: argparse.Namespace) -> None:
     """Child process of the memory section: detect on one video, print the peak RSS in MB."""
+    detector = Detector.load(_model_dir(args), device=args.device)
+    detector(args.peak_rss_of)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def network_rate_of(args: argparse.Namespace) -> None:
+    """Child process of the networks section: the Detector's proposal network alone, with
+    glibc's default malloc or scnn.allocator's settings; prints clips/s."""
+    if args.network_rate_of == "keep":
+        keep_large_allocations()
+    device = torch.device(args.device)
+    bf16 = native_bf16(device)
+    network = inference_network(load_model(_model_dir(args)).proposal, device, bf16)
+    crop = MODELS[args.model].clip.crop_size
+    x = torch.randn(args.batch, 3, 16, crop, crop, device=device)
+    x = x.to(torch.bfloat16 if bf16 else torch.float32).contiguous(
+        memory_format=torch.channels_last_3d
+    )
+    with torch.inference_mode():
+        print(best_rate(lambda: network(x), args.batch, device, args.seconds))
+
+
+def _model_dir(args: argparse.Namespace) -> Path:
     model_dir = Path(args.work) / f"model_{args.model}"
     if not (model_dir / "model.json").exists():
         raise SystemExit(f"{model_dir} missing: run another section first")
-    detector = Detector.load(model_dir, device=args.device)
-    detector(args.peak_rss_of)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return model_dir
 
 
 def main() -> None:
@@ -756,12 +807,18 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/scnn-bench", help="videos and models (reused)")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     parser.add_argument("--peak-rss-of", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--network-rate-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.peak_rss_of:
         peak_rss_of(args)
         return
+    if args.network_rate_of:
+        network_rate_of(args)
+        return
+    if args.device == "cpu":  # as the Detector and the trainer do; see scnn.allocator
+        keep_large_allocations()
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # autotune conv algorithms for the fixed shapes
     bench = Bench(args)

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from scnn import distributed
+from scnn.allocator import MMAP_THRESHOLD_BYTES, keep_large_allocations
 from scnn.annotations import SUBTITLE_FORMATS, Detection, write_detections
 from scnn.clips import gather_clips, normalize_clips
 from scnn.distributed import SINGLE, World
@@ -46,12 +47,12 @@ log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 # Clips per network call. On a CPU small batches win: at most CPU_BATCH_SIZE clips, and only
-# as many as keep the largest activation (conv1's output) within CPU_ACTIVATION_BYTES, so
-# memory is reused instead of page-faulted afresh on each call. Measured best for both sizes
-# (benchmarks/RESULTS.md): 16 clips of the CPU model (1.5-2x the clips/s of batch 64), 2 of
-# the full-size C3D (9.6 vs 9.1 clips/s at batch 1 and 9.1 at 16). On a GPU, large.
+# as many as keep the largest activation (conv1's output) small enough for the heap that
+# scnn.allocator keeps (MMAP_THRESHOLD_BYTES), so its memory is reused instead of page-faulted
+# afresh on each call. Measured best for both sizes (benchmarks/RESULTS.md): 16 clips of the
+# CPU model (1.5-2x the clips/s of batch 64), 1 of the full-size C3D (12.0 clips/s vs 11.3 at
+# batch 2 and 9.4 at 4). On a GPU, large.
 CPU_BATCH_SIZE = 16
-CPU_ACTIVATION_BYTES = 64 * 2**20
 GPU_BATCH_SIZE = 256
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -157,10 +158,10 @@ def _background_chunks(
 
 
 def cpu_batch_size(network: C3D, bf16: bool) -> int:
-    """Clips per call on a CPU: see CPU_ACTIVATION_BYTES."""
+    """Clips per call on a CPU: see CPU_BATCH_SIZE."""
     element = 2 if bf16 else 4
     per_clip = network.conv1.out_channels * network.clip_frames * network.crop_size**2 * element
-    return max(1, min(CPU_BATCH_SIZE, CPU_ACTIVATION_BYTES // per_clip))
+    return max(1, min(CPU_BATCH_SIZE, MMAP_THRESHOLD_BYTES // per_clip))
 
 
 def inference_network(network: C3D, device: torch.device, bf16: bool) -> C3D:
@@ -195,6 +196,8 @@ class Detector:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ScnnError(f"device '{device}' requested but CUDA is not available")
         on_gpu = self.device.type == "cuda"
+        if self.device.type == "cpu":
+            keep_large_allocations()
         precision = config.precision
         if precision == "auto":
             precision = "bf16" if native_bf16(self.device) else "fp32"

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from scnn import distributed
+from scnn.allocator import keep_large_allocations
 from scnn.annotations import GroundTruth
 from scnn.config import TrainConfig, config_dict, write_run_config
 from scnn.dataset import (
@@ -316,6 +317,8 @@ def train(
             (stage_dir / stale).unlink(missing_ok=True)
 
     device = distributed.local_device(resolve_device(config.device), world)
+    if device.type == "cpu":
+        keep_large_allocations()
     memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
     torch.manual_seed(config.seed)  # weight initialisation and dropout
     model = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
