@@ -6,8 +6,10 @@ import torch.nn.functional as F
 
 from scnn.errors import ModelError
 from scnn.model import (
+    _POOLS,
     C3D,
     CONV_NAMES,
+    _max_pool,
     clip_gflops,
     fold_batch_norm,
     load_sports1m_weights,
@@ -207,3 +209,34 @@ def test_folding_batch_norm_keeps_the_function():
         folded = fold_batch_norm(model)
         assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())
         torch.testing.assert_close(folded(clips), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_pool1_and_relu_order_give_pytorchs_exact_values(dtype):
+    """Without autograd on a CPU, pool1 is 4 strided maxima and ReLU follows each pool: the
+    logits must equal a forward under autograd (PyTorch's max-pool) bit for bit, and the
+    textbook conv -> ReLU -> pool order."""
+    torch.manual_seed(0)
+    model = localization_network(3, **SMALL, batch_norm=True).eval().to(dtype)
+    model = model.to(memory_format=torch.channels_last_3d)
+    clips = torch.randn(3, 3, 16, 56, 56, dtype=dtype).contiguous(
+        memory_format=torch.channels_last_3d
+    )
+    with torch.inference_mode():
+        fast = model(clips)
+    reference = model(clips).detach()
+    assert torch.equal(fast, reference)
+    x = clips
+    for name in CONV_NAMES:  # the order of the C3D paper's figure
+        x = F.relu(getattr(model, name.replace("conv", "norm"))(getattr(model, name)(x)))
+        if name in _POOLS:
+            x = getattr(model, _POOLS[name][0])(x)
+    x = F.relu(model.fc7(F.relu(model.fc6(torch.flatten(x, 1)))))
+    assert torch.equal(fast, model.fc8(x).detach())
+
+
+def test_strided_pool_handles_odd_sizes():
+    pool = torch.nn.MaxPool3d((1, 2, 2), stride=(1, 2, 2))
+    x = torch.randn(2, 8, 4, 9, 7).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        assert torch.equal(_max_pool(pool, x), F.max_pool3d(x, (1, 2, 2)))
