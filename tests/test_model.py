@@ -240,3 +240,15 @@ def test_strided_pool_handles_odd_sizes():
     x = torch.randn(2, 8, 4, 9, 7).contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         assert torch.equal(_max_pool(pool, x), F.max_pool3d(x, (1, 2, 2)))
+
+
+def test_pooling_under_cpu_autocast_keeps_bf16_and_the_same_maxima():
+    """Autocast would max-pool in fp32 (a cast of the whole activation and its gradient)."""
+    pool = torch.nn.MaxPool3d((2, 2, 2), stride=(2, 2, 2))
+    x = torch.randn(2, 8, 4, 6, 6).to(torch.bfloat16).requires_grad_(True)
+    with torch.autocast("cpu", torch.bfloat16):
+        pooled = _max_pool(pool, x)
+    assert pooled.dtype == torch.bfloat16
+    assert torch.equal(pooled.float(), F.max_pool3d(x.detach().float(), 2))
+    pooled.float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and x.grad.sum().item() == pooled.numel()
