@@ -443,8 +443,6 @@ class Bench:
                 )
             )
             self.extra["proposal_compiled"] = value
-        if self.device.type == "cpu":
-            self._allocator_rows(base)
         use_bf16 = native_bf16(self.device)
         localization = inference_network(model.localization, self.device, use_bf16)
         dtype = torch.bfloat16 if use_bf16 else torch.float32
@@ -461,23 +459,24 @@ class Bench:
         )
 
     def _allocator_rows(self, base: float) -> None:
-        """The Detector's proposal network in two fresh processes: glibc's default malloc,
-        then scnn.allocator's settings (this process has them from the start)."""
-        bf16 = native_bf16(self.device)
+        """The network's training step alone in two fresh processes: glibc's default malloc,
+        then scnn.allocator's settings (this process, like scnn.train, has them from the
+        start)."""
         for mode, name in (
             ("default", "glibc's default malloc"),
             ("keep", "keep_large_allocations"),
         ):
-            command = [*self._child_command(), "--network-rate-of", mode]
+            command = [*self._child_command(), "--train-rate-of", mode]
             rate = float(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
             self.add(
                 Row(
-                    "proposal",
-                    f"Detector's network ({'bf16' if bf16 else 'fp32'}), fresh process, {name}",
+                    "train",
+                    f"bf16 channels_last_3d, model only, batch {train_batch(self.device)}, "
+                    f"fresh process, {name}",
                     rate,
                     "clips/s",
                     base,
-                    self.bound("bf16" if bf16 else "fp32", self.gflops * 1e9),
+                    self.bound("bf16", 3 * self.gflops * 1e9),
                 )
             )
 
@@ -498,6 +497,8 @@ class Bench:
             str(self.args.seconds),
             "--batch",
             str(self.batch),
+            "--train-steps",
+            str(self.args.train_steps),
         ]
 
     def detect(self) -> None:
@@ -595,7 +596,7 @@ class Bench:
             load_config("synthetic_cpu", {"device": str(self.device), "log_every": 1}),
             model=self.size.options,
             clip=self.size.clip,
-            batch_size=64 if on_gpu else 16,
+            batch_size=train_batch(self.device),
             steps=self.args.train_steps,
             checkpoint_every=self.args.train_steps,
             data=DataConfig(val_samples=0),
@@ -650,6 +651,8 @@ class Bench:
                     self.bound("bf16", flops),
                 )
             )
+        else:
+            self._allocator_rows(base)
 
     def memory(self) -> None:
         results = {}
@@ -708,6 +711,11 @@ def agreement(fp32: tuple, other: tuple) -> dict:
     }
 
 
+def train_batch(device: torch.device) -> int:
+    """Clips per training step in the train section."""
+    return 64 if device.type == "cuda" else 16
+
+
 def model_train_rate(model, clip: ClipConfig, device, batch: int, steps: int) -> float:
     """Clips/s of bf16 channels-last AdamW steps on one batch kept on the device (the
     network alone, no data loading)."""
@@ -753,21 +761,14 @@ def peak_rss_of(args: argparse.Namespace) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def network_rate_of(args: argparse.Namespace) -> None:
-    """Child process of the networks section: the Detector's proposal network alone, with
-    glibc's default malloc or scnn.allocator's settings; prints clips/s."""
-    if args.network_rate_of == "keep":
+def train_rate_of(args: argparse.Namespace) -> None:
+    """Child process of the train section: the network's training step alone, with glibc's
+    default malloc or scnn.allocator's settings; prints clips/s."""
+    if args.train_rate_of == "keep":
         keep_large_allocations()
+    model = load_model(_model_dir(args))
     device = torch.device(args.device)
-    bf16 = native_bf16(device)
-    network = inference_network(load_model(_model_dir(args)).proposal, device, bf16)
-    crop = MODELS[args.model].clip.crop_size
-    x = torch.randn(args.batch, 3, 16, crop, crop, device=device)
-    x = x.to(torch.bfloat16 if bf16 else torch.float32).contiguous(
-        memory_format=torch.channels_last_3d
-    )
-    with torch.inference_mode():
-        print(best_rate(lambda: network(x), args.batch, device, args.seconds))
+    print(model_train_rate(model, model.clip, device, train_batch(device), args.train_steps))
 
 
 def _model_dir(args: argparse.Namespace) -> Path:
@@ -807,15 +808,15 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/scnn-bench", help="videos and models (reused)")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     parser.add_argument("--peak-rss-of", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--network-rate-of", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--train-rate-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.peak_rss_of:
         peak_rss_of(args)
         return
-    if args.network_rate_of:
-        network_rate_of(args)
+    if args.train_rate_of:
+        train_rate_of(args)
         return
     if args.device == "cpu":  # as the Detector and the trainer do; see scnn.allocator
         keep_large_allocations()
