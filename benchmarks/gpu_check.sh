@@ -6,8 +6,8 @@
 #
 # Prints and writes $OUT/gpu_results.json (bf16 matmul TFLOP/s; C3D proposal clips/s for eager
 # fp32, bf16 + channels_last_3d and torch.compile at batch 256; training clips/s at bf16,
-# batch 64, through scnn.train; end-to-end detection of a 5-minute video, x real time; decode
-# frames/s in one and in several processes) and
+# batch 64, through scnn.train, eager and compiled (mode default); end-to-end detection of a
+# 5-minute video, x real time; decode frames/s in one and in several processes) and
 # $OUT/gpu_check.log. torch.compile uses mode max-autotune-no-cudagraphs when it compiles
 # within COMPILE_PROBE_S seconds, else the default mode.
 #
@@ -41,7 +41,7 @@ BENCH=(python3 benchmarks/speed.py --model "$MODEL" --device "$DEVICE" --work /t
         echo "compile mode $mode did not finish within $COMPILE_PROBE_S s: using default"
         mode=default
     fi
-    "${BENCH[@]}" --compile "$mode" --video-s "$VIDEO_S" --sections decode,clips,networks,train,detect \
-        --out "$OUT/gpu_results.json"
+    "${BENCH[@]}" --compile "$mode" --train-compile default --video-s "$VIDEO_S" \
+        --sections decode,clips,networks,train,detect --out "$OUT/gpu_results.json"
     date -Is
 } 2>&1 | tee "$OUT/gpu_check.log"

@@ -608,18 +608,23 @@ class Bench:
         flops = 3 * self.gflops * 1e9  # forward + backward ≈ 3 forwards
         bf16 = native_bf16(self.device)
         workers = 8 if on_gpu else base_config.workers  # the CPU config loads in-process
+        defaults = f"{'bf16' if bf16 else 'fp32'} channels_last_3d, {workers} worker(s)"
         runs = [
-            ("fp32 eager contiguous, loader in-process (baseline)", False, False, 0),
-            (
-                f"defaults: {'bf16' if bf16 else 'fp32'} channels_last_3d, {workers} worker(s)",
-                True,
-                True,
-                workers,
-            ),
+            ("fp32 eager contiguous, loader in-process (baseline)", False, False, 0, ""),
+            (f"defaults: {defaults}", True, True, workers, ""),
         ]
+        if self.args.train_compile:
+            mode = self.args.train_compile
+            runs.append((f"compiled: {defaults}, compile({mode})", True, True, workers, mode))
         base = None
-        for name, amp, channels_last, num_workers in runs:
-            config = replace(base_config, amp=amp, channels_last=channels_last, workers=num_workers)
+        for name, amp, channels_last, num_workers, mode in runs:
+            config = replace(
+                base_config,
+                amp=amp,
+                channels_last=channels_last,
+                workers=num_workers,
+                compile=mode,
+            )
             out = self.work / "train_runs" / name.split(":")[0].split(" ")[0]
             train(stage, config, data, out, progress=False)
             log = [json.loads(line) for line in (out / stage.name / TRAIN_LOG).open()]
@@ -790,6 +795,9 @@ def main() -> None:
         help="clips per network call (default: the Detector's; 256 on a GPU)",
     )
     parser.add_argument("--compile", default="", help="torch.compile mode to add (off)")
+    parser.add_argument(
+        "--train-compile", default="", help="torch.compile mode of a training row to add (off)"
+    )
     parser.add_argument(
         "--decode-processes",
         type=int,

@@ -38,4 +38,3 @@ def test_large_tensors_reuse_memory_instead_of_faulting_in_fresh_pages():
     default, kept = _faults_per_round("default"), _faults_per_round("keep")
     assert default > 1000  # glibc's default: thousands of fresh 4 KiB pages every round
     assert kept < 20
-

@@ -231,6 +231,19 @@ def test_cli_precision_reaches_the_detector(model_dir, video, tmp_path, precisio
     assert [d.score for d in got] == pytest.approx([d.score for d in expected], abs=1e-4)
 
 
+def test_cli_rejects_an_unknown_compile_mode_in_one_line(model_dir, video, tmp_path, capsys):
+    from scnn import cli
+
+    argv = ["detect", str(video), "--model", str(model_dir), "-o", str(tmp_path / "d.csv")]
+    assert cli.main([*argv, "--compile", "fastest"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "scnn: error: compile mode 'fastest' is not one of default, reduce-overhead, "
+        "max-autotune, max-autotune-no-cudagraphs"
+    )
+    assert not (tmp_path / "d.csv").exists()
+
+
 def test_cpu_batch_size_keeps_conv1_output_within_the_budget():
     from scnn.detect import cpu_batch_size
     from scnn.model import C3D

@@ -55,6 +55,7 @@ def test_config_overrides_and_resolved_values(tmp_path):
         ("[clip]\nframe_size = [86]", "clip.frame_size: expected 2 values"),
         ('optimizer = "adam"', "optimizer 'adam'"),
         ("[clip]\ncrop_size = 200", "crop 200 px does not fit"),
+        ('compile = "fast"', "compile mode 'fast' is not one of default"),
     ],
 )
 def test_config_errors_name_the_key_and_file(tmp_path, text, message):
@@ -62,7 +63,7 @@ def test_config_errors_name_the_key_and_file(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ScnnError, match=message) as error:
         load_config(path)
-    if "optimizer" not in message:
+    if "optimizer" not in message and "compile" not in message:
         assert str(path) in str(error.value)
 
 
@@ -102,6 +103,22 @@ def test_checkpoint_holds_the_trained_weights(data, tmp_path):
     clips = torch.randn(3, 3, 16, 32, 32)
     assert state["step"] == 4
     assert torch.equal(from_checkpoint.eval()(clips), from_weights.eval()(clips))
+
+
+def test_compiled_training_step_learns_and_saves_plain_weights(data, tmp_path):
+    """torch.compile wraps only what the loop calls: the saved weights keep the network's own
+    names (no "_orig_mod." prefix) and load into a plain network."""
+    config = config_from_dict({**TINY, "steps": 10, "log_every": 5, "compile": "default"})
+    train.train(PROPOSAL, config, data, tmp_path, progress=False)
+    state = load_file(tmp_path / "proposal" / "weights.safetensors")
+    network = build_network(2, config.model, config.clip)
+    network.load_state_dict(state)
+    assert set(state) == set(network.state_dict())
+    records = read_log(tmp_path / "proposal" / "log.jsonl")
+    assert records[-1]["loss"] < records[0]["loss"]
+    torch.manual_seed(config.seed)  # the trainer's initial weights
+    initial = build_network(2, config.model, config.clip).state_dict()
+    assert not torch.equal(state["fc8.weight"], initial["fc8.weight"])
 
 
 def test_resume_after_ctrl_c_reaches_the_weights_of_one_run(data, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scnn.clips import ClipConfig
+from scnn.compiling import check_compile_mode
 from scnn.dataset import DataConfig
 from scnn.distributed import SINGLE, DrawPositions, World
 from scnn.errors import ScnnError
@@ -57,11 +58,13 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast where the device computes bf16 natively (precision.py)
     channels_last: bool = True  # channels_last_3d memory format (faster on CPU and GPU)
+    compile: str = ""  # torch.compile mode of the training step (COMPILE_MODES); "": eager
     use_prior: bool = True  # detection weights scores by the window-length prior (method.md §4)
     seed: int = 0
     deterministic: bool = False  # deterministic kernels: a resumed run equals an uninterrupted one
 
     def __post_init__(self) -> None:
+        check_compile_mode(self.compile)
         if self.optimizer not in _OPTIMIZERS:
             raise ScnnError(f"optimizer '{self.optimizer}' is not one of {', '.join(_OPTIMIZERS)}")
         for name in ("batch_size", "steps", "checkpoint_every", "log_every"):
@@ -154,7 +157,7 @@ def config_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 # Keys that may change when a run resumes: they do not change what is computed.
-_RUNTIME_KEYS = ("workers", "device", "log_every", "checkpoint_every")
+_RUNTIME_KEYS = ("workers", "device", "log_every", "checkpoint_every", "compile")
 
 
 def write_run_config(

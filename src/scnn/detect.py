@@ -31,6 +31,7 @@ from scnn import distributed
 from scnn.allocator import MMAP_THRESHOLD_BYTES, keep_large_allocations
 from scnn.annotations import SUBTITLE_FORMATS, Detection, write_detections
 from scnn.clips import gather_clips, normalize_clips
+from scnn.compiling import check_compile_mode
 from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write_text
@@ -78,6 +79,7 @@ class DetectConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ScnnError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+        check_compile_mode(self.compile)
 
 
 @dataclass

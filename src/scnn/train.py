@@ -343,6 +343,8 @@ def train(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
 
+    if config.compile:  # every batch has the same shape (DrawPositions), so it compiles once
+        model = torch.compile(model, mode=config.compile)
     samples = stage_samples(stage, config, data, train=True)
     if len(samples) == 0:
         raise ScnnError(f"{stage.name}: no training windows (no instances in the training videos?)")
