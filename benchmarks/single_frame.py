@@ -78,6 +78,7 @@ def train_single_frame(
         ),
         batch_size=positions.rank_batch,
         sampler=positions,
+        collate_fn=ClipDataset.collate,
         num_workers=config.workers,
         generator=torch.Generator().manual_seed(config.seed),
     )

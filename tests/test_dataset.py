@@ -130,6 +130,12 @@ def test_clip_dataset_draws_are_a_function_of_seed_and_position(tmp_path, video)
     assert iou == pytest.approx(0.8)
     assert torch.equal(again[13][0], clip) and again[13][1] == label
     assert not all(torch.equal(first[p][0], other[p][0]) for p in range(10))
+    # A batch (what the DataLoader asks for) holds exactly the clips of its draw positions.
+    clips, labels, ious = first.__getitems__([13, 2, 5])
+    assert clips.is_contiguous(memory_format=torch.channels_last_3d)
+    for row, position in enumerate([13, 2, 5]):
+        assert torch.equal(clips[row], first[position][0])
+        assert labels[row] == first[position][1] and ious[row] == pytest.approx(0.8)
     # Each epoch visits every sample once: the starts of positions 0..9 are a permutation.
     starts = [int(first._sample_of(p)) for p in range(10)]
     assert sorted(starts) == list(range(10))
@@ -150,7 +156,9 @@ def test_clip_dataset_works_in_worker_processes(tmp_path, video):
     cache = FrameCache(tmp_path / "cache", CLIP.frame_size)
     cache.frames("clip_a", video)
     data = ClipDataset(make_samples(6), cache, CLIP, train=False)
-    loader = torch.utils.data.DataLoader(data, batch_size=3, num_workers=1)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=3, num_workers=1, collate_fn=ClipDataset.collate
+    )
     clips = torch.cat([batch[0] for batch in loader])
     assert torch.equal(clips[4], data[4][0])
 

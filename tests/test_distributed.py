@@ -171,14 +171,14 @@ def test_two_gloo_processes_train_the_weights_of_one(run_setup):
 def test_resume_with_another_number_of_processes(run_setup, monkeypatch):
     """Ctrl-C one process during step 3 (checkpoint at 3), resume with 2 processes."""
     root = run_setup
-    real_getitem = dataset.ClipDataset.__getitem__
+    real_getitems = dataset.ClipDataset.__getitems__
 
-    def ctrl_c_during_step_3(self, index):
-        if self.train and index == 2 * 8 + 1:
+    def ctrl_c_during_step_3(self, indices):
+        if self.train and 2 * 8 + 1 in indices:
             os.kill(os.getpid(), signal.SIGINT)
-        return real_getitem(self, index)
+        return real_getitems(self, indices)
 
-    monkeypatch.setattr(dataset.ClipDataset, "__getitem__", ctrl_c_during_step_3)
+    monkeypatch.setattr(dataset.ClipDataset, "__getitems__", ctrl_c_during_step_3)
     assert cli.main(train_argv(root, root / "resumed")) == cli.EXIT_INTERRUPTED
     checkpoint = torch.load(root / "resumed" / "proposal" / "checkpoint.pt", weights_only=True)
     assert checkpoint["step"] == 3

