@@ -216,6 +216,39 @@ def test_decoding_in_two_processes_scores_the_same_windows(model_dir, tmp_path):
     np.testing.assert_allclose(two.score[second], one.score[first], rtol=0, atol=1e-6)
 
 
+def test_lanes_score_the_same_windows_as_one_pass(model_dir, tmp_path):
+    path = tmp_path / "long.mp4"  # 130 s: two lanes of at least 60 s
+    write_video(path, numbered_frames(3250, 64, 48), 25, "libx264")
+    settings = {"precision": "fp32", "proposal_threshold": 0.0}  # every window, both networks
+    one = Detector.load(model_dir, lanes=1, **settings).score_windows(path)
+    threads = torch.get_num_threads()
+    decoded = []
+    lanes = Detector.load(model_dir, lanes=3, **settings)
+    # 3 asked, room for 2; the first takes a third of the second's 512-frame lead-in more
+    assert lanes._lane_ends(path) == [1710, 0]
+    two = lanes.score_windows(path, progress=decoded.append)
+    assert torch.get_num_threads() == threads  # one torch thread per lane, then as before
+    assert sum(decoded) == 3250  # the second lane's lead-in frames are not counted twice
+    assert len(one) == len(two) == len(window_grid(3250))
+    first, second = (np.lexsort((w.start_frame, w.window_frames)) for w in (one, two))
+    for column in ("start_frame", "window_frames", "label_index"):
+        assert np.array_equal(getattr(two, column)[second], getattr(one, column)[first]), column
+    np.testing.assert_allclose(two.score[second], one.score[first], rtol=0, atol=1e-5)
+
+
+def test_a_failing_lane_fails_the_video_and_restores_the_threads(model_dir, tmp_path):
+    path = tmp_path / "cut.mkv"  # Matroska: the header, with the duration, comes first
+    write_video(path, numbered_frames(3250, 64, 48), 25, "libx264")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 3 // 4])  # the last lane runs into the cut
+    threads = torch.get_num_threads()
+    detector = Detector.load(model_dir, lanes=2)
+    assert detector._lane_ends(path) == [1710, 0]  # the header still declares 130 s
+    with pytest.raises(VideoError, match=r"cut.mkv: truncated: decoding stopped at 9\d\."):
+        detector.score_windows(path)
+    assert torch.get_num_threads() == threads
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cli_precision_reaches_the_detector(model_dir, video, tmp_path, precision):
     from scnn import cli

@@ -279,6 +279,13 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
         help="processes that decode a long video by time segments (default: 1 on a CPU; on "
         "a GPU one per 2 cores, at most 8)",
     )
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=0,
+        help="on a CPU, threads that each score a time segment of a long video (at least 60 s "
+        "each) with one torch thread; default: one per torch thread; 1: none",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.set_defaults(run=_run_detect)
 
@@ -303,6 +310,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         batch_size=args.batch_size,
         decode_processes=args.decode_processes,
+        lanes=args.lanes,
         precision=args.precision,
         compile=args.compile,
     )

@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from scnn.parallel_decode import iter_frames_parallel
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.scored_windows import ScoredWindows, concat_windows, write_windows_csv
-from scnn.video import MIN_WINDOW_FRAMES, num_frames, probe
+from scnn.video import MIN_WINDOW_FRAMES, iter_frames, num_frames, probe
 from scnn.windows import Windows, window_grid
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 # 2 and 4 within noise of it, 11.7-13.0; 8: 11.1). On a GPU, large.
 CPU_BATCH_SIZE = 16
 GPU_BATCH_SIZE = 256
+LANE_MIN_S = 60.0  # seconds of video per lane, at least: each lane decodes a longest window more
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 PRECISIONS = ("auto", "fp32", "bf16")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
@@ -75,11 +77,23 @@ class DetectConfig:
     # Processes decoding one long video by time segments (parallel_decode.py). None: 1 on a
     # CPU, where the networks need every core; on a GPU, one per 2 cores, at most 8.
     decode_processes: int | None = None
+    # Lanes scoring one long video on a CPU, a time segment each (Detector._lane_ends).
+    # 0: one per torch thread; 1: none.
+    lanes: int = 0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ScnnError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
         check_compile_mode(self.compile)
+
+
+@dataclass
+class _Lane:
+    """What one lane scored: its windows, chunk by chunk, and (rows, label, score) batches."""
+
+    grid_parts: list[Windows] = field(default_factory=list)
+    results: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    frames: int = 0  # frames seen, counted from the video's first
 
 
 @dataclass
@@ -255,23 +269,115 @@ class Detector:
         """Every window that passes the proposal network, with its localization class and
         score (background included), streaming the video once. ``progress`` is called with
         the number of frames decoded in each chunk.
+
+        On a CPU a long video is scored in lanes (see :meth:`_lane_ends`): one thread each,
+        a time segment each, with one torch thread per lane for the duration of the call.
         """
-        model, name = self.model, Path(video).stem
+        ends = self._lane_ends(video)
+        if len(ends) == 1:
+            chunks = iter_frames_parallel(
+                video, self.decode_processes, fps=self.model.fps, size=self.model.clip.frame_size
+            )
+            chunks = _background_chunks(chunks, pin=self.device.type == "cuda")
+            lanes = [self._score_lane(chunks, 0, progress, threading.Event())]
+        else:
+            lanes = self._score_lanes(video, ends, progress)
+        frames = max(lane.frames for lane in lanes)
+        if frames < MIN_WINDOW_FRAMES:
+            raise VideoError(
+                f"{frames} frames at {self.model.fps:g} fps: shorter than the shortest window "
+                f"({MIN_WINDOW_FRAMES} frames)",
+                video,
+            )
+        grid_parts, results, offset = [], [], 0
+        for lane in lanes:  # rows index the concatenated grid of all lanes
+            grid_parts += lane.grid_parts
+            results += [(rows + offset, label, score) for rows, label, score in lane.results]
+            offset += sum(len(part) for part in lane.grid_parts)
+        return self._scored(Path(video).stem, grid_parts, results)
+
+    def _lane_ends(self, video: str | Path) -> list[int]:
+        """The last window end frame of each lane: one lane (``[0]``, to the video's end)
+        unless this is a CPU, ``config.lanes`` allows several and the file is long enough to
+        give each at least LANE_MIN_S of video.
+
+        Why lanes: one torch thread per network call and one FFmpeg thread per segment keep
+        both cores of a 2-core machine busy without OpenMP's threads waiting on each other
+        while FFmpeg holds a core: detection 47x -> 53x real time (benchmarks/RESULTS.md).
+        """
+        lanes = self.config.lanes or (torch.get_num_threads() if self.device.type == "cpu" else 1)
+        if lanes < 2 or self.device.type != "cpu" or not Path(video).is_file():
+            return [0]
+        total = num_frames(probe(video), self.model.fps)
+        lanes = min(lanes, int(total // (LANE_MIN_S * self.model.fps)))
+        if lanes < 2:
+            return [0]
+        # Each lane after the first also decodes a longest window's frames before its own
+        # (and from the keyframe before those), at about a third of the cost of scoring a
+        # frame (CPU model): the first lane takes that much more (2 lanes, 120 s: 50 -> 53x).
+        lead_in = max(self.model.windows.lengths_frames) / 3
+        share = (total + (lanes - 1) * lead_in) / lanes
+        return [round(share + k * (share - lead_in)) for k in range(lanes - 1)] + [0]
+
+    def _score_lanes(
+        self, video: str | Path, ends: list[int], progress: Callable[[int], None] | None
+    ) -> list[_Lane]:
+        """Score each lane's windows in its own thread, which also decodes its segment (a
+        decoding thread per lane was slower: 4 busy threads on 2 cores); the first failure
+        stops the others."""
+        longest = max(self.model.windows.lengths_frames)
+        failed = threading.Event()
+
+        def lane(first_end: int, last_end: int) -> _Lane:
+            try:
+                chunks = iter_frames(
+                    video,
+                    self.model.fps,
+                    self.model.clip.frame_size,
+                    start_frame=max(0, first_end + 1 - longest),
+                    stop_frame=last_end or None,
+                    decoder_threads=1,
+                )
+                return self._score_lane(chunks, first_end, progress, failed)
+            except BaseException:
+                failed.set()
+                raise
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(len(ends)) as pool:
+                starts = [0, *ends[:-1]]
+                futures = [pool.submit(lane, a, b) for a, b in zip(starts, ends, strict=True)]
+                return [future.result() for future in futures]
+        finally:
+            torch.set_num_threads(threads)
+
+    def _score_lane(
+        self,
+        chunks: Iterator[np.ndarray],
+        first_end: int,
+        progress: Callable[[int], None] | None,
+        failed: threading.Event,
+    ) -> _Lane:
+        """Score the windows ending after frame ``first_end`` (1-based) in ``chunks`` (decoded
+        frames), which start at the first frame such a window needs, ``first_end + 2 - longest``
+        or 1. ``failed`` set by another lane stops this one."""
+        model = self.model
         longest = max(model.windows.lengths_frames)
         buffer = self._on_device(np.zeros((0, *model.clip.frame_size[::-1], 3), np.uint8))
-        first_frame = 1  # frame number of buffer[0], 1-based
-        grid_parts: list[Windows] = []
+        first_frame = max(0, first_end + 1 - longest) + 1  # frame number of buffer[0], 1-based
+        lane = _Lane()
         proposals, survivors = _ClipQueue(), _ClipQueue()
-        results: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        offset = 0  # windows of earlier chunks, so rows index the concatenated grid
-        chunks = iter_frames_parallel(
-            video, self.decode_processes, fps=model.fps, size=model.clip.frame_size
-        )
+        offset = 0  # windows of earlier chunks, so rows index the lane's concatenated grid
         with torch.inference_mode():
-            for chunk in _background_chunks(chunks, pin=self.device.type == "cuda"):
+            for chunk in chunks:
+                if failed.is_set():
+                    return lane
                 buffer = _concatenate(buffer, self._on_device(chunk))
                 frames_seen = first_frame - 1 + len(buffer)
-                ready = self._new_windows(frames_seen, frames_seen - len(chunk))
+                previously_seen = max(first_end, frames_seen - len(chunk))
+                ready = self._new_windows(frames_seen, previously_seen)
                 if len(ready):
                     proposals.push(
                         gather_clips(
@@ -284,21 +390,16 @@ class Detector:
                         ),
                         offset + np.arange(len(ready)),
                     )
-                    grid_parts.append(ready)
+                    lane.grid_parts.append(ready)
                     offset += len(ready)
-                self._flush(proposals, survivors, results, final=False)
+                self._flush(proposals, survivors, lane.results, final=False)
                 drop = max(0, len(buffer) - longest)
                 buffer, first_frame = buffer[drop:], first_frame + drop
-                if progress is not None:
-                    progress(len(chunk))
-            self._flush(proposals, survivors, results, final=True)
-        if first_frame - 1 + len(buffer) < MIN_WINDOW_FRAMES:
-            raise VideoError(
-                f"{first_frame - 1 + len(buffer)} frames at {model.fps:g} fps: shorter than "
-                f"the shortest window ({MIN_WINDOW_FRAMES} frames)",
-                video,
-            )
-        return self._scored(name, grid_parts, results)
+                lane.frames = frames_seen
+                if progress is not None and frames_seen > previously_seen:
+                    progress(frames_seen - previously_seen)
+            self._flush(proposals, survivors, lane.results, final=True)
+        return lane
 
     def _new_windows(self, frames_seen: int, previously_seen: int) -> Windows:
         """Windows of the grid whose last frame arrived in the latest chunk.
