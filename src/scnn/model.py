@@ -179,7 +179,7 @@ def _normalize(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     PyTorch's CPU kernel for batch statistics vectorises across the channels of each voxel,
     and with 8 (conv1 of the CPU model) it crawls: forward + backward 27 ms on a training
-    batch, 3 ms contiguous. The two copies cost ~6 ms; the training step gains ~30 %.
+    batch, 3 ms contiguous. The two copies cost ~6 ms; the training step gains ~25 %.
     Evaluation-mode batch norm is fast in either layout and is left alone."""
     slow_layout = (
         x.device.type == "cpu"
