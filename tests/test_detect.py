@@ -221,13 +221,25 @@ def test_lanes_score_the_same_windows_as_one_pass(model_dir, tmp_path):
     write_video(path, numbered_frames(3250, 64, 48), 25, "libx264")
     settings = {"precision": "fp32", "proposal_threshold": 0.0}  # every window, both networks
     one = Detector.load(model_dir, lanes=1, **settings).score_windows(path)
-    threads = torch.get_num_threads()
-    decoded = []
+    decoded, threads_in_lanes = [], set()
     lanes = Detector.load(model_dir, lanes=3, **settings)
     # 3 asked, room for 2; the first takes a third of the second's 512-frame lead-in more
     assert lanes._lane_ends(path) == [1710, 0]
-    two = lanes.score_windows(path, progress=decoded.append)
-    assert torch.get_num_threads() == threads  # one torch thread per lane, then as before
+    softmax = lanes._softmax
+
+    def counting_softmax(*args):
+        threads_in_lanes.add(torch.get_num_threads())
+        return softmax(*args)
+
+    lanes._softmax = counting_softmax
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = lanes.score_windows(path, progress=decoded.append)
+        assert torch.get_num_threads() == 2  # shared out among the lanes, then as before
+    finally:
+        torch.set_num_threads(threads)
+    assert threads_in_lanes == {1}
     assert sum(decoded) == 3250  # the second lane's lead-in frames are not counted twice
     assert len(one) == len(two) == len(window_grid(3250))
     first, second = (np.lexsort((w.start_frame, w.window_frames)) for w in (one, two))

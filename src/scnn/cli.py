@@ -283,8 +283,9 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
         "--lanes",
         type=int,
         default=0,
-        help="on a CPU, threads that each score a time segment of a long video (at least 60 s "
-        "each) with one torch thread; default: one per torch thread; 1: none",
+        help="on a CPU, threads that each decode and score a time segment of a long video (at "
+        "least 60 s each), sharing the torch threads; default: one per torch thread, at most 8; "
+        "1: none",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.set_defaults(run=_run_detect)

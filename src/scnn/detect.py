@@ -57,6 +57,9 @@ BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 CPU_BATCH_SIZE = 16
 GPU_BATCH_SIZE = 256
 LANE_MIN_S = 60.0  # seconds of video per lane, at least: each lane decodes a longest window more
+# Lanes by default: one per torch thread, at most this many (each holds its own frame buffer
+# and activations, and decodes its lead-in); the torch threads are shared out among them.
+MAX_LANES = 8
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 PRECISIONS = ("auto", "fp32", "bf16")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
@@ -270,8 +273,8 @@ class Detector:
         score (background included), streaming the video once. ``progress`` is called with
         the number of frames decoded in each chunk.
 
-        On a CPU a long video is scored in lanes (see :meth:`_lane_ends`): one thread each,
-        a time segment each, with one torch thread per lane for the duration of the call.
+        On a CPU a long video is scored in lanes (see :meth:`_lane_ends`): a thread and a time
+        segment each, the torch threads shared out among them for the duration of the call.
         """
         ends = self._lane_ends(video)
         if len(ends) == 1:
@@ -301,11 +304,11 @@ class Detector:
         unless this is a CPU, ``config.lanes`` allows several and the file is long enough to
         give each at least LANE_MIN_S of video.
 
-        Why lanes: one torch thread per network call and one FFmpeg thread per segment keep
-        both cores of a 2-core machine busy without OpenMP's threads waiting on each other
+        Why lanes: on a 2-core machine, one torch thread per network call and one FFmpeg
+        thread per segment keep both cores busy without OpenMP's threads waiting on each other
         while FFmpeg holds a core: detection 47x -> 53x real time (benchmarks/RESULTS.md).
         """
-        lanes = self.config.lanes or (torch.get_num_threads() if self.device.type == "cpu" else 1)
+        lanes = self.config.lanes or min(torch.get_num_threads(), MAX_LANES)
         if lanes < 2 or self.device.type != "cpu" or not Path(video).is_file():
             return [0]
         total = num_frames(probe(video), self.model.fps)
@@ -344,7 +347,7 @@ class Detector:
                 raise
 
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(max(1, threads // len(ends)))
         try:
             with ThreadPoolExecutor(len(ends)) as pool:
                 starts = [0, *ends[:-1]]
