@@ -202,29 +202,38 @@ def test_the_model_directory_decides_the_prior_unless_told(model_dir, video, tmp
     assert [d.score for d in no_prior(video)] == pytest.approx([d.score for d in plain])
 
 
-def test_decoding_in_two_processes_scores_the_same_windows(model_dir, tmp_path):
-    path = tmp_path / "long.mp4"  # 130 s: three 60 s decode segments
-    write_video(path, numbered_frames(3250, 64, 48), 25, "libx264")
-    settings = {"precision": "fp32", "proposal_threshold": 0.0}  # every window, both networks
-    one = Detector.load(model_dir, **settings).score_windows(path)
-    two = Detector.load(model_dir, decode_processes=2, **settings).score_windows(path)
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    """130 s: three 60 s decode segments, or two lanes of at least 60 s."""
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    return write_video(path, numbered_frames(3250, 64, 48), 25, "libx264")
+
+
+EVERY_WINDOW = {"precision": "fp32", "proposal_threshold": 0.0}  # both networks see all
+
+
+def assert_same_windows(one, two, atol: float) -> None:
+    """The same windows, labels and scores (up to ``atol``), in any order: chunks end
+    elsewhere (segment or lane borders), so windows come in another order."""
     assert len(one) == len(two) == len(window_grid(3250))
-    # chunks end elsewhere (segment borders), so windows come in another order
     first, second = (np.lexsort((w.start_frame, w.window_frames)) for w in (one, two))
     for column in ("start_frame", "window_frames", "label_index"):
         assert np.array_equal(getattr(two, column)[second], getattr(one, column)[first]), column
-    np.testing.assert_allclose(two.score[second], one.score[first], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(two.score[second], one.score[first], rtol=0, atol=atol)
 
 
-def test_lanes_score_the_same_windows_as_one_pass(model_dir, tmp_path):
-    path = tmp_path / "long.mp4"  # 130 s: two lanes of at least 60 s
-    write_video(path, numbered_frames(3250, 64, 48), 25, "libx264")
-    settings = {"precision": "fp32", "proposal_threshold": 0.0}  # every window, both networks
-    one = Detector.load(model_dir, lanes=1, **settings).score_windows(path)
+def test_decoding_in_two_processes_scores_the_same_windows(model_dir, long_video):
+    one = Detector.load(model_dir, lanes=1, **EVERY_WINDOW).score_windows(long_video)
+    two = Detector.load(model_dir, decode_processes=2, lanes=1, **EVERY_WINDOW)
+    assert_same_windows(one, two.score_windows(long_video), atol=1e-6)
+
+
+def test_lanes_score_the_same_windows_as_one_pass(model_dir, long_video):
+    one = Detector.load(model_dir, lanes=1, **EVERY_WINDOW).score_windows(long_video)
     decoded, threads_in_lanes = [], set()
-    lanes = Detector.load(model_dir, lanes=3, **settings)
+    lanes = Detector.load(model_dir, lanes=3, **EVERY_WINDOW)
     # 3 asked, room for 2; the first takes a third of the second's 512-frame lead-in more
-    assert lanes._lane_ends(path) == [1710, 0]
+    assert lanes._lane_ends(long_video) == [1710, 0]
     softmax = lanes._softmax
 
     def counting_softmax(*args):
@@ -235,17 +244,13 @@ def test_lanes_score_the_same_windows_as_one_pass(model_dir, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        two = lanes.score_windows(path, progress=decoded.append)
+        two = lanes.score_windows(long_video, progress=decoded.append)
         assert torch.get_num_threads() == 2  # shared out among the lanes, then as before
     finally:
         torch.set_num_threads(threads)
     assert threads_in_lanes == {1}
     assert sum(decoded) == 3250  # the second lane's lead-in frames are not counted twice
-    assert len(one) == len(two) == len(window_grid(3250))
-    first, second = (np.lexsort((w.start_frame, w.window_frames)) for w in (one, two))
-    for column in ("start_frame", "window_frames", "label_index"):
-        assert np.array_equal(getattr(two, column)[second], getattr(one, column)[first]), column
-    np.testing.assert_allclose(two.score[second], one.score[first], rtol=0, atol=1e-5)
+    assert_same_windows(one, two, atol=1e-5)
 
 
 def test_a_failing_lane_fails_the_video_and_restores_the_threads(model_dir, tmp_path):
