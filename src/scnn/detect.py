@@ -5,7 +5,8 @@ window. Every window of the grid is scored as soon as its last frame has arrived
 assembled at once, so frames can be dropped, and clips wait in a queue until a full batch is
 ready for the proposal network. Survivors (P(action) ≥ threshold) queue again for the
 localization network. Memory therefore depends on the batch size and the longest window, not
-on the length of the video.
+on the length of the video. On a CPU a long video is split into time segments, lanes, each
+decoded and scored this way by a thread of its own.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class DetectConfig:
     # CPU, where the networks need every core; on a GPU, one per 2 cores, at most 8.
     decode_processes: int | None = None
     # Lanes scoring one long video on a CPU, a time segment each (Detector._lane_ends).
-    # 0: one per torch thread; 1: none.
+    # 0: one per torch thread, at most MAX_LANES; 1: none.
     lanes: int = 0
 
     def __post_init__(self) -> None:
