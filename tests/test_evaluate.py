@@ -17,7 +17,7 @@ from scnn.annotations import (
 )
 from scnn.cli import main
 from scnn.errors import ScnnError
-from scnn.evaluate import evaluate, proposal_recall
+from scnn.evaluate import evaluate, match_detections, precision_recall, proposal_recall
 from scnn.postprocess import postprocess, window_length_prior
 from scnn.scored_windows import read_windows_csv
 
@@ -145,6 +145,46 @@ def test_ground_truth_driven_versus_score_driven_matching():
     assert evaluate(gt, detections, "scnn", [0.5]).mean_ap[0] == pytest.approx(0.5)
     # ActivityNet: the higher score claims the instance first.
     assert evaluate(gt, detections, "activitynet", [0.5]).mean_ap[0] == pytest.approx(1.0)
+
+
+def test_match_detections_names_the_instance_each_detection_took():
+    instances = (
+        Instance("a", 1.0, 3.0, "Jump"),
+        Instance("a", 5.0, 6.0, "Jump"),
+        Instance("a", 2.0, 4.0, "Run"),
+        Instance("b", 0.5, 1.5, "Run"),
+    )
+    gt = GroundTruth(("Jump", "Run"), instances, videos=("a", "b"))
+    detections = [
+        Detection("a", 1.0, 3.0, "Jump", 0.9),  # IoU 1 with Jump 1-3
+        Detection("a", 1.5, 3.0, "Jump", 0.8),  # same instance, already taken
+        Detection("a", 5.0, 7.0, "Jump", 0.4),  # IoU 1/2 with Jump 5-6
+        Detection("a", 2.0, 4.0, "Jump", 0.3),  # the Run instance's place, wrong class
+        Detection("b", 0.5, 1.5, "Run", 0.7),
+        Detection("b", 0.5, 1.5, "Walk", 0.7),  # a class without ground truth
+    ]
+    assert match_detections(gt, detections, 0.5).tolist() == [0, -1, 1, -1, 3, -1]
+    # Just above IoU 1/2, the 5-7 detection no longer matches 5-6.
+    assert match_detections(gt, detections, 0.51)[2] == -1
+
+
+@pytest.mark.parametrize(("protocol", "instance"), [("activitynet", 1), ("scnn", 0)])
+def test_match_detections_follows_the_protocol_on_equal_overlaps(protocol, instance):
+    """[1, 3] overlaps [0, 2] and [2, 4] equally: ActivityNet gives it the later instance; in
+    the kits the first instance claims it."""
+    instances = (Instance("v", 0.0, 2.0, "A"), Instance("v", 2.0, 4.0, "A"))
+    gt = GroundTruth(("A",), instances, videos=("v",))
+    detections = [Detection("v", 1.0, 3.0, "A", 0.9)]
+    assert match_detections(gt, detections, 0.3, protocol).tolist() == [instance]
+
+
+def test_precision_recall_hand_computed():
+    recall, precision = precision_recall([0.9, 0.3, 0.8, 0.4], [True, False, False, True], 4)
+    # score order 0.9 (TP), 0.8 (FP), 0.4 (TP), 0.3 (FP)
+    np.testing.assert_allclose(recall, [0.25, 0.25, 0.5, 0.5])
+    np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3, 0.5])
+    with pytest.raises(ScnnError, match="at least one"):
+        precision_recall([0.9], [False], 0)
 
 
 def test_touching_segments_at_threshold_zero():
