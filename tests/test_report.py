@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -173,6 +175,28 @@ def test_plots_write_png(tmp_path):
     plot_precision_recall(tmp_path / "pr.png", {"Jump": (recall, precision)}, ("Jump",), "PR")
     for name in ("t.png", "pr.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_pictures_leave_the_matplotlib_backend_alone(tmp_path):
+    """A notebook's own backend and pyplot state survive importing scnn and drawing."""
+    script = f"""
+import sys
+import matplotlib
+matplotlib.use("svg")
+from scnn import demo, html_report, report
+from scnn.annotations import Detection, GroundTruth, Instance
+truth = (Instance("v", 1.0, 2.0, "A"),)
+found = [Detection("v", 1.0, 2.5, "A", 0.7)]
+report.plot_timeline({str(tmp_path / "t.png")!r}, "v", 4.0, ("A",), found, truth)
+gt = GroundTruth(("A",), truth, videos=("v",), durations_s={{"v": 4}})
+html_report.write_html_report({str(tmp_path / "r")!r}, found, gt=gt)
+print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["svg", "False"]
+    for picture in (tmp_path / "t.png", tmp_path / "r" / "precision_recall.png"):
+        assert picture.read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_cli_report(tmp_path, capsys):
