@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ACTIVITYNET_EXAMPLE
+from conftest import ACTIVITYNET_EXAMPLE, THUMOS14, THUMOS14_CLASSES, THUMOS14_TEST, THUMOS14_VAL
 
 from scnn.annotations import (
     Detection,
@@ -32,11 +32,11 @@ KIT_MAP = [
 ]  # fmt: skip
 
 
-def test_paper_table_from_the_authors_windows(thumos14_dir, tmp_path):
+def test_paper_table_from_the_authors_windows(tmp_path):
     """windows CSV -> prior from val, NMS at IoU - 0.1 -> THUMOS14 .txt -> protocol scnn."""
-    test = load_ground_truth(thumos14_dir / "annotations" / "test")
-    val = load_ground_truth(thumos14_dir / "annotations" / "val")
-    windows = read_windows_csv(thumos14_dir / "scnn_c3d_test_windows.csv.gz", test.classes)
+    test = load_ground_truth(THUMOS14_TEST)
+    val = load_ground_truth(THUMOS14_VAL)
+    windows = read_windows_csv(THUMOS14 / "scnn_c3d_test_windows.csv.gz", test.classes)
     prior = window_length_prior(val.instances, test.classes)
     for iou, expected in zip((0.1, 0.2, 0.3, 0.4, 0.5), PAPER_MAP, strict=True):
         detections = postprocess(windows, nms_iou=round(iou - 0.1, 1), prior=prior)
@@ -47,12 +47,10 @@ def test_paper_table_from_the_authors_windows(thumos14_dir, tmp_path):
     np.testing.assert_allclose(result.average_precision[0], PAPER_AP_AT_05, atol=5e-5)
 
 
-def test_official_kit_example(thumos14_dir):
-    val = load_ground_truth(thumos14_dir / "annotations" / "val")
-    table = read_class_table(thumos14_dir / "classes.csv", id_column="thumos14_id")
-    run = load_detections(
-        thumos14_dir / "official_kit_example" / "Run-2-det.txt", val.classes, table
-    )
+def test_official_kit_example():
+    val = load_ground_truth(THUMOS14_VAL)
+    table = read_class_table(THUMOS14_CLASSES, id_column="thumos14_id")
+    run = load_detections(THUMOS14 / "official_kit_example" / "Run-2-det.txt", val.classes, table)
     result = evaluate(val, run, "thumos14")
     np.testing.assert_allclose(result.mean_ap, KIT_MAP, rtol=0, atol=1e-9)
     assert result.num_ground_truth == 3007
