@@ -219,3 +219,27 @@ def test_cli_postprocess_writes_a_submission(tmp_path, capsys):
                  "--nms", "0.4", "--out", str(tmp_path / "d.txt")])  # fmt: skip
     assert code == 0
     assert (tmp_path / "d.txt").read_text() == "a 0.2 0.8 2 0.9\n"
+
+
+def test_cli_paper_table_at_05_through_the_bundled_names(tmp_path):
+    """The paper's mAP@0.5 with the class table and the prior's ground truth given by name."""
+    windows = THUMOS14 / "scnn_c3d_test_windows.csv.gz"
+    det, out = tmp_path / "d.txt", tmp_path / "r.json"
+    postprocess_args = ["postprocess", str(windows), "--prior-from", "thumos14-val",
+                        "--classes", "thumos14", "--nms", "0.4", "--out", str(det)]  # fmt: skip
+    assert main(postprocess_args) == 0
+    evaluate_args = ["evaluate", "--gt", str(THUMOS14_TEST), "--pred", str(det),
+                     "--classes", "thumos14", "--protocol", "scnn", "--iou", "0.5",
+                     "--json", str(out)]  # fmt: skip
+    assert main(evaluate_args) == 0
+    assert json.loads(out.read_text())["mAP"] == pytest.approx([PAPER_MAP[4]], abs=5e-4)
+
+
+def test_cli_official_kit_example_against_the_bundled_val(tmp_path):
+    run = THUMOS14 / "official_kit_example" / "Run-2-det.txt"
+    args = ["evaluate", "--gt", "thumos14-val", "--pred", str(run), "--protocol", "thumos14",
+            "--classes", "thumos14", "--class-ids", "thumos14_id",
+            "--json", str(tmp_path / "r.json")]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    np.testing.assert_allclose(result["mAP"], KIT_MAP, rtol=0, atol=1e-9)
