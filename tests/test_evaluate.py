@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ACTIVITYNET_EXAMPLE
+from conftest import ACTIVITYNET_EXAMPLE, THUMOS14, THUMOS14_CLASSES, THUMOS14_TEST, THUMOS14_VAL
 
 from scnn.annotations import (
     Detection,
@@ -32,11 +32,11 @@ KIT_MAP = [
 ]  # fmt: skip
 
 
-def test_paper_table_from_the_authors_windows(thumos14_dir, tmp_path):
+def test_paper_table_from_the_authors_windows(tmp_path):
     """windows CSV -> prior from val, NMS at IoU - 0.1 -> THUMOS14 .txt -> protocol scnn."""
-    test = load_ground_truth(thumos14_dir / "annotations" / "test")
-    val = load_ground_truth(thumos14_dir / "annotations" / "val")
-    windows = read_windows_csv(thumos14_dir / "scnn_c3d_test_windows.csv.gz", test.classes)
+    test = load_ground_truth(THUMOS14_TEST)
+    val = load_ground_truth(THUMOS14_VAL)
+    windows = read_windows_csv(THUMOS14 / "scnn_c3d_test_windows.csv.gz", test.classes)
     prior = window_length_prior(val.instances, test.classes)
     for iou, expected in zip((0.1, 0.2, 0.3, 0.4, 0.5), PAPER_MAP, strict=True):
         detections = postprocess(windows, nms_iou=round(iou - 0.1, 1), prior=prior)
@@ -47,12 +47,10 @@ def test_paper_table_from_the_authors_windows(thumos14_dir, tmp_path):
     np.testing.assert_allclose(result.average_precision[0], PAPER_AP_AT_05, atol=5e-5)
 
 
-def test_official_kit_example(thumos14_dir):
-    val = load_ground_truth(thumos14_dir / "annotations" / "val")
-    table = read_class_table(thumos14_dir / "classes.csv", id_column="thumos14_id")
-    run = load_detections(
-        thumos14_dir / "official_kit_example" / "Run-2-det.txt", val.classes, table
-    )
+def test_official_kit_example():
+    val = load_ground_truth(THUMOS14_VAL)
+    table = read_class_table(THUMOS14_CLASSES, id_column="thumos14_id")
+    run = load_detections(THUMOS14 / "official_kit_example" / "Run-2-det.txt", val.classes, table)
     result = evaluate(val, run, "thumos14")
     np.testing.assert_allclose(result.mean_ap, KIT_MAP, rtol=0, atol=1e-9)
     assert result.num_ground_truth == 3007
@@ -261,3 +259,27 @@ def test_cli_postprocess_writes_a_submission(tmp_path, capsys):
                  "--nms", "0.4", "--out", str(tmp_path / "d.txt")])  # fmt: skip
     assert code == 0
     assert (tmp_path / "d.txt").read_text() == "a 0.2 0.8 2 0.9\n"
+
+
+def test_cli_paper_table_at_05_through_the_bundled_names(tmp_path):
+    """The paper's mAP@0.5 with the class table and the prior's ground truth given by name."""
+    windows = THUMOS14 / "scnn_c3d_test_windows.csv.gz"
+    det, out = tmp_path / "d.txt", tmp_path / "r.json"
+    postprocess_args = ["postprocess", str(windows), "--prior-from", "thumos14-val",
+                        "--classes", "thumos14", "--nms", "0.4", "--out", str(det)]  # fmt: skip
+    assert main(postprocess_args) == 0
+    evaluate_args = ["evaluate", "--gt", str(THUMOS14_TEST), "--pred", str(det),
+                     "--classes", "thumos14", "--protocol", "scnn", "--iou", "0.5",
+                     "--json", str(out)]  # fmt: skip
+    assert main(evaluate_args) == 0
+    assert json.loads(out.read_text())["mAP"] == pytest.approx([PAPER_MAP[4]], abs=5e-4)
+
+
+def test_cli_official_kit_example_against_the_bundled_val(tmp_path):
+    run = THUMOS14 / "official_kit_example" / "Run-2-det.txt"
+    args = ["evaluate", "--gt", "thumos14-val", "--pred", str(run), "--protocol", "thumos14",
+            "--classes", "thumos14", "--class-ids", "thumos14_id",
+            "--json", str(tmp_path / "r.json")]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    np.testing.assert_allclose(result["mAP"], KIT_MAP, rtol=0, atol=1e-9)
