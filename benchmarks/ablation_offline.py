@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scnn.annotations import Detection, GroundTruth
-from scnn.evaluate import evaluate, proposal_recall
-from scnn.html_report import match_detections, precision_recall
+from scnn.evaluate import evaluate, match_detections, precision_recall, proposal_recall
 from scnn.postprocess import postprocess
 from scnn.scored_windows import ScoredWindows
 from scnn.windows import WindowConfig, temporal_iou, window_grid
@@ -146,7 +145,7 @@ def pooled_pr_curve(
     """Precision and recall at IoU PR_IOU over all classes pooled (detections ranked by score,
     ActivityNet matching), at most PR_POINTS points."""
     detections = postprocess(windows, nms_threshold(nms_rule, PR_IOU), prior=prior)
-    hits = match_detections(detections, gt.instances, PR_IOU)
+    hits = match_detections(gt, detections, PR_IOU, "activitynet") >= 0
     recall, precision = precision_recall([d.score for d in detections], hits, len(gt.instances))
     step = max(1, len(recall) // PR_POINTS)
     rows = np.unique(np.append(np.arange(0, len(recall), step), len(recall) - 1))

@@ -14,14 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from ablation_offline import EVAL_IOUS, PR_IOU, PROTOCOLS
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from ablation_offline import EVAL_IOUS, PR_IOU, PROTOCOLS  # noqa: E402
-
-from scnn.fileio import atomic_write_bytes, atomic_write_text  # noqa: E402
+from scnn.fileio import atomic_write_bytes, atomic_write_text
 
 MIN_SEEDS_FOR_VERDICT = 3
 NOT_HOLD = "**does not hold**"
@@ -189,10 +186,10 @@ def recall_table(work: Path) -> list[str]:
     return lines
 
 
-def _save(figure, path: Path) -> None:
+def _save(figure: Figure, path: Path) -> None:
+    """Write a PNG, drawn without pyplot so the process's matplotlib state is left alone."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -202,7 +199,8 @@ def without_prior(name: str) -> str:
 
 
 def plot_map_vs_iou(results: dict[str, list[dict]], protocol: str, path: Path) -> None:
-    figure, axes = plt.subplots(2, 2, figsize=(11, 8.4), sharey=True)
+    figure = Figure(figsize=(11, 8.4))
+    axes = figure.subplots(2, 2, sharey=True)
     pipeline_off = [without_prior(name) for name in PIPELINE_FIGURE if name != "no_prior"]
     for ax, names, title in (
         (axes[0, 0], PIPELINE_FIGURE, "pipeline variants and bounds, prior on"),
@@ -233,7 +231,8 @@ def plot_map_vs_iou(results: dict[str, list[dict]], protocol: str, path: Path) -
 
 
 def plot_pr_curves(results: dict[str, list[dict]], path: Path) -> None:
-    figure, ax = plt.subplots(figsize=(6, 4.5))
+    figure = Figure(figsize=(6, 4.5))
+    ax = figure.subplots()
     for name in PIPELINE_FIGURE:
         if results.get(name):
             curve = results[name][0]["pr_curve"]

@@ -18,7 +18,7 @@ import numpy as np
 from scnn.annotations import Detection, load_ground_truth
 from scnn.evaluate import PROTOCOLS, evaluate
 
-THUMOS14_TEST = Path(__file__).resolve().parents[2] / "shared/data/thumos14/annotations/test"
+THUMOS14_TEST = Path(__file__).resolve().parents[1] / "tests/data/thumos14/annotations/test"
 NEAR_GROUND_TRUTH_FRACTION = 0.3
 MAX_RANDOM_START_S = 600.0
 

@@ -1,6 +1,6 @@
 """The paper's THUMOS14 table from the S-CNN authors' own window outputs.
 
-windows CSV → drop background → window-length prior from annotations/val → per-video
+windows CSV → drop background → window-length prior from thumos14-val → per-video
 per-class NMS at (IoU − 0.1) → THUMOS14 submission (.txt, rounded as the authors' files) →
 evaluation at that IoU. Prints per-class AP and mAP under the S-CNN "updated" protocol (the
 paper's numbers: 47.7 / 43.5 / 36.3 / 28.7 / 19.0) and, for comparison, the mAP of the same
@@ -17,18 +17,19 @@ from pathlib import Path
 import numpy as np
 
 from scnn.annotations import load_detections, load_ground_truth, write_detections
+from scnn.bundled_data import resolve_ground_truth
 from scnn.evaluate import PROTOCOLS, evaluate
 from scnn.postprocess import postprocess, window_length_prior
 from scnn.scored_windows import read_windows_csv
 
-THUMOS14 = Path(__file__).resolve().parents[2] / "shared/data/thumos14"
+THUMOS14 = Path(__file__).resolve().parents[1] / "tests/data/thumos14"
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 PAPER_MAP = (0.47719, 0.43535, 0.36276, 0.28702, 0.18970)
 
 
 def main() -> None:
     test = load_ground_truth(THUMOS14 / "annotations" / "test")
-    val = load_ground_truth(THUMOS14 / "annotations" / "val")
+    val = load_ground_truth(resolve_ground_truth("thumos14-val"))
     windows = read_windows_csv(THUMOS14 / "scnn_c3d_test_windows.csv.gz", test.classes)
     prior = window_length_prior(val.instances, test.classes)
     ap = {name: np.zeros((len(IOU_THRESHOLDS), len(test.classes))) for name in PROTOCOLS}
@@ -40,7 +41,7 @@ def main() -> None:
             submitted = load_detections(submission, classes=test.classes)
             for name in PROTOCOLS:
                 ap[name][t] = evaluate(test, submitted, name, [iou]).average_precision[0]
-    print("Per-class AP, protocol scnn (NMS at IoU - 0.1, prior from annotations/val)")
+    print("Per-class AP, protocol scnn (NMS at IoU - 0.1, prior from thumos14-val)")
     print(f"{'class':<20}" + "".join(f"{iou:>8.1f}" for iou in IOU_THRESHOLDS))
     for c, name in enumerate(test.classes):
         print(f"{name:<20}" + "".join(f"{v:8.4f}" for v in ap["scnn"][:, c]))

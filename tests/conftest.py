@@ -2,18 +2,15 @@
 
 from pathlib import Path
 
-import pytest
 import torch
+
+from scnn.bundled_data import resolve_class_table, resolve_ground_truth
 
 torch.set_num_threads(1)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-THUMOS14 = SHARED / "data" / "thumos14"
-ACTIVITYNET_EXAMPLE = SHARED / "data" / "activitynet_example"
-
-
-@pytest.fixture(scope="session")
-def thumos14_dir() -> Path:
-    if not THUMOS14.is_dir():
-        pytest.fail(f"shared THUMOS14 data not found at {THUMOS14}")
-    return THUMOS14
+DATA = Path(__file__).resolve().parent / "data"  # sources and reference numbers: its README.md
+THUMOS14 = DATA / "thumos14"
+THUMOS14_TEST = THUMOS14 / "annotations" / "test"
+THUMOS14_VAL = resolve_ground_truth("thumos14-val")
+THUMOS14_CLASSES = resolve_class_table("thumos14")
+ACTIVITYNET_EXAMPLE = DATA / "activitynet_example"

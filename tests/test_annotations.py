@@ -4,7 +4,7 @@ import gzip
 
 import numpy as np
 import pytest
-from conftest import ACTIVITYNET_EXAMPLE
+from conftest import ACTIVITYNET_EXAMPLE, THUMOS14, THUMOS14_CLASSES, THUMOS14_TEST, THUMOS14_VAL
 
 from scnn.annotations import (
     Detection,
@@ -36,27 +36,27 @@ DETECTIONS = [
 ]
 
 
-def test_thumos14_test_set_counts(thumos14_dir):
-    gt = load_ground_truth(thumos14_dir / "annotations" / "test")
+def test_thumos14_test_set_counts():
+    gt = load_ground_truth(THUMOS14_TEST)
     assert len(gt.instances) == 3358
     assert len(gt.classes) == 20
     assert len({i.video for i in gt.instances}) == 212
     assert len(gt.ambiguous) == 99
-    assert gt.classes == tuple(read_class_table(thumos14_dir / "classes.csv").values())
+    assert gt.classes == tuple(read_class_table(THUMOS14_CLASSES).values())
 
 
-def test_thumos14_val_set_counts(thumos14_dir):
-    gt = load_ground_truth(thumos14_dir / "annotations" / "val")
+def test_thumos14_val_set_counts():
+    gt = load_ground_truth(THUMOS14_VAL)
     assert len(gt.instances) == 3007
     assert len({i.video for i in gt.instances}) == 200
     assert set(gt.subsets.values()) == {"val"}
 
 
-def test_class_table_columns(thumos14_dir):
-    by_id = read_class_table(thumos14_dir / "classes.csv", id_column="thumos14_id")
+def test_class_table_columns():
+    by_id = read_class_table(THUMOS14_CLASSES, id_column="thumos14_id")
     assert by_id[7] == "BaseballPitch" and by_id[97] == "VolleyballSpiking"
     with pytest.raises(AnnotationError, match="no column 'nope'"):
-        read_class_table(thumos14_dir / "classes.csv", id_column="nope")
+        read_class_table(THUMOS14_CLASSES, id_column="nope")
 
 
 @pytest.mark.parametrize("name", ["folder", "gt.json", "gt.csv"])
@@ -178,9 +178,9 @@ def test_folder_with_two_subsets_needs_a_choice(tmp_path):
     assert len(load_ground_truth(tmp_path, subset="test").instances) == 2
 
 
-def test_windows_csv_reads_the_authors_file(thumos14_dir):
-    classes = tuple(read_class_table(thumos14_dir / "classes.csv").values())
-    windows = read_windows_csv(thumos14_dir / "scnn_c3d_test_windows.csv.gz", classes)
+def test_windows_csv_reads_the_authors_file():
+    classes = tuple(read_class_table(THUMOS14_CLASSES).values())
+    windows = read_windows_csv(THUMOS14 / "scnn_c3d_test_windows.csv.gz", classes)
     assert len(windows) == 79475
     assert windows.videos[0] == "video_test_0000004"
     assert (windows.window_frames[0], windows.start_frame[0], windows.end_frame[0]) == (16, 13, 28)

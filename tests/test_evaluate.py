@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ACTIVITYNET_EXAMPLE
+from conftest import ACTIVITYNET_EXAMPLE, THUMOS14, THUMOS14_CLASSES, THUMOS14_TEST, THUMOS14_VAL
 
 from scnn.annotations import (
     Detection,
@@ -17,7 +17,7 @@ from scnn.annotations import (
 )
 from scnn.cli import main
 from scnn.errors import ScnnError
-from scnn.evaluate import evaluate, proposal_recall
+from scnn.evaluate import evaluate, match_detections, precision_recall, proposal_recall
 from scnn.postprocess import postprocess, window_length_prior
 from scnn.scored_windows import read_windows_csv
 
@@ -32,11 +32,11 @@ KIT_MAP = [
 ]  # fmt: skip
 
 
-def test_paper_table_from_the_authors_windows(thumos14_dir, tmp_path):
+def test_paper_table_from_the_authors_windows(tmp_path):
     """windows CSV -> prior from val, NMS at IoU - 0.1 -> THUMOS14 .txt -> protocol scnn."""
-    test = load_ground_truth(thumos14_dir / "annotations" / "test")
-    val = load_ground_truth(thumos14_dir / "annotations" / "val")
-    windows = read_windows_csv(thumos14_dir / "scnn_c3d_test_windows.csv.gz", test.classes)
+    test = load_ground_truth(THUMOS14_TEST)
+    val = load_ground_truth(THUMOS14_VAL)
+    windows = read_windows_csv(THUMOS14 / "scnn_c3d_test_windows.csv.gz", test.classes)
     prior = window_length_prior(val.instances, test.classes)
     for iou, expected in zip((0.1, 0.2, 0.3, 0.4, 0.5), PAPER_MAP, strict=True):
         detections = postprocess(windows, nms_iou=round(iou - 0.1, 1), prior=prior)
@@ -47,12 +47,10 @@ def test_paper_table_from_the_authors_windows(thumos14_dir, tmp_path):
     np.testing.assert_allclose(result.average_precision[0], PAPER_AP_AT_05, atol=5e-5)
 
 
-def test_official_kit_example(thumos14_dir):
-    val = load_ground_truth(thumos14_dir / "annotations" / "val")
-    table = read_class_table(thumos14_dir / "classes.csv", id_column="thumos14_id")
-    run = load_detections(
-        thumos14_dir / "official_kit_example" / "Run-2-det.txt", val.classes, table
-    )
+def test_official_kit_example():
+    val = load_ground_truth(THUMOS14_VAL)
+    table = read_class_table(THUMOS14_CLASSES, id_column="thumos14_id")
+    run = load_detections(THUMOS14 / "official_kit_example" / "Run-2-det.txt", val.classes, table)
     result = evaluate(val, run, "thumos14")
     np.testing.assert_allclose(result.mean_ap, KIT_MAP, rtol=0, atol=1e-9)
     assert result.num_ground_truth == 3007
@@ -147,6 +145,46 @@ def test_ground_truth_driven_versus_score_driven_matching():
     assert evaluate(gt, detections, "activitynet", [0.5]).mean_ap[0] == pytest.approx(1.0)
 
 
+def test_match_detections_names_the_instance_each_detection_took():
+    instances = (
+        Instance("a", 1.0, 3.0, "Jump"),
+        Instance("a", 5.0, 6.0, "Jump"),
+        Instance("a", 2.0, 4.0, "Run"),
+        Instance("b", 0.5, 1.5, "Run"),
+    )
+    gt = GroundTruth(("Jump", "Run"), instances, videos=("a", "b"))
+    detections = [
+        Detection("a", 1.0, 3.0, "Jump", 0.9),  # IoU 1 with Jump 1-3
+        Detection("a", 1.5, 3.0, "Jump", 0.8),  # same instance, already taken
+        Detection("a", 5.0, 7.0, "Jump", 0.4),  # IoU 1/2 with Jump 5-6
+        Detection("a", 2.0, 4.0, "Jump", 0.3),  # the Run instance's place, wrong class
+        Detection("b", 0.5, 1.5, "Run", 0.7),
+        Detection("b", 0.5, 1.5, "Walk", 0.7),  # a class without ground truth
+    ]
+    assert match_detections(gt, detections, 0.5).tolist() == [0, -1, 1, -1, 3, -1]
+    # Just above IoU 1/2, the 5-7 detection no longer matches 5-6.
+    assert match_detections(gt, detections, 0.51)[2] == -1
+
+
+@pytest.mark.parametrize(("protocol", "instance"), [("activitynet", 1), ("scnn", 0)])
+def test_match_detections_follows_the_protocol_on_equal_overlaps(protocol, instance):
+    """[1, 3] overlaps [0, 2] and [2, 4] equally: ActivityNet gives it the later instance; in
+    the kits the first instance claims it."""
+    instances = (Instance("v", 0.0, 2.0, "A"), Instance("v", 2.0, 4.0, "A"))
+    gt = GroundTruth(("A",), instances, videos=("v",))
+    detections = [Detection("v", 1.0, 3.0, "A", 0.9)]
+    assert match_detections(gt, detections, 0.3, protocol).tolist() == [instance]
+
+
+def test_precision_recall_hand_computed():
+    recall, precision = precision_recall([0.9, 0.3, 0.8, 0.4], [True, False, False, True], 4)
+    # score order 0.9 (TP), 0.8 (FP), 0.4 (TP), 0.3 (FP)
+    np.testing.assert_allclose(recall, [0.25, 0.25, 0.5, 0.5])
+    np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3, 0.5])
+    with pytest.raises(ScnnError, match="at least one"):
+        precision_recall([0.9], [False], 0)
+
+
 def test_touching_segments_at_threshold_zero():
     gt = GroundTruth(classes=("A",), instances=(Instance("v", 0.0, 10.0, "A"),))
     touching = [Detection("v", 10.0, 20.0, "A", 0.9)]  # zero-length overlap, IoU 0
@@ -221,3 +259,27 @@ def test_cli_postprocess_writes_a_submission(tmp_path, capsys):
                  "--nms", "0.4", "--out", str(tmp_path / "d.txt")])  # fmt: skip
     assert code == 0
     assert (tmp_path / "d.txt").read_text() == "a 0.2 0.8 2 0.9\n"
+
+
+def test_cli_paper_table_at_05_through_the_bundled_names(tmp_path):
+    """The paper's mAP@0.5 with the class table and the prior's ground truth given by name."""
+    windows = THUMOS14 / "scnn_c3d_test_windows.csv.gz"
+    det, out = tmp_path / "d.txt", tmp_path / "r.json"
+    postprocess_args = ["postprocess", str(windows), "--prior-from", "thumos14-val",
+                        "--classes", "thumos14", "--nms", "0.4", "--out", str(det)]  # fmt: skip
+    assert main(postprocess_args) == 0
+    evaluate_args = ["evaluate", "--gt", str(THUMOS14_TEST), "--pred", str(det),
+                     "--classes", "thumos14", "--protocol", "scnn", "--iou", "0.5",
+                     "--json", str(out)]  # fmt: skip
+    assert main(evaluate_args) == 0
+    assert json.loads(out.read_text())["mAP"] == pytest.approx([PAPER_MAP[4]], abs=5e-4)
+
+
+def test_cli_official_kit_example_against_the_bundled_val(tmp_path):
+    run = THUMOS14 / "official_kit_example" / "Run-2-det.txt"
+    args = ["evaluate", "--gt", "thumos14-val", "--pred", str(run), "--protocol", "thumos14",
+            "--classes", "thumos14", "--class-ids", "thumos14_id",
+            "--json", str(tmp_path / "r.json")]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    np.testing.assert_allclose(result["mAP"], KIT_MAP, rtol=0, atol=1e-9)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -22,10 +24,9 @@ from scnn.annotations import (
 )
 from scnn.demo import DemoResult
 from scnn.errors import ScnnError
+from scnn.evaluate import evaluate, precision_recall
 from scnn.html_report import (
     is_browser_playable,
-    match_detections,
-    precision_recall,
     reencode,
     reencoded_size,
     write_html_report,
@@ -55,31 +56,6 @@ def _detections() -> list[Detection]:
         Detection("a", 2.0, 4.0, "Jump", 0.3),  # the Run instance's place, wrong class: FP
         Detection("b", 0.5, 1.5, "Run", 0.7),  # TP
     ]
-
-
-def test_match_detections_hand_cases():
-    assert match_detections(_detections(), _gt().instances, 0.5) == [
-        True,
-        False,
-        True,
-        False,
-        True,
-    ]
-    # Just above IoU 1/2, the 5-7 detection no longer matches 5-6.
-    assert match_detections(_detections(), _gt().instances, 0.51)[2] is False
-
-
-def test_match_detections_takes_the_higher_score_first():
-    instances = [Instance("v", 0.0, 2.0, "A")]
-    detections = [Detection("v", 0.0, 1.8, "A", 0.2), Detection("v", 0.0, 1.9, "A", 0.6)]
-    assert match_detections(detections, instances, 0.5) == [False, True]
-
-
-def test_precision_recall_hand_computed():
-    recall, precision = precision_recall([0.9, 0.3, 0.8, 0.4], [True, False, False, True], 4)
-    # score order 0.9 (TP), 0.8 (FP), 0.4 (TP), 0.3 (FP)
-    np.testing.assert_allclose(recall, [0.25, 0.25, 0.5, 0.5])
-    np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3, 0.5])
 
 
 def test_reencoded_size_is_even_and_modest():
@@ -150,6 +126,19 @@ def test_html_report_pages_metrics_and_videos(tmp_path):
     assert "<video" not in b_page and "no video file given" in b_page
 
 
+def test_html_report_marks_what_the_evaluator_counts(tmp_path):
+    """[1, 3] is as close to [0, 2] as to [2, 4] (IoU 1/3): the evaluator gives it the later
+    instance, so [0, 2] still finds its own and both detections are true positives."""
+    instances = (Instance("v", 0.0, 2.0, "A"), Instance("v", 2.0, 4.0, "A"))
+    gt = GroundTruth(("A",), instances, videos=("v",), durations_s={"v": 4})
+    detections = [Detection("v", 1.0, 3.0, "A", 0.9), Detection("v", 0.0, 2.0, "A", 0.8)]
+    assert evaluate(gt, detections, "activitynet", [0.3]).average_precision[0, 0] == 1.0
+    index = write_html_report(tmp_path / "r", detections, gt=gt, iou_threshold=0.3)
+    marked = [s for s in _segments((index.parent / "v.html").read_text()) if "seg det" in s]
+    assert [" tp" in s for s in marked] == [True, True]
+    assert "<td>4.0</td><td>2</td><td>2</td><td>2</td>" in index.read_text()
+
+
 def test_html_report_without_ground_truth(tmp_path):
     detections = [Detection("v", 0.0, 2.0, "A", 0.5), Detection("v", 3.0, 4.0, "B", 0.1)]
     index = write_html_report(tmp_path / "r", detections)
@@ -186,6 +175,28 @@ def test_plots_write_png(tmp_path):
     plot_precision_recall(tmp_path / "pr.png", {"Jump": (recall, precision)}, ("Jump",), "PR")
     for name in ("t.png", "pr.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_pictures_leave_the_matplotlib_backend_alone(tmp_path):
+    """A notebook's own backend and pyplot state survive importing scnn and drawing."""
+    script = f"""
+import sys
+import matplotlib
+matplotlib.use("svg")
+from scnn import demo, html_report, report
+from scnn.annotations import Detection, GroundTruth, Instance
+truth = (Instance("v", 1.0, 2.0, "A"),)
+found = [Detection("v", 1.0, 2.5, "A", 0.7)]
+report.plot_timeline({str(tmp_path / "t.png")!r}, "v", 4.0, ("A",), found, truth)
+gt = GroundTruth(("A",), truth, videos=("v",), durations_s={{"v": 4}})
+html_report.write_html_report({str(tmp_path / "r")!r}, found, gt=gt)
+print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["svg", "False"]
+    for picture in (tmp_path / "t.png", tmp_path / "r" / "precision_recall.png"):
+        assert picture.read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_cli_report(tmp_path, capsys):

@@ -155,7 +155,7 @@ def _videos(*groups) -> tuple[str, ...]:
 
 def read_class_table(path: str | Path, id_column: str = "index") -> dict[int, str]:
     """Map the integer ids of ``id_column`` to the ``name`` column of a CSV with a header,
-    like ../shared/data/thumos14/classes.csv (``index,name,thumos14_id``)."""
+    like the bundled THUMOS14 table (``index,name,thumos14_id``, scnn.bundled_data)."""
     path = Path(path)
     rows = list(_csv_records(_read_lines(path), path))
     if not rows:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from scnn.bundled_data import resolve_class_table, resolve_ground_truth
 from scnn.errors import ScnnError
 
 EXIT_OK = 0
@@ -66,17 +67,18 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--annotations",
-        type=Path,
-        help="ground truth: ActivityNet JSON, THUMOS14 folder or CSV "
-        "(default: DATASET/annotations.json)",
+        type=resolve_ground_truth,
+        help="ground truth: ActivityNet JSON, THUMOS14 folder or CSV, or thumos14-val (the "
+        "bundled THUMOS14 validation set) (default: DATASET/annotations.json)",
     )
     parser.add_argument(
         "--videos", type=Path, help="folder of <video>.<ext> files (default: DATASET/videos)"
     )
     parser.add_argument(
         "--val-annotations",
-        type=Path,
-        help="ground truth holding the validation subset (default: the --annotations file)",
+        type=resolve_ground_truth,
+        help="ground truth holding the validation subset, or thumos14-val (bundled) "
+        "(default: the --annotations file)",
     )
     parser.add_argument(
         "--trimmed",
@@ -402,9 +404,10 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _add_class_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--classes",
-        type=Path,
+        type=resolve_class_table,
         default=None,
-        help="class table: CSV with a header and a 'name' column, like THUMOS14's classes.csv",
+        help="class table: CSV with a header and a 'name' column, or thumos14 (the bundled "
+        "THUMOS14 table: index,name,thumos14_id)",
     )
     parser.add_argument(
         "--class-ids",
@@ -434,11 +437,12 @@ def _add_postprocess(subparsers: argparse._SubParsersAction) -> None:
     _add_class_options(parser)
     parser.add_argument(
         "--prior-from",
-        type=Path,
+        type=resolve_ground_truth,
         default=None,
         metavar="GT",
-        help="training annotations (THUMOS14 folder, .json or .csv) for the window-length "
-        "prior, with the authors' duration bins (default: no prior)",
+        help="training annotations (THUMOS14 folder, .json or .csv, or thumos14-val: the "
+        "bundled THUMOS14 validation set, the authors' source) for the window-length prior, "
+        "with the authors' duration bins (default: no prior)",
     )
     parser.add_argument("--prior-subset", default=None, help="subset of --prior-from to use")
     parser.add_argument(
@@ -490,9 +494,10 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--gt",
-        type=Path,
+        type=resolve_ground_truth,
         required=True,
-        help="ground truth: THUMOS14 annotation folder, ActivityNet .json or .csv",
+        help="ground truth: THUMOS14 annotation folder, ActivityNet .json or .csv, or "
+        "thumos14-val (the bundled THUMOS14 validation set)",
     )
     parser.add_argument(
         "--pred", type=Path, required=True, help="detections: THUMOS14 .txt, .json or .csv"
@@ -609,10 +614,10 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("results", type=Path, help="detections: .json (ActivityNet), .csv, .txt")
     parser.add_argument(
         "--gt",
-        type=Path,
+        type=resolve_ground_truth,
         default=None,
-        help="ground truth (THUMOS14 folder, .json or .csv): adds metrics and marks true and "
-        "false positives",
+        help="ground truth (THUMOS14 folder, .json or .csv, or thumos14-val: the bundled "
+        "THUMOS14 validation set): adds metrics and marks true and false positives",
     )
     parser.add_argument("--subset", default=None, help="ground-truth subset (default: all)")
     parser.add_argument(

@@ -160,27 +160,17 @@ def evaluate(
     ignored with a warning; detections on videos without ground truth are false positives, as
     in all three references. No detections at all gives AP 0 for every class.
     """
-    if protocol not in PROTOCOLS:
-        raise ScnnError(f"unknown protocol {protocol!r} (choose from {', '.join(PROTOCOLS)})")
-    spec = PROTOCOLS[protocol]
+    spec = _protocol(protocol)
     thresholds = np.array(iou_thresholds or spec.iou_thresholds, dtype=np.float64)
-    present = {i.label for i in gt.instances}
-    classes = tuple(c for c in gt.classes if c in present)
+    classes = _evaluated_classes(gt)
     if len(classes) < len(gt.classes):
         log.warning(
             "not evaluated, no ground truth: %s",
-            ", ".join(c for c in gt.classes if c not in present),
+            ", ".join(c for c in gt.classes if c not in classes),
         )
-    gt_videos = set(gt.videos) | {i.video for i in (*gt.instances, *gt.ambiguous)}
-    names = sorted(gt_videos | {d.video for d in detections})
-    video_code = {name: n for n, name in enumerate(names)}
-    class_code = {name: n for n, name in enumerate(classes)}
-    truth = _columns(gt.instances, video_code, class_code)
-    ambiguous = _columns(gt.ambiguous if spec.use_ambiguous else (), video_code, class_code)
-    found = _columns(detections, video_code, class_code)
+    truth, ambiguous, found = _all_columns(gt, detections, classes, spec)
+    gt_videos = _ground_truth_videos(gt)
     _warn_unmatched(detections, found, gt_videos)
-    if spec.order_segments:
-        truth, ambiguous, found = (_ordered(c) for c in (truth, ambiguous, found))
     ap = np.zeros((len(thresholds), len(classes)))
     for c in range(len(classes)):
         ap[:, c] = _class_average_precision(truth, ambiguous, found, c, thresholds, spec)
@@ -193,6 +183,57 @@ def evaluate(
         len(truth.score),
         len(detections),
     )
+
+
+def match_detections(
+    gt: GroundTruth,
+    detections: Sequence[Detection],
+    iou_threshold: float,
+    protocol: str = "activitynet",
+) -> np.ndarray:
+    """The instance each detection matches at ``iou_threshold`` under ``protocol``, exactly as
+    :func:`evaluate` matches them: its index in ``gt.instances``, or -1 for a false positive
+    (and for a detection of a class without ground truth)."""
+    spec = _protocol(protocol)
+    classes = _evaluated_classes(gt)
+    truth, _, found = _all_columns(gt, detections, classes, spec)
+    matched = np.full(len(detections), -1, dtype=np.int64)
+    for c in range(len(classes)):
+        det, instance = _class_matches(truth, found, c, np.array([iou_threshold]), spec)
+        matched[det] = instance[0]
+    return matched
+
+
+def _protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ScnnError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[name]
+
+
+def _evaluated_classes(gt: GroundTruth) -> tuple[str, ...]:
+    """``gt.classes`` that have at least one instance, in their order."""
+    present = {i.label for i in gt.instances}
+    return tuple(c for c in gt.classes if c in present)
+
+
+def _ground_truth_videos(gt: GroundTruth) -> set[str]:
+    return set(gt.videos) | {i.video for i in (*gt.instances, *gt.ambiguous)}
+
+
+def _all_columns(
+    gt: GroundTruth, detections: Sequence[Detection], classes: tuple[str, ...], spec: Protocol
+) -> tuple[_Columns, _Columns, _Columns]:
+    """Instances, Ambiguous intervals (none unless ``spec`` uses them) and detections as
+    columns, rows in their given order, segments read as ``spec`` reads them."""
+    names = sorted(_ground_truth_videos(gt) | {d.video for d in detections})
+    video_code = {name: n for n, name in enumerate(names)}
+    class_code = {name: n for n, name in enumerate(classes)}
+    truth = _columns(gt.instances, video_code, class_code)
+    ambiguous = _columns(gt.ambiguous if spec.use_ambiguous else (), video_code, class_code)
+    found = _columns(detections, video_code, class_code)
+    if spec.order_segments:
+        return _ordered(truth), _ordered(ambiguous), _ordered(found)
+    return truth, ambiguous, found
 
 
 def _warn_unmatched(detections: Sequence[Detection], found: _Columns, gt_videos: set) -> None:
@@ -215,46 +256,63 @@ def _ordered(columns: _Columns) -> _Columns:
 def _class_average_precision(
     truth: _Columns, ambiguous: _Columns, found: _Columns, c: int, thresholds, spec: Protocol
 ) -> np.ndarray:
-    """AP of class ``c`` at each threshold (TH14eventdetpr.m's loop over videos, then prap;
-    or eval_detection.py's compute_average_precision_detection)."""
-    det = np.flatnonzero(found.label == c)
-    npos = int((truth.label == c).sum())
+    """AP of class ``c`` at each threshold (TH14eventdetpr.m, then prap; or eval_detection.py's
+    compute_average_precision_detection)."""
+    det, matched = _class_matches(truth, found, c, thresholds, spec)
     if len(det) == 0:
         return np.zeros(len(thresholds))
+    npos = int((truth.label == c).sum())
+    tp = matched >= 0
+    counted = np.ones_like(tp)
+    if spec.use_ambiguous:
+        counted = tp | ~_in_ambiguous(ambiguous, found, det)
+    score = found.score[det]
+    return np.array(
+        [
+            _average_precision(tp[t][counted[t]], score[counted[t]], npos, spec)
+            for t in range(len(thresholds))
+        ]
+    )
+
+
+def _class_matches(
+    truth: _Columns, found: _Columns, c: int, thresholds, spec: Protocol
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of class ``c``'s detections in ranking order (video code, then descending
+    score, stable; or input order) and ``matched[threshold, k]``: the row of ``truth`` that
+    detection ``k`` matched, or -1 (TH14eventdetpr.m's loop over videos)."""
+    det = np.flatnonzero(found.label == c)
     # Per-video order of the kits: video code, then descending score, stable in file order.
     det = det[np.lexsort((det, -found.score[det], found.video[det]))]
     if spec.ties == "input_order":
         det = np.sort(det)
-    tp = np.zeros((len(thresholds), len(det)), dtype=bool)
-    counted = np.ones((len(thresholds), len(det)), dtype=bool)
+    matched = np.full((len(thresholds), len(det)), -1, dtype=np.int64)
     videos = found.video[det]
     for video in np.unique(videos):
         rows = np.flatnonzero(videos == video)
-        gt_segments = truth.segments[(truth.video == video) & (truth.label == c)]
+        instances = np.flatnonzero((truth.video == video) & (truth.label == c))
+        gt_segments = truth.segments[instances]
         det_segments = found.segments[det[rows]]
         if spec.matching == "ground_truth":
             order = np.arange(len(rows))
-            matched = _match_ground_truth_driven(gt_segments, det_segments, thresholds, spec.strict)
+            taken = _match_ground_truth_driven(gt_segments, det_segments, thresholds, spec.strict)
         else:
             order = np.argsort(-found.score[det[rows]], kind="stable")
-            matched = _match_score_driven(gt_segments, det_segments[order], thresholds)
-        tp[:, rows[order]] = matched
-        if spec.use_ambiguous:
-            amb_segments = ambiguous.segments[ambiguous.video == video]
-            in_ambiguous = (temporal_iou(amb_segments, det_segments) > 0).any(axis=0)
-            counted[:, rows[order]] = matched | ~in_ambiguous[order]
-    return np.array(
-        [
-            _average_precision(
-                tp[t][counted[t]],
-                found.score[det][counted[t]],
-                np.flatnonzero(counted[t]),
-                npos,
-                spec,
-            )
-            for t in range(len(thresholds))
-        ]
-    )
+            taken = _match_score_driven(gt_segments, det_segments[order], thresholds)
+        # -1 (no instance) picks the -1 appended to the instance rows.
+        matched[:, rows[order]] = np.append(instances, -1)[taken]
+    return det, matched
+
+
+def _in_ambiguous(ambiguous: _Columns, found: _Columns, det: np.ndarray) -> np.ndarray:
+    """Whether each detection of ``det`` overlaps an Ambiguous interval of its video."""
+    inside = np.zeros(len(det), dtype=bool)
+    videos = found.video[det]
+    for video in np.unique(videos):
+        rows = np.flatnonzero(videos == video)
+        amb_segments = ambiguous.segments[ambiguous.video == video]
+        inside[rows] = (temporal_iou(amb_segments, found.segments[det[rows]]) > 0).any(axis=0)
+    return inside
 
 
 def _match_ground_truth_driven(
@@ -262,10 +320,11 @@ def _match_ground_truth_driven(
 ) -> np.ndarray:
     """TH14eventdetpr.m's matching: each instance in file order takes the free detection of
     highest overlap (the first among equals, detections in per-video score order) when that
-    overlap passes the threshold. Returns ``tp[threshold, detection]``."""
-    tp = np.zeros((len(thresholds), len(det_segments)), dtype=bool)
+    overlap passes the threshold. Returns ``taken[threshold, detection]``: the index of the
+    instance each detection took, or -1."""
+    taken = np.full((len(thresholds), len(det_segments)), -1, dtype=np.int64)
     if len(gt_segments) == 0:
-        return tp
+        return taken
     overlap = temporal_iou(gt_segments, det_segments)
     for t, threshold in enumerate(thresholds):
         free_overlap = overlap.copy()
@@ -273,9 +332,9 @@ def _match_ground_truth_driven(
             best = int(np.argmax(free_overlap[k]))
             value = free_overlap[k, best]
             if value > threshold if strict else value >= threshold:
-                tp[t, best] = True
+                taken[t, best] = k
                 free_overlap[:, best] = -np.inf
-    return tp
+    return taken
 
 
 def _match_score_driven(
@@ -283,10 +342,11 @@ def _match_score_driven(
 ) -> np.ndarray:
     """compute_average_precision_detection's matching: detections in descending score order
     each take the unmatched instance of highest tIoU ≥ threshold (the later instance among
-    equal tIoU, as the official reversed argsort does). Returns ``tp[threshold, detection]``."""
-    tp = np.zeros((len(thresholds), len(det_segments)), dtype=bool)
+    equal tIoU, as the official reversed argsort does). Returns ``taken[threshold,
+    detection]``: the index of the instance each detection took, or -1."""
+    taken = np.full((len(thresholds), len(det_segments)), -1, dtype=np.int64)
     if len(gt_segments) == 0:
-        return tp
+        return taken
     overlap = temporal_iou(det_segments, gt_segments)
     locked = np.zeros((len(thresholds), len(gt_segments)), dtype=bool)
     reachable = np.flatnonzero(overlap.max(axis=1) >= thresholds.min())
@@ -297,29 +357,37 @@ def _match_score_driven(
         values = np.where(candidates, overlap[i][None, :], -1.0)[:, ::-1]
         best = len(gt_segments) - 1 - np.argmax(values, axis=1)
         locked[hit, best[hit]] = True
-        tp[hit, i] = True
-    return tp
+        taken[hit, i] = best[hit]
+    return taken
 
 
-def _average_precision(
-    tp: np.ndarray, score: np.ndarray, position: np.ndarray, npos: int, spec: Protocol
-) -> float:
-    """Rank the counted detections by descending score (ties per ``spec.ties``; ``position``
-    is each one's per-video order) and compute AP (prap, or interpolated_prec_rec)."""
+def _average_precision(tp: np.ndarray, score: np.ndarray, npos: int, spec: Protocol) -> float:
+    """AP of the counted detections, given in per-video order (prap, or
+    interpolated_prec_rec); equal scores rank per ``spec.ties``."""
     if spec.ties == "tp_first":
-        order = np.lexsort((position, ~tp, -score))
-    else:
-        order = np.lexsort((position, -score))
-    hits = tp[order]
-    tp_cumsum = np.cumsum(hits)
-    fp_cumsum = np.cumsum(~hits)
-    recall = tp_cumsum / npos
-    precision = tp_cumsum / np.maximum(tp_cumsum + fp_cumsum, 1)
+        first = np.argsort(~tp, kind="stable")  # the stable ranking keeps them ahead
+        tp, score = tp[first], score[first]
+    recall, precision = precision_recall(score, tp, npos)
     if spec.interpolation == "11_point":
         return eleven_point_ap(recall, precision)
     if spec.interpolation == "none":
+        hits = np.diff(recall, prepend=0.0) > 0  # recall rises at each true positive
         return float(precision[hits].sum() / npos)
     return interpolated_prec_rec(precision, recall)
+
+
+def precision_recall(
+    score: Sequence[float], true_positive: Sequence[bool], npos: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) after each detection, ranked by descending score, equal scores in
+    the order given: the curve that :func:`evaluate`'s AP summarises. ``npos`` is the number
+    of instances (at least one)."""
+    if npos < 1:
+        raise ScnnError("precision and recall need at least one ground-truth instance")
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+    hits = np.asarray(true_positive, dtype=bool)[order]
+    tp_cumsum = np.cumsum(hits)
+    return tp_cumsum / npos, tp_cumsum / np.arange(1, len(hits) + 1)
 
 
 def eleven_point_ap(recall: np.ndarray, precision: np.ndarray) -> float:

@@ -13,6 +13,7 @@ import html
 import logging
 import re
 import shutil
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -30,15 +31,21 @@ from scnn.annotations import (
     load_ground_truth,
 )
 from scnn.errors import ScnnError, VideoError
-from scnn.evaluate import PROTOCOLS, EvaluationResult, evaluate
+from scnn.evaluate import (
+    PROTOCOLS,
+    EvaluationResult,
+    evaluate,
+    match_detections,
+    precision_recall,
+)
 from scnn.fileio import atomic_write, atomic_write_text
 from scnn.report import class_colours, plot_precision_recall
 from scnn.video import iter_frames, probe
-from scnn.windows import temporal_iou
 
 log = logging.getLogger(__name__)
 
 REPORT_IOU = 0.5  # default IoU at which detections are marked true or false positives
+REPORT_PROTOCOL = "activitynet"  # whose matching marks them, so pages agree with its table
 MAX_VIDEO_HEIGHT_PX = 360  # re-encoded copies are scaled down to at most this height
 REENCODE_FPS = 25  # frames/s of re-encoded copies (scnn's own timeline: frame i at i/25 s)
 X264_CRF = 28  # libx264 quality of re-encoded copies: small files, fine for looking
@@ -69,58 +76,12 @@ class VideoPage:
     num_true_positives: int | None  # None without ground truth
 
 
-# ---------------------------------------------------------------- matching
-
-
-def match_detections(
-    detections: Sequence[Detection], instances: Sequence[Instance], iou_threshold: float
-) -> list[bool]:
-    """Whether each detection is a true positive at ``iou_threshold``.
-
-    ActivityNet's rule, per video and class: detections in descending score order (stable for
-    equal scores) each take the still-unmatched instance of highest tIoU >= the threshold.
-    Returned in the order of ``detections``.
-    """
-    matched = [False] * len(detections)
-    truths = _grouped(instances, lambda i: (i.video, i.label))
-    groups = _grouped(range(len(detections)), lambda n: (detections[n].video, detections[n].label))
-    for key, members in groups.items():
-        truth = truths.get(key)
-        if not truth:
-            continue
-        order = sorted(members, key=lambda n: -detections[n].score)
-        overlap = temporal_iou(
-            np.array([(detections[n].start_s, detections[n].end_s) for n in order]),
-            np.array([(i.start_s, i.end_s) for i in truth]),
-        )
-        free = np.ones(len(truth), dtype=bool)
-        for row, n in enumerate(order):
-            candidates = np.where(free & (overlap[row] >= iou_threshold), overlap[row], -1.0)
-            best = int(np.argmax(candidates))
-            if candidates[best] >= 0:
-                free[best] = False
-                matched[n] = True
-    return matched
-
-
 def _grouped(items, key) -> dict:
     """Items in lists by ``key(item)``, in their order."""
     groups: dict = {}
     for item in items:
         groups.setdefault(key(item), []).append(item)
     return groups
-
-
-def precision_recall(
-    scores: Sequence[float], true_positive: Sequence[bool], num_instances: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(recall, precision) after each detection, in descending score order (stable)."""
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    hits = np.asarray(true_positive, dtype=bool)[order]
-    tp_cumsum = np.cumsum(hits)
-    precision = tp_cumsum / np.arange(1, len(hits) + 1)
-    recall = tp_cumsum / max(num_instances, 1)
-    return recall, precision
 
 
 # ---------------------------------------------------------------- videos
@@ -231,7 +192,9 @@ def write_html_report(
         dict.fromkeys(d.label for d in detections if d.label not in classes)
     )
     instances = gt.instances if gt is not None else ()
-    flags = match_detections(detections, instances, iou_threshold) if gt is not None else None
+    flags = None
+    if gt is not None:
+        flags = (match_detections(gt, detections, iou_threshold, REPORT_PROTOCOL) >= 0).tolist()
     names = sorted(
         {d.video for d in detections}
         | {i.video for i in instances}
@@ -272,9 +235,9 @@ def write_html_report(
             label: precision_recall(
                 [d.score for d in detections if d.label == label],
                 [f for d, f in zip(detections, flags, strict=True) if d.label == label],
-                sum(i.label == label for i in instances),
+                npos,
             )
-            for label in classes
+            for label, npos in Counter(i.label for i in instances).items()
         }
         plot_precision_recall(
             out / PR_PICTURE, curves, classes, f"precision-recall at IoU {iou_threshold:g}"
@@ -366,7 +329,8 @@ def _index_body(
             f'<h2>Precision and recall</h2>\n<img src="{PR_PICTURE}" width="600" height="450" '
             f'alt="precision-recall curve per class at IoU {iou_threshold:g}">\n'
             f'<p class="note">Each detection, by descending score, takes the best unmatched '
-            f"instance of its class with IoU &ge; {iou_threshold:g} (ActivityNet's rule).</p>\n"
+            f"instance of its class with IoU &ge; {iou_threshold:g} (the "
+            f"{REPORT_PROTOCOL} protocol's rule).</p>\n"
         )
     return "".join(parts)
 

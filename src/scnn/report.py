@@ -1,5 +1,9 @@
 """Pictures of results: one timeline per video (ground truth above detections, by class) and
-precision-recall curves per class."""
+precision-recall curves per class.
+
+Figures are drawn on their own ``Figure`` objects, never through pyplot, so a caller's
+matplotlib backend and open figures (a notebook's, say) stay as they were.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,18 @@ import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from scnn.annotations import Detection, Instance  # noqa: E402
-from scnn.fileio import atomic_write_bytes  # noqa: E402
+from scnn.annotations import Detection, Instance
+from scnn.fileio import atomic_write_bytes
 
 
 def class_colours(classes: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
     """A fixed colour per class, in class-list order, so every picture of a run agrees."""
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
     return {name: cmap(i % cmap.N) for i, name in enumerate(classes)}
 
 
@@ -41,7 +42,8 @@ def plot_timeline(
     colours = class_colours(classes)
     rows = [("ground truth", list(ground_truth))] if ground_truth else []
     rows += [(name, [d for d in detections if d.label == name]) for name in classes]
-    figure, axes = plt.subplots(figsize=(12, 0.9 + 0.35 * len(rows)))
+    figure = Figure(figsize=(12, 0.9 + 0.35 * len(rows)))
+    axes = figure.subplots()
     for row, (_, segments) in enumerate(reversed(rows)):
         for segment in segments:
             alpha = getattr(segment, "score", 1.0)
@@ -62,11 +64,7 @@ def plot_timeline(
         bbox_to_anchor=(1.0, 1.0),
         fontsize="small",
     )
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    _write_png(figure, path)
 
 
 def plot_precision_recall(
@@ -78,7 +76,8 @@ def plot_precision_recall(
     """Write a PNG with one precision-recall curve per class (``curves[name] = (recall,
     precision)``, each point one more detection in descending score order)."""
     colours = class_colours(classes)
-    figure, axes = plt.subplots(figsize=(6, 4.5))
+    figure = Figure(figsize=(6, 4.5))
+    axes = figure.subplots()
     for name in classes:
         if name in curves and len(curves[name][0]):
             recall, precision = curves[name]
@@ -91,8 +90,11 @@ def plot_precision_recall(
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="lower left", fontsize="small")
+    _write_png(figure, path)
+
+
+def _write_png(figure: Figure, path: str | Path) -> None:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
