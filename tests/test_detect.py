@@ -119,6 +119,34 @@ def test_too_short_video_is_an_error(model_dir, tmp_path):
         Detector.load(model_dir).score_windows(path)
 
 
+@pytest.fixture(scope="module")
+def model_32_to_128(tmp_path_factory):
+    """A model whose windows are 32, 64 and 128 frames long, each length weighted differently."""
+    prior = {32: np.full(3, 0.5), 64: np.full(3, 0.25), 128: np.full(3, 1.0)}
+    path = tmp_path_factory.mktemp("model_32_to_128")
+    return random_model(path, windows=WindowConfig((32, 64, 128)), prior=prior)
+
+
+def test_prior_weights_each_window_by_the_models_own_lengths(model_32_to_128, video):
+    detector = Detector.load(model_32_to_128, proposal_threshold=0.0, nms_threshold=1.0)
+    windows = detector.score_windows(video)
+    assert set(windows.window_frames.tolist()) == {32, 64, 128}
+    weighted = {(d.start_s, d.end_s, d.label): d.score for d in detector.detections(windows)}
+    plain = detector.with_settings(use_prior=False).detections(windows)
+    assert len(plain) == len(weighted) == int((windows.label_index > 0).sum())
+    weight = {32: 0.5, 64: 0.25, 128: 1.0}
+    for d in plain:
+        length = round((d.end_s - d.start_s) * 25) + 1
+        assert weighted[(d.start_s, d.end_s, d.label)] == pytest.approx(d.score * weight[length])
+
+
+def test_video_shorter_than_the_models_shortest_window_is_an_error(model_32_to_128, tmp_path):
+    path = tmp_path / "short.mp4"
+    write_video(path, numbered_frames(20, 64, 48), 25, "libx264")
+    with pytest.raises(VideoError, match="short.mp4.*shorter than the shortest window .32"):
+        Detector.load(model_32_to_128).score_windows(path)
+
+
 def test_batch_goes_past_bad_files_and_writes_every_format(model_dir, video, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

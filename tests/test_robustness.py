@@ -298,7 +298,7 @@ CLASSES = ("jump", "run")
 
 
 def write_model(path: Path) -> Path:
-    prior = np.full((len(WINDOWS.lengths_frames), len(CLASSES)), 0.5)
+    prior = {length: np.full(len(CLASSES), 0.5) for length in WINDOWS.lengths_frames}
     return random_model(
         path, classes=CLASSES, clip=CLIP, options=OPTIONS, windows=WINDOWS, prior=prior
     )

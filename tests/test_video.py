@@ -14,12 +14,12 @@ from scnn.errors import VideoError
 from scnn.video import (
     FPS,
     FRAME_SIZE,
-    MIN_WINDOW_FRAMES,
     iter_frames,
     num_frames,
     probe,
     read_frames,
 )
+from scnn.windows import WINDOW_LENGTHS_FRAMES
 
 NTSC = Fraction(30000, 1001)
 
@@ -107,7 +107,7 @@ def test_probe_reads_the_container(tmp_path: Path) -> None:
 def test_short_video_is_readable_and_reportable(tmp_path: Path) -> None:
     path = write_video(tmp_path / "short.mp4", numbered_frames(10), 25)
     info = probe(path)
-    assert num_frames(info) == 10 < MIN_WINDOW_FRAMES
+    assert num_frames(info) == 10 < min(WINDOW_LENGTHS_FRAMES)
     assert read_frames(path).shape == (10, FRAME_SIZE[1], FRAME_SIZE[0], 3)
 
 

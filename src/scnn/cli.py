@@ -438,7 +438,8 @@ def _add_postprocess(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="GT",
         help="training annotations (THUMOS14 folder, .json or .csv) for the window-length "
-        "prior, with the authors' duration bins (default: no prior)",
+        "prior: a duration bin per window length in WINDOWS (the authors' bins for their "
+        "16..512 frames, else L / 25 fps) (default: no prior)",
     )
     parser.add_argument("--prior-subset", default=None, help="subset of --prior-from to use")
     parser.add_argument(
@@ -471,7 +472,8 @@ def _run_postprocess(args: argparse.Namespace) -> int:
     windows = scored_windows.read_windows_csv(args.windows, classes)
     prior = None
     if prior_gt is not None:
-        prior = postprocess.window_length_prior(prior_gt.instances, classes)
+        lengths = sorted(set(windows.window_frames.tolist()))
+        prior = postprocess.window_length_prior(prior_gt.instances, classes, lengths)
     detections = postprocess.postprocess(
         windows, args.nms, prior, top_k=args.top_k, min_score=args.min_score
     )

@@ -43,7 +43,7 @@ from scnn.parallel_decode import iter_frames_parallel
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.scored_windows import ScoredWindows, concat_windows, write_windows_csv
-from scnn.video import MIN_WINDOW_FRAMES, iter_frames, num_frames, probe
+from scnn.video import iter_frames, num_frames, probe
 from scnn.windows import Windows, window_grid
 
 log = logging.getLogger(__name__)
@@ -287,10 +287,11 @@ class Detector:
         else:
             lanes = self._score_lanes(video, ends, progress)
         frames = max(lane.frames for lane in lanes)
-        if frames < MIN_WINDOW_FRAMES:
+        shortest = min(self.model.windows.lengths_frames)
+        if frames < shortest:
             raise VideoError(
                 f"{frames} frames at {self.model.fps:g} fps: shorter than the shortest window "
-                f"({MIN_WINDOW_FRAMES} frames)",
+                f"({shortest} frames)",
                 video,
             )
         grid_parts, results, offset = [], [], 0
@@ -617,7 +618,7 @@ def _settings_key(detector: Detector) -> str:
             k: v for k, v in dataclasses.asdict(detector.config).items() if k not in _SPEED_ONLY
         },
         "device": detector.device.type,  # precision "auto" depends on it
-        "prior": np.asarray(model.prior).tolist(),
+        "prior": [weights.tolist() for weights in model.prior.values()],
         "thresholds": [model.proposal_threshold, model.nms_threshold, model.use_prior],
         "windows": dataclasses.asdict(model.windows),
         "clip": dataclasses.asdict(model.clip),

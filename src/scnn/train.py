@@ -52,8 +52,6 @@ from scnn.loss import overlap_loss
 from scnn.model import C3D, load_sports1m_weights
 from scnn.modelfile import build_network, load_state, save_model, state_bytes
 from scnn.precision import native_bf16
-from scnn.video import FPS
-from scnn.windows import WINDOW_LENGTHS_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +213,7 @@ def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
         {"params": head, "lr": config.lr * config.fc8_lr_mult},
     ]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(
-            groups, lr=config.lr, weight_decay=config.weight_decay, fused=True
-        )
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     return torch.optim.SGD(
         groups,
         lr=config.lr,
@@ -510,7 +506,7 @@ def model_ready(out_dir: str | Path) -> bool:
 def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData) -> Path:
     """Assemble ``out_dir/model`` from the trained proposal and localization networks, the
     window-length prior of the training instances, the config and every stage's metrics."""
-    from scnn.postprocess import AUTHORS_WINDOW_DURATIONS_S, window_length_prior
+    from scnn.postprocess import window_length_prior
 
     out_dir = Path(out_dir)
     networks = {}
@@ -526,20 +522,15 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         for stage in STAGES
         if (out_dir / stage.name / METRICS).is_file()
     }
-    lengths = config.windows.lengths_frames
-    # The authors' durations for their lengths (method.md §4), else each window's own.
-    durations_s = (
-        AUTHORS_WINDOW_DURATIONS_S
-        if lengths == WINDOW_LENGTHS_FRAMES
-        else [length / FPS for length in lengths]
-    )
     model_dir = out_dir / MODEL_DIR
     save_model(
         model_dir,
         proposal=networks[PROPOSAL.name],
         localization=networks[LOCALIZATION.name],
         classes=data.classes,
-        prior=window_length_prior(data.train_gt.instances, data.classes, durations_s),
+        prior=window_length_prior(
+            data.train_gt.instances, data.classes, config.windows.lengths_frames
+        ),
         options=config.model,
         windows=config.windows,
         clip=config.clip,

@@ -28,7 +28,6 @@ from scnn.errors import VideoError
 FPS = 25.0  # frames/s after resampling (method.md §1)
 FRAME_SIZE = (171, 128)  # (width, height) in pixels after resizing (C3D convention)
 CHUNK_FRAMES = 256  # output frames per yielded chunk
-MIN_WINDOW_FRAMES = 16  # frames in the shortest window; shorter videos get no windows
 READ_TIMEOUT_S = 10.0  # a file, pipe or device that sends no data for this long is given up
 MAX_FRAME_PIXELS = 8192 * 8192  # larger declared frames are refused before any allocation
 
