@@ -13,6 +13,7 @@ from tiny import MODEL_OPTIONS as OPTIONS
 from tiny import random_model
 from videos import numbered_frames, write_video
 
+from scnn import cli
 from scnn.annotations import load_detections
 from scnn.clips import assemble_clips
 from scnn.detect import Detector, detect_videos, find_videos, write_results
@@ -180,13 +181,15 @@ def test_same_video_name_twice_is_refused(tmp_path):
 
 def test_cli_exit_code_reports_failures(model_dir, video, tmp_path):
     out = tmp_path / "det.json"
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
     command = [
         sys.executable,
         "-m",
         "scnn",
         "detect",
         str(video),
-        str(tmp_path / "missing.mp4"),
+        str(broken),
         "--model",
         str(model_dir),
         "-o",
@@ -199,7 +202,7 @@ def test_cli_exit_code_reports_failures(model_dir, video, tmp_path):
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert run.returncode == 3, run.stderr
-    assert "missing.mp4: no such file" in run.stderr
+    assert "broken.mp4: not a readable video" in run.stderr
     assert "Traceback" not in run.stderr
     assert list(json.loads(out.read_text())["results"]) == ["clip one"]
 
@@ -333,3 +336,54 @@ def test_cpu_batch_size_keeps_conv1_output_within_the_budget():
     assert cpu_batch_size(faithful, bf16=True) == 1
     assert cpu_batch_size(faithful, bf16=False) == 1
     assert cpu_batch_size(small, bf16=True) == 16
+
+
+def detect_cli(*argv, out, capsys) -> tuple[int, str]:
+    """``scnn detect`` in this process: its exit code and its error output."""
+    code = cli.main(["--quiet", "detect", *map(str, argv), "-o", str(out)])
+    return code, capsys.readouterr().err
+
+
+def test_cli_missing_inputs_are_named_before_any_work(video, tmp_path, capsys):
+    out = tmp_path / "det.json"
+    out.write_text("earlier results\n")
+    missing = [tmp_path / "missing.mp4", tmp_path / "gone"]
+    # The model directory is bad too: the inputs are checked before it is loaded.
+    code, err = detect_cli(
+        video, *missing, "--model", tmp_path / "no_model", out=out, capsys=capsys
+    )
+    assert code == cli.EXIT_ERROR
+    assert err.count("\n") == 1
+    assert "no such file or folder" in err and all(str(path) in err for path in missing)
+    assert out.read_text() == "earlier results\n"
+
+
+def test_cli_folder_without_videos_is_an_error(model_dir, tmp_path, capsys):
+    out = tmp_path / "det.json"
+    out.write_text("earlier results\n")
+    folder = tmp_path / "empty folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a video")
+    code, err = detect_cli(folder, "--model", model_dir, out=out, capsys=capsys)
+    assert code == cli.EXIT_ERROR
+    assert f"{folder}: no video files" in err and err.count("\n") == 1
+    assert out.read_text() == "earlier results\n"
+
+
+def test_cli_writes_nothing_when_no_video_was_processed(model_dir, tmp_path, capsys):
+    out = tmp_path / "det.json"
+    out.write_text("earlier results\n")
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    code, err = detect_cli(broken, "--model", model_dir, out=out, capsys=capsys)
+    assert code != cli.EXIT_OK
+    assert "broken.mp4: not a readable video" in err
+    assert f"{out}: no video could be processed" in err
+    assert out.read_text() == "earlier results\n"
+
+
+def test_cli_video_without_detections_is_listed_in_the_json(model_dir, video, tmp_path, capsys):
+    out = tmp_path / "det.json"
+    code, _ = detect_cli(video, "--model", model_dir, "--min-score", "2", out=out, capsys=capsys)
+    assert code == cli.EXIT_OK
+    assert json.loads(out.read_text())["results"] == {"clip one": []}

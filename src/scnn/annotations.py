@@ -578,7 +578,7 @@ def load_detections(
     return detections
 
 
-def _write_thumos14_detections(path, detections, classes) -> None:
+def _write_thumos14_detections(path, detections, classes, videos) -> None:
     """``video start end class score``: times %.1f and scores to 5 significant digits, as the
     authors' files; the class is its 1..K index when ``classes`` is given, else its name."""
     index = {name: n for n, name in enumerate(classes or (), start=1)}
@@ -589,8 +589,9 @@ def _write_thumos14_detections(path, detections, classes) -> None:
     atomic_write_text(path, "".join(lines))
 
 
-def _write_activitynet_detections(path, detections, classes) -> None:
-    results: dict[str, list] = {}
+def _write_activitynet_detections(path, detections, classes, videos) -> None:
+    """Each video of ``videos`` is listed, with an empty list when it has no detection."""
+    results: dict[str, list] = {video: [] for video in videos}
     for d in detections:
         results.setdefault(d.video, []).append(
             {"label": d.label, "score": d.score, "segment": [d.start_s, d.end_s]}
@@ -599,7 +600,7 @@ def _write_activitynet_detections(path, detections, classes) -> None:
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
-def _write_csv_detections(path, detections, classes) -> None:
+def _write_csv_detections(path, detections, classes, videos) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["video", "start", "end", "label", "score"])
@@ -608,7 +609,8 @@ def _write_csv_detections(path, detections, classes) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-# Output writers by file extension, each ``(path, detections, classes)``; add formats here.
+# Output writers by file extension, each ``(path, detections, classes, videos)``; add formats
+# here. ``videos`` names every video processed, also those without a detection.
 WRITERS = {
     ".txt": _write_thumos14_detections,
     ".json": _write_activitynet_detections,
@@ -628,7 +630,13 @@ def get_writer(path: str | Path):
 
 
 def write_detections(
-    path: str | Path, detections: Sequence[Detection], classes: Sequence[str] | None = None
+    path: str | Path,
+    detections: Sequence[Detection],
+    classes: Sequence[str] | None = None,
+    videos: Sequence[str] = (),
 ) -> None:
-    """Write detections in the format named by ``path``'s extension (see ``WRITERS``)."""
-    get_writer(path)(Path(path), detections, classes)
+    """Write detections in the format named by ``path``'s extension (see ``WRITERS``).
+
+    ``videos``: the videos processed; the ActivityNet JSON lists those without a detection
+    with an empty list (the other formats have no place for them)."""
+    get_writer(path)(Path(path), detections, classes, videos)

@@ -296,6 +296,8 @@ def _run_detect(args: argparse.Namespace) -> int:
 
     from scnn import annotations, detect, distributed
 
+    annotations.get_writer(args.out)  # an unknown format fails before any decoding
+    videos = detect.find_videos(args.videos)  # so do missing inputs and empty folders
     world = _torchrun_world()
     device = args.device
     torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick its fastest kernels
@@ -315,10 +317,9 @@ def _run_detect(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
     )
-    annotations.get_writer(args.out)  # an unknown format fails before any decoding
-    videos = detect.find_videos(args.videos)
     if world is None:
         result = detect.detect_videos(detector, videos, quiet=args.quiet)
+        _print_failures(result.failures)
         detect.write_results(result, args.out, detector.classes, args.save_windows)
     else:  # torchrun: shared out by duration, resumable (OUT.parts/)
         quiet = args.quiet or not world.is_main
@@ -328,20 +329,23 @@ def _run_detect(args: argparse.Namespace) -> int:
         if sharded is None:  # rank 0 reports the merged result
             return EXIT_OK
         result = sharded
+        _print_failures(result.failures)
     found = sum(len(d) for d in result.detections.values())
     print(f"{found} detections in {len(result.detections)} video(s) -> {args.out}")
     if args.report is not None:
         from scnn.html_report import write_html_report
 
-        found_videos = detect.find_videos(args.videos)
-        played = {p.stem: p for p in found_videos if p.stem in result.detections}
+        played = {p.stem: p for p in videos if p.stem in result.detections}
         index = write_html_report(
             args.report, result.all_detections(), videos=played, classes=detector.classes
         )
         print(f"HTML report: {index}")
-    for reason in result.failures.values():
-        print(f"failed: {reason}", file=sys.stderr)
     return EXIT_SOME_FAILED if result.failures else EXIT_OK
+
+
+def _print_failures(failures: dict[str, str]) -> None:
+    for reason in failures.values():
+        print(f"failed: {reason}", file=sys.stderr)
 
 
 def _add_demo(subparsers: argparse._SubParsersAction) -> None:

@@ -496,11 +496,21 @@ class BatchResult:
 
 
 def find_videos(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, and the video files (by suffix) directly inside given directories."""
+    """Files as given, and the video files (by suffix) directly inside given directories.
+
+    Checked before any work is spent on them: a path that does not exist, a directory with no
+    video file and two videos of one name are errors.
+    """
+    missing = [str(path) for path in paths if not Path(path).exists()]
+    if missing:
+        raise VideoError(f"no such file or folder: {', '.join(missing)}")
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise VideoError(f"no video files ({', '.join(VIDEO_SUFFIXES)})", path)
+            found += videos
         else:
             found.append(path)
     names = [p.stem for p in found]
@@ -537,13 +547,19 @@ def write_results(
 ) -> None:
     """Write detections to ``out`` (format by extension), each file atomically.
 
-    Subtitles hold one video: with several videos, ``out``'s folder gets ``<video>.vtt``.
+    Subtitles hold one video: with several videos, ``out``'s folder gets ``<video>.vtt``. A
+    video without detections is listed where the format can (ActivityNet JSON). When no video
+    was processed nothing is written, so an earlier ``out`` survives a failed run.
     """
+    if not result.detections:
+        raise ScnnError(
+            f"no video could be processed ({len(result.failures)} failed); nothing written", out
+        )
     if out.suffix.lower() in SUBTITLE_FORMATS and len(result.detections) != 1:
         for video, detections in result.detections.items():
             write_detections(out.parent / f"{video}{out.suffix}", detections, classes)
     else:
-        write_detections(out, result.all_detections(), classes)
+        write_detections(out, result.all_detections(), classes, videos=list(result.detections))
     if windows_csv is not None:
         write_windows_csv(windows_csv, concat_windows(result.windows, tuple(classes)))
 
