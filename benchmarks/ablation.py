@@ -62,7 +62,7 @@ from single_frame import SingleFrameNet, train_single_frame  # noqa: E402
 from scnn.annotations import GroundTruth, load_ground_truth  # noqa: E402
 from scnn.clips import assemble_clips  # noqa: E402
 from scnn.config import TrainConfig, load_config, write_run_config  # noqa: E402
-from scnn.dataset import cache_videos, find_video  # noqa: E402
+from scnn.dataset import cache_videos  # noqa: E402
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402
 from scnn.modelfile import build_network, load_state, state_bytes  # noqa: E402
 from scnn.postprocess import window_length_prior  # noqa: E402
@@ -78,7 +78,7 @@ from scnn.train import (  # noqa: E402
     prepare_data,
     train,
 )
-from scnn.video import FPS  # noqa: E402
+from scnn.video import FPS, video_files  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parent
 SCORE_BATCH = 16  # windows per network call (detect.CPU_BATCH_SIZE)
@@ -374,7 +374,7 @@ def run_seed(
     train_networks(seed_dir, config, data, ledger)
 
     gt = load_ground_truth(data_dir / "annotations.json", "testing", classes=data.classes)
-    paths = {video: find_video(data_dir / "videos", video) for video in gt.videos}
+    paths = video_files(data_dir / "videos", gt.videos)
     num_frames = cache_videos(data.cache, paths, progress=False)
     frames = {video: data.cache.frames(video, path) for video, path in paths.items()}
     grid = grid_of_videos(num_frames, config.windows, FPS)

@@ -17,6 +17,7 @@ from pathlib import Path
 from scnn.errors import AnnotationError
 from scnn.fileio import atomic_write_text
 from scnn.subtitles import write_srt, write_webvtt
+from scnn.video import VIDEO_SUFFIXES
 
 AMBIGUOUS = "Ambiguous"
 
@@ -57,9 +58,6 @@ class GroundTruth:
     subsets: Mapping[str, str] = field(default_factory=dict)
 
 
-# Extensions the official kits strip from submitted video names (".mpeg" in TH14evaldet.m,
-# ".mp4" in the S-CNN kit); the others are common enough to accept the same way.
-VIDEO_EXTENSIONS = (".mpeg", ".mpg", ".mp4", ".avi", ".mkv", ".webm", ".mov")
 THUMOS14_DEFAULT_SUBSET = "test"
 DURATION_SLACK_S = 0.5  # annotations may overrun a rounded duration by this much unremarked
 
@@ -128,7 +126,9 @@ def _segment(start: str, end: str, path: Path, line: int | None) -> tuple[float,
 
 
 def _strip_extension(video: str) -> str:
-    for extension in VIDEO_EXTENSIONS:
+    """A submitted video name without its video suffix, as the official kits strip ".mpeg"
+    (TH14evaldet.m) and ".mp4" (the S-CNN kit); the other suffixes are stripped alike."""
+    for extension in VIDEO_SUFFIXES:
         if video.lower().endswith(extension):
             return video[: -len(extension)]
     return video

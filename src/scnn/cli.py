@@ -14,7 +14,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from scnn.detect import PRECISIONS
 from scnn.errors import ScnnError
+from scnn.evaluate import PROTOCOLS
+from scnn.train import STAGES
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -44,9 +47,6 @@ def _torchrun_world():
     if world is not None and not world.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     return world
-
-
-STAGE_NAMES = ("proposal", "classification", "localization")  # train.STAGES, in order
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +92,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--stage",
-        choices=("all", *STAGE_NAMES),
+        choices=("all", *(stage.name for stage in STAGES)),
         default="all",
         help="stage(s) to train (default: all)",
     )
@@ -261,7 +261,7 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=PRECISIONS,
         default="auto",
         help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
     )
@@ -295,9 +295,10 @@ def _run_detect(args: argparse.Namespace) -> int:
     import torch
 
     from scnn import annotations, detect, distributed
+    from scnn.video import find_videos
 
     annotations.get_writer(args.out)  # an unknown format fails before any decoding
-    videos = detect.find_videos(args.videos)  # so do missing inputs and empty folders
+    videos = find_videos(args.videos)  # so do missing inputs and empty folders
     world = _torchrun_world()
     device = args.device
     torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick its fastest kernels
@@ -443,7 +444,7 @@ def _add_postprocess(subparsers: argparse._SubParsersAction) -> None:
         metavar="GT",
         help="training annotations (THUMOS14 folder, .json or .csv) for the window-length "
         "prior: a duration bin per window length in WINDOWS (the authors' bins for their "
-        "16..512 frames, else L / 25 fps) (default: no prior)",
+        "16..512 frames, else each length's duration) (default: no prior)",
     )
     parser.add_argument("--prior-subset", default=None, help="subset of --prior-from to use")
     parser.add_argument(
@@ -503,7 +504,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pred", type=Path, required=True, help="detections: THUMOS14 .txt, .json or .csv"
     )
-    parser.add_argument("--protocol", required=True, choices=["thumos14", "scnn", "activitynet"])
+    parser.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS))
     parser.add_argument(
         "--iou",
         type=float,

@@ -63,7 +63,6 @@ LANE_MIN_S = 60.0  # seconds of video per lane, at least: each lane decodes a lo
 MAX_LANES = 8
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 PRECISIONS = ("auto", "fp32", "bf16")
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
 
 
 @dataclass(frozen=True)
@@ -493,31 +492,6 @@ class BatchResult:
         """Every video's detections, sorted by descending score (stable across videos)."""
         merged = [d for dets in self.detections.values() for d in dets]
         return sorted(merged, key=lambda d: -d.score)
-
-
-def find_videos(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, and the video files (by suffix) directly inside given directories.
-
-    Checked before any work is spent on them: a path that does not exist, a directory with no
-    video file and two videos of one name are errors.
-    """
-    missing = [str(path) for path in paths if not Path(path).exists()]
-    if missing:
-        raise VideoError(f"no such file or folder: {', '.join(missing)}")
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-            if not videos:
-                raise VideoError(f"no video files ({', '.join(VIDEO_SUFFIXES)})", path)
-            found += videos
-        else:
-            found.append(path)
-    names = [p.stem for p in found]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise ScnnError(f"several videos share the name {clashes[0]!r}; rename one")
-    return found
 
 
 def detect_videos(

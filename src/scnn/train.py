@@ -40,7 +40,6 @@ from scnn.dataset import (
     Samples,
     cache_videos,
     concat_samples,
-    find_video,
     trimmed_clip_paths,
     trimmed_samples,
     window_samples,
@@ -52,6 +51,7 @@ from scnn.loss import overlap_loss
 from scnn.model import C3D, load_sports1m_weights
 from scnn.modelfile import build_network, load_state, save_model, state_bytes
 from scnn.precision import native_bf16
+from scnn.video import video_files
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +142,8 @@ def prepare_data(
     if not train_gt.videos:
         raise ScnnError(f"no videos in subset '{config.data.train_subset}'", annotations)
     cache = FrameCache(cache_dir, config.clip.frame_size)
-    train_frames = cache_videos(
-        cache, {v: find_video(videos_dir, v) for v in train_gt.videos}, progress
-    )
-    val_frames = cache_videos(
-        cache, {v: find_video(videos_dir, v) for v in val_gt.videos}, progress
-    )
+    train_frames = cache_videos(cache, video_files(videos_dir, train_gt.videos), progress)
+    val_frames = cache_videos(cache, video_files(videos_dir, val_gt.videos), progress)
     clips = trimmed_clip_paths(trimmed_dir, train_gt.classes) if trimmed_dir else {}
     trimmed_frames = cache_videos(cache, {k: path for k, (path, _) in clips.items()}, progress)
     return TrainingData(
