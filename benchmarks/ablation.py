@@ -62,10 +62,10 @@ from single_frame import SingleFrameNet, train_single_frame  # noqa: E402
 from scnn.annotations import GroundTruth, load_ground_truth  # noqa: E402
 from scnn.clips import assemble_clips  # noqa: E402
 from scnn.config import TrainConfig, load_config, write_run_config  # noqa: E402
-from scnn.dataset import cache_videos, find_video  # noqa: E402
+from scnn.dataset import cache_videos  # noqa: E402
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402
 from scnn.modelfile import build_network, load_state, state_bytes  # noqa: E402
-from scnn.postprocess import AUTHORS_WINDOW_DURATIONS_S, window_length_prior  # noqa: E402
+from scnn.postprocess import window_length_prior  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.train import (  # noqa: E402
     LOCALIZATION,
@@ -78,8 +78,7 @@ from scnn.train import (  # noqa: E402
     prepare_data,
     train,
 )
-from scnn.video import FPS  # noqa: E402
-from scnn.windows import WINDOW_LENGTHS_FRAMES  # noqa: E402
+from scnn.video import FPS, video_files  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parent
 SCORE_BATCH = 16  # windows per network call (detect.CPU_BATCH_SIZE)
@@ -306,7 +305,7 @@ def evaluate_variant(
     seed_dir: Path,
     grid: VideoGrid,
     gt: GroundTruth,
-    prior: np.ndarray,
+    prior: Mapping[int, np.ndarray],
     ledger: Ledger,
 ) -> dict[str, Any]:
     """mAP table, pooled PR curve and wall times of one variant on one seed.
@@ -375,19 +374,15 @@ def run_seed(
     train_networks(seed_dir, config, data, ledger)
 
     gt = load_ground_truth(data_dir / "annotations.json", "testing", classes=data.classes)
-    paths = {video: find_video(data_dir / "videos", video) for video in gt.videos}
+    paths = video_files(data_dir / "videos", gt.videos)
     num_frames = cache_videos(data.cache, paths, progress=False)
     frames = {video: data.cache.frames(video, path) for video, path in paths.items()}
     grid = grid_of_videos(num_frames, config.windows, FPS)
     score_networks(seed_dir, config, data.classes, grid, frames, ledger)
 
-    lengths = config.windows.lengths_frames
-    durations_s = (
-        AUTHORS_WINDOW_DURATIONS_S
-        if lengths == WINDOW_LENGTHS_FRAMES
-        else [length / FPS for length in lengths]
+    prior = window_length_prior(
+        data.train_gt.instances, data.classes, config.windows.lengths_frames
     )
-    prior = window_length_prior(data.train_gt.instances, data.classes, durations_s)
     for variant in VARIANTS:
         path = work / "results" / variant.name / f"seed{seed}.json"
         if not path.is_file():

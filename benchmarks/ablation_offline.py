@@ -124,7 +124,7 @@ def nms_threshold(rule: float | None, eval_iou: float) -> float:
 def map_table(
     gt: GroundTruth,
     windows: ScoredWindows,
-    prior: np.ndarray | None,
+    prior: Mapping[int, np.ndarray] | None,
     nms_rule: float | None,
     ious: Sequence[float] = EVAL_IOUS,
 ) -> dict[str, list[float]]:
@@ -140,7 +140,10 @@ def map_table(
 
 
 def pooled_pr_curve(
-    gt: GroundTruth, windows: ScoredWindows, prior: np.ndarray | None, nms_rule: float | None
+    gt: GroundTruth,
+    windows: ScoredWindows,
+    prior: Mapping[int, np.ndarray] | None,
+    nms_rule: float | None,
 ) -> dict[str, list[float]]:
     """Precision and recall at IoU PR_IOU over all classes pooled (detections ranked by score,
     ActivityNet matching), at most PR_POINTS points."""

@@ -179,7 +179,7 @@ def make_model_dir(path: Path, size: ModelSize, video: Path) -> tuple[Path, floa
             proposal=build_network(2, size.options, size.clip).eval(),
             localization=build_network(NUM_CLASSES + 1, size.options, size.clip).eval(),
             classes=tuple(f"class{k:02d}" for k in range(NUM_CLASSES)),
-            prior=np.ones((len(windows.lengths_frames), NUM_CLASSES)),
+            prior={length: np.ones(NUM_CLASSES) for length in windows.lengths_frames},
             options=size.options,
             windows=windows,
             clip=size.clip,

@@ -29,7 +29,7 @@ from scnn.config import TrainConfig  # noqa: E402
 from scnn.dataset import FrameCache  # noqa: E402
 from scnn.detect import Detector  # noqa: E402
 from scnn.postprocess import postprocess  # noqa: E402
-from scnn.windows import WindowConfig  # noqa: E402
+from scnn.windows import WINDOW_LENGTHS_FRAMES, WindowConfig  # noqa: E402
 
 SHORT = WindowConfig(lengths_frames=(16, 32))
 
@@ -106,8 +106,9 @@ def test_oracle_finds_every_instance_at_every_iou_when_instances_are_windows():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    prior = np.random.default_rng(0).uniform(0.05, 1.0, (6, len(CLASSES)))
-    return random_model(tmp_path_factory.mktemp("model"), prior=prior / prior.sum(axis=0))
+    table = np.random.default_rng(0).uniform(0.05, 1.0, (6, len(CLASSES)))
+    prior = dict(zip(WINDOW_LENGTHS_FRAMES, table / table.sum(axis=0), strict=True))
+    return random_model(tmp_path_factory.mktemp("model"), prior=prior)
 
 
 def test_offline_post_processing_equals_the_detector(model_dir, tmp_path):

@@ -18,6 +18,7 @@ from scnn.annotations import (
 )
 from scnn.errors import AnnotationError
 from scnn.scored_windows import ScoredWindows, read_windows_csv, write_windows_csv
+from scnn.video import VIDEO_SUFFIXES
 
 GT = GroundTruth(
     classes=("Diving", "HighJump"),
@@ -113,6 +114,13 @@ def test_thumos14_submission_as_the_kit_reads_it(tmp_path, caplog):
     ]
     assert "skipped 1 rows" in caplog.text
     assert "1 rows with start > end and 1 with a negative time" in caplog.text
+
+
+def test_submitted_video_names_lose_any_video_suffix(tmp_path):
+    lines = [f"v{n}{suffix} 1 2 Diving 0.5\n" for n, suffix in enumerate(VIDEO_SUFFIXES)]
+    (tmp_path / "run.txt").write_text("".join(lines))
+    videos = [d.video for d in load_detections(tmp_path / "run.txt", classes=GT.classes)]
+    assert videos == [f"v{n}" for n in range(len(VIDEO_SUFFIXES))]
 
 
 def test_class_names_and_indices_in_submissions(tmp_path):

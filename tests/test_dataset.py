@@ -14,7 +14,6 @@ from scnn.dataset import (
     ClipDataset,
     FrameCache,
     Samples,
-    find_video,
     trimmed_clip_paths,
     trimmed_samples,
     window_samples,
@@ -60,12 +59,6 @@ def test_frame_cache_decodes_each_video_once(tmp_path, video, monkeypatch):
     assert isinstance(second, np.memmap)
     assert cache.path("clip_a").name == "clip_a.40x32.npy"
     assert np.array_equal(first, second)
-
-
-def test_find_video_names_the_missing_video(tmp_path, video):
-    assert find_video(tmp_path / "videos", "clip_a") == video
-    with pytest.raises(VideoError, match="clip_b"):
-        find_video(tmp_path / "videos", "clip_b")
 
 
 def one_video_gt() -> GroundTruth:

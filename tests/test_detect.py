@@ -13,13 +13,14 @@ from tiny import MODEL_OPTIONS as OPTIONS
 from tiny import random_model
 from videos import numbered_frames, write_video
 
+from scnn import cli
 from scnn.annotations import load_detections
 from scnn.clips import assemble_clips
-from scnn.detect import Detector, detect_videos, find_videos, write_results
+from scnn.detect import Detector, detect_videos, write_results
 from scnn.errors import ScnnError, VideoError
 from scnn.modelfile import save_model
 from scnn.scored_windows import read_windows_csv
-from scnn.video import read_frames
+from scnn.video import find_videos, read_frames
 from scnn.windows import WindowConfig, window_grid
 
 
@@ -119,6 +120,34 @@ def test_too_short_video_is_an_error(model_dir, tmp_path):
         Detector.load(model_dir).score_windows(path)
 
 
+@pytest.fixture(scope="module")
+def model_32_to_128(tmp_path_factory):
+    """A model whose windows are 32, 64 and 128 frames long, each length weighted differently."""
+    prior = {32: np.full(3, 0.5), 64: np.full(3, 0.25), 128: np.full(3, 1.0)}
+    path = tmp_path_factory.mktemp("model_32_to_128")
+    return random_model(path, windows=WindowConfig((32, 64, 128)), prior=prior)
+
+
+def test_prior_weights_each_window_by_the_models_own_lengths(model_32_to_128, video):
+    detector = Detector.load(model_32_to_128, proposal_threshold=0.0, nms_threshold=1.0)
+    windows = detector.score_windows(video)
+    assert set(windows.window_frames.tolist()) == {32, 64, 128}
+    weighted = {(d.start_s, d.end_s, d.label): d.score for d in detector.detections(windows)}
+    plain = detector.with_settings(use_prior=False).detections(windows)
+    assert len(plain) == len(weighted) == int((windows.label_index > 0).sum())
+    weight = {32: 0.5, 64: 0.25, 128: 1.0}
+    for d in plain:
+        length = round((d.end_s - d.start_s) * 25) + 1
+        assert weighted[(d.start_s, d.end_s, d.label)] == pytest.approx(d.score * weight[length])
+
+
+def test_video_shorter_than_the_models_shortest_window_is_an_error(model_32_to_128, tmp_path):
+    path = tmp_path / "short.mp4"
+    write_video(path, numbered_frames(20, 64, 48), 25, "libx264")
+    with pytest.raises(VideoError, match="short.mp4.*shorter than the shortest window .32"):
+        Detector.load(model_32_to_128).score_windows(path)
+
+
 def test_batch_goes_past_bad_files_and_writes_every_format(model_dir, video, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -152,13 +181,15 @@ def test_same_video_name_twice_is_refused(tmp_path):
 
 def test_cli_exit_code_reports_failures(model_dir, video, tmp_path):
     out = tmp_path / "det.json"
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
     command = [
         sys.executable,
         "-m",
         "scnn",
         "detect",
         str(video),
-        str(tmp_path / "missing.mp4"),
+        str(broken),
         "--model",
         str(model_dir),
         "-o",
@@ -171,7 +202,7 @@ def test_cli_exit_code_reports_failures(model_dir, video, tmp_path):
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert run.returncode == 3, run.stderr
-    assert "missing.mp4: no such file" in run.stderr
+    assert "broken.mp4: not a readable video" in run.stderr
     assert "Traceback" not in run.stderr
     assert list(json.loads(out.read_text())["results"]) == ["clip one"]
 
@@ -305,3 +336,54 @@ def test_cpu_batch_size_keeps_conv1_output_within_the_budget():
     assert cpu_batch_size(faithful, bf16=True) == 1
     assert cpu_batch_size(faithful, bf16=False) == 1
     assert cpu_batch_size(small, bf16=True) == 16
+
+
+def detect_cli(*argv, out, capsys) -> tuple[int, str]:
+    """``scnn detect`` in this process: its exit code and its error output."""
+    code = cli.main(["--quiet", "detect", *map(str, argv), "-o", str(out)])
+    return code, capsys.readouterr().err
+
+
+def test_cli_missing_inputs_are_named_before_any_work(video, tmp_path, capsys):
+    out = tmp_path / "det.json"
+    out.write_text("earlier results\n")
+    missing = [tmp_path / "missing.mp4", tmp_path / "gone"]
+    # The model directory is bad too: the inputs are checked before it is loaded.
+    code, err = detect_cli(
+        video, *missing, "--model", tmp_path / "no_model", out=out, capsys=capsys
+    )
+    assert code == cli.EXIT_ERROR
+    assert err.count("\n") == 1
+    assert "no such file or folder" in err and all(str(path) in err for path in missing)
+    assert out.read_text() == "earlier results\n"
+
+
+def test_cli_folder_without_videos_is_an_error(model_dir, tmp_path, capsys):
+    out = tmp_path / "det.json"
+    out.write_text("earlier results\n")
+    folder = tmp_path / "empty folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a video")
+    code, err = detect_cli(folder, "--model", model_dir, out=out, capsys=capsys)
+    assert code == cli.EXIT_ERROR
+    assert f"{folder}: no video files" in err and err.count("\n") == 1
+    assert out.read_text() == "earlier results\n"
+
+
+def test_cli_writes_nothing_when_no_video_was_processed(model_dir, tmp_path, capsys):
+    out = tmp_path / "det.json"
+    out.write_text("earlier results\n")
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    code, err = detect_cli(broken, "--model", model_dir, out=out, capsys=capsys)
+    assert code != cli.EXIT_OK
+    assert "broken.mp4: not a readable video" in err
+    assert f"{out}: no video could be processed" in err
+    assert out.read_text() == "earlier results\n"
+
+
+def test_cli_video_without_detections_is_listed_in_the_json(model_dir, video, tmp_path, capsys):
+    out = tmp_path / "det.json"
+    code, _ = detect_cli(video, "--model", model_dir, "--min-score", "2", out=out, capsys=capsys)
+    assert code == cli.EXIT_OK
+    assert json.loads(out.read_text())["results"] == {"clip one": []}

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from tiny import MODEL_CLASSES, SYNTH, TINY, random_model, toml_text
 from videos import numbered_frames, write_video
 
-from scnn import cli, dataset, detect
+from scnn import cli, dataset
 from scnn.detect import Detector, detect_sharded, detect_videos, parts_dir, write_results
 from scnn.distributed import (
     DrawPositions,
@@ -30,6 +30,7 @@ from scnn.distributed import (
 )
 from scnn.errors import ScnnError
 from scnn.synth import generate
+from scnn.video import find_videos
 
 # --- the helpers, with hand-computed answers ---------------------------------------------
 
@@ -208,7 +209,7 @@ def detect_setup(tmp_path_factory):
         write_video(folder / f"{name}.mp4", frames, 25, "libx264")
     (folder / "broken.mp4").write_text("not a video")
     detector = Detector.load(root / "model", **SETTINGS)
-    result = detect_videos(detector, detect.find_videos([folder]), quiet=True)
+    result = detect_videos(detector, find_videos([folder]), quiet=True)
     write_results(result, root / "one.json", MODEL_CLASSES, root / "one_windows.csv")
     assert len(result.detections) == 4 and len(result.failures) == 1
     return root
@@ -232,7 +233,7 @@ def test_two_processes_detect_what_one_does(detect_setup):
 
 def test_killed_sharded_detection_resumes_without_redoing_videos(detect_setup, monkeypatch):
     root = detect_setup
-    videos = detect.find_videos([root / "videos"])
+    videos = find_videos([root / "videos"])
     detector = Detector.load(root / "model", **SETTINGS)
     out = root / "resumed.json"
     calls: list[str] = []
@@ -293,7 +294,7 @@ def test_sigkilled_torchrun_detection_resumes_without_redoing_videos(detect_setu
     calls: list[str] = []
     monkeypatch.setattr(Detector, "score_windows", counting(Detector.score_windows, calls))
     detector = Detector.load(root / "model", **SETTINGS)
-    detect_sharded(detector, detect.find_videos([root / "videos"]), out, quiet=True)
+    detect_sharded(detector, find_videos([root / "videos"]), out, quiet=True)
     assert sorted(calls) == sorted(set(VIDEO_FRAMES) - set(recorded))
     for name in set(recorded) & set(VIDEO_FRAMES):  # finished records are left as they were
         assert (parts_dir(out) / f"{name}.json").stat().st_mtime_ns == recorded[name]

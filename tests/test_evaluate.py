@@ -283,3 +283,27 @@ def test_cli_official_kit_example_against_the_bundled_val(tmp_path):
     assert main(args) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     np.testing.assert_allclose(result["mAP"], KIT_MAP, rtol=0, atol=1e-9)
+
+
+def test_cli_postprocess_prior_has_a_bin_per_window_length_of_the_file(tmp_path):
+    # Lengths 32, 64, 128 frames: bins of 1.28, 2.56 and 5.12 s, each holding W/2..2W.
+    (tmp_path / "gt.csv").write_text("video,start,end,label\nt,0,1.0,A\nt,0,8.0,B\n")
+    windows = tmp_path / "w.csv"
+    windows.write_text(
+        "video,window_frames,start_frame,end_frame,start_s,end_s,loc_class,loc_score\n"
+        "a,32,1,32,0.04,1.28,A,0.9\n"  # A: 1.0 s fits only the 32-frame bin
+        "a,64,1001,1064,40.04,42.56,A,0.8\n"
+        "a,128,2001,2128,80.04,85.12,B,0.7\n"  # B: 8.0 s fits only the 128-frame bin
+        "a,32,3001,3032,120.04,121.28,B,0.6\n"
+    )
+    out = tmp_path / "d.csv"
+    code = main(["postprocess", str(windows), "--prior-from", str(tmp_path / "gt.csv"),
+                 "--nms", "0.4", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    found = load_detections(out, classes=("A", "B"))
+    assert [(d.start_s, d.label, d.score) for d in found] == [
+        (0.04, "A", 0.9),
+        (80.04, "B", 0.7),
+        (40.04, "A", 0.0),
+        (120.04, "B", 0.0),
+    ]

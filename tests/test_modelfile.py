@@ -32,7 +32,8 @@ def write(path, classes=CLASSES, prior=None) -> tuple[torch.nn.Module, torch.nn.
     localization = build_network(len(CLASSES) + 1, OPTIONS, CLIP)
     # Move batch-norm statistics off their defaults so the round trip must carry them.
     localization.norm1.running_mean.fill_(0.25)
-    prior = np.full((len(WINDOWS.lengths_frames), len(classes)), 1 / 6) if prior is None else prior
+    uniform = {length: np.full(len(classes), 1 / 6) for length in WINDOWS.lengths_frames}
+    prior = uniform if prior is None else prior
     save_model(
         path,
         proposal=proposal,
@@ -58,7 +59,8 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
     assert not loaded.proposal.training and not loaded.localization.training
     assert loaded.classes == CLASSES
     assert loaded.clip == CLIP and loaded.options == OPTIONS and loaded.windows == WINDOWS
-    assert loaded.prior.shape == (6, 3)
+    assert list(loaded.prior) == [16, 32, 64, 128, 256, 512]
+    assert all(weights.tolist() == [1 / 6] * 3 for weights in loaded.prior.values())
     assert loaded.proposal_threshold == 0.7 and loaded.nms_threshold == 0.4
     assert loaded.fps == 25.0
     assert loaded.metrics == {"proposal": {"accuracy": 0.9}}
@@ -100,7 +102,9 @@ def test_wrong_shape_names_the_tensor_and_both_shapes(tmp_path):
 
 def test_prior_must_match_classes_and_window_lengths(tmp_path):
     with pytest.raises(ModelError, match=r"\(6, 2\)"):
-        write(tmp_path / "model", prior=np.ones((6, 2)))
+        write(tmp_path / "model", prior={length: np.ones(2) for length in WINDOWS.lengths_frames})
+    with pytest.raises(ModelError, match=r"window lengths \[16, 32, 64\], the model has \[16,"):
+        write(tmp_path / "model", prior={length: np.ones(3) for length in (16, 32, 64)})
     write(tmp_path / "model")
     description_path = tmp_path / "model" / MODEL_JSON
     description = json.loads(description_path.read_text())

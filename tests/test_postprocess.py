@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from scnn.annotations import Instance
+from scnn.errors import ScnnError
 from scnn.postprocess import nms, postprocess, reference_nms, window_length_prior
 from scnn.scored_windows import ScoredWindows
 
 
 def test_prior_counts_durations_within_half_to_double_the_window():
-    durations_s = (1.0, 4.0)
+    lengths_frames = (25, 100)  # 1 s and 4 s at 25 fps
     instances = [
         Instance("v", 0.0, 0.5, "A"),  # 0.5 s: bin 1.0 only (0.5 <= d <= 2)
         Instance("v", 0.0, 2.0, "A"),  # 2.0 s: both bins (edges inclusive)
@@ -17,10 +18,17 @@ def test_prior_counts_durations_within_half_to_double_the_window():
         Instance("v", 0.0, 3.0, "B"),  # 3.0 s: bin 4.0 only
         Instance("v", 0.0, 3.0, "Other"),  # not a listed class: ignored
     ]
-    prior = window_length_prior(instances, ("A", "B", "C"), durations_s)
-    np.testing.assert_allclose(prior[:, 0], [2 / 4, 2 / 4])
-    np.testing.assert_allclose(prior[:, 1], [0.0, 1.0])
-    np.testing.assert_allclose(prior[:, 2], [0.5, 0.5])  # no instance: uniform
+    prior = window_length_prior(instances, ("A", "B", "C"), lengths_frames)
+    assert list(prior) == [25, 100]
+    np.testing.assert_allclose(prior[25], [2 / 4, 0.0, 0.5])  # C has no instance: uniform
+    np.testing.assert_allclose(prior[100], [2 / 4, 1.0, 0.5])
+
+
+def test_prior_of_the_authors_lengths_uses_their_duration_bins():
+    # 0.3 s fits only the authors' 16-frame bin, 0.6 s (0.3..1.2 s), not 16 / 25 = 0.64 s.
+    prior = window_length_prior([Instance("v", 0.0, 0.3, "A")], ("A",))
+    assert list(prior) == [16, 32, 64, 128, 256, 512]
+    assert [float(prior[length][0]) for length in prior] == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def test_nms_keeps_iou_equal_to_threshold_and_suppresses_above():
@@ -62,7 +70,7 @@ def _windows() -> ScoredWindows:
 
 
 def test_postprocess_drops_background_weights_and_suppresses():
-    prior = np.array([[0.5, 1.0], [1.0, 1.0]])  # rows: 16 and 32 frames; columns: A, B
+    prior = {16: np.array([0.5, 1.0]), 32: np.array([1.0, 1.0])}  # weights of A, B
     detections = postprocess(_windows(), nms_iou=0.4, prior=prior)
     # b/A: 0.9 * 0.5 = 0.45 vs 0.6 * 1.0 = 0.6; IoU 0.6/1.24 > 0.4, so only the 32-frame one.
     assert [(d.video, d.label, d.score) for d in detections] == [
@@ -78,3 +86,33 @@ def test_postprocess_top_k_and_min_score():
     assert [(d.video, d.score) for d in top] == [("b", 0.9), ("a", 0.5)]
     high = postprocess(_windows(), nms_iou=1.0, min_score=0.7)
     assert [d.score for d in high] == [0.9, 0.8]
+
+
+def _windows_of_lengths(lengths_frames: tuple[int, ...]) -> ScoredWindows:
+    """One class-A window of each length, apart in time, each scored 0.8."""
+    starts = 1 + 1000 * np.arange(len(lengths_frames))
+    ends = starts + np.array(lengths_frames) - 1
+    return ScoredWindows(
+        videos=np.array(["v"] * len(lengths_frames)),
+        window_frames=np.array(lengths_frames),
+        start_frame=starts,
+        end_frame=ends,
+        start_s=starts / 25,
+        end_s=ends / 25,
+        label_index=np.ones(len(lengths_frames), dtype=np.int64),
+        score=np.full(len(lengths_frames), 0.8),
+        classes=("A",),
+    )
+
+
+def test_prior_weights_each_window_by_its_own_length():
+    prior = {32: np.array([0.5]), 64: np.array([0.25]), 128: np.array([1.0])}
+    detections = postprocess(_windows_of_lengths((32, 64, 128)), nms_iou=1.0, prior=prior)
+    by_length = {round((d.end_s - d.start_s) * 25) + 1: d.score for d in detections}
+    assert by_length == {32: 0.4, 64: 0.2, 128: 0.8}
+
+
+def test_window_length_missing_from_the_prior_is_an_error():
+    prior = {32: np.array([0.5]), 64: np.array([0.25])}
+    with pytest.raises(ScnnError, match=r"window length 128 frames has no prior weights.*32, 64"):
+        postprocess(_windows_of_lengths((32, 128)), nms_iou=1.0, prior=prior)

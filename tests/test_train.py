@@ -179,7 +179,8 @@ def test_scnn_train_writes_a_model_directory(synth_root, tmp_path):
     assert saved["steps"] == 3 and saved["log_every"] == 1 and saved["model"]["width"] == 0.0625
     model = load_model(out / "model")
     assert sorted(model.classes) == sorted(SYNTH.classes)  # ActivityNet JSON: first-seen order
-    assert model.prior.shape == (3, 2)  # 3 window lengths, 2 classes
+    assert list(model.prior) == [16, 32, 64]  # the config's window lengths
+    assert all(weights.shape == (2,) for weights in model.prior.values())  # 2 classes
     assert set(model.metrics) == {"proposal", "classification", "localization"}
     localization = build_network(3, model.options, model.clip)
     localization.load_state_dict(load_file(out / "localization" / "weights.safetensors"))

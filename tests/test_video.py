@@ -14,12 +14,15 @@ from scnn.errors import VideoError
 from scnn.video import (
     FPS,
     FRAME_SIZE,
-    MIN_WINDOW_FRAMES,
+    VIDEO_SUFFIXES,
+    find_videos,
     iter_frames,
     num_frames,
     probe,
     read_frames,
+    video_files,
 )
+from scnn.windows import WINDOW_LENGTHS_FRAMES
 
 NTSC = Fraction(30000, 1001)
 
@@ -107,7 +110,7 @@ def test_probe_reads_the_container(tmp_path: Path) -> None:
 def test_short_video_is_readable_and_reportable(tmp_path: Path) -> None:
     path = write_video(tmp_path / "short.mp4", numbered_frames(10), 25)
     info = probe(path)
-    assert num_frames(info) == 10 < MIN_WINDOW_FRAMES
+    assert num_frames(info) == 10 < min(WINDOW_LENGTHS_FRAMES)
     assert read_frames(path).shape == (10, FRAME_SIZE[1], FRAME_SIZE[0], 3)
 
 
@@ -172,3 +175,21 @@ def test_truncated_mp4_without_index(tmp_path: Path) -> None:
     path = tmp_path / "cut.mp4"
     path.write_bytes(good.read_bytes()[:-200])  # the index (moov) is written last
     assert_video_error(path, "not a readable video")
+
+
+def test_every_video_suffix_is_found_in_any_case(tmp_path: Path) -> None:
+    videos = [f"v{n}{suffix}" for n, suffix in enumerate(VIDEO_SUFFIXES)] + ["loud.MP4"]
+    for name in [*videos, "notes.txt", "v.mp4.part"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [path.name for path in find_videos([tmp_path])] == sorted(videos)
+    assert video_files(tmp_path, ["loud", "v1"]) == {
+        "loud": tmp_path / "loud.MP4",
+        "v1": tmp_path / f"v1{VIDEO_SUFFIXES[1]}",
+    }
+
+
+def test_video_files_names_a_video_without_a_file(tmp_path: Path) -> None:
+    (tmp_path / "clip_a.mp4").write_bytes(b"")
+    assert video_files(tmp_path, ["clip_a"]) == {"clip_a": tmp_path / "clip_a.mp4"}
+    with pytest.raises(VideoError, match="no video file for 'clip_b'"):
+        video_files(tmp_path, ["clip_a", "clip_b"])

@@ -74,18 +74,19 @@ def random_model(
     clip: ClipConfig = MODEL_CLIP,
     options: ModelOptions = MODEL_OPTIONS,
     windows: WindowConfig = MODEL_WINDOWS,
-    prior: np.ndarray | None = None,
+    prior: Mapping[int, np.ndarray] | None = None,
 ) -> Path:
     """A model directory with seeded random weights: detection runs end to end, nothing is
     learnt. The prior defaults to uniform (1 / number of window lengths)."""
     torch.manual_seed(0)
-    lengths = len(windows.lengths_frames)
+    lengths = windows.lengths_frames
+    uniform = {length: np.full(len(classes), 1 / len(lengths)) for length in lengths}
     save_model(
         path,
         proposal=build_network(2, options, clip),
         localization=build_network(len(classes) + 1, options, clip),
         classes=classes,
-        prior=np.full((lengths, len(classes)), 1 / lengths) if prior is None else prior,
+        prior=uniform if prior is None else prior,
         options=options,
         windows=windows,
         clip=clip,

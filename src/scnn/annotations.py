@@ -17,6 +17,7 @@ from pathlib import Path
 from scnn.errors import AnnotationError
 from scnn.fileio import atomic_write_text
 from scnn.subtitles import write_srt, write_webvtt
+from scnn.video import VIDEO_SUFFIXES
 
 AMBIGUOUS = "Ambiguous"
 
@@ -57,9 +58,6 @@ class GroundTruth:
     subsets: Mapping[str, str] = field(default_factory=dict)
 
 
-# Extensions the official kits strip from submitted video names (".mpeg" in TH14evaldet.m,
-# ".mp4" in the S-CNN kit); the others are common enough to accept the same way.
-VIDEO_EXTENSIONS = (".mpeg", ".mpg", ".mp4", ".avi", ".mkv", ".webm", ".mov")
 THUMOS14_DEFAULT_SUBSET = "test"
 DURATION_SLACK_S = 0.5  # annotations may overrun a rounded duration by this much unremarked
 
@@ -128,7 +126,9 @@ def _segment(start: str, end: str, path: Path, line: int | None) -> tuple[float,
 
 
 def _strip_extension(video: str) -> str:
-    for extension in VIDEO_EXTENSIONS:
+    """A submitted video name without its video suffix, as the official kits strip ".mpeg"
+    (TH14evaldet.m) and ".mp4" (the S-CNN kit); the other suffixes are stripped alike."""
+    for extension in VIDEO_SUFFIXES:
         if video.lower().endswith(extension):
             return video[: -len(extension)]
     return video
@@ -578,7 +578,7 @@ def load_detections(
     return detections
 
 
-def _write_thumos14_detections(path, detections, classes) -> None:
+def _write_thumos14_detections(path, detections, classes, videos) -> None:
     """``video start end class score``: times %.1f and scores to 5 significant digits, as the
     authors' files; the class is its 1..K index when ``classes`` is given, else its name."""
     index = {name: n for n, name in enumerate(classes or (), start=1)}
@@ -589,8 +589,9 @@ def _write_thumos14_detections(path, detections, classes) -> None:
     atomic_write_text(path, "".join(lines))
 
 
-def _write_activitynet_detections(path, detections, classes) -> None:
-    results: dict[str, list] = {}
+def _write_activitynet_detections(path, detections, classes, videos) -> None:
+    """Each video of ``videos`` is listed, with an empty list when it has no detection."""
+    results: dict[str, list] = {video: [] for video in videos}
     for d in detections:
         results.setdefault(d.video, []).append(
             {"label": d.label, "score": d.score, "segment": [d.start_s, d.end_s]}
@@ -599,7 +600,7 @@ def _write_activitynet_detections(path, detections, classes) -> None:
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
-def _write_csv_detections(path, detections, classes) -> None:
+def _write_csv_detections(path, detections, classes, videos) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["video", "start", "end", "label", "score"])
@@ -608,7 +609,8 @@ def _write_csv_detections(path, detections, classes) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-# Output writers by file extension, each ``(path, detections, classes)``; add formats here.
+# Output writers by file extension, each ``(path, detections, classes, videos)``; add formats
+# here. ``videos`` names every video processed, also those without a detection.
 WRITERS = {
     ".txt": _write_thumos14_detections,
     ".json": _write_activitynet_detections,
@@ -628,7 +630,13 @@ def get_writer(path: str | Path):
 
 
 def write_detections(
-    path: str | Path, detections: Sequence[Detection], classes: Sequence[str] | None = None
+    path: str | Path,
+    detections: Sequence[Detection],
+    classes: Sequence[str] | None = None,
+    videos: Sequence[str] = (),
 ) -> None:
-    """Write detections in the format named by ``path``'s extension (see ``WRITERS``)."""
-    get_writer(path)(Path(path), detections, classes)
+    """Write detections in the format named by ``path``'s extension (see ``WRITERS``).
+
+    ``videos``: the videos processed; the ActivityNet JSON lists those without a detection
+    with an empty list (the other formats have no place for them)."""
+    get_writer(path)(Path(path), detections, classes, videos)

@@ -15,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scnn.bundled_data import resolve_class_table, resolve_ground_truth
+from scnn.detect import PRECISIONS
 from scnn.errors import ScnnError
+from scnn.evaluate import PROTOCOLS
+from scnn.train import STAGES
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -45,9 +48,6 @@ def _torchrun_world():
     if world is not None and not world.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     return world
-
-
-STAGE_NAMES = ("proposal", "classification", "localization")  # train.STAGES, in order
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -94,7 +94,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--stage",
-        choices=("all", *STAGE_NAMES),
+        choices=("all", *(stage.name for stage in STAGES)),
         default="all",
         help="stage(s) to train (default: all)",
     )
@@ -263,7 +263,7 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=PRECISIONS,
         default="auto",
         help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
     )
@@ -297,7 +297,10 @@ def _run_detect(args: argparse.Namespace) -> int:
     import torch
 
     from scnn import annotations, detect, distributed
+    from scnn.video import find_videos
 
+    annotations.get_writer(args.out)  # an unknown format fails before any decoding
+    videos = find_videos(args.videos)  # so do missing inputs and empty folders
     world = _torchrun_world()
     device = args.device
     torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick its fastest kernels
@@ -317,10 +320,9 @@ def _run_detect(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
     )
-    annotations.get_writer(args.out)  # an unknown format fails before any decoding
-    videos = detect.find_videos(args.videos)
     if world is None:
         result = detect.detect_videos(detector, videos, quiet=args.quiet)
+        _print_failures(result.failures)
         detect.write_results(result, args.out, detector.classes, args.save_windows)
     else:  # torchrun: shared out by duration, resumable (OUT.parts/)
         quiet = args.quiet or not world.is_main
@@ -330,20 +332,23 @@ def _run_detect(args: argparse.Namespace) -> int:
         if sharded is None:  # rank 0 reports the merged result
             return EXIT_OK
         result = sharded
+        _print_failures(result.failures)
     found = sum(len(d) for d in result.detections.values())
     print(f"{found} detections in {len(result.detections)} video(s) -> {args.out}")
     if args.report is not None:
         from scnn.html_report import write_html_report
 
-        found_videos = detect.find_videos(args.videos)
-        played = {p.stem: p for p in found_videos if p.stem in result.detections}
+        played = {p.stem: p for p in videos if p.stem in result.detections}
         index = write_html_report(
             args.report, result.all_detections(), videos=played, classes=detector.classes
         )
         print(f"HTML report: {index}")
-    for reason in result.failures.values():
-        print(f"failed: {reason}", file=sys.stderr)
     return EXIT_SOME_FAILED if result.failures else EXIT_OK
+
+
+def _print_failures(failures: dict[str, str]) -> None:
+    for reason in failures.values():
+        print(f"failed: {reason}", file=sys.stderr)
 
 
 def _add_demo(subparsers: argparse._SubParsersAction) -> None:
@@ -441,8 +446,9 @@ def _add_postprocess(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="GT",
         help="training annotations (THUMOS14 folder, .json or .csv, or thumos14-val: the "
-        "bundled THUMOS14 validation set, the authors' source) for the window-length prior, "
-        "with the authors' duration bins (default: no prior)",
+        "bundled THUMOS14 validation set, the authors' source) for the window-length prior: a "
+        "duration bin per window length in WINDOWS (the authors' bins for their 16..512 "
+        "frames, else each length's duration) (default: no prior)",
     )
     parser.add_argument("--prior-subset", default=None, help="subset of --prior-from to use")
     parser.add_argument(
@@ -475,7 +481,8 @@ def _run_postprocess(args: argparse.Namespace) -> int:
     windows = scored_windows.read_windows_csv(args.windows, classes)
     prior = None
     if prior_gt is not None:
-        prior = postprocess.window_length_prior(prior_gt.instances, classes)
+        lengths = sorted(set(windows.window_frames.tolist()))
+        prior = postprocess.window_length_prior(prior_gt.instances, classes, lengths)
     detections = postprocess.postprocess(
         windows, args.nms, prior, top_k=args.top_k, min_score=args.min_score
     )
@@ -502,7 +509,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pred", type=Path, required=True, help="detections: THUMOS14 .txt, .json or .csv"
     )
-    parser.add_argument("--protocol", required=True, choices=["thumos14", "scnn", "activitynet"])
+    parser.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS))
     parser.add_argument(
         "--iou",
         type=float,

@@ -22,12 +22,10 @@ from scnn.annotations import GroundTruth
 from scnn.clips import ClipConfig, gather_clips, normalize_clips
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write
-from scnn.video import FPS, read_frames
+from scnn.video import FPS, VIDEO_SUFFIXES, read_frames
 from scnn.windows import LabelConfig, WindowConfig, label_windows, window_grid
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg")
 
 
 @dataclass(frozen=True)
@@ -111,15 +109,6 @@ class FrameCache:
         if frames.dtype != np.uint8 or frames.shape[1:] != (height, width, 3):
             return None
         return frames
-
-
-def find_video(videos_dir: str | Path, video: str) -> Path:
-    """The file of ``video`` in ``videos_dir`` (any of VIDEO_SUFFIXES), or VideoError."""
-    for suffix in VIDEO_SUFFIXES:
-        candidate = Path(videos_dir) / f"{video}{suffix}"
-        if candidate.is_file():
-            return candidate
-    raise VideoError(f"no video file for '{video}' (tried {', '.join(VIDEO_SUFFIXES)})", videos_dir)
 
 
 def cache_videos(

@@ -13,7 +13,7 @@ from pathlib import Path
 from scnn.annotations import GroundTruth, write_detections
 from scnn.detect import BUNDLED_MODEL, BatchResult, Detector, detect_videos
 from scnn.errors import ScnnError
-from scnn.evaluate import EvaluationResult, evaluate
+from scnn.evaluate import PROTOCOLS, EvaluationResult, evaluate
 from scnn.fileio import atomic_write_text
 from scnn.report import plot_timeline
 from scnn.synth import SynthConfig, generate
@@ -21,7 +21,6 @@ from scnn.synth import SynthConfig, generate
 DEMO_SEED = 2026  # the bundled model was trained on seed 0's videos
 DEMO_VIDEOS = 3
 DEMO_DURATION_S = (60.0, 90.0)
-PROTOCOLS = ("thumos14", "scnn", "activitynet")
 
 
 @dataclass(frozen=True)

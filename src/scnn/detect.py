@@ -43,7 +43,7 @@ from scnn.parallel_decode import iter_frames_parallel
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.scored_windows import ScoredWindows, concat_windows, write_windows_csv
-from scnn.video import MIN_WINDOW_FRAMES, iter_frames, num_frames, probe
+from scnn.video import iter_frames, num_frames, probe
 from scnn.windows import Windows, window_grid
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ LANE_MIN_S = 60.0  # seconds of video per lane, at least: each lane decodes a lo
 MAX_LANES = 8
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 PRECISIONS = ("auto", "fp32", "bf16")
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
 
 
 @dataclass(frozen=True)
@@ -287,10 +286,11 @@ class Detector:
         else:
             lanes = self._score_lanes(video, ends, progress)
         frames = max(lane.frames for lane in lanes)
-        if frames < MIN_WINDOW_FRAMES:
+        shortest = min(self.model.windows.lengths_frames)
+        if frames < shortest:
             raise VideoError(
                 f"{frames} frames at {self.model.fps:g} fps: shorter than the shortest window "
-                f"({MIN_WINDOW_FRAMES} frames)",
+                f"({shortest} frames)",
                 video,
             )
         grid_parts, results, offset = [], [], 0
@@ -494,21 +494,6 @@ class BatchResult:
         return sorted(merged, key=lambda d: -d.score)
 
 
-def find_videos(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, and the video files (by suffix) directly inside given directories."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-        else:
-            found.append(path)
-    names = [p.stem for p in found]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise ScnnError(f"several videos share the name {clashes[0]!r}; rename one")
-    return found
-
-
 def detect_videos(
     detector: Detector, videos: Sequence[Path], *, quiet: bool = False
 ) -> BatchResult:
@@ -536,13 +521,19 @@ def write_results(
 ) -> None:
     """Write detections to ``out`` (format by extension), each file atomically.
 
-    Subtitles hold one video: with several videos, ``out``'s folder gets ``<video>.vtt``.
+    Subtitles hold one video: with several videos, ``out``'s folder gets ``<video>.vtt``. A
+    video without detections is listed where the format can (ActivityNet JSON). When no video
+    was processed nothing is written, so an earlier ``out`` survives a failed run.
     """
+    if not result.detections:
+        raise ScnnError(
+            f"no video could be processed ({len(result.failures)} failed); nothing written", out
+        )
     if out.suffix.lower() in SUBTITLE_FORMATS and len(result.detections) != 1:
         for video, detections in result.detections.items():
             write_detections(out.parent / f"{video}{out.suffix}", detections, classes)
     else:
-        write_detections(out, result.all_detections(), classes)
+        write_detections(out, result.all_detections(), classes, videos=list(result.detections))
     if windows_csv is not None:
         write_windows_csv(windows_csv, concat_windows(result.windows, tuple(classes)))
 
@@ -617,7 +608,7 @@ def _settings_key(detector: Detector) -> str:
             k: v for k, v in dataclasses.asdict(detector.config).items() if k not in _SPEED_ONLY
         },
         "device": detector.device.type,  # precision "auto" depends on it
-        "prior": np.asarray(model.prior).tolist(),
+        "prior": [weights.tolist() for weights in model.prior.values()],
         "thresholds": [model.proposal_threshold, model.nms_threshold, model.use_prior],
         "windows": dataclasses.asdict(model.windows),
         "clip": dataclasses.asdict(model.clip),

@@ -487,7 +487,7 @@ def report_from_files(
     detections = load_detections(results, classes, class_table)
     videos: dict[str, Path] = {}
     if videos_dir is not None:
-        from scnn.detect import find_videos  # imports torch: only when a folder is given
+        from scnn.video import find_videos
 
         if not Path(videos_dir).is_dir():
             raise ScnnError("not a folder of videos", videos_dir)

@@ -67,7 +67,7 @@ class LoadedModel:
     proposal: C3D
     localization: C3D
     classes: tuple[str, ...]
-    prior: np.ndarray  # (num window lengths, K) window-length prior (method.md §4)
+    prior: Mapping[int, np.ndarray]  # window length (frames) -> weight of each class (§4)
     windows: WindowConfig
     clip: ClipConfig
     options: ModelOptions
@@ -127,7 +127,7 @@ def save_model(
     proposal: C3D,
     localization: C3D,
     classes: tuple[str, ...],
-    prior: np.ndarray,
+    prior: Mapping[int, np.ndarray],
     options: ModelOptions,
     windows: WindowConfig,
     clip: ClipConfig,
@@ -137,14 +137,9 @@ def save_model(
     use_prior: bool = True,
 ) -> None:
     """Write the model directory at ``path``; each file is written atomically, model.json last,
-    so a directory with a model.json is complete."""
-    prior = np.asarray(prior, dtype=np.float64)
-    if prior.shape != (len(windows.lengths_frames), len(classes)):
-        raise ModelError(
-            f"prior has shape {prior.shape}, expected ({len(windows.lengths_frames)}, "
-            f"{len(classes)}) for the window lengths and classes",
-            path,
-        )
+    so a directory with a model.json is complete. ``prior`` maps each of ``windows``' lengths
+    to the weight of each class; model.json holds its rows in the order of those lengths."""
+    prior_rows = _prior_rows(prior, windows, len(classes), path)
     path = Path(path)
     atomic_write_bytes(path / PROPOSAL_WEIGHTS, state_bytes(proposal))
     atomic_write_bytes(path / LOCALIZATION_WEIGHTS, state_bytes(localization))
@@ -153,7 +148,7 @@ def save_model(
         "classes": list(classes),
         "window_lengths_frames": list(windows.lengths_frames),
         "window_overlap": windows.overlap,
-        "prior": prior.tolist(),
+        "prior": prior_rows.tolist(),
         "fps": fps,
         "clip": dataclasses.asdict(clip),
         "model": dataclasses.asdict(options),
@@ -166,6 +161,26 @@ def save_model(
         "metrics": metrics,
     }
     atomic_write_text(path / MODEL_JSON, json.dumps(description, indent=1) + "\n")
+
+
+def _prior_rows(
+    prior: Mapping[int, np.ndarray], windows: WindowConfig, num_classes: int, path: str | Path
+) -> np.ndarray:
+    """The prior's rows in the order of ``windows.lengths_frames``; a prior of other window
+    lengths or classes is a ModelError."""
+    lengths = windows.lengths_frames
+    if sorted(prior) != sorted(lengths):
+        raise ModelError(
+            f"prior is for window lengths {sorted(prior)}, the model has {list(lengths)}", path
+        )
+    rows = np.asarray([prior[length] for length in lengths], dtype=np.float64)
+    if rows.shape != (len(lengths), num_classes):
+        raise ModelError(
+            f"prior has shape {rows.shape}, expected ({len(lengths)}, {num_classes}) for the "
+            "window lengths and classes",
+            path,
+        )
+    return rows
 
 
 def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,7 +236,7 @@ def load_model(path: str | Path) -> LoadedModel:
         proposal=proposal.eval(),
         localization=localization.eval(),
         classes=classes,
-        prior=prior,
+        prior=dict(zip(windows.lengths_frames, prior, strict=True)),
         windows=windows,
         clip=clip,
         options=options,

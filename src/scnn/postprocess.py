@@ -9,36 +9,45 @@ reproduce the paper's table (benchmarks/thumos14_table.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from scnn.annotations import Detection, Instance
-from scnn.errors import AnnotationError
+from scnn.errors import ScnnError
 from scnn.scored_windows import ScoredWindows
-from scnn.windows import temporal_iou
+from scnn.video import FPS
+from scnn.windows import WINDOW_LENGTHS_FRAMES, temporal_iou
 
 log = logging.getLogger(__name__)
 
-WINDOW_FRAMES = (16, 32, 64, 128, 256, 512)
-# The authors' duration of each window length in cal_weight.m, in seconds (not exactly
-# L / 25 fps: these are the values their prior was computed with).
+# The authors' duration of each of their window lengths (WINDOW_LENGTHS_FRAMES) in
+# cal_weight.m, in seconds (not exactly L / 25 fps: these are the values their prior was
+# computed with).
 AUTHORS_WINDOW_DURATIONS_S = (0.6, 1.24, 2.52, 5.08, 10.20, 22.44)
+
+
+def _durations_s(lengths_frames: Sequence[int]) -> tuple[float, ...]:
+    """The duration bin of each window length: the authors' bins for their lengths, so their
+    prior (and the paper's table) comes out; otherwise L / fps."""
+    if tuple(lengths_frames) == WINDOW_LENGTHS_FRAMES:
+        return AUTHORS_WINDOW_DURATIONS_S
+    return tuple(length / FPS for length in lengths_frames)
 
 
 def window_length_prior(
     instances: Sequence[Instance],
     classes: Sequence[str],
-    window_durations_s: Sequence[float] = AUTHORS_WINDOW_DURATIONS_S,
-) -> np.ndarray:
-    """The ``(len(window_durations_s), len(classes))`` table w[L, class] (cal_weight.m).
+    lengths_frames: Sequence[int] = WINDOW_LENGTHS_FRAMES,
+) -> dict[int, np.ndarray]:
+    """w[L, class] (cal_weight.m): for each window length L, the weight of each class, ``(K,)``.
 
     Counts the training instances of each class whose duration d satisfies W/2 ≤ d ≤ 2·W for
-    each window duration W, then normalises each class's column to sum 1. A class with no
-    instance in any bin gets a uniform column (the authors' code would divide by zero), with a
-    warning. Instances of labels outside ``classes`` are ignored.
+    the duration W of each window length, then normalises each class over the lengths to sum
+    1. A class with no instance in any bin gets a uniform weight (the authors' code would
+    divide by zero), with a warning. Instances of labels outside ``classes`` are ignored.
     """
-    durations = np.asarray(window_durations_s, dtype=np.float64)
+    durations = np.asarray(_durations_s(lengths_frames), dtype=np.float64)
     counts = np.zeros((len(durations), len(classes)))
     column = {name: n for n, name in enumerate(classes)}
     for instance in instances:
@@ -57,7 +66,7 @@ def window_length_prior(
         )
         counts[:, empty] = 1.0
         totals[empty] = len(durations)
-    return counts / totals
+    return dict(zip((int(length) for length in lengths_frames), counts / totals, strict=True))
 
 
 def nms(segments: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -101,14 +110,14 @@ def reference_nms(segments: np.ndarray, scores: np.ndarray, iou_threshold: float
 def postprocess(
     windows: ScoredWindows,
     nms_iou: float,
-    prior: np.ndarray | None = None,
+    prior: Mapping[int, np.ndarray] | None = None,
     top_k: int | None = None,
     min_score: float | None = None,
 ) -> list[Detection]:
     """Scored windows → detections, sorted by descending score (method.md §4).
 
-    Drops background windows, multiplies each score by ``prior[row of window_frames in
-    WINDOW_FRAMES, class]`` (a :func:`window_length_prior` table over ``windows.classes``),
+    Drops background windows, multiplies each score by ``prior[window length][class]`` (a
+    :func:`window_length_prior` over ``windows.classes``; a length it lacks is an error),
     optionally drops scores below ``min_score``, runs :func:`nms` per video and class, and
     optionally keeps each video's ``top_k`` best. Equal scores keep the authors' order: video
     name, class index, NMS pick order (their results depend on it after 5-digit rounding).
@@ -117,8 +126,7 @@ def postprocess(
     scores = windows.score[keep].copy()
     labels = windows.label_index[keep]
     if prior is not None:
-        rows = _prior_rows(windows.window_frames[keep], len(prior))
-        scores *= prior[rows, labels - 1]
+        scores *= _prior_weights(prior, windows.window_frames[keep], labels)
     if min_score is not None:
         above = scores >= min_score
         keep, scores, labels = keep[above], scores[above], labels[above]
@@ -152,16 +160,20 @@ def postprocess(
     ]
 
 
-def _prior_rows(window_frames: np.ndarray, num_rows: int) -> np.ndarray:
-    lengths = np.array(WINDOW_FRAMES[:num_rows])
-    rows = np.searchsorted(lengths, window_frames)
-    rows = np.minimum(rows, len(lengths) - 1)
-    bad = lengths[rows] != window_frames
-    if bad.any():
-        raise AnnotationError(
-            f"window length {window_frames[bad][0]} has no prior row (lengths {tuple(lengths)})"
-        )
-    return rows
+def _prior_weights(
+    prior: Mapping[int, np.ndarray], window_frames: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """The weight ``prior[L][label]`` of each window (labels 1..K)."""
+    weights = np.empty(len(labels))
+    for length in np.unique(window_frames):
+        if length not in prior:
+            raise ScnnError(
+                f"window length {length} frames has no prior weights (the prior's lengths: "
+                f"{', '.join(map(str, prior))})"
+            )
+        rows = window_frames == length
+        weights[rows] = np.asarray(prior[length])[labels[rows] - 1]
+    return weights
 
 
 def _top_k_per_video(picked: np.ndarray, videos: np.ndarray, top_k: int) -> np.ndarray:

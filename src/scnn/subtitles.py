@@ -39,9 +39,9 @@ def _cues(path: Path, detections: Sequence[Detection], decimal: str) -> list[str
     ]
 
 
-def write_webvtt(path: Path, detections: Sequence[Detection], classes=None) -> None:
+def write_webvtt(path: Path, detections: Sequence[Detection], classes=None, videos=()) -> None:
     atomic_write_text(path, "WEBVTT\n\n" + "\n".join(_cues(path, detections, ".")))
 
 
-def write_srt(path: Path, detections: Sequence[Detection], classes=None) -> None:
+def write_srt(path: Path, detections: Sequence[Detection], classes=None, videos=()) -> None:
     atomic_write_text(path, "\n".join(_cues(path, detections, ",")))

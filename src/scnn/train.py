@@ -40,7 +40,6 @@ from scnn.dataset import (
     Samples,
     cache_videos,
     concat_samples,
-    find_video,
     trimmed_clip_paths,
     trimmed_samples,
     window_samples,
@@ -52,8 +51,7 @@ from scnn.loss import overlap_loss
 from scnn.model import C3D, load_sports1m_weights
 from scnn.modelfile import build_network, load_state, save_model, state_bytes
 from scnn.precision import native_bf16
-from scnn.video import FPS
-from scnn.windows import WINDOW_LENGTHS_FRAMES
+from scnn.video import video_files
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +142,8 @@ def prepare_data(
     if not train_gt.videos:
         raise ScnnError(f"no videos in subset '{config.data.train_subset}'", annotations)
     cache = FrameCache(cache_dir, config.clip.frame_size)
-    train_frames = cache_videos(
-        cache, {v: find_video(videos_dir, v) for v in train_gt.videos}, progress
-    )
-    val_frames = cache_videos(
-        cache, {v: find_video(videos_dir, v) for v in val_gt.videos}, progress
-    )
+    train_frames = cache_videos(cache, video_files(videos_dir, train_gt.videos), progress)
+    val_frames = cache_videos(cache, video_files(videos_dir, val_gt.videos), progress)
     clips = trimmed_clip_paths(trimmed_dir, train_gt.classes) if trimmed_dir else {}
     trimmed_frames = cache_videos(cache, {k: path for k, (path, _) in clips.items()}, progress)
     return TrainingData(
@@ -215,9 +209,7 @@ def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
         {"params": head, "lr": config.lr * config.fc8_lr_mult},
     ]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(
-            groups, lr=config.lr, weight_decay=config.weight_decay, fused=True
-        )
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     return torch.optim.SGD(
         groups,
         lr=config.lr,
@@ -510,7 +502,7 @@ def model_ready(out_dir: str | Path) -> bool:
 def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData) -> Path:
     """Assemble ``out_dir/model`` from the trained proposal and localization networks, the
     window-length prior of the training instances, the config and every stage's metrics."""
-    from scnn.postprocess import AUTHORS_WINDOW_DURATIONS_S, window_length_prior
+    from scnn.postprocess import window_length_prior
 
     out_dir = Path(out_dir)
     networks = {}
@@ -526,20 +518,15 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         for stage in STAGES
         if (out_dir / stage.name / METRICS).is_file()
     }
-    lengths = config.windows.lengths_frames
-    # The authors' durations for their lengths (method.md §4), else each window's own.
-    durations_s = (
-        AUTHORS_WINDOW_DURATIONS_S
-        if lengths == WINDOW_LENGTHS_FRAMES
-        else [length / FPS for length in lengths]
-    )
     model_dir = out_dir / MODEL_DIR
     save_model(
         model_dir,
         proposal=networks[PROPOSAL.name],
         localization=networks[LOCALIZATION.name],
         classes=data.classes,
-        prior=window_length_prior(data.train_gt.instances, data.classes, durations_s),
+        prior=window_length_prior(
+            data.train_gt.instances, data.classes, config.windows.lengths_frames
+        ),
         options=config.model,
         windows=config.windows,
         clip=config.clip,

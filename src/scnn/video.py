@@ -14,7 +14,7 @@ import math
 import os
 import select
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,9 +28,11 @@ from scnn.errors import VideoError
 FPS = 25.0  # frames/s after resampling (method.md §1)
 FRAME_SIZE = (171, 128)  # (width, height) in pixels after resizing (C3D convention)
 CHUNK_FRAMES = 256  # output frames per yielded chunk
-MIN_WINDOW_FRAMES = 16  # frames in the shortest window; shorter videos get no windows
 READ_TIMEOUT_S = 10.0  # a file, pipe or device that sends no data for this long is given up
 MAX_FRAME_PIXELS = 8192 * 8192  # larger declared frames are refused before any allocation
+# Suffixes (any case) of the files a folder's videos are found by; also stripped from the video
+# names of submitted detections (the official kits strip ".mpeg" and ".mp4").
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
 
 # An output frame whose time lies within this fraction of a frame of a source frame's start
 # counts as starting there: container timestamps are rounded (e.g. to 1 ms in WebM).
@@ -132,6 +134,45 @@ def iter_frames(
         yield from _decode(*settings, seek=start_frame > 0)
     except _SeekMissed:  # raised before the first yield: decode from the top instead
         yield from _decode(*settings, seek=False)
+
+
+def find_videos(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given, and the video files (by suffix) directly inside given directories.
+
+    Checked before any work is spent on them: a path that does not exist, a directory with no
+    video file and two videos of one name are errors.
+    """
+    missing = [str(path) for path in paths if not Path(path).exists()]
+    if missing:
+        raise VideoError(f"no such file or folder: {', '.join(missing)}")
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise VideoError(f"no video files ({', '.join(VIDEO_SUFFIXES)})", path)
+            found += videos
+        else:
+            found.append(path)
+    names = [p.stem for p in found]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise VideoError(f"several videos share the name {clashes[0]!r}; rename one")
+    return found
+
+
+def video_files(videos_dir: str | Path, videos: Iterable[str]) -> dict[str, Path]:
+    """The file of each named video among :func:`find_videos` of ``videos_dir``; a video
+    without one is a VideoError naming it."""
+    by_name = {path.stem: path for path in find_videos([videos_dir])}
+    files = {}
+    for video in videos:
+        if video not in by_name:
+            raise VideoError(
+                f"no video file for '{video}' (suffixes {', '.join(VIDEO_SUFFIXES)})", videos_dir
+            )
+        files[video] = by_name[video]
+    return files
 
 
 def _decode(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scnn.errors import ScnnError
+from scnn.video import FPS
 
 WINDOW_LENGTHS_FRAMES = (16, 32, 64, 128, 256, 512)  # frames at 25 fps: 0.64 s ... 20.48 s
 WINDOW_OVERLAP = 0.75  # fraction of a window shared with the next one: stride = L/4
@@ -122,7 +123,7 @@ def label_windows(
     windows: Windows,
     instance_segments_s: np.ndarray,
     instance_labels: np.ndarray,
-    fps: float = 25.0,
+    fps: float = FPS,
     config: LabelConfig = LabelConfig(),
 ) -> WindowLabels:
     """Label every window as positive (class 1..K), background (0) or unused (-1).
