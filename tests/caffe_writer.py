@@ -83,7 +83,7 @@ def layer(name: str, kind: str, params: dict, blobs: tuple[np.ndarray, ...] = ()
     """A V1 LayerParameter: name 4, type 5, blobs 6, the kind's parameter message."""
     out = message_field(4, name.encode()) + varint_field(5, LAYER_TYPES[kind])
     out += b"".join(message_field(6, blob(b)) for b in blobs)
-    if kind in PARAM_MESSAGE:
+    if kind in PARAM_MESSAGE and params:
         numbers = PARAM_NUMBERS[kind]
         body = b"".join(varint_field(numbers[k], v) for k, v in params.items())
         out += message_field(PARAM_MESSAGE[kind], body)

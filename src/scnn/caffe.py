@@ -256,7 +256,8 @@ def _check_geometry(layer: Layer, module: nn.Module, expected_type: int, path: P
     for name, value in _expected_params(module).items():
         if layer.params and layer.params[name] != value:
             raise ModelError(
-                f"layer {layer.name} has {name} {layer.params[name]}, C3D has {value}", path
+                f"layer {layer.name} has {name} {layer.params[name]}, the network {value}",
+                path,
             )
 
 

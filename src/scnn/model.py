@@ -62,7 +62,7 @@ def _pool(name: str, pooling: str) -> nn.MaxPool3d:
         raise ValueError(f"pooling '{pooling}' is not one of {', '.join(POOLING_RULES)}")
     pool, kernel = _POOLS[name]
     if pooling == "caffe":
-        return nn.MaxPool3d(kernel, stride=kernel, ceil_mode=True)
+        return nn.MaxPool3d(kernel, stride=kernel, padding=(0, 0, 0), ceil_mode=True)
     padding = _PADDED_POOL5 if pool == "pool5" else (0, 0, 0)
     return nn.MaxPool3d(kernel, stride=kernel, padding=padding)
 
