@@ -68,26 +68,41 @@ def varint_field(number: int, value: int) -> bytes:
 
 
 def message_field(number: int, payload: bytes) -> bytes:
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
+    return b"".join(message_parts(number, [payload]))
 
 
-def blob(values: np.ndarray, *, data_field: int = 6, dim_fields=(1, 2, 3, 4, 5)) -> bytes:
+def message_parts(number: int, parts: list) -> list:
+    """A length-delimited field whose payload is ``parts`` (bytes or memoryviews), unjoined:
+    a 300 MB model is written piece by piece, not copied into one string."""
+    return [varint(number << 3 | 2) + varint(sum(len(part) for part in parts)), *parts]
+
+
+def blob_parts(values: np.ndarray, *, data_field: int = 6, dim_fields=(1, 2, 3, 4, 5)) -> list:
     """A BlobProto of a 5-d array (num, channels, length, height, width), packed float32 data.
     ``data_field``/``dim_fields`` let a test write BVLC Caffe's numbering instead."""
     dims = b"".join(varint_field(n, d) for n, d in zip(dim_fields, values.shape, strict=False))
-    data = np.ascontiguousarray(values, dtype="<f4").tobytes()  # little-endian, as protobuf
-    return dims + message_field(data_field, data)
+    data = memoryview(np.ascontiguousarray(values, dtype="<f4")).cast("B")  # little-endian
+    return [dims, *message_parts(data_field, [data])]
 
 
-def layer(name: str, kind: str, params: dict, blobs: tuple[np.ndarray, ...] = ()) -> bytes:
+def blob(values: np.ndarray, **numbering) -> bytes:
+    return b"".join(blob_parts(values, **numbering))
+
+
+def layer_parts(name: str, kind: str, params: dict, blobs: tuple[np.ndarray, ...] = ()) -> list:
     """A V1 LayerParameter: name 4, type 5, blobs 6, the kind's parameter message."""
-    out = message_field(4, name.encode()) + varint_field(5, LAYER_TYPES[kind])
-    out += b"".join(message_field(6, blob(b)) for b in blobs)
+    parts = [message_field(4, name.encode()) + varint_field(5, LAYER_TYPES[kind])]
+    for values in blobs:
+        parts += message_parts(6, blob_parts(values))
     if kind in PARAM_MESSAGE and params:
         numbers = PARAM_NUMBERS[kind]
         body = b"".join(varint_field(numbers[k], v) for k, v in params.items())
-        out += message_field(PARAM_MESSAGE[kind], body)
-    return out
+        parts.append(message_field(PARAM_MESSAGE[kind], body))
+    return parts
+
+
+def layer(name: str, kind: str, params: dict, blobs: tuple[np.ndarray, ...] = ()) -> bytes:
+    return b"".join(layer_parts(name, kind, params, blobs))
 
 
 def c3d_arrays(
@@ -118,9 +133,12 @@ def c3d_arrays(
             bias = -(k * 2**20 + np.arange(np.prod(b_shape), dtype=np.float64))
         else:
             fan_in = np.prod(w_shape[1:]) if name.startswith("conv") else w_shape[-1]
-            scale = np.sqrt(2.0 / fan_in) * (1 / 60 if name == "conv1a" else 1.0)
-            weight = rng.standard_normal(w_shape, dtype=np.float32) * np.float32(scale)
-            bias = rng.standard_normal(b_shape, dtype=np.float32) * np.float32(0.01)
+            # conv1a sees pixels (±100), not unit activations; a small fc8 keeps softmax soft
+            damping = {"conv1a": 1 / 60, "fc8": 0.3}.get(name, 1.0)
+            scale = np.sqrt(2.0 / fan_in) * damping
+            # uniform values of standard deviation ``scale`` (quicker to draw than normal)
+            weight = (rng.random(w_shape, dtype=np.float32) - 0.5) * np.float32(scale * 12**0.5)
+            bias = (rng.random(b_shape, dtype=np.float32) - 0.5) * np.float32(0.02)
         arrays[name] = (
             weight.reshape(w_shape).astype(np.float32),
             bias.reshape(b_shape).astype(np.float32),
@@ -138,26 +156,29 @@ def write_caffemodel(
     """A NetParameter (name 1, V1 layers 2) with the authors' layers, ReLUs between, and the
     weights of ``arrays``; ``rename`` maps the authors' names to a file's (Sports-1M's fc)."""
     rename = rename or {}
-    body = message_field(1, b"DeepConv3DNet_test")
+    parts = [message_field(1, b"DeepConv3DNet_test")]
     for name, kind, layer_params in AUTHORS_LAYERS:
         if name not in arrays and kind != "POOLING3D":
             continue
         blobs = arrays.get(name, ())
         values = dict(layer_params)
+        if kind == "CONVOLUTION3D":
+            values["num_output"] = blobs[0].shape[0]
+        elif kind == "INNER_PRODUCT":
+            values["num_output"] = blobs[0].shape[3]
+        named = rename.get(name, name)
+        parts += message_parts(2, layer_parts(named, kind, values if params else {}, blobs))
         if kind != "POOLING3D":
-            values["num_output"] = (
-                blobs[0].shape[0] if kind == "CONVOLUTION3D" else blobs[0].shape[3]
-            )
-        body += message_field(
-            2, layer(rename.get(name, name), kind, values if params else {}, blobs)
-        )
-        if kind != "POOLING3D":
-            body += message_field(2, layer(f"relu-{name}", "RELU", {}))
-    path.write_bytes(body)
+            parts.append(message_field(2, layer(f"relu-{name}", "RELU", {})))
+    with path.open("wb") as file:
+        for part in parts:
+            file.write(part)
     return path
 
 
 def write_mean(path: Path, cube_bgr: np.ndarray) -> Path:
     """A mean file: one BlobProto of shape (1, 3, length, height, width), BGR channels."""
-    path.write_bytes(blob(cube_bgr[None]))
+    with path.open("wb") as file:
+        for part in blob_parts(cube_bgr[None]):
+            file.write(part)
     return path

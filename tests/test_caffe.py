@@ -18,6 +18,7 @@ from caffe_writer import (
     write_caffemodel,
     write_mean,
 )
+from videos import write_video
 
 from scnn.annotations import load_ground_truth
 from scnn.bundled_data import resolve_ground_truth
@@ -26,14 +27,17 @@ from scnn.caffe import (
     CAFFE_OPTIONS,
     caffe_clip_config,
     class_names,
-    import_caffe,
     load_caffe_weights,
     read_mean_cube,
 )
+from scnn.cli import main
 from scnn.errors import ModelError
 from scnn.model import C3D
 from scnn.modelfile import load_model
 from scnn.postprocess import window_length_prior
+from scnn.scored_windows import read_windows_csv
+from scnn.video import read_frames
+from scnn.windows import window_grid
 
 SMALL = dict(width=1 / 16, crop_size=32)  # a C3D small enough to fill quickly
 SMALL_CHANNELS = (4, 8, 16, 16, 32, 32, 32, 32)
@@ -232,3 +236,148 @@ def test_class_table_indices_must_be_fc8s(tmp_path):
     table.write_text("index,name\n1,Jump\n3,Run\n")
     with pytest.raises(ModelError, match=r"class indices must be 1..2"):
         class_names(table)
+
+
+# --- end to end: scnn detect on an imported pair against Caffe's definitions ---------------
+
+CROP_TOP, CROP_LEFT = (128 - 112) // 2, (171 - 112) // 2  # video_data_layer's test crop
+VIDEO_FRAMES = 32  # windows: 5 of 16 frames (starts 1, 5, …, 17), 1 of 32
+
+
+def _caffe_max_pool(x: torch.Tensor, depth: int, size: int, t_stride: int, stride: int):
+    """pool3d_layer.cpp: output ceil((n − k) / s) + 1 per axis, each window cut at the end."""
+    kernel, strides = (depth, size, size), (t_stride, stride, stride)
+    outputs = [
+        math.ceil((n - k) / s) + 1 for n, k, s in zip(x.shape[2:], kernel, strides, strict=True)
+    ]
+    needed = [(o - 1) * s + k for o, k, s in zip(outputs, kernel, strides, strict=True)]
+    padding = []
+    for n, m in zip(reversed(x.shape[2:]), reversed(needed), strict=True):
+        padding += [0, m - n]
+    x = F.pad(x, padding, value=-math.inf)
+    best = None
+    for dl in range(depth):
+        for dh in range(size):
+            for dw in range(size):
+                part = x[
+                    :,
+                    :,
+                    dl : dl + (outputs[0] - 1) * t_stride + 1 : t_stride,
+                    dh : dh + (outputs[1] - 1) * stride + 1 : stride,
+                    dw : dw + (outputs[2] - 1) * stride + 1 : stride,
+                ]
+                best = part if best is None else torch.maximum(best, part)
+    return best
+
+
+def _caffe_forward(data: torch.Tensor, arrays: dict) -> torch.Tensor:
+    """Softmax of the authors' test network on Caffe's input blobs (N, 3, 16, 112, 112).
+    (Stored channels-last only because a CPU convolves that layout faster.)"""
+    x = data.contiguous(memory_format=torch.channels_last_3d)
+    for name, kind, params in AUTHORS_LAYERS:
+        if kind == "CONVOLUTION3D":
+            weight, bias = (torch.from_numpy(a) for a in arrays[name])
+            pad = (params["temporal_pad"], params["pad"], params["pad"])
+            x = F.relu(F.conv3d(x, weight, bias.reshape(-1), padding=pad))
+        elif kind == "POOLING3D":
+            x = _caffe_max_pool(
+                x,
+                params["kernel_depth"],
+                params["kernel_size"],
+                params["temporal_stride"],
+                params["stride"],
+            )
+        else:
+            weight, bias = (torch.from_numpy(a) for a in arrays[name])
+            x = x.reshape(len(x), -1) @ weight[0, 0, 0].T + bias.reshape(-1)
+            if name != "fc8":
+                x = F.relu(x)  # dropout is off at test
+    return torch.softmax(x, dim=1)
+
+
+def _caffe_input(frames_rgb: np.ndarray, start: int, length: int, mean_bgr: np.ndarray):
+    """The data layer's blob of one window: its 16 frames s + k·L/16 (1-based) as
+    (channel BGR, length, height, width), minus the mean cube, then the centre crop."""
+    frames = frames_rgb[[start - 1 + k * length // 16 for k in range(16)]]
+    volume = torch.from_numpy(frames[..., ::-1].transpose(3, 0, 1, 2).astype(np.float32))
+    volume = volume - torch.from_numpy(mean_bgr)
+    return volume[:, :, CROP_TOP : CROP_TOP + 112, CROP_LEFT : CROP_LEFT + 112]
+
+
+def _test_frames() -> np.ndarray:
+    """Noise over a colour that changes frame by frame, so the windows' clips differ enough
+    for a random network's outputs to differ."""
+    rng = np.random.default_rng(3)
+    level = np.linspace(10, 245, VIDEO_FRAMES)[:, None, None, None] * np.array([1, 0.3, -0.5])
+    noise = rng.integers(-40, 41, (VIDEO_FRAMES, 128, 171, 3))
+    return np.clip(level % 256 + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def authors_model(tmp_path_factory):
+    """Full-size random-weight proposal and localization files, a mean file, their import."""
+    folder = tmp_path_factory.mktemp("authors")
+    rng = np.random.default_rng(7)
+    arrays = {"proposal": c3d_arrays(rng, 2), "localization": c3d_arrays(rng, 21)}
+    files = {
+        name: write_caffemodel(folder / f"SCNN_{name}_iter_30000", weights)
+        for name, weights in arrays.items()
+    }
+    mean_bgr = rng.uniform(60, 140, (3, 16, 128, 171)).astype(np.float32)
+    mean = write_mean(folder / "train01_16_128_171_mean.binaryproto", mean_bgr)
+    out = folder / "model"
+    command = ["import-caffe", "--proposal", str(files["proposal"])]
+    command += ["--localization", str(files["localization"]), "--mean", str(mean), "-o", str(out)]
+    assert main(command) == 0
+    return out, arrays, mean_bgr
+
+
+def test_imported_model_directory(authors_model):
+    out, arrays, mean_bgr = authors_model
+    model = load_model(out)
+    assert model.classes == class_names("thumos14")
+    assert model.options == CAFFE_OPTIONS and model.clip.bgr
+    assert torch.equal(
+        model.mean_cube[3, 10, 20], torch.from_numpy(mean_bgr[::-1, 3, 10, 20].copy())
+    )
+    assert torch.equal(
+        model.localization.fc8.bias, torch.from_numpy(arrays["localization"]["fc8"][1].reshape(-1))
+    )
+
+
+def test_detect_on_an_imported_pair_matches_caffes_definitions(authors_model, tmp_path):
+    """Every window's localization class and probability (fp32), and the windows the proposal
+    threshold keeps, as a forward written from Caffe's definitions gives them."""
+    out, arrays, mean_bgr = authors_model
+    frames = _test_frames()
+    video = write_video(tmp_path / "video.mkv", frames, codec="ffv1", pix_fmt="bgr0")
+    assert np.array_equal(read_frames(video), frames)  # lossless, already 171×128
+    grid = window_grid(VIDEO_FRAMES)
+    data = torch.stack(
+        [
+            _caffe_input(frames, s, n, mean_bgr)
+            for s, n in zip(grid.start_frame, grid.length_frames, strict=True)
+        ]
+    )
+    with torch.no_grad():
+        p_action = _caffe_forward(data, arrays["proposal"])[:, 1]
+        localization = _caffe_forward(data, arrays["localization"])
+    assert localization.max(dim=1).values.max() < 0.9  # not saturated: probabilities tell
+
+    windows_csv = tmp_path / "windows.csv"
+    command = ["detect", str(video), "--model", str(out), "-o", str(tmp_path / "det.json")]
+    command += ["--precision", "fp32", "--save-windows", str(windows_csv)]
+    assert main([*command, "--proposal-threshold", "0"]) == 0
+    scored = read_windows_csv(windows_csv, class_names("thumos14"))
+    assert scored.start_frame.tolist() == grid.start_frame.tolist()
+    assert scored.window_frames.tolist() == grid.length_frames.tolist()
+    score, label = localization.max(dim=1)
+    assert scored.label_index.tolist() == label.tolist()
+    np.testing.assert_allclose(scored.score, score.numpy(), atol=2e-5)
+
+    threshold = float(p_action.median())  # keeps about half the windows
+    assert main([*command, "--proposal-threshold", str(threshold)]) == 0
+    kept = read_windows_csv(windows_csv, class_names("thumos14"))
+    expected = grid.start_frame[(p_action >= threshold).numpy()]
+    assert 0 < len(kept.start_frame) < len(grid.start_frame)
+    assert sorted(kept.start_frame.tolist()) == sorted(expected.tolist())

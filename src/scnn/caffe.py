@@ -198,6 +198,24 @@ def _layer(wire: _Wire, start: int, end: int, index: int) -> Layer:
     return Layer(name, layer_type, tuple(blobs), params)
 
 
+def is_caffe_model(path: str | Path) -> bool:
+    """Whether ``path`` starts as a NetParameter does (its name, field 1, or a layer, field 2),
+    which neither a torch.save zip ("PK") nor a pickle (0x80) does. The authors' files have
+    no suffix (``conv3d_deepnetA_sport1m_iter_1900000``), so the content tells."""
+    path = Path(path)
+    if path.suffix == ".caffemodel":
+        return True
+    try:
+        with path.open("rb") as file:
+            first = file.read(1)
+    except OSError:
+        return False
+    return first in (
+        bytes([1 << 3 | LENGTH_DELIMITED]),
+        bytes([NET_LAYERS << 3 | LENGTH_DELIMITED]),
+    )
+
+
 def read_layers(path: str | Path) -> dict[str, Layer]:
     """The layers of a C3D-v1.0 ``.caffemodel`` by name; blob values stay in the file."""
     path = Path(path)

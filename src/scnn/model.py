@@ -293,24 +293,29 @@ def load_sports1m_weights(model: C3D, path: str | Path) -> None:
         ) from exc
     if not isinstance(state, dict):
         raise ModelError(f"expected a dict of tensors, found {type(state).__name__}", path)
+    keys = [f"{layer}.{kind}" for layer in PRETRAINED_NAMES for kind in ("weight", "bias")]
+    copy_pretrained(model, state, keys, path)
 
+
+def copy_pretrained(model: C3D, state: dict, keys: list[str], source: str | Path) -> None:
+    """Copy the tensors ``keys`` of ``state`` (read from ``source``) into ``model``; a missing
+    key or a shape mismatch raises :class:`ModelError` naming the tensor and both shapes."""
     own = model.state_dict()
     updates = {}
-    for layer in PRETRAINED_NAMES:
-        for key in (f"{layer}.weight", f"{layer}.bias"):
-            if key not in state:
-                raise ModelError(f"{key} is missing", path)
-            tensor = state[key]
-            if not isinstance(tensor, torch.Tensor):
-                raise ModelError(f"{key} is a {type(tensor).__name__}, not a tensor", path)
-            if tensor.shape != own[key].shape:
-                raise ModelError(
-                    f"{key} has shape {tuple(tensor.shape)} in the file but the model needs "
-                    f"{tuple(own[key].shape)} (the Sports-1M weights need width 1 and "
-                    "16×112×112 input)",
-                    path,
-                )
-            updates[key] = tensor
+    for key in keys:
+        if key not in state:
+            raise ModelError(f"{key} is missing", source)
+        tensor = state[key]
+        if not isinstance(tensor, torch.Tensor):
+            raise ModelError(f"{key} is a {type(tensor).__name__}, not a tensor", source)
+        if tensor.shape != own[key].shape:
+            raise ModelError(
+                f"{key} has shape {tuple(tensor.shape)} in the file but the model needs "
+                f"{tuple(own[key].shape)} (another width or input size: the Sports-1M "
+                "weights need width 1 and 16×112×112 input)",
+                source,
+            )
+        updates[key] = tensor
     model.load_state_dict(updates, strict=False)
 
 
