@@ -2,7 +2,9 @@
 check against a reference forward written from Caffe's definitions (tests/caffe_writer.py
 writes the files, independently of the reader)."""
 
+import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from caffe_writer import (
     write_caffemodel,
     write_mean,
 )
+from tiny import MODEL_OPTIONS, random_model
 from videos import write_video
 
 from scnn.annotations import load_ground_truth
@@ -31,11 +34,15 @@ from scnn.caffe import (
     read_mean_cube,
 )
 from scnn.cli import main
-from scnn.errors import ModelError
+from scnn.clips import ClipConfig
+from scnn.config import TrainConfig
+from scnn.detect import BUNDLED_MODEL
+from scnn.errors import ModelError, ScnnError
 from scnn.model import C3D
-from scnn.modelfile import load_model
+from scnn.modelfile import ModelOptions, load_model
 from scnn.postprocess import window_length_prior
 from scnn.scored_windows import read_windows_csv
+from scnn.train import CLASSIFICATION, PROPOSAL, _initialise
 from scnn.video import read_frames
 from scnn.windows import window_grid
 
@@ -241,7 +248,7 @@ def test_class_table_indices_must_be_fc8s(tmp_path):
 # --- end to end: scnn detect on an imported pair against Caffe's definitions ---------------
 
 CROP_TOP, CROP_LEFT = (128 - 112) // 2, (171 - 112) // 2  # video_data_layer's test crop
-VIDEO_FRAMES = 32  # windows: 5 of 16 frames (starts 1, 5, …, 17), 1 of 32
+VIDEO_FRAMES = 24  # windows: 3 of 16 frames, starting at frames 1, 5 and 9
 
 
 def _caffe_max_pool(x: torch.Tensor, depth: int, size: int, t_stride: int, stride: int):
@@ -381,3 +388,49 @@ def test_detect_on_an_imported_pair_matches_caffes_definitions(authors_model, tm
     expected = grid.start_frame[(p_action >= threshold).numpy()]
     assert 0 < len(kept.start_frame) < len(grid.start_frame)
     assert sorted(kept.start_frame.tolist()) == sorted(expected.tolist())
+
+
+# --- model directories and --init-from -------------------------------------------------------
+
+
+def test_directories_from_before_the_pooling_option_keep_the_padded_rule(tmp_path):
+    path = random_model(tmp_path / "model", options=replace(MODEL_OPTIONS, pooling="padded"))
+    description = json.loads((path / "model.json").read_text())
+    assert description["model"]["pooling"] == "padded"
+    del description["model"]["pooling"]
+    (path / "model.json").write_text(json.dumps(description))
+    assert load_model(path).options.pooling == "padded"
+    assert load_model(BUNDLED_MODEL).options.pooling == "padded"  # trained with that rule
+
+
+def _init_config(init_from, **model) -> TrainConfig:
+    return TrainConfig(
+        init_from=str(init_from),
+        model=ModelOptions(width=1 / 16, dropout=0.0, **model),
+        clip=ClipConfig(crop_size=32),
+    )
+
+
+def test_init_from_tells_a_caffe_model_a_model_directory_and_a_pickle_apart(tmp_path):
+    arrays = _small_arrays(487)
+    caffe = write_caffemodel(tmp_path / "conv3d_deepnetA_sport1m_iter_1900000", arrays)  # no suffix
+    model = C3D(21, **SMALL)
+    _initialise(model, PROPOSAL, _init_config(caffe), tmp_path)
+    assert torch.equal(model.conv2.weight, torch.from_numpy(arrays["conv2a"][0]))
+
+    directory = random_model(tmp_path / "model")
+    source = load_model(directory)
+    model = C3D(4, **SMALL, dropout=0.0)
+    _initialise(model, CLASSIFICATION, _init_config(directory), tmp_path)
+    assert torch.equal(model.fc7.weight, source.localization.fc7.weight)
+    assert not torch.equal(model.fc8.weight, source.localization.fc8.weight)  # fc8 stays new
+    _initialise(model, PROPOSAL, _init_config(directory), tmp_path)
+    assert torch.equal(model.conv1.weight, source.proposal.conv1.weight)
+    with pytest.raises(ScnnError, match="pooling='padded'"):
+        _initialise(model, PROPOSAL, _init_config(directory, pooling="padded"), tmp_path)
+
+    pickle = tmp_path / "c3d.pickle"
+    torch.save(source.proposal.state_dict(), pickle)
+    model = C3D(21, **SMALL)
+    _initialise(model, PROPOSAL, _init_config(pickle), tmp_path)
+    assert torch.equal(model.fc6.bias, source.proposal.fc6.bias)
