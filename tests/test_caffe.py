@@ -95,6 +95,8 @@ def test_caffe_pooling_cuts_the_last_window_short():
     assert padded(x)[0, 0, 0, 0].tolist() == [0, 2, 4, 6]
     with pytest.raises(ValueError, match="pooling 'round'"):
         C3D(2, pooling="round")
+    with pytest.raises(ScnnError, match="pooling 'round' is not one of caffe, padded"):
+        ModelOptions(pooling="round")
 
 
 # --- reading weights --------------------------------------------------------------------------

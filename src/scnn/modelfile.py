@@ -27,9 +27,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from scnn.clips import ClipConfig
-from scnn.errors import ModelError
+from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
-from scnn.model import C3D
+from scnn.model import C3D, POOLING_RULES
 from scnn.video import FPS
 from scnn.windows import WindowConfig
 
@@ -50,6 +50,10 @@ class ModelOptions:
     dropout: float = 0.5
     batch_norm: bool = False  # not in C3D; helps a small model trained from scratch
     pooling: str = "caffe"  # max-pool rounding, scnn.model.POOLING_RULES
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLING_RULES:
+            raise ScnnError(f"pooling '{self.pooling}' is not one of {', '.join(POOLING_RULES)}")
 
 
 def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> C3D:
