@@ -225,11 +225,9 @@ class Detector:
         self.batch_size = config.batch_size or (
             GPU_BATCH_SIZE if on_gpu else cpu_batch_size(model.proposal, self.bf16)
         )
-        self.mean_cube = (
-            None if model.mean_cube is None else crop_mean_cube(model.mean_cube, model.clip)
-        )
-        if self.mean_cube is not None:
-            self.mean_cube = self.mean_cube.to(self.device)
+        self.mean_cube = None  # the per-pixel mean of models imported from Caffe, cropped
+        if model.mean_cube is not None:
+            self.mean_cube = crop_mean_cube(model.mean_cube, model.clip).to(self.device)
         self.proposal = inference_network(model.proposal, self.device, self.bf16)
         self.localization = inference_network(model.localization, self.device, self.bf16)
         if config.compile:  # fixed shapes (see _softmax), so each network compiles once
