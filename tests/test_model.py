@@ -52,15 +52,18 @@ def test_clip_gflops(faithful):
     assert clip_gflops(faithful) == pytest.approx(77.0941, abs=1e-4)
     with torch.device("meta"):
         small = localization_network(20, **SMALL)
+        padded = localization_network(20, **SMALL, pooling="padded")
     # conv1 alone: 8 filters · 81 weights · 16·56·56 positions = 32.5 M multiply-adds.
-    assert clip_gflops(small) == pytest.approx(0.3556, abs=1e-4)
+    assert clip_gflops(padded) == pytest.approx(0.3556, abs=1e-4)
+    # Caffe's pool4 rounds 7 up to 4: conv5a/b see 2·4·4 positions, not 2·3·3 (+2·64·64·27·14).
+    assert clip_gflops(small) == pytest.approx(0.3556 + 2 * 2 * 64 * 64 * 27 * 14 / 1e9, abs=1e-4)
 
 
 def test_small_model_shapes_and_heads():
     proposal = proposal_network(**SMALL)
     localization = localization_network(5, **SMALL)
     assert proposal.conv1.out_channels == 8 and proposal.fc6.out_features == 512
-    assert proposal.fc6.in_features == 64 * 1 * 2 * 2  # pool5 of 2×3×3 with padding (0,1,1)
+    assert proposal.fc6.in_features == 64 * 1 * 2 * 2  # pool5 of 2×4×4 (pool4 rounds 7 up)
     clips = torch.randn(3, 3, 16, 56, 56)
     assert proposal(clips).shape == (3, 2)
     assert localization(clips).shape == (3, 6)
@@ -70,11 +73,11 @@ def test_small_model_shapes_and_heads():
 
 def test_other_clip_lengths_and_batch_norm():
     model = C3D(4, width=1 / 16, clip_frames=32, crop_size=32, batch_norm=True)
-    assert model.fc6.in_features == 32 * 2 * 2 * 2  # pool5 output 2×2×2
+    assert model.fc6.in_features == 32 * 2 * 1 * 1  # pool5 output 2×1×1
     assert isinstance(model.norm3a, torch.nn.BatchNorm3d)
     assert model(torch.randn(2, 3, 32, 32, 32)).shape == (2, 4)
     with pytest.raises(ValueError, match="8×112×112 is too small"):
-        C3D(4, clip_frames=8)  # pool4 leaves 1 frame, pool5 none
+        C3D(4, clip_frames=8, pooling="padded")  # pool4 leaves 1 frame, pool5 none
 
 
 def test_eval_mode_is_deterministic_and_dropout_acts_in_training():
@@ -241,6 +244,9 @@ def test_strided_pool_handles_odd_sizes():
     x = torch.randn(2, 8, 4, 9, 7).contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         assert torch.equal(_max_pool(pool, x), F.max_pool3d(x, (1, 2, 2)))
+        ceil = torch.nn.MaxPool3d((1, 2, 2), stride=(1, 2, 2), ceil_mode=True)
+        assert _max_pool(ceil, x).shape == (2, 8, 4, 5, 4)  # Caffe keeps the odd row/column
+        assert torch.equal(_max_pool(ceil, x), F.max_pool3d(x, (1, 2, 2), ceil_mode=True))
 
 
 def test_pooling_under_cpu_autocast_keeps_bf16_and_the_same_maxima():

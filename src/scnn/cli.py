@@ -115,7 +115,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, help="seed of weights, sample order and crops")
     parser.add_argument(
-        "--init-from", help="Sports-1M C3D weights (a torch.save-d state dict, e.g. c3d.pickle)"
+        "--init-from",
+        help="pre-trained weights for the proposal and classification stages: the Sports-1M "
+        "C3D .caffemodel, its PyTorch port (a torch.save-d state dict, e.g. c3d.pickle), or an "
+        "scnn model directory",
     )
     parser.add_argument(
         "--deterministic",
@@ -664,6 +667,57 @@ def _run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_import_caffe(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "import-caffe",
+        help="turn the S-CNN authors' released Caffe models into a model directory",
+        description="Read the authors' C3D-v1.0 proposal and localization .caffemodel files "
+        "and their mean file, and write a model directory that scnn detect runs as Caffe did "
+        "(BGR frames minus the per-pixel mean cube, centre crop 112, Caffe's pooling).",
+    )
+    parser.add_argument(
+        "--proposal", type=Path, required=True, help="SCNN_uniform16_binary_iter_30000"
+    )
+    parser.add_argument(
+        "--localization",
+        type=Path,
+        required=True,
+        help="SCNN_uniform16_cls20_with_overlap_loss_iter_30000",
+    )
+    parser.add_argument(
+        "--mean", type=Path, required=True, help="train01_16_128_171_mean.binaryproto"
+    )
+    parser.add_argument(
+        "--classes",
+        default="thumos14",
+        help="class table whose 'index' 1..K is fc8's order (default: thumos14, bundled)",
+    )
+    parser.add_argument(
+        "--prior-from",
+        default="thumos14-val",
+        metavar="GT",
+        help="ground truth the window-length prior is computed from "
+        "(default: thumos14-val, the bundled THUMOS14 val annotations, as the authors)",
+    )
+    parser.add_argument("-o", "--out", type=Path, required=True, help="model directory to write")
+    parser.set_defaults(run=_run_import_caffe)
+
+
+def _run_import_caffe(args: argparse.Namespace) -> int:
+    from scnn.caffe import import_caffe
+
+    import_caffe(
+        args.proposal,
+        args.localization,
+        args.mean,
+        args.out,
+        classes=args.classes,
+        prior_from=args.prior_from,
+    )
+    print(f"model directory: {args.out}")
+    return EXIT_OK
+
+
 # Each entry adds one subcommand's parser; the parser sets ``run`` to the function to call.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_synth,
@@ -673,6 +727,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_detect,
     _add_demo,
     _add_report,
+    _add_import_caffe,
 ]
 
 

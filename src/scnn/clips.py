@@ -97,8 +97,8 @@ def gather_clips(
     A torch tensor of frames gives clips on its device: on a GPU each decoded frame is copied
     over once, not once per clip that samples it.
     Training: a random crop position and a random horizontal mirror per window, drawn from
-    ``rng``, the same for all 16 frames of a clip. Otherwise: the centre crop, at
-    ``((H − crop) // 2, (W − crop) // 2)`` as Caffe's data layer (8, 29 for 128×171 frames).
+    ``rng``, the same for all 16 frames of a clip. Otherwise: the centre crop
+    (:func:`centre_crop_offsets`).
     """
     num_frames, height, width, _ = frames.shape
     if (width, height) != tuple(config.frame_size):
@@ -125,17 +125,37 @@ def gather_clips(
         mirror = (rng.random(batch) < 0.5) & config.mirror
         clips = _gather_each(frames, time_index, top, left, mirror, crop)
     else:
-        top, left = (height - crop) // 2, (width - crop) // 2
+        top, left = centre_crop_offsets(height, width, crop)
         region = frames[:, top : top + crop, left : left + crop]
         clips = region[_as_index(time_index, frames)]
     return clips if isinstance(clips, torch.Tensor) else torch.from_numpy(clips)
 
 
+def centre_crop_offsets(height: int, width: int, crop: int) -> tuple[int, int]:
+    """(top, left) of the test-time crop: ``((H − crop) // 2, (W − crop) // 2)``, as Caffe's
+    data layer (8, 29 for 128×171 frames)."""
+    return (height - crop) // 2, (width - crop) // 2
+
+
+def crop_mean_cube(mean_cube: torch.Tensor, config: ClipConfig) -> torch.Tensor:
+    """The centre crop of a ``(clip_frames, H, W, 3)`` per-pixel mean, the part subtracted
+    from test clips: Caffe subtracts the whole cube from the frames, then crops, which is the
+    same as subtracting the cube's crop from the cropped clip."""
+    top, left = centre_crop_offsets(mean_cube.shape[1], mean_cube.shape[2], config.crop_size)
+    crop = config.crop_size
+    return mean_cube[:, top : top + crop, left : left + crop].contiguous()
+
+
 def normalize_clips(
-    clips: torch.Tensor, config: ClipConfig, dtype: torch.dtype = torch.float32
+    clips: torch.Tensor,
+    config: ClipConfig,
+    dtype: torch.dtype = torch.float32,
+    mean_cube: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Gathered uint8 clips as network input: ``(x − mean) / std`` per channel (computed in
-    float32), then ``dtype``, shaped ``(B, 3, clip_frames, crop, crop)``.
+    float32), then ``dtype``, shaped ``(B, 3, clip_frames, crop, crop)``. ``mean_cube``, a
+    ``(clip_frames, crop, crop, 3)`` RGB per-pixel mean (:func:`crop_mean_cube`), replaces
+    the per-channel ``config.mean_rgb``.
 
     The tensor is stored channels-last (``torch.channels_last_3d``), the layout the gathered
     frames already have, so no copy is made; C3D runs about 1.9× faster on it on a CPU
@@ -146,7 +166,10 @@ def normalize_clips(
     batch, clip_frames, crop = clips.shape[:3]
     # Normalise in the gathered (…, crop·3) layout: a contiguous inner dimension is ~3× faster
     # than broadcasting a 3-channel mean over the permuted tensor.
-    mean = torch.tensor(config.mean_rgb, device=clips.device).repeat(crop)
+    if mean_cube is None:
+        mean = torch.tensor(config.mean_rgb, device=clips.device).repeat(crop)
+    else:
+        mean = mean_cube.to(clips.device).reshape(clip_frames, crop, crop * 3)
     std = torch.tensor(config.std_rgb, device=clips.device).repeat(crop)
     flat = clips.reshape(batch, clip_frames, crop, crop * 3).float()
     flat = flat.sub_(mean).div_(std).to(dtype)

@@ -42,7 +42,7 @@ class TrainConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     model: ModelOptions = field(default_factory=ModelOptions)
-    init_from: str = ""  # Sports-1M C3D weights for proposal/classification; "": from scratch
+    init_from: str = ""  # pre-trained weights (train._load_pretrained); "": from scratch
     optimizer: str = "sgd"  # "sgd" (momentum) or "adamw"
     lr: float = 1e-4
     fc8_lr_mult: float = 100.0  # the new output layer learns this much faster

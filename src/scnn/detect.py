@@ -32,7 +32,7 @@ from tqdm import tqdm
 from scnn import distributed
 from scnn.allocator import MMAP_THRESHOLD_BYTES, keep_large_allocations
 from scnn.annotations import SUBTITLE_FORMATS, Detection, write_detections
-from scnn.clips import gather_clips, normalize_clips
+from scnn.clips import crop_mean_cube, gather_clips, normalize_clips
 from scnn.compiling import check_compile_mode
 from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError, VideoError
@@ -224,6 +224,9 @@ class Detector:
         self.batch_size = config.batch_size or (
             GPU_BATCH_SIZE if on_gpu else cpu_batch_size(model.proposal, self.bf16)
         )
+        self.mean_cube = None  # the per-pixel mean of models imported from Caffe, cropped
+        if model.mean_cube is not None:
+            self.mean_cube = crop_mean_cube(model.mean_cube, model.clip).to(self.device)
         self.proposal = inference_network(model.proposal, self.device, self.bf16)
         self.localization = inference_network(model.localization, self.device, self.bf16)
         if config.compile:  # fixed shapes (see _softmax), so each network compiles once
@@ -444,7 +447,7 @@ class Detector:
         """A batch of gathered uint8 clips as the networks' input, normalised only now: the
         queues hold uint8 (4x smaller), and a batch's float copy stays in cache."""
         dtype = torch.bfloat16 if self.bf16 else torch.float32
-        return normalize_clips(clips, self.model.clip, dtype)
+        return normalize_clips(clips, self.model.clip, dtype, self.mean_cube)
 
     def _softmax(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         count = len(clips)
@@ -603,6 +606,8 @@ def _settings_key(detector: Detector) -> str:
     model = detector.model
     for network in (model.proposal, model.localization):
         digest.update(state_bytes(network))
+    if model.mean_cube is not None:
+        digest.update(model.mean_cube.numpy().tobytes())
     extra = {
         "config": {
             k: v for k, v in dataclasses.asdict(detector.config).items() if k not in _SPEED_ONLY

@@ -20,6 +20,7 @@ Caffe's (channel, time, height, width) order and the Sports-1M fc6 weights stay 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -33,31 +34,58 @@ C3D_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)  # conv1 … conv5b at wi
 C3D_FC_UNITS = 4096  # fc6 and fc7 at width 1
 CONV_NAMES = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
 PRETRAINED_NAMES = (*CONV_NAMES, "fc6", "fc7")  # fc8 is always new
-# Max-pooling after conv1, conv2, conv3b, conv4b, conv5b: name, kernel = stride, padding (t, h, w).
+# Max-pooling after conv1, conv2, conv3b, conv4b, conv5b: name, kernel = stride (t, h, w).
 _POOLS = {
-    "conv1": ("pool1", (1, 2, 2), (0, 0, 0)),  # keep time: conv2 still sees all 16 frames
-    "conv2": ("pool2", (2, 2, 2), (0, 0, 0)),
-    "conv3b": ("pool3", (2, 2, 2), (0, 0, 0)),
-    "conv4b": ("pool4", (2, 2, 2), (0, 0, 0)),
-    "conv5b": ("pool5", (2, 2, 2), (0, 1, 1)),  # 7×7 → 4×4 at a 112 crop, as Caffe's ceil mode
+    "conv1": ("pool1", (1, 2, 2)),  # keep time: conv2 still sees all 16 frames
+    "conv2": ("pool2", (2, 2, 2)),
+    "conv3b": ("pool3", (2, 2, 2)),
+    "conv4b": ("pool4", (2, 2, 2)),
+    "conv5b": ("pool5", (2, 2, 2)),
 }
+# How a pool treats a size its kernel does not divide (pool5's 7×7 at a 112 crop):
+# "caffe": C3D's pool3d_layer.cpp, output ceil((n − k) / s) + 1, the last window cut short
+#   (7 → 4 with windows over [0,1], [2,3], [4,5], [6]); every Sports-1M and S-CNN weight was
+#   trained with it.
+# "padded": floor rounding with pool5 padded by 1 in height and width (windows [-1,0], [1,2],
+#   [3,4], [5,6]), the approximation of a popular PyTorch port, kept for models trained with it.
+POOLING_RULES = ("caffe", "padded")
+_PADDED_POOL5 = (0, 1, 1)
 
 
 def _scaled(units: int, width: float) -> int:
     return max(1, round(units * width))
 
 
-def _conv_sizes(clip_frames: int, crop_size: int) -> tuple[list[tuple[int, int, int]], int]:
+def _pool(name: str, pooling: str) -> nn.MaxPool3d:
+    """The max-pool after conv layer ``name`` under ``pooling`` (see POOLING_RULES)."""
+    if pooling not in POOLING_RULES:
+        raise ValueError(f"pooling '{pooling}' is not one of {', '.join(POOLING_RULES)}")
+    pool, kernel = _POOLS[name]
+    if pooling == "caffe":
+        return nn.MaxPool3d(kernel, stride=kernel, padding=(0, 0, 0), ceil_mode=True)
+    padding = _PADDED_POOL5 if pool == "pool5" else (0, 0, 0)
+    return nn.MaxPool3d(kernel, stride=kernel, padding=padding)
+
+
+def _pooled_size(size: tuple[int, ...], pool: nn.MaxPool3d) -> tuple[int, ...]:
+    """The output size (t, h, w) of ``pool`` (kernel = stride) on input ``size``."""
+    rounding = math.ceil if pool.ceil_mode else math.floor
+    return tuple(
+        rounding((n + 2 * p - k) / k) + 1
+        for n, k, p in zip(size, pool.kernel_size, pool.padding, strict=True)
+    )
+
+
+def _conv_sizes(
+    clip_frames: int, crop_size: int, pooling: str
+) -> tuple[list[tuple[int, int, int]], int]:
     """Each conv layer's input/output size (t, h, w), and the number of pool5 positions."""
     size = (clip_frames, crop_size, crop_size)
     sizes = []
     for name in CONV_NAMES:
         sizes.append(size)
         if name in _POOLS:
-            _, kernel, padding = _POOLS[name]
-            size = tuple(
-                (n + 2 * p - k) // k + 1 for n, k, p in zip(size, kernel, padding, strict=True)
-            )
+            size = _pooled_size(size, _pool(name, pooling))
             if min(size) < 1:
                 raise ValueError(
                     f"input {clip_frames}×{crop_size}×{crop_size} is too small for C3D"
@@ -72,7 +100,8 @@ class C3D(nn.Module):
     ``(batch, num_classes)``. ``width`` scales every channel count and fc6/fc7 (1/8 gives a
     CPU-sized model); fc6's input size follows from ``clip_frames`` and ``crop_size``.
     ``batch_norm`` (not in the original) adds BatchNorm3d after each conv, which helps a
-    model trained from scratch; its layers are ``norm1`` … ``norm5b``.
+    model trained from scratch; its layers are ``norm1`` … ``norm5b``. ``pooling`` is the
+    max-pools' rounding rule (POOLING_RULES): "caffe", as C3D was trained, by default.
     """
 
     def __init__(
@@ -84,6 +113,7 @@ class C3D(nn.Module):
         crop_size: int = 112,
         dropout: float = 0.5,
         batch_norm: bool = False,
+        pooling: str = "caffe",
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -91,9 +121,10 @@ class C3D(nn.Module):
         self.clip_frames = clip_frames
         self.crop_size = crop_size
         self.batch_norm = batch_norm
+        self.pooling = pooling
         channels = [_scaled(c, width) for c in C3D_CHANNELS]
         fc_units = _scaled(C3D_FC_UNITS, width)
-        _, pool5_positions = _conv_sizes(clip_frames, crop_size)
+        _, pool5_positions = _conv_sizes(clip_frames, crop_size, pooling)
 
         for name, in_channels, out_channels in zip(
             CONV_NAMES, [3, *channels[:-1]], channels, strict=True
@@ -101,8 +132,8 @@ class C3D(nn.Module):
             setattr(self, name, nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1))
             norm = nn.BatchNorm3d(out_channels) if batch_norm else nn.Identity()
             setattr(self, name.replace("conv", "norm"), norm)
-        for pool, kernel, padding in _POOLS.values():
-            setattr(self, pool, nn.MaxPool3d(kernel, stride=kernel, padding=padding))
+        for name, (pool, _) in _POOLS.items():
+            setattr(self, pool, _pool(name, pooling))
         self.fc6 = nn.Linear(channels[-1] * pool5_positions, fc_units)
         self.fc7 = nn.Linear(fc_units, fc_units)
         self.fc8 = nn.Linear(fc_units, num_classes)
@@ -201,8 +232,15 @@ def _max_pool(pool: nn.MaxPool3d, x: torch.Tensor) -> torch.Tensor:
     A (1, 2, 2) pool in CPU inference is the maximum of the 4 strided views instead: the same
     values, and PyTorch's kernel is ~2x slower on channels-last input with few channels
     (pool1 of the CPU model, 8 channels: +10 % clips/s for the whole network). Not under
-    autograd, where the maximum's backward is the slower one."""
-    if pool.kernel_size != (1, 2, 2) or x.device.type != "cpu" or torch.is_grad_enabled():
+    autograd, where the maximum's backward is the slower one, nor where a rounded-up pool
+    (ceil mode) has an odd size to cut short."""
+    odd = x.shape[3] % 2 or x.shape[4] % 2
+    if (
+        pool.kernel_size != (1, 2, 2)
+        or x.device.type != "cpu"
+        or torch.is_grad_enabled()
+        or (pool.ceil_mode and odd)
+    ):
         with torch.autocast(x.device.type, enabled=False):
             return pool(x)
     height, width = x.shape[3] // 2 * 2, x.shape[4] // 2 * 2
@@ -255,24 +293,29 @@ def load_sports1m_weights(model: C3D, path: str | Path) -> None:
         ) from exc
     if not isinstance(state, dict):
         raise ModelError(f"expected a dict of tensors, found {type(state).__name__}", path)
+    keys = [f"{layer}.{kind}" for layer in PRETRAINED_NAMES for kind in ("weight", "bias")]
+    copy_pretrained(model, state, keys, path)
 
+
+def copy_pretrained(model: C3D, state: dict, keys: list[str], source: str | Path) -> None:
+    """Copy the tensors ``keys`` of ``state`` (read from ``source``) into ``model``; a missing
+    key or a shape mismatch raises :class:`ModelError` naming the tensor and both shapes."""
     own = model.state_dict()
     updates = {}
-    for layer in PRETRAINED_NAMES:
-        for key in (f"{layer}.weight", f"{layer}.bias"):
-            if key not in state:
-                raise ModelError(f"{key} is missing", path)
-            tensor = state[key]
-            if not isinstance(tensor, torch.Tensor):
-                raise ModelError(f"{key} is a {type(tensor).__name__}, not a tensor", path)
-            if tensor.shape != own[key].shape:
-                raise ModelError(
-                    f"{key} has shape {tuple(tensor.shape)} in the file but the model needs "
-                    f"{tuple(own[key].shape)} (the Sports-1M weights need width 1 and "
-                    "16×112×112 input)",
-                    path,
-                )
-            updates[key] = tensor
+    for key in keys:
+        if key not in state:
+            raise ModelError(f"{key} is missing", source)
+        tensor = state[key]
+        if not isinstance(tensor, torch.Tensor):
+            raise ModelError(f"{key} is a {type(tensor).__name__}, not a tensor", source)
+        if tensor.shape != own[key].shape:
+            raise ModelError(
+                f"{key} has shape {tuple(tensor.shape)} in the file but the model needs "
+                f"{tuple(own[key].shape)} (another width or input size: the Sports-1M "
+                "weights need width 1 and 16×112×112 input)",
+                source,
+            )
+        updates[key] = tensor
     model.load_state_dict(updates, strict=False)
 
 
@@ -281,7 +324,7 @@ def clip_gflops(model: C3D) -> float:
     and fc layers (biases, ReLU, pooling and norms are not counted, as in the C3D paper's
     77.1 GFLOP). Works on a model built on the meta device, so costs can be read without
     allocating weights."""
-    sizes, _ = _conv_sizes(model.clip_frames, model.crop_size)
+    sizes, _ = _conv_sizes(model.clip_frames, model.crop_size, model.pooling)
     multiply_adds = 0
     for name, (t, h, w) in zip(CONV_NAMES, sizes, strict=True):
         multiply_adds += getattr(model, name).weight.numel() * t * h * w

@@ -4,6 +4,8 @@
     localization.safetensors  weights of the localization network (K+1 outputs)
     model.json                classes, window lengths, window-length prior, network options,
                               fps, clip config, default thresholds, training config, metrics
+    mean_cube.safetensors     only in models imported from Caffe: the per-pixel mean that
+                              replaces the clip config's per-channel one
 
 ``load_model`` rebuilds both networks from model.json alone, as whisper rebuilds its model
 from the dimensions stored in the checkpoint, and refuses a directory whose parts disagree.
@@ -25,15 +27,16 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from scnn.clips import ClipConfig
-from scnn.errors import ModelError
+from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
-from scnn.model import C3D
+from scnn.model import C3D, POOLING_RULES
 from scnn.video import FPS
 from scnn.windows import WindowConfig
 
 MODEL_JSON = "model.json"
 PROPOSAL_WEIGHTS = "proposal.safetensors"
 LOCALIZATION_WEIGHTS = "localization.safetensors"
+MEAN_CUBE = "mean_cube.safetensors"
 FORMAT_VERSION = 1
 PROPOSAL_THRESHOLD = 0.7  # P(action) a window needs to reach the localization network (§4)
 NMS_THRESHOLD = 0.4  # the authors' fixed NMS IoU threshold of their demo (§4)
@@ -46,6 +49,11 @@ class ModelOptions:
     width: float = 1.0  # channel multiplier: 1 is the faithful C3D
     dropout: float = 0.5
     batch_norm: bool = False  # not in C3D; helps a small model trained from scratch
+    pooling: str = "caffe"  # max-pool rounding, scnn.model.POOLING_RULES
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLING_RULES:
+            raise ScnnError(f"pooling '{self.pooling}' is not one of {', '.join(POOLING_RULES)}")
 
 
 def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> C3D:
@@ -57,6 +65,7 @@ def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> 
         crop_size=clip.crop_size,
         dropout=options.dropout,
         batch_norm=options.batch_norm,
+        pooling=options.pooling,
     )
 
 
@@ -77,6 +86,9 @@ class LoadedModel:
     use_prior: bool  # whether detection weights scores by the prior by default (method.md §4)
     config: Mapping[str, Any]  # the resolved training config
     metrics: Mapping[str, Any]  # validation metrics of each stage
+    # (clip_frames, height, width, 3) RGB per-pixel mean of the decoded frames, subtracted
+    # instead of clip.mean_rgb (scnn.clips.crop_mean_cube); None: the per-channel mean
+    mean_cube: torch.Tensor | None = None
 
 
 def state_bytes(model: torch.nn.Module) -> bytes:
@@ -135,14 +147,19 @@ def save_model(
     metrics: Mapping[str, Any],
     fps: float = FPS,
     use_prior: bool = True,
+    mean_cube: torch.Tensor | None = None,
 ) -> None:
     """Write the model directory at ``path``; each file is written atomically, model.json last,
     so a directory with a model.json is complete. ``prior`` maps each of ``windows``' lengths
-    to the weight of each class; model.json holds its rows in the order of those lengths."""
+    to the weight of each class; model.json holds its rows in the order of those lengths.
+    ``mean_cube``: see LoadedModel."""
     prior_rows = _prior_rows(prior, windows, len(classes), path)
     path = Path(path)
     atomic_write_bytes(path / PROPOSAL_WEIGHTS, state_bytes(proposal))
     atomic_write_bytes(path / LOCALIZATION_WEIGHTS, state_bytes(localization))
+    if mean_cube is not None:
+        check_mean_cube(mean_cube, clip, path)
+        atomic_write_bytes(path / MEAN_CUBE, safetensors_bytes({"mean": mean_cube.contiguous()}))
     description = {
         "format_version": FORMAT_VERSION,
         "classes": list(classes),
@@ -157,6 +174,7 @@ def save_model(
             "nms": NMS_THRESHOLD,
             "use_prior": use_prior,
         },
+        "mean_cube": mean_cube is not None,
         "config": config,
         "metrics": metrics,
     }
@@ -206,13 +224,15 @@ def load_model(path: str | Path) -> LoadedModel:
             tuple(description["window_lengths_frames"]), description["window_overlap"]
         )
         clip = ClipConfig(**_tuples(description["clip"]))
-        options = ModelOptions(**description["model"])
+        # Directories written before the pooling option pooled with the padded rule.
+        options = ModelOptions(**{"pooling": "padded", **description["model"]})
         prior = np.asarray(description["prior"], dtype=np.float64)
         fps = float(description["fps"])
         proposal_threshold = float(description["thresholds"]["proposal"])
         nms_threshold = float(description["thresholds"]["nms"])
         use_prior = bool(description["thresholds"].get("use_prior", True))
         config, metrics = description["config"], description["metrics"]
+        has_mean_cube = bool(description.get("mean_cube", False))
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"malformed model description: {exc!r}", description_path) from exc
     if prior.shape != (len(windows.lengths_frames), len(classes)):
@@ -232,6 +252,7 @@ def load_model(path: str | Path) -> LoadedModel:
     localization = build_network(len(classes) + 1, options, clip)
     load_state(proposal, path / PROPOSAL_WEIGHTS)
     load_state(localization, path / LOCALIZATION_WEIGHTS)
+    mean_cube = _load_mean_cube(path / MEAN_CUBE, clip) if has_mean_cube else None
     return LoadedModel(
         proposal=proposal.eval(),
         localization=localization.eval(),
@@ -246,4 +267,24 @@ def load_model(path: str | Path) -> LoadedModel:
         use_prior=use_prior,
         config=config,
         metrics=metrics,
+        mean_cube=mean_cube,
     )
+
+
+def check_mean_cube(mean_cube: torch.Tensor, clip: ClipConfig, path: Path) -> None:
+    """A mean cube must cover a whole clip of decoded frames: (clip_frames, height, width, 3)."""
+    width, height = clip.frame_size
+    expected = (clip.clip_frames, height, width, 3)
+    if tuple(mean_cube.shape) != expected:
+        raise ModelError(f"mean cube has shape {tuple(mean_cube.shape)}, expected {expected}", path)
+
+
+def _load_mean_cube(path: Path, clip: ClipConfig) -> torch.Tensor:
+    if not path.is_file():
+        raise ModelError("mean cube file missing", path)
+    try:
+        mean_cube = load_file(path)["mean"].float()
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ModelError(f"cannot read the mean cube: {exc}", path) from exc
+    check_mean_cube(mean_cube, clip, path)
+    return mean_cube

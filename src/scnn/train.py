@@ -23,7 +23,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from tqdm import tqdm
 from scnn import distributed
 from scnn.allocator import keep_large_allocations
 from scnn.annotations import GroundTruth
+from scnn.caffe import is_caffe_model, load_caffe_weights
 from scnn.config import TrainConfig, config_dict, write_run_config
 from scnn.dataset import (
     ClipDataset,
@@ -48,8 +49,15 @@ from scnn.distributed import SINGLE, DrawPositions, World
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 from scnn.loss import overlap_loss
-from scnn.model import C3D, load_sports1m_weights
-from scnn.modelfile import build_network, load_state, save_model, state_bytes
+from scnn.model import C3D, copy_pretrained, load_sports1m_weights
+from scnn.modelfile import (
+    MODEL_JSON,
+    build_network,
+    load_model,
+    load_state,
+    save_model,
+    state_bytes,
+)
 from scnn.precision import native_bf16
 from scnn.video import video_files
 
@@ -279,7 +287,29 @@ def _initialise(model: C3D, stage: Stage, config: TrainConfig, out_dir: Path) ->
             )
         load_state(model, weights)
     elif config.init_from:
-        load_sports1m_weights(model, config.init_from)
+        _load_pretrained(model, stage, config)
+
+
+def _load_pretrained(model: C3D, stage: Stage, config: TrainConfig) -> None:
+    """``init_from``, told by what it is. An scnn model directory: all but fc8 of its proposal
+    network (proposal stage) or localization network (classification stage), built with the
+    same network options. A C3D-v1.0 Caffe model (the Sports-1M C3D): conv1a … fc7-1. Else
+    a torch.save-d state dict (the PyTorch port of the Sports-1M C3D): conv1 … fc7."""
+    path = Path(config.init_from)
+    if (path / MODEL_JSON).is_file():
+        source = load_model(path)
+        if replace(source.options, dropout=config.model.dropout) != config.model:
+            raise ScnnError(
+                f"the model was built with {source.options}, the config asks for {config.model}",
+                path,
+            )
+        network = source.proposal if stage.binary else source.localization
+        keys = [key for key in model.state_dict() if not key.startswith("fc8.")]
+        copy_pretrained(model, network.state_dict(), keys, path)
+    elif is_caffe_model(path):
+        load_caffe_weights(model, path, fc8=False)
+    else:
+        load_sports1m_weights(model, path)
 
 
 def train(

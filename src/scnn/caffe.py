@@ -1,0 +1,431 @@
+"""The S-CNN authors' Caffe files (C3D-v1.0) read without Caffe, and imported as a model directory.
+
+The reader follows the field numbers of the C3D-v1.0 fork's ``caffe.proto`` (zhengshou/scnn,
+``C3D-v1.0/C3D_overlap_loss/src/caffe/proto/caffe.proto``); protobuf's wire format is decoded
+here, a few dozen lines, so no protobuf package or generated code is needed:
+
+    NetParameter    name 1, layers 2 (V1 LayerParameter; BVLC's later ``layer`` is 100)
+    LayerParameter  name 4, type 5 (enum), blobs 6, convolution_param 10,
+                    inner_product_param 17, pooling_param 19
+    BlobProto       num 1, channels 2, length 3, height 4, width 5, data 6 (packed float32)
+
+Caffe stores a 3D convolution's weights (out, in, depth, k, k), PyTorch's Conv3d layout, its
+biases (1, 1, 1, 1, N) and an inner product's weights (1, 1, 1, N_out, N_in), PyTorch's
+Linear layout; fc6 reads pool5 in (channel, length, height, width) order, as C3D flattens it.
+Only the headers are parsed in memory: each blob's floats are read from the file straight
+into the network's tensor, so a 300 MB model needs its network's memory and one blob more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from torch import nn
+
+from scnn.annotations import load_ground_truth, read_class_table
+from scnn.bundled_data import resolve_class_table, resolve_ground_truth
+from scnn.clips import CLIP_FRAMES, CROP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, ClipConfig
+from scnn.errors import ModelError
+from scnn.model import C3D, CONV_NAMES
+from scnn.modelfile import ModelOptions, build_network, save_model
+from scnn.postprocess import window_length_prior
+from scnn.windows import WindowConfig
+
+# Caffe's layer names (the authors' prototxts) for scnn's C3D layers. The Sports-1M model
+# names its fc layers likewise (fc6-1, fc7-1) and its 487-way output fc8-1, which is not used.
+CAFFE_NAMES = {
+    "conv1a": "conv1",
+    "conv2a": "conv2",
+    **{name: name for name in CONV_NAMES[2:]},
+    "fc6-1": "fc6",
+    "fc7-1": "fc7",
+    "fc8": "fc8",
+}
+POOL_NAMES = ("pool1", "pool2", "pool3", "pool4", "pool5")
+CONVOLUTION3D, POOLING3D, INNER_PRODUCT = 30, 31, 14  # LayerParameter.LayerType values
+TYPE_NAMES = {
+    CONVOLUTION3D: "CONVOLUTION3D",
+    POOLING3D: "POOLING3D",
+    INNER_PRODUCT: "INNER_PRODUCT",
+}
+MAX_POOLING = 0  # PoolingParameter.PoolMethod.MAX
+
+# Wire types of protobuf's encoding.
+VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
+NET_LAYERS, NET_NEW_LAYERS = 2, 100
+LAYER_NAME, LAYER_TYPE, LAYER_BLOBS = 4, 5, 6
+LAYER_PARAMS = {10: "convolution", 17: "inner_product", 19: "pooling"}
+BLOB_DIMS, BLOB_DATA = (1, 2, 3, 4, 5), 6
+# Fields of the parameter messages, by number, with the defaults caffe.proto gives them.
+PARAM_FIELDS = {
+    "convolution": {
+        1: ("num_output", 0),
+        3: ("pad", 0),
+        4: ("kernel_size", 0),
+        6: ("kernel_depth", 0),
+        7: ("stride", 1),
+        8: ("temporal_stride", 1),
+        12: ("temporal_pad", 0),
+    },
+    "inner_product": {1: ("num_output", 0)},
+    "pooling": {
+        1: ("pool", MAX_POOLING),
+        2: ("kernel_size", 0),
+        3: ("stride", 1),
+        4: ("pad", 0),
+        5: ("kernel_depth", 0),
+        6: ("temporal_stride", 1),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Where one parameter blob's float32 values lie in the file."""
+
+    shape: tuple[int, int, int, int, int]  # (num, channels, length, height, width)
+    offset: int  # bytes from the start of the file
+    count: int  # float32 values
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a Caffe model file: its type, blobs and the geometry it was built with."""
+
+    name: str
+    type: int
+    blobs: tuple[Blob, ...]
+    params: dict[str, int]  # the fields of its convolution/pooling/inner-product parameters
+
+
+class _Wire:
+    """Protobuf wire-format fields of a message lying in ``file`` between two offsets."""
+
+    def __init__(self, file: BinaryIO, path: Path):
+        self.file = file
+        self.path = path
+        self.size = file.seek(0, 2)
+
+    def fail(self, what: str, where: str) -> ModelError:
+        return ModelError(f"{where}: {what} (not a C3D-v1.0 Caffe model, or truncated)", self.path)
+
+    def _varint(self, offset: int, end: int, where: str) -> tuple[int, int]:
+        self.file.seek(offset)
+        head = self.file.read(min(10, end - offset))
+        value = 0
+        for index, byte in enumerate(head):
+            value |= (byte & 0x7F) << (7 * index)
+            if byte < 0x80:
+                return value, offset + index + 1
+        raise self.fail("a number runs past its message", where)
+
+    def fields(self, start: int, end: int, where: str) -> Iterator[tuple[int, int, int, int]]:
+        """(field number, wire type, value, offset): ``value`` is a varint's value or the
+        byte length of a length-delimited field, whose bytes start at ``offset``."""
+        if end > self.size:
+            raise self.fail(f"needs {end} bytes, the file has {self.size}", where)
+        offset = start
+        while offset < end:
+            key, offset = self._varint(offset, end, where)
+            number, wire = key >> 3, key & 7
+            if wire == VARINT:
+                value, offset = self._varint(offset, end, where)
+                yield number, wire, value, offset
+                continue
+            if wire == LENGTH_DELIMITED:
+                value, offset = self._varint(offset, end, where)
+            elif wire in (FIXED32, FIXED64):
+                value = 4 if wire == FIXED32 else 8
+            else:
+                raise self.fail(f"field {number} has wire type {wire}", where)
+            if offset + value > end:
+                raise self.fail(f"field {number} runs past its message", where)
+            yield number, wire, value, offset
+            offset += value
+
+    def text(self, offset: int, length: int) -> str:
+        self.file.seek(offset)
+        return self.file.read(length).decode("utf-8", errors="replace")
+
+
+def _blob(wire: _Wire, start: int, end: int, where: str) -> Blob:
+    dims = dict.fromkeys(BLOB_DIMS, 0)
+    data: tuple[int, int] | None = None
+    for number, kind, value, offset in wire.fields(start, end, where):
+        expected = VARINT if number in BLOB_DIMS else LENGTH_DELIMITED
+        # BVLC's BlobProto keeps its packed data in field 5: a wire type differs here
+        if (number in BLOB_DIMS or number == BLOB_DATA) and kind != expected:
+            raise wire.fail(f"BlobProto field {number} has wire type {kind}", where)
+        if number in BLOB_DIMS:
+            dims[number] = value
+        elif number == BLOB_DATA:
+            data = (offset, value)
+    shape = tuple(dims[n] for n in BLOB_DIMS)
+    count = int(np.prod(shape))
+    if data is None or data[1] != 4 * count:
+        stored = 0 if data is None else data[1] // 4
+        raise wire.fail(f"blob of shape {shape} holds {stored} values, not {count}", where)
+    return Blob(shape, data[0], count)
+
+
+def _params(wire: _Wire, kind: str, start: int, end: int, where: str) -> dict[str, int]:
+    known = PARAM_FIELDS[kind]
+    params = {name: default for name, default in known.values()}
+    for number, wire_type, value, _ in wire.fields(start, end, where):
+        if number in known and wire_type == VARINT:
+            params[known[number][0]] = value
+    return params
+
+
+def _layer(wire: _Wire, start: int, end: int, index: int) -> Layer:
+    name, layer_type, blobs, params = f"#{index + 1}", 0, [], {}
+    for number, kind, value, offset in wire.fields(start, end, f"layer {name}"):
+        if number == LAYER_NAME and kind == LENGTH_DELIMITED:
+            name = wire.text(offset, value)
+    where = f"layer {name}"
+    for number, kind, value, offset in wire.fields(start, end, where):
+        if number == LAYER_TYPE and kind == VARINT:
+            layer_type = value
+        elif number == LAYER_BLOBS and kind == LENGTH_DELIMITED:
+            blobs.append(_blob(wire, offset, offset + value, f"{where}, blob {len(blobs)}"))
+        elif number in LAYER_PARAMS and kind == LENGTH_DELIMITED:
+            params = _params(wire, LAYER_PARAMS[number], offset, offset + value, where)
+    return Layer(name, layer_type, tuple(blobs), params)
+
+
+def is_caffe_model(path: str | Path) -> bool:
+    """Whether ``path`` starts as a NetParameter does (its name, field 1, or a layer, field 2),
+    which neither a torch.save zip ("PK") nor a pickle (0x80) does. The authors' files have
+    no suffix (``conv3d_deepnetA_sport1m_iter_1900000``), so the content tells."""
+    path = Path(path)
+    if path.suffix == ".caffemodel":
+        return True
+    try:
+        with path.open("rb") as file:
+            first = file.read(1)
+    except OSError:
+        return False
+    return first in (
+        bytes([1 << 3 | LENGTH_DELIMITED]),
+        bytes([NET_LAYERS << 3 | LENGTH_DELIMITED]),
+    )
+
+
+def read_layers(path: str | Path) -> dict[str, Layer]:
+    """The layers of a C3D-v1.0 ``.caffemodel`` by name; blob values stay in the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("Caffe model file not found", path)
+    layers: dict[str, Layer] = {}
+    with path.open("rb") as file:
+        wire = _Wire(file, path)
+        for number, kind, value, offset in wire.fields(0, wire.size, "NetParameter"):
+            if number == NET_NEW_LAYERS:
+                raise ModelError(
+                    "layers in BVLC Caffe's later format (NetParameter field 100); the S-CNN "
+                    "and Sports-1M C3D models are C3D-v1.0 files (field 2)",
+                    path,
+                )
+            if number == NET_LAYERS and kind == LENGTH_DELIMITED:
+                layer = _layer(wire, offset, offset + value, len(layers))
+                if layer.name in layers:
+                    raise ModelError(f"layer {layer.name} appears twice", path)
+                layers[layer.name] = layer
+    if not layers:
+        raise ModelError("no layers (not a C3D-v1.0 Caffe model)", path)
+    return layers
+
+
+def _expected_params(module: nn.Module) -> dict[str, int]:
+    """The Caffe parameters that build ``module`` (a Conv3d, MaxPool3d or Linear)."""
+    if isinstance(module, nn.Conv3d):
+        return {
+            "num_output": module.out_channels,
+            "kernel_depth": module.kernel_size[0],
+            "kernel_size": module.kernel_size[1],
+            "temporal_pad": module.padding[0],
+            "pad": module.padding[1],
+            "temporal_stride": module.stride[0],
+            "stride": module.stride[1],
+        }
+    if isinstance(module, nn.MaxPool3d):
+        return {
+            "pool": MAX_POOLING,
+            "kernel_depth": module.kernel_size[0],
+            "kernel_size": module.kernel_size[1],
+            "temporal_stride": module.stride[0],
+            "stride": module.stride[1],
+            "pad": 0,
+        }
+    return {"num_output": module.out_features}
+
+
+def _check_geometry(layer: Layer, module: nn.Module, expected_type: int, path: Path) -> None:
+    if layer.type != expected_type:
+        found = TYPE_NAMES.get(layer.type, f"type {layer.type}")
+        raise ModelError(
+            f"layer {layer.name} is {found}, expected {TYPE_NAMES[expected_type]}", path
+        )
+    for name, value in _expected_params(module).items():
+        if layer.params and layer.params[name] != value:
+            raise ModelError(
+                f"layer {layer.name} has {name} {layer.params[name]}, the network {value}",
+                path,
+            )
+
+
+def _caffe_shapes(module: nn.Conv3d | nn.Linear) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The blob shapes Caffe gives ``module``'s weight and bias (see the module docstring)."""
+    if isinstance(module, nn.Conv3d):
+        weight = tuple(module.weight.shape)
+    else:
+        weight = (1, 1, 1, *module.weight.shape)
+    return weight, (1, 1, 1, 1, module.weight.shape[0])
+
+
+def load_caffe_weights(model: C3D, path: str | Path, *, fc8: bool = True) -> None:
+    """Copy conv1a … fc7-1 (and fc8 unless ``fc8`` is False: the Sports-1M model's 487-way
+    output is never used) from a C3D-v1.0 ``.caffemodel`` into ``model``, checking each
+    layer's type, geometry (where the file records it) and blob shapes against ``model``.
+    The max-pools' kernels and strides are checked too. Any mismatch is a ModelError naming
+    the file and the layer."""
+    path = Path(path)
+    layers = read_layers(path)
+    for caffe_name in POOL_NAMES:
+        if caffe_name in layers:
+            _check_geometry(layers[caffe_name], getattr(model, caffe_name), POOLING3D, path)
+    wanted = [(c, s) for c, s in CAFFE_NAMES.items() if fc8 or s != "fc8"]
+    for caffe_name, _ in wanted:
+        if caffe_name not in layers:
+            raise ModelError(f"layer {caffe_name} is missing", path)
+    with path.open("rb") as file, torch.no_grad():
+        for caffe_name, name in wanted:
+            module, layer = getattr(model, name), layers[caffe_name]
+            kind = CONVOLUTION3D if isinstance(module, nn.Conv3d) else INNER_PRODUCT
+            _check_geometry(layer, module, kind, path)
+            shapes = _caffe_shapes(module)
+            if len(layer.blobs) != 2:
+                raise ModelError(f"layer {caffe_name} has {len(layer.blobs)} blobs, not 2", path)
+            for blob, shape, tensor in zip(
+                layer.blobs, shapes, (module.weight, module.bias), strict=True
+            ):
+                if blob.shape != shape:
+                    raise ModelError(
+                        f"layer {caffe_name}: blob of shape {blob.shape}, the network needs "
+                        f"{shape}",
+                        path,
+                    )
+                tensor.copy_(_read_values(file, blob, path).view(tensor.shape))
+
+
+def _read_values(file: BinaryIO, blob: Blob, path: Path) -> torch.Tensor:
+    file.seek(blob.offset)
+    values = np.fromfile(file, dtype="<f4", count=blob.count)
+    if len(values) != blob.count:
+        raise ModelError("truncated blob data", path)
+    return torch.from_numpy(values)
+
+
+def read_mean_cube(path: str | Path) -> torch.Tensor:
+    """C3D's mean file (a BlobProto of shape (1, 3, length, height, width), BGR channels, as
+    OpenCV decoded the frames) as a ``(length, height, width, 3)`` RGB float32 tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("mean file not found", path)
+    with path.open("rb") as file:
+        wire = _Wire(file, path)
+        blob = _blob(wire, 0, wire.size, "mean BlobProto")
+        if blob.shape[:2] != (1, 3):
+            raise ModelError(f"mean blob has shape {blob.shape}, expected (1, 3, L, H, W)", path)
+        cube = _read_values(file, blob, path).view(blob.shape)[0]
+    return cube.flip(0).permute(1, 2, 3, 0).contiguous()
+
+
+# The authors' networks: the faithful C3D, pooled as Caffe pools (scnn.model.POOLING_RULES).
+CAFFE_OPTIONS = ModelOptions(width=1.0, dropout=0.5, batch_norm=False, pooling="caffe")
+
+
+def caffe_clip_config(mean_cube: torch.Tensor) -> ClipConfig:
+    """The authors' test-time input (their prototxts' data layer): 16 frames of 171×128,
+    BGR, minus the per-pixel mean cube, centre crop 112, no scaling. ``mean_rgb`` records the
+    cube's per-channel average; the cube itself is what is subtracted."""
+    return ClipConfig(
+        frame_size=(FRAME_WIDTH, FRAME_HEIGHT),
+        crop_size=CROP_SIZE,
+        clip_frames=CLIP_FRAMES,
+        mean_rgb=tuple(round(float(v), 3) for v in mean_cube.mean(dim=(0, 1, 2))),
+        std_rgb=(1.0, 1.0, 1.0),
+        bgr=True,
+        mirror=False,
+    )
+
+
+def class_names(table: str | Path) -> tuple[str, ...]:
+    """The class names of a class table in index order; the indices must be 1..K, fc8's
+    outputs after background (0)."""
+    path = resolve_class_table(table)
+    by_index = read_class_table(path)
+    if sorted(by_index) != list(range(1, len(by_index) + 1)):
+        raise ModelError(f"class indices must be 1..{len(by_index)}, as fc8's outputs", path)
+    return tuple(by_index[index] for index in range(1, len(by_index) + 1))
+
+
+def import_caffe(
+    proposal: str | Path,
+    localization: str | Path,
+    mean: str | Path,
+    out: str | Path,
+    *,
+    classes: str | Path = "thumos14",
+    prior_from: str | Path = "thumos14-val",
+) -> None:
+    """Write a model directory from the authors' proposal and localization ``.caffemodel``
+    files and their mean file: the THUMOS14 classes in fc8's order and the window-length
+    prior of the THUMOS14 val annotations by default, as the authors computed it."""
+    names = class_names(classes)
+    mean_cube = read_mean_cube(mean)
+    expected = (CLIP_FRAMES, FRAME_HEIGHT, FRAME_WIDTH, 3)
+    if tuple(mean_cube.shape) != expected:
+        shape = (1, 3, *mean_cube.shape[:3])
+        raise ModelError(
+            f"mean blob has shape {shape}, the networks need (1, 3, 16, 128, 171)", mean
+        )
+    clip = caffe_clip_config(mean_cube)
+    networks = {}
+    for name, path, outputs in (
+        ("proposal", proposal, 2),
+        ("localization", localization, len(names) + 1),
+    ):
+        network = build_network(outputs, CAFFE_OPTIONS, clip)
+        load_caffe_weights(network, path)
+        networks[name] = network.eval()
+    windows = WindowConfig()
+    prior = window_length_prior(
+        load_ground_truth(resolve_ground_truth(prior_from)).instances, names
+    )
+    save_model(
+        out,
+        proposal=networks["proposal"],
+        localization=networks["localization"],
+        classes=names,
+        prior=prior,
+        options=CAFFE_OPTIONS,
+        windows=windows,
+        clip=clip,
+        config={
+            "imported_from": {
+                "proposal": Path(proposal).name,
+                "localization": Path(localization).name,
+                "mean": Path(mean).name,
+                "classes": str(classes),
+                "prior_from": str(prior_from),
+            }
+        },
+        metrics={},
+        mean_cube=mean_cube,
+    )
