@@ -42,12 +42,13 @@ from scnn.allocator import keep_large_allocations
 from scnn.clips import ClipConfig, assemble_clips, sample_frame_indices
 from scnn.config import load_config
 from scnn.dataset import DataConfig
-from scnn.detect import Detector, cpu_batch_size, inference_network
+from scnn.detect import Detector
 from scnn.fileio import atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import C3D, clip_gflops
 from scnn.modelfile import ModelOptions, build_network, load_model, save_model
 from scnn.parallel_decode import iter_frames_parallel
+from scnn.pipeline import cpu_batch_size, inference_network
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.scored_windows import ScoredWindows

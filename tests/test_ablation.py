@@ -122,8 +122,9 @@ def test_offline_post_processing_equals_the_detector(model_dir, tmp_path):
     grid = grid_of_videos({"clip": len(cached)}, WindowConfig(), 25.0)
     config = TrainConfig(clip=CLIP, model=OPTIONS)
     device = torch.device("cpu")
-    p_action = window_probabilities(detector.proposal, grid, {"clip": cached}, config, device)
-    classes = window_probabilities(detector.localization, grid, {"clip": cached}, config, device)
+    networks = detector.networks
+    p_action = window_probabilities(networks.proposal, grid, {"clip": cached}, config, device)
+    classes = window_probabilities(networks.localization, grid, {"clip": cached}, config, device)
     threshold = float(np.median(p_action[:, 1]))
     windows = scored_windows(grid, classes, CLASSES, p_action[:, 1] >= threshold)
     offline = postprocess(windows, 0.3, prior=detector.model.prior)

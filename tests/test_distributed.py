@@ -1,26 +1,20 @@
-"""Many processes: sharding helpers, 2 gloo processes under torchrun against one process for
-training (same weights) and detection (same detections), and a killed detection resumed."""
+"""Many processes: sharding helpers, and 2 gloo processes under torchrun against one process
+for training (same weights). Sharded detection: test_sharded.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from launch import torchrun
 from safetensors.torch import load_file
-from tiny import MODEL_CLASSES, SYNTH, TINY, random_model, toml_text
-from videos import numbered_frames, write_video
+from tiny import SYNTH, TINY, toml_text
 
 from scnn import cli, dataset
-from scnn.detect import Detector, detect_sharded, detect_videos, parts_dir, write_results
 from scnn.distributed import (
     DrawPositions,
     World,
@@ -30,7 +24,6 @@ from scnn.distributed import (
 )
 from scnn.errors import ScnnError
 from scnn.synth import generate
-from scnn.video import find_videos
 
 # --- the helpers, with hand-computed answers ---------------------------------------------
 
@@ -65,38 +58,6 @@ def test_shard_by_duration_greedy_longest_first():
     assert shard_by_duration([3, 3, 3], 2) == [[0, 2], [1]]  # ties go to the lower shard
     assert shard_by_duration([1.0], 3) == [[0], [], []]
     assert shard_by_duration([], 2) == [[], []]
-
-
-# --- torchrun on localhost ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def torchrun(*args: str, processes: int = 2, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    """``torchrun --nproc-per-node N -m scnn ARGS`` on localhost (gloo, 1 thread each)."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        str(processes),
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(free_port()),
-        "-m",
-        "scnn",
-        "--quiet",
-        *args,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
-    )
 
 
 # The shared tiny config, changed where these tests depend on it: 4 steps, logged each step
@@ -188,122 +149,3 @@ def test_resume_with_another_number_of_processes(run_setup, monkeypatch):
     assert_same_weights(root / "one", root / "resumed")
     steps = [json.loads(r)["step"] for r in (root / "resumed/proposal/log.jsonl").open()]
     assert steps == [1, 2, 3, 4]  # step 4 by the two processes, after 1-3 by one
-
-
-# --- sharded detection ----------------------------------------------------------------------
-
-VIDEO_FRAMES = {"a": 260, "b": 120, "c": 200, "d": 90}  # 4 small videos at 25 fps
-SETTINGS = {"proposal_threshold": 0.3}
-
-
-@pytest.fixture(scope="module")
-def detect_setup(tmp_path_factory):
-    """A random-weight model, a folder with 4 videos and a broken file, and one process's
-    detections of it (the reference)."""
-    root = tmp_path_factory.mktemp("detect")
-    random_model(root / "model")
-    folder = root / "videos"
-    folder.mkdir()
-    for offset, (name, count) in enumerate(VIDEO_FRAMES.items()):
-        frames = numbered_frames(count + 40 * offset, 64, 48)[40 * offset :]
-        write_video(folder / f"{name}.mp4", frames, 25, "libx264")
-    (folder / "broken.mp4").write_text("not a video")
-    detector = Detector.load(root / "model", **SETTINGS)
-    result = detect_videos(detector, find_videos([folder]), quiet=True)
-    write_results(result, root / "one.json", MODEL_CLASSES, root / "one_windows.csv")
-    assert len(result.detections) == 4 and len(result.failures) == 1
-    return root
-
-
-def test_two_processes_detect_what_one_does(detect_setup):
-    root = detect_setup
-    out = root / "two.json"
-    argv = ["detect", str(root / "videos"), "--model", str(root / "model"), "-o", str(out)]
-    argv += ["--proposal-threshold", "0.3", "--save-windows", str(root / "two_windows.csv")]
-    done = torchrun(*argv)
-    # Rank 0 exits with EXIT_SOME_FAILED (3): torchrun reports it and exits with 1.
-    assert done.returncode == 1 and re.search(r"exitcode\s*:\s*3\b", done.stderr), done.stderr
-    assert "broken.mp4" in done.stderr  # reported by rank 0, not fatal
-    assert json.loads(out.read_text()) == json.loads((root / "one.json").read_text())
-    assert (root / "two_windows.csv").read_text() == (root / "one_windows.csv").read_text()
-    records = {p.stem: json.loads(p.read_text()) for p in parts_dir(out).glob("*.json")}
-    assert sorted(records) == ["a", "b", "broken", "c", "d"]
-    assert records["broken"]["status"] == "failed"
-
-
-def test_killed_sharded_detection_resumes_without_redoing_videos(detect_setup, monkeypatch):
-    root = detect_setup
-    videos = find_videos([root / "videos"])
-    detector = Detector.load(root / "model", **SETTINGS)
-    out = root / "resumed.json"
-    calls: list[str] = []
-    real_score_windows = Detector.score_windows
-
-    def killed_on_the_third_video(self, video, progress=None):
-        calls.append(Path(video).stem)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # the process dies here: nothing of this video is written
-        return real_score_windows(self, video, progress)
-
-    monkeypatch.setattr(Detector, "score_windows", killed_on_the_third_video)
-    with pytest.raises(KeyboardInterrupt):
-        detect_sharded(detector, videos, out, quiet=True)
-    assert not out.exists()
-    finished = sorted(p.stem for p in parts_dir(out).glob("*.json"))
-    first_two = calls[:2]
-    assert set(first_two) <= set(finished) and calls[2] not in finished
-
-    calls.clear()
-    monkeypatch.setattr(Detector, "score_windows", counting(real_score_windows, calls))
-    result = detect_sharded(detector, videos, out, quiet=True)
-    assert sorted(calls) == sorted(set(VIDEO_FRAMES) - set(first_two))  # no video twice
-    assert list(result.failures) == [str(root / "videos" / "broken.mp4")]
-    assert json.loads(out.read_text()) == json.loads((root / "one.json").read_text())
-
-    calls.clear()  # everything done: a re-run only merges
-    assert detect_sharded(detector, videos, out, quiet=True).detections == result.detections
-    assert calls == []
-
-
-def counting(function, calls: list[str]):
-    def counted(self, video, progress=None):
-        calls.append(Path(video).stem)
-        return function(self, video, progress)
-
-    return counted
-
-
-def test_sigkilled_torchrun_detection_resumes_without_redoing_videos(detect_setup, monkeypatch):
-    """SIGKILL the whole torchrun job once a video is recorded; the re-run does the rest."""
-    root = detect_setup
-    out = root / "killed.json"
-    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"]
-    argv += ["--master-port", str(free_port()), "-m", "scnn", "--quiet", "detect"]
-    argv += [str(root / "videos"), "--model", str(root / "model"), "-o", str(out)]
-    argv += ["--proposal-threshold", "0.3"]
-    job = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not any(record(p).get("status") == "done" for p in parts_dir(out).glob("*.json")):
-        assert job.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
-    recorded = {p.stem: p.stat().st_mtime_ns for p in parts_dir(out).glob("*.json")}
-    assert not out.exists() and 0 < len(set(recorded) & set(VIDEO_FRAMES)) < len(VIDEO_FRAMES)
-
-    calls: list[str] = []
-    monkeypatch.setattr(Detector, "score_windows", counting(Detector.score_windows, calls))
-    detector = Detector.load(root / "model", **SETTINGS)
-    detect_sharded(detector, find_videos([root / "videos"]), out, quiet=True)
-    assert sorted(calls) == sorted(set(VIDEO_FRAMES) - set(recorded))
-    for name in set(recorded) & set(VIDEO_FRAMES):  # finished records are left as they were
-        assert (parts_dir(out) / f"{name}.json").stat().st_mtime_ns == recorded[name]
-    assert json.loads(out.read_text()) == json.loads((root / "one.json").read_text())
-
-
-def record(path: Path) -> dict:
-    """A record, or {} while it cannot be read."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}

@@ -299,7 +299,7 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
 def _run_detect(args: argparse.Namespace) -> int:
     import torch
 
-    from scnn import annotations, detect, distributed
+    from scnn import annotations, batch, detect, distributed, sharded
     from scnn.video import find_videos
 
     annotations.get_writer(args.out)  # an unknown format fails before any decoding
@@ -324,17 +324,17 @@ def _run_detect(args: argparse.Namespace) -> int:
         compile=args.compile,
     )
     if world is None:
-        result = detect.detect_videos(detector, videos, quiet=args.quiet)
+        result = batch.detect_videos(detector, videos, quiet=args.quiet)
         _print_failures(result.failures)
-        detect.write_results(result, args.out, detector.classes, args.save_windows)
+        batch.write_results(result, args.out, detector.classes, args.save_windows)
     else:  # torchrun: shared out by duration, resumable (OUT.parts/)
         quiet = args.quiet or not world.is_main
-        sharded = detect.detect_sharded(
+        merged = sharded.detect_sharded(
             detector, videos, args.out, world=world, windows_csv=args.save_windows, quiet=quiet
         )
-        if sharded is None:  # rank 0 reports the merged result
+        if merged is None:  # rank 0 reports the merged result
             return EXIT_OK
-        result = sharded
+        result = merged
         _print_failures(result.failures)
     found = sum(len(d) for d in result.detections.values())
     print(f"{found} detections in {len(result.detections)} video(s) -> {args.out}")

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scnn.annotations import GroundTruth, write_detections
-from scnn.detect import BUNDLED_MODEL, BatchResult, Detector, detect_videos
+from scnn.batch import BatchResult, detect_videos
+from scnn.detect import BUNDLED_MODEL, Detector
 from scnn.errors import ScnnError
 from scnn.evaluate import PROTOCOLS, EvaluationResult, evaluate
 from scnn.fileio import atomic_write_text

@@ -1,0 +1,383 @@
+"""The streaming pipeline of one video (method.md §4): decode → windows → clips → networks →
+scored windows, in memory bounded by the batch size and the longest window, not the video.
+
+Frames are decoded once, in a background thread, into a buffer no longer than the longest
+window. Every window of the grid is scored as soon as its last frame has arrived: its clip is
+assembled at once, so frames can be dropped, and clips wait in a queue until a full batch is
+ready for the proposal network. Survivors (P(action) ≥ threshold) queue again for the
+localization network. The per-chunk loop (:func:`chunk_windows`) is apart from what is done
+with its clips (:func:`score_segment`), so another consumer can reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scnn.allocator import MMAP_THRESHOLD_BYTES
+from scnn.clips import ClipConfig, crop_mean_cube, gather_clips, normalize_clips
+from scnn.errors import VideoError
+from scnn.model import C3D, fold_batch_norm
+from scnn.modelfile import LoadedModel
+from scnn.parallel_decode import iter_frames_parallel
+from scnn.scored_windows import ScoredWindows
+from scnn.windows import WindowConfig, Windows, window_grid
+
+# Clips per network call. On a CPU small batches win: at most CPU_BATCH_SIZE clips, and only
+# as many as keep the largest activation (conv1's output) small enough for the heap that
+# scnn.allocator keeps (MMAP_THRESHOLD_BYTES), so its memory is reused instead of page-faulted
+# afresh on each call. Measured best for both sizes (benchmarks/RESULTS.md): 16 clips of the
+# CPU model (1.5-2x the clips/s of batch 64), 1 of the full-size C3D (12.0 clips/s; batches
+# 2 and 4 within noise of it, 11.7-13.0; 8: 11.1). On a GPU, large.
+CPU_BATCH_SIZE = 16
+GPU_BATCH_SIZE = 256
+DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
+
+ScoredBatch = tuple[np.ndarray, np.ndarray, np.ndarray]  # window rows, label index, score
+
+
+def cpu_batch_size(network: C3D, bf16: bool) -> int:
+    """Clips per call on a CPU: see CPU_BATCH_SIZE."""
+    element = 2 if bf16 else 4
+    per_clip = network.conv1.out_channels * network.clip_frames * network.crop_size**2 * element
+    return max(1, min(CPU_BATCH_SIZE, MMAP_THRESHOLD_BYTES // per_clip))
+
+
+def inference_network(network: C3D, device: torch.device, bf16: bool) -> C3D:
+    """A copy of ``network`` for prediction: eval mode, batch norm folded into the
+    convolutions, on ``device``, channels-last, with bf16 weights when ``bf16``.
+
+    bf16 weights rather than autocast: autocast max-pools in fp32, and casting every pooled
+    activation to fp32 and back cost ~20 % of the CPU model's time.
+    """
+    network = fold_batch_norm(copy.deepcopy(network).eval())
+    network = network.to(device, memory_format=torch.channels_last_3d)
+    return network.to(torch.bfloat16) if bf16 else network
+
+
+@dataclass
+class _ClipQueue:
+    """Clips and their window rows waiting for one network, flushed a batch at a time."""
+
+    clips: list[torch.Tensor] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    def push(self, clips: torch.Tensor, rows: np.ndarray) -> None:
+        if len(rows):
+            self.clips.append(clips)
+            self.rows.append(rows)
+
+    def pop(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
+        """The first ``size`` clips (fewer if fewer wait). Only the pieces that make up the
+        batch are copied: concatenating the whole queue on every pop cost 15 % of detection."""
+        taken_clips, taken_rows, count = [], [], 0
+        while count < size and self.rows:
+            clips, rows = self.clips[0], self.rows[0]
+            need = size - count
+            if len(rows) > need:
+                self.clips[0], self.rows[0] = clips[need:], rows[need:]
+                clips, rows = clips[:need], rows[:need]
+            else:
+                del self.clips[0], self.rows[0]
+            taken_clips.append(clips)
+            taken_rows.append(rows)
+            count += len(rows)
+        batch = taken_clips[0] if len(taken_clips) == 1 else torch.cat(taken_clips)
+        return batch, np.concatenate(taken_rows)
+
+
+@dataclass
+class Networks:
+    """Both networks as prediction runs them (:func:`inference_network`), and how a batch of
+    clips goes through them: the proposal network, then the localization network for the
+    windows with P(action) ≥ ``proposal_threshold``."""
+
+    proposal: torch.nn.Module
+    localization: torch.nn.Module
+    clip: ClipConfig
+    device: torch.device
+    batch_size: int
+    dtype: torch.dtype  # of the weights and the normalised clips
+    proposal_threshold: float
+    padded: bool = False  # every batch padded to batch_size: one shape for torch.compile
+    mean_cube: torch.Tensor | None = None  # per-pixel mean of models imported from Caffe, cropped
+
+    @classmethod
+    def build(
+        cls,
+        model: LoadedModel,
+        device: torch.device,
+        *,
+        bf16: bool,
+        batch_size: int,
+        proposal_threshold: float,
+        compile_mode: str = "",
+    ) -> Networks:
+        """Inference copies of ``model``'s networks, compiled in ``compile_mode`` unless ""."""
+        proposal = inference_network(model.proposal, device, bf16)
+        localization = inference_network(model.localization, device, bf16)
+        if compile_mode:  # fixed shapes (padded), so each network compiles once
+            proposal = torch.compile(proposal, mode=compile_mode, dynamic=False)
+            localization = torch.compile(localization, mode=compile_mode, dynamic=False)
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        mean_cube = None
+        if model.mean_cube is not None:
+            mean_cube = crop_mean_cube(model.mean_cube, model.clip).to(device)
+        return cls(
+            proposal,
+            localization,
+            model.clip,
+            device,
+            batch_size,
+            dtype,
+            proposal_threshold,
+            padded=bool(compile_mode),
+            mean_cube=mean_cube,
+        )
+
+    def flush(self, proposals: _ClipQueue, survivors: _ClipQueue, final: bool) -> list[ScoredBatch]:
+        """Run full batches (and, when ``final``, the remainder) through both networks; the
+        localization network's batches, scored."""
+        size, scored = self.batch_size, []
+        while len(proposals) >= size or (final and len(proposals)):
+            clips, rows = proposals.pop(size)
+            p_action = self._softmax(self.proposal, self._input(clips))[:, 1]
+            keep = (p_action >= self.proposal_threshold).numpy()
+            survivors.push(clips[torch.from_numpy(keep).to(clips.device)], rows[keep])
+        while len(survivors) >= size or (final and len(survivors)):
+            clips, rows = survivors.pop(size)
+            score, label = self._softmax(self.localization, self._input(clips)).max(dim=1)
+            scored.append((rows, label.numpy(), score.numpy()))
+        return scored
+
+    def _input(self, clips: torch.Tensor) -> torch.Tensor:
+        """A batch of gathered uint8 clips as the networks' input, normalised only now: the
+        queues hold uint8 (4x smaller), and a batch's float copy stays in cache."""
+        return normalize_clips(clips, self.clip, self.dtype, self.mean_cube)
+
+    def _softmax(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        count = len(clips)
+        if self.padded and count < self.batch_size:
+            padding = clips[:1].expand(self.batch_size - count, *clips.shape[1:])
+            clips = torch.cat([clips, padding]).contiguous(memory_format=torch.channels_last_3d)
+        logits = network(clips)
+        return torch.softmax(logits[:count].float(), dim=1).cpu()
+
+
+def _background_chunks(
+    chunks: Iterator[np.ndarray], pin: bool = False
+) -> Iterator[np.ndarray | torch.Tensor]:
+    """Run ``chunks`` in a thread so decoding overlaps the networks; re-raise its errors here.
+    With ``pin``, chunks come as page-locked tensors, ready for an asynchronous copy to a GPU."""
+    handoff: queue.Queue = queue.Queue(maxsize=DECODE_QUEUE_CHUNKS)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for frames in chunks:
+                chunk = torch.from_numpy(frames).pin_memory() if pin else frames
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        handoff.put(chunk, timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            handoff.put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            handoff.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _on_device(
+    frames: np.ndarray | torch.Tensor, device: torch.device
+) -> np.ndarray | torch.Tensor:
+    """Frames where clips are cut: NumPy on a CPU (its gather is faster there), else the GPU."""
+    if device.type == "cpu":
+        return frames
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(frames)
+    return frames.to(device, non_blocking=True)
+
+
+def _concatenate(
+    first: np.ndarray | torch.Tensor, second: np.ndarray | torch.Tensor
+) -> np.ndarray | torch.Tensor:
+    if isinstance(first, torch.Tensor):
+        return torch.cat([first, second])
+    return np.concatenate([first, second])
+
+
+def _new_windows(windows: WindowConfig, frames_seen: int, previously_seen: int) -> Windows:
+    """Windows of the grid whose last frame arrived in the latest chunk.
+
+    A window exists once its last frame does (windows.window_grid), so the grid of the
+    frames seen so far is the final grid's windows ending up to that frame.
+    """
+    grid = window_grid(frames_seen, windows)
+    new = grid.end_frame > previously_seen
+    return Windows(grid.length_frames[new], grid.start_frame[new], grid.end_frame[new])
+
+
+@dataclass(frozen=True)
+class ChunkWindows:
+    """What one decoded chunk brings: the windows whose last frame arrived in it, their clips
+    (uint8, on the networks' device), and how far decoding has come."""
+
+    windows: Windows
+    clips: torch.Tensor
+    frames_seen: int  # frames decoded so far, counted from the video's first
+    new_frames: int  # frames of this chunk after ``first_end`` (lead-in frames not counted)
+
+
+def chunk_windows(
+    chunks: Iterator[np.ndarray | torch.Tensor],
+    windows: WindowConfig,
+    clip: ClipConfig,
+    device: torch.device,
+    first_end: int = 0,
+) -> Iterator[ChunkWindows]:
+    """The windows ending after frame ``first_end`` (1-based), chunk by chunk, with their clips.
+
+    ``chunks`` (decoded frames) start at the first frame such a window needs,
+    ``first_end + 2 - longest`` or 1; no more frames than the longest window are kept.
+    """
+    longest = max(windows.lengths_frames)
+    buffer = _on_device(np.zeros((0, *clip.frame_size[::-1], 3), np.uint8), device)
+    first_frame = max(0, first_end + 1 - longest) + 1  # frame number of buffer[0], 1-based
+    for chunk in chunks:
+        buffer = _concatenate(buffer, _on_device(chunk, device))
+        frames_seen = first_frame - 1 + len(buffer)
+        previously_seen = max(first_end, frames_seen - len(chunk))
+        ready = _new_windows(windows, frames_seen, previously_seen)
+        clips = gather_clips(
+            buffer,
+            ready.start_frame,
+            ready.length_frames,
+            clip,
+            train=False,
+            first_frame=first_frame,
+        )
+        yield ChunkWindows(ready, clips, frames_seen, max(0, frames_seen - previously_seen))
+        drop = max(0, len(buffer) - longest)
+        buffer, first_frame = buffer[drop:], first_frame + drop
+
+
+@dataclass
+class Segment:
+    """What was scored of one stretch of a video: its windows, chunk by chunk, and the
+    localization network's batches, whose rows index those windows concatenated."""
+
+    grid_parts: list[Windows] = field(default_factory=list)
+    scored: list[ScoredBatch] = field(default_factory=list)
+    frames: int = 0  # frames seen, counted from the video's first
+
+
+def score_segment(
+    chunks: Iterator[np.ndarray | torch.Tensor],
+    networks: Networks,
+    windows: WindowConfig,
+    first_end: int = 0,
+    progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Segment:
+    """Score the windows ending after frame ``first_end`` in ``chunks`` (see
+    :func:`chunk_windows`). ``progress`` is called with each chunk's new frames; ``stop``,
+    once set (by another lane), ends the segment early."""
+    segment = Segment()
+    proposals, survivors = _ClipQueue(), _ClipQueue()
+    offset = 0  # windows of earlier chunks
+    with torch.inference_mode():
+        for step in chunk_windows(chunks, windows, networks.clip, networks.device, first_end):
+            if stop is not None and stop.is_set():
+                return segment
+            proposals.push(step.clips, offset + np.arange(len(step.windows)))
+            segment.grid_parts.append(step.windows)
+            offset += len(step.windows)
+            segment.scored += networks.flush(proposals, survivors, final=False)
+            segment.frames = step.frames_seen
+            if progress is not None and step.new_frames:
+                progress(step.new_frames)
+        segment.scored += networks.flush(proposals, survivors, final=True)
+    return segment
+
+
+def score_video(
+    video: str | Path,
+    networks: Networks,
+    model: LoadedModel,
+    decode_processes: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> ScoredWindows:
+    """The windows of ``video`` that pass the proposal network, scored in one pass.
+
+    The one place detection decodes with processes: ``decode_processes`` > 1 splits the video
+    into time segments, one per process (parallel_decode.py), which pays on a GPU, where the
+    networks leave the cores to the decoders. On a GPU the chunks come page-locked.
+    """
+    chunks = iter_frames_parallel(
+        video, decode_processes, fps=model.fps, size=model.clip.frame_size
+    )
+    chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
+    segment = score_segment(chunks, networks, model.windows, progress=progress)
+    return scored_windows(video, [segment], model)
+
+
+def scored_windows(
+    video: str | Path, segments: Sequence[Segment], model: LoadedModel
+) -> ScoredWindows:
+    """The windows scored in ``segments`` (in video order) as one ScoredWindows, sorted by
+    their place in the grid; a video shorter than the shortest window is a VideoError."""
+    frames = max(segment.frames for segment in segments)
+    shortest = min(model.windows.lengths_frames)
+    if frames < shortest:
+        raise VideoError(
+            f"{frames} frames at {model.fps:g} fps: shorter than the shortest window "
+            f"({shortest} frames)",
+            video,
+        )
+    grid_parts, scored, offset = [], [], 0
+    for segment in segments:  # rows index the concatenated grid of all segments
+        grid_parts += segment.grid_parts
+        scored += [(rows + offset, label, score) for rows, label, score in segment.scored]
+        offset += sum(len(part) for part in segment.grid_parts)
+    rows = np.concatenate([r for r, _, _ in scored]) if scored else np.zeros(0, np.int64)
+    labels = np.concatenate([lab for _, lab, _ in scored]) if scored else rows
+    scores = np.concatenate([s for _, _, s in scored]) if scored else np.zeros(0, np.float64)
+    order = np.argsort(rows, kind="stable")
+    rows, labels, scores = rows[order], labels[order], scores[order]
+    lengths = np.concatenate([g.length_frames for g in grid_parts])[rows]
+    starts = np.concatenate([g.start_frame for g in grid_parts])[rows]
+    ends = np.concatenate([g.end_frame for g in grid_parts])[rows]
+    return ScoredWindows(
+        videos=np.full(len(rows), Path(video).stem, dtype=object),
+        window_frames=lengths,
+        start_frame=starts,
+        end_frame=ends,
+        start_s=starts / model.fps,
+        end_s=ends / model.fps,
+        label_index=labels.astype(np.int64),
+        score=scores.astype(np.float64),
+        classes=model.classes,
+    )

@@ -1,0 +1,122 @@
+"""The streaming pipeline of one video against a plain whole-video computation."""
+
+import numpy as np
+import pytest
+import torch
+from detecting import EVERY_WINDOW, assert_same_windows, long_video, tinted_video
+from tiny import MODEL_CLIP as CLIP
+from tiny import random_model
+from videos import numbered_frames, write_video
+
+from scnn.clips import assemble_clips
+from scnn.detect import Detector
+from scnn.errors import VideoError
+from scnn.pipeline import chunk_windows, cpu_batch_size
+from scnn.video import read_frames
+from scnn.windows import WindowConfig, window_grid
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return random_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return tinted_video(tmp_path_factory.mktemp("videos") / "clip one.mp4")
+
+
+def whole_video_scores(detector: Detector, path) -> tuple[np.ndarray, ...]:
+    """Every window of the grid through both networks, from the fully decoded video."""
+    frames = read_frames(path, size=CLIP.frame_size)
+    grid = window_grid(len(frames))
+    clips = assemble_clips(frames, grid.start_frame, grid.length_frames, CLIP, train=False)
+    with torch.inference_mode():
+        p_action = torch.softmax(detector.networks.proposal(clips), 1)[:, 1]
+        score, label = torch.softmax(detector.networks.localization(clips), 1).max(1)
+    return grid, p_action.numpy(), label.numpy(), score.numpy()
+
+
+def test_streaming_equals_whole_video_computation(model_dir, video):
+    detector = Detector.load(model_dir, batch_size=7, precision="fp32")
+    grid, p_action, label, score = whole_video_scores(detector, video)
+    threshold = float(np.median(p_action))
+    windows = detector.with_settings(proposal_threshold=threshold).score_windows(video)
+    kept = p_action >= threshold
+    assert 0 < len(windows) == kept.sum() < len(grid)
+    expected = sorted(
+        zip(
+            grid.length_frames[kept].tolist(),
+            grid.start_frame[kept].tolist(),
+            label[kept].tolist(),
+            strict=True,
+        )
+    )
+    got = sorted(
+        zip(
+            windows.window_frames.tolist(),
+            windows.start_frame.tolist(),
+            windows.label_index.tolist(),
+            strict=True,
+        )
+    )
+    assert got == expected
+    keys = zip(grid.length_frames.tolist(), grid.start_frame.tolist(), strict=True)
+    by_window = dict(zip(keys, score, strict=True))
+    rows = zip(windows.window_frames, windows.start_frame, windows.score, strict=True)
+    for length, start, value in rows:
+        assert value == pytest.approx(by_window[(int(length), int(start))], abs=1e-5)
+    assert np.allclose(windows.start_s, windows.start_frame / 25)
+    assert set(windows.videos) == {"clip one"}
+
+
+def test_every_grid_window_reaches_the_networks_at_threshold_zero(model_dir, video):
+    windows = Detector.load(model_dir, proposal_threshold=0.0).score_windows(video)
+    # L = 16..512, stride L/4, last frame <= 700: 172 + 84 + 40 + 18 + 7 + 2 windows
+    assert len(windows) == len(window_grid(700)) == 323
+
+
+@pytest.mark.parametrize("first_end", [0, 400])
+def test_chunks_bring_each_window_ending_after_first_end_once(first_end):
+    frames = numbered_frames(700, 64, 48)
+    chunks = iter(np.split(frames, [100, 103, 400]))  # 100, 3, 297 and 300 frames
+    steps = list(chunk_windows(chunks, WindowConfig(), CLIP, torch.device("cpu"), first_end))
+    grid = window_grid(700)
+    after = grid.end_frame > first_end
+    expected = sorted(zip(grid.length_frames[after], grid.start_frame[after], strict=True))
+    got = [
+        pair
+        for step in steps
+        for pair in zip(step.windows.length_frames, step.windows.start_frame, strict=True)
+    ]
+    assert sorted(got) == expected and len(got) == len(set(got))
+    assert [step.frames_seen for step in steps] == [100, 103, 400, 700]
+    assert sum(step.new_frames for step in steps) == 700 - first_end
+    assert [len(step.clips) for step in steps] == [len(step.windows) for step in steps]
+    assert steps[1].clips.shape[1:] == (16, CLIP.crop_size, CLIP.crop_size, 3)
+
+
+def test_too_short_video_is_an_error(model_dir, tmp_path):
+    path = tmp_path / "short.mp4"
+    write_video(path, numbered_frames(10, 64, 48), 25, "libx264")
+    with pytest.raises(VideoError, match="short.mp4.*shorter than the shortest window"):
+        Detector.load(model_dir).score_windows(path)
+
+
+def test_decoding_in_two_processes_scores_the_same_windows(model_dir, tmp_path):
+    path = long_video(tmp_path / "long.mp4")
+    one = Detector.load(model_dir, lanes=1, **EVERY_WINDOW).score_windows(path)
+    two = Detector.load(model_dir, decode_processes=2, lanes=1, **EVERY_WINDOW)
+    assert_same_windows(one, two.score_windows(path), atol=1e-6)
+
+
+def test_cpu_batch_size_keeps_conv1_output_within_the_budget():
+    from scnn.model import C3D
+
+    with torch.device("meta"):
+        faithful, small = C3D(21), C3D(21, width=1 / 8, crop_size=56)
+    # conv1 output per clip: 64 x 16 x 112 x 112 values (25.7 MB in bf16, 51 MB in fp32; the
+    # budget is 32 MiB); 8 x 16 x 56 x 56 (0.8 MB in bf16)
+    assert cpu_batch_size(faithful, bf16=True) == 1
+    assert cpu_batch_size(faithful, bf16=False) == 1
+    assert cpu_batch_size(small, bf16=True) == 16
