@@ -6,18 +6,16 @@ import numpy as np
 import pytest
 from conftest import ACTIVITYNET_EXAMPLE, THUMOS14, THUMOS14_CLASSES, THUMOS14_TEST, THUMOS14_VAL
 
-from scnn.annotations import (
-    Detection,
-    GroundTruth,
-    Instance,
+from scnn.errors import AnnotationError
+from scnn.formats import (
     load_detections,
     load_ground_truth,
     read_class_table,
     write_detections,
     write_ground_truth,
 )
-from scnn.errors import AnnotationError
-from scnn.scored_windows import ScoredWindows, read_windows_csv, write_windows_csv
+from scnn.formats.windows_csv import read_windows_csv, write_windows_csv
+from scnn.records import Detection, GroundTruth, Instance, ScoredWindows
 from scnn.video import VIDEO_SUFFIXES
 
 GT = GroundTruth(

@@ -14,12 +14,12 @@ from tiny import random_model
 from videos import numbered_frames, write_video
 
 from scnn import cli
-from scnn.annotations import load_detections
 from scnn.clips import assemble_clips
 from scnn.detect import Detector, detect_videos, write_results
 from scnn.errors import ScnnError, VideoError
+from scnn.formats import load_detections
+from scnn.formats.windows_csv import read_windows_csv
 from scnn.modelfile import save_model
-from scnn.scored_windows import read_windows_csv
 from scnn.video import find_videos, read_frames
 from scnn.windows import WindowConfig, window_grid
 

@@ -31,18 +31,19 @@ from tqdm import tqdm
 
 from scnn import distributed
 from scnn.allocator import MMAP_THRESHOLD_BYTES, keep_large_allocations
-from scnn.annotations import SUBTITLE_FORMATS, Detection, write_detections
 from scnn.clips import gather_clips, normalize_clips
 from scnn.compiling import check_compile_mode
 from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write_text
+from scnn.formats import SUBTITLE_FORMATS, write_detections
+from scnn.formats.windows_csv import concat_windows, write_windows_csv
 from scnn.model import C3D, fold_batch_norm
 from scnn.modelfile import LoadedModel, load_model, state_bytes
 from scnn.parallel_decode import iter_frames_parallel
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
-from scnn.scored_windows import ScoredWindows, concat_windows, write_windows_csv
+from scnn.records import Detection, ScoredWindows
 from scnn.video import iter_frames, num_frames, probe
 from scnn.windows import Windows, window_grid
 
