@@ -59,13 +59,14 @@ from ablation_offline import (  # noqa: E402
 from ablation_report import write_report  # noqa: E402
 from single_frame import SingleFrameNet, train_single_frame  # noqa: E402
 
-from scnn.annotations import GroundTruth, load_ground_truth  # noqa: E402
 from scnn.clips import assemble_clips  # noqa: E402
 from scnn.config import TrainConfig, load_config, write_run_config  # noqa: E402
 from scnn.dataset import cache_videos  # noqa: E402
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402
+from scnn.formats import load_ground_truth  # noqa: E402
 from scnn.modelfile import build_network, load_state, state_bytes  # noqa: E402
 from scnn.postprocess import window_length_prior  # noqa: E402
+from scnn.records import GroundTruth  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.train import (  # noqa: E402
     LOCALIZATION,

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scnn.annotations import Detection, GroundTruth
 from scnn.evaluate import evaluate, match_detections, precision_recall, proposal_recall
 from scnn.postprocess import postprocess
-from scnn.scored_windows import ScoredWindows
+from scnn.records import Detection, GroundTruth, ScoredWindows
 from scnn.windows import WindowConfig, temporal_iou, window_grid
 
 EVAL_IOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scnn.annotations import Detection, load_ground_truth
 from scnn.evaluate import PROTOCOLS, evaluate
+from scnn.formats import load_ground_truth
+from scnn.records import Detection
 
 THUMOS14_TEST = Path(__file__).resolve().parents[1] / "tests/data/thumos14/annotations/test"
 NEAR_GROUND_TRUTH_FRACTION = 0.3

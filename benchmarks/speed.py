@@ -51,7 +51,7 @@ from scnn.parallel_decode import iter_frames_parallel
 from scnn.pipeline import cpu_batch_size, inference_network
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
-from scnn.scored_windows import ScoredWindows
+from scnn.records import ScoredWindows
 from scnn.train import LOCALIZATION, TRAIN_LOG, prepare_data, train
 from scnn.video import FPS, iter_frames, num_frames, probe, read_frames
 from scnn.windows import WindowConfig, window_grid

@@ -26,17 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from scnn.annotations import load_detections, load_ground_truth, write_detections
+from scnn.batch import detect_videos
 from scnn.bundled_data import resolve_ground_truth
-from scnn.detect import Detector, detect_videos
+from scnn.detect import Detector
 from scnn.evaluate import evaluate
+from scnn.formats import load_detections, load_ground_truth, write_detections
+from scnn.formats.windows_csv import concat_windows, read_windows_csv, write_windows_csv
 from scnn.postprocess import postprocess, window_length_prior
-from scnn.scored_windows import (
-    ScoredWindows,
-    concat_windows,
-    read_windows_csv,
-    write_windows_csv,
-)
+from scnn.records import ScoredWindows
 
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 PAPER_MAP = (0.47719, 0.43535, 0.36276, 0.28702, 0.18970)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scnn.annotations import load_detections, load_ground_truth, write_detections
 from scnn.bundled_data import resolve_ground_truth
 from scnn.evaluate import PROTOCOLS, evaluate
+from scnn.formats import load_detections, load_ground_truth, write_detections
+from scnn.formats.windows_csv import read_windows_csv
 from scnn.postprocess import postprocess, window_length_prior
-from scnn.scored_windows import read_windows_csv
 
 THUMOS14 = Path(__file__).resolve().parents[1] / "tests/data/thumos14"
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)

@@ -24,11 +24,11 @@ from ablation_offline import (  # noqa: E402
     scored_windows,
 )
 
-from scnn.annotations import GroundTruth, Instance  # noqa: E402
 from scnn.config import TrainConfig  # noqa: E402
 from scnn.dataset import FrameCache  # noqa: E402
 from scnn.detect import Detector  # noqa: E402
 from scnn.postprocess import postprocess  # noqa: E402
+from scnn.records import GroundTruth, Instance  # noqa: E402
 from scnn.windows import WINDOW_LENGTHS_FRAMES, WindowConfig  # noqa: E402
 
 SHORT = WindowConfig(lengths_frames=(16, 32))

@@ -11,11 +11,11 @@ from tiny import MODEL_CLASSES as CLASSES
 from tiny import random_model
 
 from scnn import batch, cli, detect, lanes
-from scnn.annotations import load_detections
 from scnn.batch import detect_videos, write_results
 from scnn.detect import Detector
 from scnn.errors import ScnnError
-from scnn.scored_windows import read_windows_csv
+from scnn.formats import load_detections
+from scnn.formats.windows_csv import read_windows_csv
 from scnn.video import find_videos
 
 

@@ -23,7 +23,6 @@ from caffe_writer import (
 from tiny import MODEL_OPTIONS, random_model
 from videos import write_video
 
-from scnn.annotations import load_ground_truth
 from scnn.bundled_data import resolve_ground_truth
 from scnn.caffe import (
     CAFFE_NAMES,
@@ -38,10 +37,11 @@ from scnn.clips import ClipConfig
 from scnn.config import TrainConfig
 from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError, ScnnError
+from scnn.formats import load_ground_truth
+from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import C3D
 from scnn.modelfile import ModelOptions, load_model
 from scnn.postprocess import window_length_prior
-from scnn.scored_windows import read_windows_csv
 from scnn.train import CLASSIFICATION, PROPOSAL, _initialise
 from scnn.video import read_frames
 from scnn.windows import window_grid

@@ -8,7 +8,6 @@ import torch
 from videos import write_video
 
 from scnn import dataset
-from scnn.annotations import GroundTruth, Instance
 from scnn.clips import ClipConfig, assemble_clips
 from scnn.dataset import (
     ClipDataset,
@@ -19,6 +18,7 @@ from scnn.dataset import (
     window_samples,
 )
 from scnn.errors import ScnnError, VideoError
+from scnn.records import GroundTruth, Instance
 from scnn.windows import LabelConfig, WindowConfig
 
 CLIP = ClipConfig(frame_size=(40, 32), crop_size=24)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scnn.annotations import load_detections
 from scnn.demo import run_demo
 from scnn.detect import BUNDLED_MODEL, Detector
+from scnn.formats import load_detections
 from scnn.synth import CLASS_NAMES
 
 

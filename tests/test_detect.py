@@ -9,9 +9,9 @@ from tiny import MODEL_OPTIONS as OPTIONS
 from tiny import random_model
 from videos import numbered_frames, write_video
 
-from scnn.annotations import load_detections
 from scnn.detect import Detector
 from scnn.errors import VideoError
+from scnn.formats import load_detections
 from scnn.modelfile import save_model
 from scnn.windows import WindowConfig
 

@@ -6,20 +6,13 @@ import numpy as np
 import pytest
 from conftest import ACTIVITYNET_EXAMPLE, THUMOS14, THUMOS14_CLASSES, THUMOS14_TEST, THUMOS14_VAL
 
-from scnn.annotations import (
-    Detection,
-    GroundTruth,
-    Instance,
-    load_detections,
-    load_ground_truth,
-    read_class_table,
-    write_detections,
-)
 from scnn.cli import main
 from scnn.errors import ScnnError
 from scnn.evaluate import evaluate, match_detections, precision_recall, proposal_recall
+from scnn.formats import load_detections, load_ground_truth, read_class_table, write_detections
+from scnn.formats.windows_csv import read_windows_csv
 from scnn.postprocess import postprocess, window_length_prior
-from scnn.scored_windows import read_windows_csv
+from scnn.records import Detection, GroundTruth, Instance
 
 PAPER_MAP = [0.47719, 0.43535, 0.36276, 0.28702, 0.18970]
 PAPER_AP_AT_05 = [

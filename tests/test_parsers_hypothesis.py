@@ -11,13 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scnn.annotations import (
-    load_detections,
-    load_ground_truth,
-    read_class_table,
-)
 from scnn.errors import AnnotationError
-from scnn.scored_windows import read_windows_csv
+from scnn.formats import load_detections, load_ground_truth, read_class_table
+from scnn.formats.windows_csv import read_windows_csv
 
 CLASSES = ("jump", "run")
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from scnn.annotations import Instance
 from scnn.errors import ScnnError
 from scnn.postprocess import nms, postprocess, reference_nms, window_length_prior
-from scnn.scored_windows import ScoredWindows
+from scnn.records import Instance, ScoredWindows
 
 
 def test_prior_counts_durations_within_half_to_double_the_window():

@@ -14,23 +14,17 @@ from tiny import random_model
 from videos import numbered_frames, read_numbers, write_video
 
 from scnn import cli, demo
-from scnn.annotations import (
-    Detection,
-    GroundTruth,
-    Instance,
-    load_detections,
-    write_detections,
-    write_ground_truth,
-)
 from scnn.demo import DemoResult
 from scnn.errors import ScnnError
 from scnn.evaluate import evaluate, precision_recall
+from scnn.formats import load_detections, write_detections, write_ground_truth
 from scnn.html_report import (
     is_browser_playable,
     reencode,
     reencoded_size,
     write_html_report,
 )
+from scnn.records import Detection, GroundTruth, Instance
 from scnn.report import plot_precision_recall, plot_timeline
 from scnn.synth import SynthConfig, generate
 from scnn.video import probe, read_frames
@@ -184,7 +178,7 @@ import sys
 import matplotlib
 matplotlib.use("svg")
 from scnn import demo, html_report, report
-from scnn.annotations import Detection, GroundTruth, Instance
+from scnn.records import Detection, GroundTruth, Instance
 truth = (Instance("v", 1.0, 2.0, "A"),)
 found = [Detection("v", 1.0, 2.5, "A", 0.7)]
 report.plot_timeline({str(tmp_path / "t.png")!r}, "v", 4.0, ("A",), found, truth)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from scnn.annotations import Detection
 from scnn.html_report import write_html_report
+from scnn.records import Detection
 from scnn.synth import SynthConfig, generate
 
 CHROMIUM = Path("/usr/bin/chromium")

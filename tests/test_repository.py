@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from scnn.annotations import load_ground_truth, read_class_table
 from scnn.bundled_data import (
     CLASS_TABLES,
     GROUND_TRUTHS,
     resolve_class_table,
     resolve_ground_truth,
 )
+from scnn.formats import load_ground_truth, read_class_table
 
 REPO = Path(__file__).resolve().parents[1]
 # A relative path into a "shared" folder beside the repository (escaped: .ci/run greps for it).

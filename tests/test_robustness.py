@@ -26,17 +26,18 @@ from tiny import TINY, random_model, toml_text
 from videos import numbered_frames, read_numbers, write_audio, write_video
 
 from scnn import cli, train, video
-from scnn.annotations import Instance, load_detections, load_ground_truth
 from scnn.clips import ClipConfig
 from scnn.config import load_config
 from scnn.dataset import FrameCache
 from scnn.errors import AnnotationError, ModelError, ScnnError, VideoError
+from scnn.formats import load_detections, load_ground_truth
 from scnn.modelfile import (
     MODEL_JSON,
     PROPOSAL_WEIGHTS,
     ModelOptions,
     load_model,
 )
+from scnn.records import Instance
 from scnn.synth import generate
 from scnn.video import iter_frames, probe, read_frames
 from scnn.windows import WindowConfig

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scnn.annotations import load_ground_truth
 from scnn.errors import ScnnError
+from scnn.formats import load_ground_truth
 from scnn.synth import (
     CLASS_NAMES,
     MIN_GAP_S,

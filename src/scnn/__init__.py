@@ -6,11 +6,12 @@
         print(d.label, d.start_s, d.end_s, d.score)
 """
 
-from scnn.annotations import Detection, GroundTruth, Instance, load_detections, load_ground_truth
 from scnn.detect import Detector
 from scnn.errors import ScnnError
 from scnn.evaluate import EvaluationResult, evaluate
+from scnn.formats import load_detections, load_ground_truth
 from scnn.modelfile import load_model
+from scnn.records import Detection, GroundTruth, Instance
 
 __all__ = [
     "Detection",

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from scnn.annotations import SUBTITLE_FORMATS, Detection, write_detections
 from scnn.detect import Detector
 from scnn.errors import ScnnError
-from scnn.scored_windows import ScoredWindows, concat_windows, write_windows_csv
+from scnn.formats import SUBTITLE_FORMATS, write_detections
+from scnn.formats.windows_csv import concat_windows, write_windows_csv
+from scnn.records import Detection, ScoredWindows
 from scnn.video import num_frames, probe
 
 

@@ -299,10 +299,10 @@ def _add_detect(subparsers: argparse._SubParsersAction) -> None:
 def _run_detect(args: argparse.Namespace) -> int:
     import torch
 
-    from scnn import annotations, batch, detect, distributed, sharded
+    from scnn import batch, detect, distributed, formats, sharded
     from scnn.video import find_videos
 
-    annotations.get_writer(args.out)  # an unknown format fails before any decoding
+    formats.get_writer(args.out)  # an unknown format fails before any decoding
     videos = find_videos(args.videos)  # so do missing inputs and empty folders
     world = _torchrun_world()
     device = args.device
@@ -469,19 +469,20 @@ def _add_postprocess(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_postprocess(args: argparse.Namespace) -> int:
-    from scnn import annotations, postprocess, scored_windows
+    from scnn import formats, postprocess
+    from scnn.formats import windows_csv
 
     prior_gt = None
     if args.prior_from is not None:
-        prior_gt = annotations.load_ground_truth(args.prior_from, args.prior_subset)
+        prior_gt = formats.load_ground_truth(args.prior_from, args.prior_subset)
     if args.classes is not None:
-        table = annotations.read_class_table(args.classes, args.class_ids)
+        table = formats.read_class_table(args.classes, args.class_ids)
         classes = tuple(table[k] for k in sorted(table))
     elif prior_gt is not None:
         classes = prior_gt.classes
     else:
         raise ScnnError("give --classes or --prior-from: the windows' class ids need a list")
-    windows = scored_windows.read_windows_csv(args.windows, classes)
+    windows = windows_csv.read_windows_csv(args.windows, classes)
     prior = None
     if prior_gt is not None:
         lengths = sorted(set(windows.window_frames.tolist()))
@@ -489,7 +490,7 @@ def _run_postprocess(args: argparse.Namespace) -> int:
     detections = postprocess.postprocess(
         windows, args.nms, prior, top_k=args.top_k, min_score=args.min_score
     )
-    annotations.write_detections(args.out, detections, classes)
+    formats.write_detections(args.out, detections, classes)
     print(f"{len(detections)} detections from {len(windows)} windows -> {args.out}")
     return EXIT_OK
 
@@ -540,14 +541,14 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from scnn import annotations, fileio
+    from scnn import fileio, formats
     from scnn.evaluate import evaluate, format_proposal_recall, format_result, proposal_recall
 
-    gt = annotations.load_ground_truth(args.gt, args.subset)
+    gt = formats.load_ground_truth(args.gt, args.subset)
     table = None
     if args.classes is not None:
-        table = annotations.read_class_table(args.classes, args.class_ids)
-    detections = annotations.load_detections(args.pred, gt.classes, table)
+        table = formats.read_class_table(args.classes, args.class_ids)
+    detections = formats.load_detections(args.pred, gt.classes, table)
     result = evaluate(gt, detections, args.protocol, args.iou)
     print(format_result(result))
     if args.proposals:
@@ -649,11 +650,11 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from scnn import annotations, html_report
+    from scnn import formats, html_report
 
     table = None
     if args.classes is not None:
-        table = annotations.read_class_table(args.classes, args.class_ids)
+        table = formats.read_class_table(args.classes, args.class_ids)
     index = html_report.report_from_files(
         args.out,
         args.results,

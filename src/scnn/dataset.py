@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from scnn.annotations import GroundTruth
 from scnn.clips import ClipConfig, gather_clips, normalize_clips
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write
+from scnn.records import GroundTruth
 from scnn.video import FPS, VIDEO_SUFFIXES, read_frames
 from scnn.windows import LabelConfig, WindowConfig, label_windows, window_grid
 

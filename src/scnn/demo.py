@@ -10,12 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from scnn.annotations import GroundTruth, write_detections
 from scnn.batch import BatchResult, detect_videos
 from scnn.detect import BUNDLED_MODEL, Detector
 from scnn.errors import ScnnError
 from scnn.evaluate import PROTOCOLS, EvaluationResult, evaluate
 from scnn.fileio import atomic_write_text
+from scnn.formats import write_detections
+from scnn.records import GroundTruth
 from scnn.report import plot_timeline
 from scnn.synth import SynthConfig, generate
 

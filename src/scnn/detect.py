@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from scnn.allocator import keep_large_allocations
-from scnn.annotations import Detection
 from scnn.compiling import check_compile_mode
 from scnn.errors import ScnnError
 from scnn.lanes import lane_ends, score_lanes
@@ -21,7 +20,7 @@ from scnn.modelfile import LoadedModel, load_model
 from scnn.pipeline import GPU_BATCH_SIZE, Networks, cpu_batch_size, score_video
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
-from scnn.scored_windows import ScoredWindows
+from scnn.records import Detection, ScoredWindows
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 PRECISIONS = ("auto", "fp32", "bf16")

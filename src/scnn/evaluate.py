@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scnn.annotations import Detection, GroundTruth
 from scnn.errors import ScnnError
+from scnn.records import Detection, GroundTruth
 from scnn.windows import temporal_iou
 
 log = logging.getLogger(__name__)

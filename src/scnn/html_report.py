@@ -23,13 +23,6 @@ from urllib.parse import quote
 import av
 import numpy as np
 
-from scnn.annotations import (
-    Detection,
-    GroundTruth,
-    Instance,
-    load_detections,
-    load_ground_truth,
-)
 from scnn.errors import ScnnError, VideoError
 from scnn.evaluate import (
     PROTOCOLS,
@@ -39,6 +32,8 @@ from scnn.evaluate import (
     precision_recall,
 )
 from scnn.fileio import atomic_write, atomic_write_text
+from scnn.formats import load_detections, load_ground_truth
+from scnn.records import Detection, GroundTruth, Instance
 from scnn.report import class_colours, plot_precision_recall
 from scnn.video import iter_frames, probe
 

@@ -18,7 +18,7 @@ import torch
 
 from scnn.modelfile import LoadedModel
 from scnn.pipeline import Networks, Segment, score_segment, scored_windows
-from scnn.scored_windows import ScoredWindows
+from scnn.records import ScoredWindows
 from scnn.video import iter_frames, num_frames, probe
 
 LANE_MIN_S = 60.0  # seconds of video per lane, at least: each lane decodes a longest window more

@@ -28,7 +28,7 @@ from scnn.errors import VideoError
 from scnn.model import C3D, fold_batch_norm
 from scnn.modelfile import LoadedModel
 from scnn.parallel_decode import iter_frames_parallel
-from scnn.scored_windows import ScoredWindows
+from scnn.records import ScoredWindows
 from scnn.windows import WindowConfig, Windows, window_grid
 
 # Clips per network call. On a CPU small batches win: at most CPU_BATCH_SIZE clips, and only

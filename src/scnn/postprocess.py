@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from scnn.annotations import Detection, Instance
 from scnn.errors import ScnnError
-from scnn.scored_windows import ScoredWindows
+from scnn.records import Detection, Instance, ScoredWindows
 from scnn.video import FPS
 from scnn.windows import WINDOW_LENGTHS_FRAMES, temporal_iou
 

@@ -16,8 +16,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from scnn.annotations import Detection, Instance
 from scnn.fileio import atomic_write_bytes
+from scnn.records import Detection, Instance
 
 
 def class_colours(classes: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:

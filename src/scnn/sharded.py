@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scnn import distributed
-from scnn.annotations import Detection
 from scnn.batch import BatchResult, detect_videos, write_results
 from scnn.detect import Detector
 from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write_text
+from scnn.formats.windows_csv import read_windows_csv, write_windows_csv
 from scnn.modelfile import state_bytes
-from scnn.scored_windows import read_windows_csv, write_windows_csv
+from scnn.records import Detection
 from scnn.video import probe
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,10 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from scnn.annotations import GroundTruth, Instance, write_ground_truth
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write
+from scnn.formats import write_ground_truth
+from scnn.records import GroundTruth, Instance
 
 CLASS_NAMES = (
     "RotateClockwise",

@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from scnn import distributed
 from scnn.allocator import keep_large_allocations
-from scnn.annotations import GroundTruth
 from scnn.caffe import is_caffe_model, load_caffe_weights
 from scnn.config import TrainConfig, config_dict, write_run_config
 from scnn.dataset import (
@@ -59,6 +58,7 @@ from scnn.modelfile import (
     state_bytes,
 )
 from scnn.precision import native_bf16
+from scnn.records import GroundTruth
 from scnn.video import video_files
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def prepare_data(
     JSON subsets, or THUMOS14 ``<Class>_<subset>.txt`` files); validation videos are subset
     ``config.data.val_subset`` of ``val_annotations`` (default: the same file).
     """
-    from scnn.annotations import load_ground_truth
+    from scnn.formats import load_ground_truth
 
     train_gt = load_ground_truth(annotations, config.data.train_subset)
     val_gt = load_ground_truth(

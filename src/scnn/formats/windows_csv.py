@@ -1,4 +1,5 @@
-"""Windows scored by the localization network, and the windows CSV that carries them.
+"""The windows CSV (plain, or gzip for ``.gz``): the windows scored by the localization
+network, one row per window, as the authors' ``scnn_c3d_test_windows.csv.gz``.
 
 Frames are 1-based at 25 fps, as the authors'; times are seconds.
 """
@@ -10,37 +11,16 @@ import gzip
 import io
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
-from scnn.annotations import _csv_records, _number, _shown
 from scnn.errors import AnnotationError
 from scnn.fileio import atomic_write_bytes
-
-
-@dataclass(frozen=True)
-class ScoredWindows:
-    """Windows scored by the localization network, as columns (one row per window).
-
-    ``label_index`` is 0 for background and 1..K for ``classes[label_index - 1]``; ``score``
-    is the softmax probability of that label. Frames are 1-based at 25 fps, as the authors'.
-    """
-
-    videos: np.ndarray
-    window_frames: np.ndarray
-    start_frame: np.ndarray
-    end_frame: np.ndarray
-    start_s: np.ndarray
-    end_s: np.ndarray
-    label_index: np.ndarray
-    score: np.ndarray
-    classes: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.score)
-
+from scnn.formats.parsing import csv_records, number, shown
+from scnn.records import ScoredWindows
 
 BACKGROUND = "background"
 WINDOWS_COLUMNS = (
@@ -56,7 +36,7 @@ WINDOWS_COLUMNS = (
 MAX_FRAMES = 2**53  # frame numbers beyond this are not whole numbers as floats: a corrupt file
 
 
-def _open_text(path: Path):
+def _open_text(path: Path) -> TextIO:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
     return open(path, encoding="utf-8-sig", newline="")
@@ -70,7 +50,7 @@ def _label_index(token: str, classes: Sequence[str], path: Path, line: int) -> i
             return 0
         if token in classes:
             return classes.index(token) + 1
-        raise AnnotationError(f"unknown class {_shown(token)}", path, line) from None
+        raise AnnotationError(f"unknown class {shown(token)}", path, line) from None
     if not 0 <= index <= len(classes):
         raise AnnotationError(f"class index {index} not in 0..{len(classes)}", path, line)
     return index
@@ -78,9 +58,9 @@ def _label_index(token: str, classes: Sequence[str], path: Path, line: int) -> i
 
 def _frame(text: str, what: str, path: Path, line: int) -> int:
     """A frame number or count: a whole number below MAX_FRAMES."""
-    value = _number(text, what, path, line)
+    value = number(text, what, path, line)
     if value != int(value) or not 0 <= value < MAX_FRAMES:
-        raise AnnotationError(f"{what} is not a frame number: {_shown(text)}", path, line)
+        raise AnnotationError(f"{what} is not a frame number: {shown(text)}", path, line)
     return int(value)
 
 
@@ -91,7 +71,7 @@ def read_windows_csv(path: str | Path, classes: Sequence[str]) -> ScoredWindows:
     classes = tuple(classes)
     try:
         with _open_text(path) as handle:
-            rows = list(_csv_records(handle, path))
+            rows = list(csv_records(handle, path))
     except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise AnnotationError(f"cannot read windows CSV ({exc})", path) from exc
     if not rows or tuple(c.strip() for c in rows[0][1]) != WINDOWS_COLUMNS:
@@ -108,7 +88,7 @@ def read_windows_csv(path: str | Path, classes: Sequence[str]) -> ScoredWindows:
         for n in (1, 2, 3):
             columns[n].append(_frame(row[n], WINDOWS_COLUMNS[n], path, line))
         for n in (4, 5, 7):
-            columns[n].append(_number(row[n], WINDOWS_COLUMNS[n], path, line))
+            columns[n].append(number(row[n], WINDOWS_COLUMNS[n], path, line))
         columns[6].append(_label_index(row[6], classes, path, line))
     return ScoredWindows(
         videos=np.array(columns[0], dtype=str),

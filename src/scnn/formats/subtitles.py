@@ -7,13 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from scnn.errors import AnnotationError
 from scnn.fileio import atomic_write_text
-
-if TYPE_CHECKING:
-    from scnn.annotations import Detection
+from scnn.records import Detection
 
 
 def _timestamp(seconds: float, decimal: str) -> str:
@@ -39,9 +36,21 @@ def _cues(path: Path, detections: Sequence[Detection], decimal: str) -> list[str
     ]
 
 
-def write_webvtt(path: Path, detections: Sequence[Detection], classes=None, videos=()) -> None:
+def write_webvtt(
+    path: Path,
+    detections: Sequence[Detection],
+    classes: Sequence[str] | None = None,
+    videos: Sequence[str] = (),
+) -> None:
+    """A WebVTT file of one video's detections (``classes``, ``videos``: the writers' shape)."""
     atomic_write_text(path, "WEBVTT\n\n" + "\n".join(_cues(path, detections, ".")))
 
 
-def write_srt(path: Path, detections: Sequence[Detection], classes=None, videos=()) -> None:
+def write_srt(
+    path: Path,
+    detections: Sequence[Detection],
+    classes: Sequence[str] | None = None,
+    videos: Sequence[str] = (),
+) -> None:
+    """An SRT file of one video's detections (``classes``, ``videos``: the writers' shape)."""
     atomic_write_text(path, "\n".join(_cues(path, detections, ",")))

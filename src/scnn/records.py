@@ -1,0 +1,72 @@
+"""The records that flow between modules: ground truth, detections and scored windows.
+
+Times are seconds, labels are class names; frames (in ScoredWindows) are 1-based at 25 fps, as
+the authors'. Nothing here knows about files: scnn.formats reads and writes these records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+AMBIGUOUS = "Ambiguous"  # THUMOS14's label for intervals that count neither way
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One ground-truth action instance (or an Ambiguous interval) in one video."""
+
+    video: str
+    start_s: float
+    end_s: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected action: a segment, its class and a confidence score."""
+
+    video: str
+    start_s: float
+    end_s: float
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """A ground-truth set: the class list (its order gives the 1..K indices), the instances,
+    the Ambiguous intervals, and, where the format carries them, each video's duration and
+    subset. ``videos`` lists every annotated video, also those without instances.
+    """
+
+    classes: tuple[str, ...]
+    instances: tuple[Instance, ...]
+    ambiguous: tuple[Instance, ...] = ()
+    videos: tuple[str, ...] = ()
+    durations_s: Mapping[str, float] = field(default_factory=dict)
+    subsets: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoredWindows:
+    """Windows scored by the localization network, as columns (one row per window).
+
+    ``label_index`` is 0 for background and 1..K for ``classes[label_index - 1]``; ``score``
+    is the softmax probability of that label. Frames are 1-based at 25 fps, as the authors'.
+    """
+
+    videos: np.ndarray
+    window_frames: np.ndarray
+    start_frame: np.ndarray
+    end_frame: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+    label_index: np.ndarray
+    score: np.ndarray
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.score)

@@ -1,0 +1,120 @@
+"""The package's modules import one another without a cycle, counting every import: at the top,
+inside functions and under ``if TYPE_CHECKING``. Read from the source with ``ast``, so a cycle
+that Python would only meet at run time (or never, for type checking) is found all the same."""
+
+import ast
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "scnn"
+
+
+def module_name(path: Path, root: Path) -> str:
+    """``scnn.formats.parsing`` for ``root/formats/parsing.py``; a package's ``__init__.py`` is
+    the package."""
+    parts = (root.name, *path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(tree: ast.Module, name: str, is_package: bool, modules: set[str]) -> set[str]:
+    """The modules of ``modules`` that the module ``name`` imports. ``from a import b`` reads
+    module ``a.b`` when there is one, else module ``a``."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = name if is_package else name.rpartition(".")[0]
+                base = package.rsplit(".", node.level - 1)[0]  # level 1: the package itself
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                for alias in node.names
+            ]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:  # import scnn.a.b.Name → scnn.a.b
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Each module of the package at ``root``, with the package modules it imports."""
+    paths = sorted(root.rglob("*.py"))
+    names = {path: module_name(path, root) for path in paths}
+    modules = set(names.values())
+    return {
+        names[path]: imported_modules(
+            ast.parse(path.read_text(encoding="utf-8"), str(path)),
+            names[path],
+            path.name == "__init__.py",
+            modules,
+        )
+        for path in paths
+    }
+
+
+def find_cycle(graph: Mapping[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` as a path that ends where it starts, or [] if none."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> Iterator[list[str]]:
+        if node in path:
+            yield [*path[path.index(node) :], node]
+            return
+        if node in done:
+            return
+        for child in sorted(graph.get(node, ())):
+            yield from visit(child, [*path, node])
+        done.add(node)
+
+    for start in sorted(graph):
+        for cycle in visit(start, []):
+            return cycle
+    return []
+
+
+def write_package(root: Path, files: Mapping[str, str]) -> Path:
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    return root
+
+
+def test_the_graph_counts_every_kind_of_import(tmp_path):
+    root = write_package(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "from pkg.a import A\n",
+            "a.py": "import typing\nif typing.TYPE_CHECKING:\n    from pkg.b import B\n",
+            "b.py": "def f():\n    from pkg import sub\n",
+            "sub/__init__.py": "from . import leaf\n",
+            "sub/leaf.py": "import pkg.a\nfrom ..b import f\nfrom .. import c\n",
+            "c.py": "import os\n",
+        },
+    )
+    assert import_graph(root) == {
+        "pkg": {"pkg.a"},
+        "pkg.a": {"pkg.b"},
+        "pkg.b": {"pkg.sub"},
+        "pkg.c": set(),
+        "pkg.sub": {"pkg.sub.leaf"},
+        "pkg.sub.leaf": {"pkg.a", "pkg.b", "pkg.c"},
+    }
+
+
+def test_a_cycle_is_found_and_a_tree_has_none():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_package_has_no_import_cycle():
+    graph = import_graph(PACKAGE)
+    assert {"scnn", "scnn.cli", "scnn.records", "scnn.formats"} <= set(graph)
+    assert find_cycle(graph) == []
