@@ -64,7 +64,8 @@ from scnn.clips import assemble_clips  # noqa: E402
 from scnn.config import TrainConfig, load_config, write_run_config  # noqa: E402
 from scnn.dataset import cache_videos  # noqa: E402
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402
-from scnn.modelfile import build_network, load_state, state_bytes  # noqa: E402
+from scnn.model import build_network  # noqa: E402
+from scnn.modelfile import load_state, state_bytes  # noqa: E402
 from scnn.postprocess import window_length_prior  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.train import (  # noqa: E402

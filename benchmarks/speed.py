@@ -45,8 +45,8 @@ from scnn.dataset import DataConfig
 from scnn.detect import Detector, cpu_batch_size, inference_network
 from scnn.fileio import atomic_write_text
 from scnn.loss import overlap_loss
-from scnn.model import C3D, clip_gflops
-from scnn.modelfile import ModelOptions, build_network, load_model, save_model
+from scnn.model import C3D, ModelOptions, build_network, clip_gflops
+from scnn.modelfile import load_model, save_model
 from scnn.parallel_decode import iter_frames_parallel
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16

@@ -10,11 +10,10 @@ import torch
 
 from scnn.clips import ClipConfig
 from scnn.errors import ModelError
+from scnn.model import ModelOptions, build_network
 from scnn.modelfile import (
     LOCALIZATION_WEIGHTS,
     MODEL_JSON,
-    ModelOptions,
-    build_network,
     load_model,
     save_model,
 )

@@ -31,10 +31,10 @@ from scnn.clips import ClipConfig
 from scnn.config import load_config
 from scnn.dataset import FrameCache
 from scnn.errors import AnnotationError, ModelError, ScnnError, VideoError
+from scnn.model import ModelOptions
 from scnn.modelfile import (
     MODEL_JSON,
     PROPOSAL_WEIGHTS,
-    ModelOptions,
     load_model,
 )
 from scnn.synth import generate

@@ -14,7 +14,8 @@ from tiny import SYNTH, TINY, toml_text
 from scnn import cli, dataset, train
 from scnn.config import TrainConfig, config_from_dict, load_config
 from scnn.errors import ScnnError
-from scnn.modelfile import build_network, load_model
+from scnn.model import build_network
+from scnn.modelfile import load_model
 from scnn.synth import generate
 from scnn.train import CLASSIFICATION, LOCALIZATION, PROPOSAL
 

@@ -27,7 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 from scnn.clips import ClipConfig
 from scnn.errors import ModelError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
-from scnn.model import C3D
+from scnn.model import C3D, ModelOptions, build_network
 from scnn.video import FPS
 from scnn.windows import WindowConfig
 
@@ -37,27 +37,6 @@ LOCALIZATION_WEIGHTS = "localization.safetensors"
 FORMAT_VERSION = 1
 PROPOSAL_THRESHOLD = 0.7  # P(action) a window needs to reach the localization network (§4)
 NMS_THRESHOLD = 0.4  # the authors' fixed NMS IoU threshold of their demo (§4)
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """How the C3D networks are built, besides their number of outputs and input size."""
-
-    width: float = 1.0  # channel multiplier: 1 is the faithful C3D
-    dropout: float = 0.5
-    batch_norm: bool = False  # not in C3D; helps a small model trained from scratch
-
-
-def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> C3D:
-    """A C3D with ``num_outputs`` outputs for clips of ``clip``'s frames and crop size."""
-    return C3D(
-        num_outputs,
-        width=options.width,
-        clip_frames=clip.clip_frames,
-        crop_size=clip.crop_size,
-        dropout=options.dropout,
-        batch_norm=options.batch_norm,
-    )
 
 
 @dataclass(frozen=True, eq=False)
