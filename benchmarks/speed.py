@@ -51,7 +51,8 @@ from scnn.parallel_decode import iter_frames_parallel
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.scored_windows import ScoredWindows
-from scnn.train import LOCALIZATION, TRAIN_LOG, prepare_data, train
+from scnn.stages import LOCALIZATION, prepare_data
+from scnn.train import TRAIN_LOG, train
 from scnn.video import FPS, iter_frames, num_frames, probe, read_frames
 from scnn.windows import WindowConfig, window_grid
 

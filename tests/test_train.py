@@ -11,13 +11,13 @@ import torch
 from safetensors.torch import load_file
 from tiny import SYNTH, TINY, toml_text
 
-from scnn import cli, dataset, train
+from scnn import cli, dataset, stages, train
 from scnn.config import TrainConfig, config_from_dict, load_config
 from scnn.errors import ScnnError
 from scnn.model import build_network
 from scnn.modelfile import load_model
+from scnn.stages import CLASSIFICATION, LOCALIZATION, PROPOSAL
 from scnn.synth import generate
-from scnn.train import CLASSIFICATION, LOCALIZATION, PROPOSAL
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def synth_root(tmp_path_factory):
 def data(synth_root, tmp_path_factory):
     config = config_from_dict(TINY)
     cache = tmp_path_factory.mktemp("cache")
-    return train.prepare_data(
+    return stages.prepare_data(
         config, synth_root / "annotations.json", synth_root / "videos", cache, progress=False
     )
 

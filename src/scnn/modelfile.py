@@ -24,10 +24,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from scnn.annotations import GroundTruth
 from scnn.clips import ClipConfig
 from scnn.errors import ModelError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
 from scnn.model import C3D, ModelOptions, build_network
+from scnn.postprocess import window_length_prior
 from scnn.video import FPS
 from scnn.windows import WindowConfig
 
@@ -140,6 +142,12 @@ def save_model(
         "metrics": metrics,
     }
     atomic_write_text(path / MODEL_JSON, json.dumps(description, indent=1) + "\n")
+
+
+def training_prior(ground_truth: GroundTruth, windows: WindowConfig) -> dict[int, np.ndarray]:
+    """The window-length prior a trained model directory holds (method.md §4): computed on
+    the training ground truth, over its classes and the model's window lengths."""
+    return window_length_prior(ground_truth.instances, ground_truth.classes, windows.lengths_frames)
 
 
 def _prior_rows(
