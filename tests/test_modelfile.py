@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from scnn.annotations import GroundTruth, Instance
 from scnn.clips import ClipConfig
 from scnn.errors import ModelError
 from scnn.model import ModelOptions, build_network
@@ -16,6 +17,7 @@ from scnn.modelfile import (
     MODEL_JSON,
     load_model,
     save_model,
+    training_prior,
 )
 from scnn.windows import WindowConfig
 
@@ -111,3 +113,14 @@ def test_prior_must_match_classes_and_window_lengths(tmp_path):
     description_path.write_text(json.dumps(description))
     with pytest.raises(ModelError, match="prior has shape"):
         load_model(tmp_path / "model")
+
+
+def test_training_prior_is_over_the_models_window_lengths():
+    # Windows of 16, 32 and 64 frames last 0.64, 1.28 and 2.56 s; a 1 s instance fits the
+    # first two (W/2 ≤ d ≤ 2W), not the third. "run" has no instance: uniform.
+    ground_truth = GroundTruth(("jump", "run"), (Instance("v", 1.0, 2.0, "jump"),))
+    prior = training_prior(ground_truth, WindowConfig((16, 32, 64)))
+    assert list(prior) == [16, 32, 64]
+    np.testing.assert_allclose(
+        np.stack(list(prior.values())), [[0.5, 1 / 3], [0.5, 1 / 3], [0, 1 / 3]]
+    )
