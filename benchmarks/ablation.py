@@ -64,21 +64,20 @@ from scnn.config import TrainConfig, load_config, write_run_config  # noqa: E402
 from scnn.dataset import cache_videos  # noqa: E402
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402
 from scnn.formats import load_ground_truth  # noqa: E402
-from scnn.modelfile import build_network, load_state, state_bytes  # noqa: E402
+from scnn.model import build_network  # noqa: E402
+from scnn.modelfile import load_state, state_bytes  # noqa: E402
 from scnn.postprocess import window_length_prior  # noqa: E402
 from scnn.records import GroundTruth  # noqa: E402
-from scnn.synth import SynthConfig, generate  # noqa: E402
-from scnn.train import (  # noqa: E402
+from scnn.stages import (  # noqa: E402
     LOCALIZATION,
-    METRICS,
     PROPOSAL,
     STAGES,
-    WEIGHTS,
     Stage,
     TrainingData,
     prepare_data,
-    train,
 )
+from scnn.synth import SynthConfig, generate  # noqa: E402
+from scnn.train import METRICS, WEIGHTS, train  # noqa: E402
 from scnn.video import FPS, video_files  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parent

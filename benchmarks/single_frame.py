@@ -15,7 +15,7 @@ from scnn.config import TrainConfig
 from scnn.dataset import ClipDataset
 from scnn.distributed import DrawPositions
 from scnn.loss import overlap_loss
-from scnn.train import Stage, TrainingData, stage_samples
+from scnn.stages import Stage, TrainingData, stage_samples
 
 CHANNELS = (16, 32, 64, 128)  # per 3x3 conv block, each followed by 2x2 max pooling
 HIDDEN = 256  # units of the fully connected layer before the output

@@ -45,14 +45,15 @@ from scnn.dataset import DataConfig
 from scnn.detect import Detector
 from scnn.fileio import atomic_write_text
 from scnn.loss import overlap_loss
-from scnn.model import C3D, clip_gflops
-from scnn.modelfile import ModelOptions, build_network, load_model, save_model
+from scnn.model import C3D, ModelOptions, build_network, clip_gflops
+from scnn.modelfile import load_model, save_model
 from scnn.parallel_decode import iter_frames_parallel
 from scnn.pipeline import cpu_batch_size, inference_network
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.records import ScoredWindows
-from scnn.train import LOCALIZATION, TRAIN_LOG, prepare_data, train
+from scnn.stages import LOCALIZATION, prepare_data
+from scnn.train import TRAIN_LOG, train
 from scnn.video import FPS, iter_frames, num_frames, probe, read_frames
 from scnn.windows import WindowConfig, window_grid
 

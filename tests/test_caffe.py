@@ -39,8 +39,8 @@ from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError, ScnnError
 from scnn.formats import load_ground_truth
 from scnn.formats.windows_csv import read_windows_csv
-from scnn.model import C3D
-from scnn.modelfile import ModelOptions, load_model
+from scnn.model import C3D, ModelOptions
+from scnn.modelfile import load_model
 from scnn.postprocess import window_length_prior
 from scnn.train import CLASSIFICATION, PROPOSAL, _initialise
 from scnn.video import read_frames

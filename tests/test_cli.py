@@ -5,7 +5,7 @@ import argparse
 from scnn.cli import build_parser
 from scnn.detect import PRECISIONS
 from scnn.evaluate import PROTOCOLS
-from scnn.train import STAGES
+from scnn.stages import STAGES
 
 
 def choices(command: str, option: str) -> tuple[str, ...]:

@@ -10,14 +10,15 @@ import torch
 
 from scnn.clips import ClipConfig
 from scnn.errors import ModelError
+from scnn.model import ModelOptions, build_network
 from scnn.modelfile import (
     LOCALIZATION_WEIGHTS,
     MODEL_JSON,
-    ModelOptions,
-    build_network,
     load_model,
     save_model,
+    training_prior,
 )
+from scnn.records import GroundTruth, Instance
 from scnn.windows import WindowConfig
 
 CLASSES = ("jump", "run", "throw")
@@ -112,3 +113,14 @@ def test_prior_must_match_classes_and_window_lengths(tmp_path):
     description_path.write_text(json.dumps(description))
     with pytest.raises(ModelError, match="prior has shape"):
         load_model(tmp_path / "model")
+
+
+def test_training_prior_is_over_the_models_window_lengths():
+    # Windows of 16, 32 and 64 frames last 0.64, 1.28 and 2.56 s; a 1 s instance fits the
+    # first two (W/2 ≤ d ≤ 2W), not the third. "run" has no instance: uniform.
+    ground_truth = GroundTruth(("jump", "run"), (Instance("v", 1.0, 2.0, "jump"),))
+    prior = training_prior(ground_truth, WindowConfig((16, 32, 64)))
+    assert list(prior) == [16, 32, 64]
+    np.testing.assert_allclose(
+        np.stack(list(prior.values())), [[0.5, 1 / 3], [0.5, 1 / 3], [0, 1 / 3]]
+    )

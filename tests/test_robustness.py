@@ -25,16 +25,16 @@ from tiny import SYNTH as TINY_SYNTH
 from tiny import TINY, random_model, toml_text
 from videos import numbered_frames, read_numbers, write_audio, write_video
 
-from scnn import cli, train, video
+from scnn import cli, stages, train, video
 from scnn.clips import ClipConfig
 from scnn.config import load_config
 from scnn.dataset import FrameCache
 from scnn.errors import AnnotationError, ModelError, ScnnError, VideoError
 from scnn.formats import load_detections, load_ground_truth
+from scnn.model import ModelOptions
 from scnn.modelfile import (
     MODEL_JSON,
     PROPOSAL_WEIGHTS,
-    ModelOptions,
     load_model,
 )
 from scnn.records import Instance
@@ -530,10 +530,10 @@ def test_checkpoint_with_a_pickle_payload_is_refused_unrun(synth_run, tmp_path):
     out = tmp_path / "run"
     (out / "proposal").mkdir(parents=True)
     torch.save({"step": CreatesAFileWhenUnpickled(marker)}, out / "proposal" / "checkpoint.pt")
-    prepared = train.prepare_data(
+    prepared = stages.prepare_data(
         config, data / "annotations.json", data / "videos", tmp_path / "cache", progress=False
     )
     with pytest.raises(ScnnError, match="cannot read checkpoint") as caught:
-        train.train(train.PROPOSAL, config, prepared, out, resume=True, progress=False)
+        train.train(stages.PROPOSAL, config, prepared, out, resume=True, progress=False)
     assert "checkpoint.pt" in str(caught.value)
     assert not marker.exists()

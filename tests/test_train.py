@@ -1,4 +1,4 @@
-"""The trainer: configs, a tiny model that learns, checkpoints, resume, the `scnn train` command."""
+"""The trainer: a tiny model that learns, checkpoints, resume, the `scnn train` command."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import torch
 from safetensors.torch import load_file
 from tiny import SYNTH, TINY, toml_text
 
-from scnn import cli, dataset, train
-from scnn.config import TrainConfig, config_from_dict, load_config
+from scnn import cli, dataset, stages, train
+from scnn.config import config_from_dict
 from scnn.errors import ScnnError
-from scnn.modelfile import build_network, load_model
+from scnn.model import build_network
+from scnn.modelfile import load_model
+from scnn.stages import CLASSIFICATION, LOCALIZATION, PROPOSAL
 from scnn.synth import generate
-from scnn.train import CLASSIFICATION, LOCALIZATION, PROPOSAL
 
 
 @pytest.fixture(scope="module")
@@ -30,51 +31,8 @@ def synth_root(tmp_path_factory):
 def data(synth_root, tmp_path_factory):
     config = config_from_dict(TINY)
     cache = tmp_path_factory.mktemp("cache")
-    return train.prepare_data(
+    return stages.prepare_data(
         config, synth_root / "annotations.json", synth_root / "videos", cache, progress=False
-    )
-
-
-def test_config_overrides_and_resolved_values(tmp_path):
-    path = tmp_path / "run.toml"
-    path.write_text("steps = 7\nlr = 1\n[clip]\ncrop_size = 56\nframe_size = [86, 64]\n")
-    config = load_config(path, {"model.width": 0.125, "device": "cpu"})
-    assert config.steps == 7 and config.lr == 1.0 and isinstance(config.lr, float)
-    assert config.clip.frame_size == (86, 64) and config.clip.crop_size == 56
-    assert config.model.width == 0.125 and config.device == "cpu"
-    assert config.batch_size == TrainConfig().batch_size  # untouched keys keep the defaults
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("stpes = 7", "unknown key 'stpes'"),
-        ("[clip]\ncrop = 56", "unknown key 'clip.crop'"),
-        ('steps = "7"', "steps: expected int"),
-        ("steps = 7.5", "steps: expected int"),
-        ("[clip]\nframe_size = [86]", "clip.frame_size: expected 2 values"),
-        ('optimizer = "adam"', "optimizer 'adam'"),
-        ("[clip]\ncrop_size = 200", "crop 200 px does not fit"),
-        ('compile = "fast"', "compile mode 'fast' is not one of default"),
-    ],
-)
-def test_config_errors_name_the_key_and_file(tmp_path, text, message):
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(ScnnError, match=message) as error:
-        load_config(path)
-    if "optimizer" not in message and "compile" not in message:
-        assert str(path) in str(error.value)
-
-
-def test_ready_configs_load():
-    cpu = load_config("synthetic_cpu")
-    assert cpu.clip.crop_size < TrainConfig().clip.crop_size
-    faithful = load_config("thumos14")
-    assert (faithful.model, faithful.clip, faithful.lr) == (
-        TrainConfig().model,
-        TrainConfig().clip,
-        1e-4,
     )
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from scnn.clips import ClipConfig
-from scnn.modelfile import ModelOptions, build_network, save_model
+from scnn.model import ModelOptions, build_network
+from scnn.modelfile import save_model
 from scnn.synth import SynthConfig
 from scnn.windows import WindowConfig
 

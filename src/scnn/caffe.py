@@ -31,8 +31,8 @@ from scnn.bundled_data import resolve_class_table, resolve_ground_truth
 from scnn.clips import CLIP_FRAMES, CROP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, ClipConfig
 from scnn.errors import ModelError
 from scnn.formats import load_ground_truth, read_class_table
-from scnn.model import C3D, CONV_NAMES
-from scnn.modelfile import ModelOptions, build_network, save_model
+from scnn.model import C3D, CONV_NAMES, ModelOptions, build_network
+from scnn.modelfile import save_model
 from scnn.postprocess import window_length_prior
 from scnn.windows import WindowConfig
 

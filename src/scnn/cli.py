@@ -18,7 +18,7 @@ from scnn.bundled_data import resolve_class_table, resolve_ground_truth
 from scnn.detect import PRECISIONS
 from scnn.errors import ScnnError
 from scnn.evaluate import PROTOCOLS
-from scnn.train import STAGES
+from scnn.stages import STAGES
 
 EXIT_OK = 0
 EXIT_ERROR = 1

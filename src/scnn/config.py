@@ -22,7 +22,7 @@ from scnn.dataset import DataConfig
 from scnn.distributed import SINGLE, DrawPositions, World
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write_text
-from scnn.modelfile import ModelOptions
+from scnn.model import ModelOptions
 from scnn.windows import LabelConfig, WindowConfig
 
 CONFIGS_DIR = Path(__file__).parent / "configs"  # the ready configs, usable by name

@@ -16,11 +16,17 @@ forward 1889 → 2098 clips/s in fp32 (TF32) and 2448 → 2862 in bf16, training
 and 1017 → 1164 clips/s. The one layout-sensitive step, flattening pool5 for fc6, uses
 ``flatten`` (which copies when needed) rather than ``view``, so fc6 always sees features in
 Caffe's (channel, time, height, width) order and the Sports-1M fc6 weights stay valid.
+
+The forward pass calls each layer through :mod:`scnn.kernels`, which works around PyTorch's
+CPU kernels where C3D meets them (same values, the right gradient). :func:`fold_batch_norm`,
+which prepares the inference copies, belongs with the architecture: it is an identity of the
+layers (a convolution followed by a batch norm is one convolution), not a kernel workaround.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,7 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from scnn.errors import ModelError
+from scnn import kernels
+from scnn.clips import ClipConfig
+from scnn.errors import ModelError, ScnnError
 
 C3D_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)  # conv1 … conv5b at width 1
 C3D_FC_UNITS = 4096  # fc6 and fc7 at width 1
@@ -156,11 +164,11 @@ class C3D(nn.Module):
             raise ValueError(
                 f"C3D expects input (batch, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
             )
-        for name in CONV_NAMES:
-            norm = getattr(self, name.replace("conv", "norm"))
-            x = _normalize(norm, _convolve(getattr(self, name), x))
+        for name in CONV_NAMES:  # each layer through its CPU-kernel workaround (kernels.py)
+            x = kernels.convolve(getattr(self, name), x)
+            x = kernels.normalize(getattr(self, name.replace("conv", "norm")), x)
             if name in _POOLS:
-                x = _max_pool(getattr(self, _POOLS[name][0]), x)
+                x = kernels.max_pool(getattr(self, _POOLS[name][0]), x)
             x = F.relu(x)  # after pooling: the same values (ReLU is monotonic), on 1/4-1/8 as many
         x = torch.flatten(x, 1)
         x = self.dropout(F.relu(self.fc6(x)))
@@ -168,85 +176,31 @@ class C3D(nn.Module):
         return self.fc8(x)
 
 
-def _convolve(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)``, but in fp32 where PyTorch's CPU bf16 kernel gets the gradient wrong.
+@dataclass(frozen=True)
+class ModelOptions:
+    """How the C3D networks are built, besides their number of outputs and input size."""
 
-    Under CPU bf16 autocast (torch 2.13, oneDNN), conv3d's weight gradient is garbage (1e36,
-    inf or NaN) whenever the input is exactly 2 frames deep, which is C3D's conv5a and conv5b
-    on 16-frame clips; the forward pass and the input gradient are right
-    (tests/test_model.py). Training in bf16 went NaN within 50 steps because of it. Those two
-    layers are 3.6 % of C3D's FLOPs, so they simply train in fp32.
-    """
-    if (
-        x.shape[2] == 2
-        and x.device.type == "cpu"
-        and torch.is_grad_enabled()
-        and torch.is_autocast_enabled("cpu")
-    ):
-        with torch.autocast("cpu", enabled=False):
-            return conv(x.float())
-    return conv(x)
+    width: float = 1.0  # channel multiplier: 1 is the faithful C3D
+    dropout: float = 0.5
+    batch_norm: bool = False  # not in C3D; helps a small model trained from scratch
+    pooling: str = "caffe"  # max-pool rounding, POOLING_RULES
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLING_RULES:
+            raise ScnnError(f"pooling '{self.pooling}' is not one of {', '.join(POOLING_RULES)}")
 
 
-class _Relayout(torch.autograd.Function):
-    """``x`` copied into ``layout``, its gradient copied back into ``grad_layout``: each side
-    of a layer that runs in another memory format gets the format it expects."""
-
-    @staticmethod
-    def forward(
-        ctx, x: torch.Tensor, layout: torch.memory_format, grad_layout: torch.memory_format
-    ) -> torch.Tensor:
-        ctx.grad_layout = grad_layout
-        return x.contiguous(memory_format=layout)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return grad.contiguous(memory_format=ctx.grad_layout), None, None
-
-
-def _normalize(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``norm(x)``; a training batch norm of channels-last CPU input with fewer than 16
-    channels runs on a contiguous copy instead, its gradient likewise.
-
-    PyTorch's CPU kernel for batch statistics vectorises across the channels of each voxel,
-    and with 8 (conv1 of the CPU model) it crawls: forward + backward 27 ms on a training
-    batch, 3 ms contiguous. The two copies cost ~6 ms; the training step gains ~25 %.
-    Evaluation-mode batch norm is fast in either layout and is left alone."""
-    slow_layout = (
-        x.device.type == "cpu"
-        and x.shape[1] < 16
-        and x.is_contiguous(memory_format=torch.channels_last_3d)
-        and not x.is_contiguous()
+def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> C3D:
+    """A C3D with ``num_outputs`` outputs for clips of ``clip``'s frames and crop size."""
+    return C3D(
+        num_outputs,
+        width=options.width,
+        clip_frames=clip.clip_frames,
+        crop_size=clip.crop_size,
+        dropout=options.dropout,
+        batch_norm=options.batch_norm,
+        pooling=options.pooling,
     )
-    if not (isinstance(norm, nn.BatchNorm3d) and norm.training and slow_layout):
-        return norm(x)
-    channels_last, contiguous = torch.channels_last_3d, torch.contiguous_format
-    x = norm(_Relayout.apply(x, contiguous, channels_last))
-    return _Relayout.apply(x, channels_last, contiguous)
-
-
-def _max_pool(pool: nn.MaxPool3d, x: torch.Tensor) -> torch.Tensor:
-    """``pool(x)``, in ``x``'s dtype: CPU autocast max-pools in fp32, casting each activation
-    up and its gradient back, for the same maxima (bf16 training step 180 -> 199 clips/s).
-
-    A (1, 2, 2) pool in CPU inference is the maximum of the 4 strided views instead: the same
-    values, and PyTorch's kernel is ~2x slower on channels-last input with few channels
-    (pool1 of the CPU model, 8 channels: +10 % clips/s for the whole network). Not under
-    autograd, where the maximum's backward is the slower one, nor where a rounded-up pool
-    (ceil mode) has an odd size to cut short."""
-    odd = x.shape[3] % 2 or x.shape[4] % 2
-    if (
-        pool.kernel_size != (1, 2, 2)
-        or x.device.type != "cpu"
-        or torch.is_grad_enabled()
-        or (pool.ceil_mode and odd)
-    ):
-        with torch.autocast(x.device.type, enabled=False):
-            return pool(x)
-    height, width = x.shape[3] // 2 * 2, x.shape[4] // 2 * 2
-    top = torch.maximum(x[..., 0:height:2, 0:width:2], x[..., 0:height:2, 1:width:2])
-    bottom = torch.maximum(x[..., 1:height:2, 0:width:2], x[..., 1:height:2, 1:width:2])
-    return torch.maximum(top, bottom)
 
 
 def fold_batch_norm(model: C3D) -> C3D:
@@ -259,17 +213,6 @@ def fold_batch_norm(model: C3D) -> C3D:
             setattr(model, name, fuse_conv_bn_eval(getattr(model, name), norm))
             setattr(model, norm_name, nn.Identity())
     return model
-
-
-def proposal_network(**kwargs) -> C3D:
-    """The proposal network: 2 outputs, background (0) and action (1). ``kwargs`` go to C3D."""
-    return C3D(2, **kwargs)
-
-
-def localization_network(num_classes: int, **kwargs) -> C3D:
-    """The classification / localization network for ``num_classes`` = K action classes:
-    K + 1 outputs, 0 being background. ``kwargs`` go to C3D."""
-    return C3D(num_classes + 1, **kwargs)
 
 
 def load_sports1m_weights(model: C3D, path: str | Path) -> None:

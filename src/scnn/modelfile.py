@@ -27,9 +27,11 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from scnn.clips import ClipConfig
-from scnn.errors import ModelError, ScnnError
+from scnn.errors import ModelError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
-from scnn.model import C3D, POOLING_RULES
+from scnn.model import C3D, ModelOptions, build_network
+from scnn.postprocess import window_length_prior
+from scnn.records import GroundTruth
 from scnn.video import FPS
 from scnn.windows import WindowConfig
 
@@ -40,33 +42,6 @@ MEAN_CUBE = "mean_cube.safetensors"
 FORMAT_VERSION = 1
 PROPOSAL_THRESHOLD = 0.7  # P(action) a window needs to reach the localization network (§4)
 NMS_THRESHOLD = 0.4  # the authors' fixed NMS IoU threshold of their demo (§4)
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """How the C3D networks are built, besides their number of outputs and input size."""
-
-    width: float = 1.0  # channel multiplier: 1 is the faithful C3D
-    dropout: float = 0.5
-    batch_norm: bool = False  # not in C3D; helps a small model trained from scratch
-    pooling: str = "caffe"  # max-pool rounding, scnn.model.POOLING_RULES
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLING_RULES:
-            raise ScnnError(f"pooling '{self.pooling}' is not one of {', '.join(POOLING_RULES)}")
-
-
-def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> C3D:
-    """A C3D with ``num_outputs`` outputs for clips of ``clip``'s frames and crop size."""
-    return C3D(
-        num_outputs,
-        width=options.width,
-        clip_frames=clip.clip_frames,
-        crop_size=clip.crop_size,
-        dropout=options.dropout,
-        batch_norm=options.batch_norm,
-        pooling=options.pooling,
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,6 +154,12 @@ def save_model(
         "metrics": metrics,
     }
     atomic_write_text(path / MODEL_JSON, json.dumps(description, indent=1) + "\n")
+
+
+def training_prior(ground_truth: GroundTruth, windows: WindowConfig) -> dict[int, np.ndarray]:
+    """The window-length prior a trained model directory holds (method.md §4): computed on
+    the training ground truth, over its classes and the model's window lengths."""
+    return window_length_prior(ground_truth.instances, ground_truth.classes, windows.lengths_frames)
 
 
 def _prior_rows(

@@ -1,9 +1,9 @@
 """One trainer for the three S-CNN networks (method.md §2–3).
 
 The proposal, classification and localization networks differ only in data, output size and
-loss, so a :class:`Stage` record describes each and one :func:`train` runs any of them (the
-authors' three Caffe setups differ in the same few lines). Order: proposal, classification,
-then localization initialised from the trained classification network.
+loss, so one :func:`train` runs any of them, as its :class:`~scnn.stages.Stage` record says
+(stages.py). The loop reads top to bottom in :func:`train`; setup, logging, checkpointing and
+validation are the functions it calls.
 
 A run writes, under its output folder::
 
@@ -17,13 +17,11 @@ A run writes, under its output folder::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,34 +30,26 @@ from tqdm import tqdm
 
 from scnn import distributed
 from scnn.allocator import keep_large_allocations
-from scnn.caffe import is_caffe_model, load_caffe_weights
+from scnn.checkpoint import load_checkpoint, save_checkpoint, sigint_flag
 from scnn.config import TrainConfig, config_dict, write_run_config
-from scnn.dataset import (
-    ClipDataset,
-    FrameCache,
-    Samples,
-    cache_videos,
-    concat_samples,
-    trimmed_clip_paths,
-    trimmed_samples,
-    window_samples,
-)
+from scnn.dataset import ClipDataset, FrameCache, Samples
 from scnn.distributed import SINGLE, DrawPositions, World
 from scnn.errors import ScnnError
-from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text
+from scnn.fileio import atomic_write_bytes, atomic_write_text
 from scnn.loss import overlap_loss
-from scnn.model import C3D, copy_pretrained, load_sports1m_weights
-from scnn.modelfile import (
-    MODEL_JSON,
-    build_network,
-    load_model,
-    load_state,
-    save_model,
-    state_bytes,
-)
+from scnn.model import C3D, build_network
+from scnn.modelfile import load_state, save_model, state_bytes, training_prior
 from scnn.precision import native_bf16
-from scnn.records import GroundTruth
-from scnn.video import video_files
+from scnn.pretrained import load_pretrained
+from scnn.stages import (
+    LOCALIZATION,
+    PROPOSAL,
+    STAGES,
+    Stage,
+    TrainingData,
+    prepare_data,
+    stage_samples,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,139 +60,115 @@ TRAIN_LOG = "log.jsonl"
 MODEL_DIR = "model"
 
 
-@dataclass(frozen=True)
-class Stage:
-    """What makes one network's training different from another's."""
-
-    name: str
-    binary: bool  # windows labelled action/background (2 outputs), else class 0..K (K+1)
-    overlap: bool  # the loss adds the overlap term (λ from the config); else cross-entropy
-    lr_decay: float  # the learning rate is multiplied by this ...
-    lr_decay_every: float  # ... every this fraction of the stage's steps
-    init_from: str | None  # stage whose trained weights start this one; None: Sports-1M/scratch
-
-    def num_outputs(self, num_classes: int) -> int:
-        return 2 if self.binary else num_classes + 1
+def training_device(config: TrainConfig, world: World) -> torch.device:
+    """The device this process trains on: ``config.device`` ("auto": CUDA when available),
+    with several processes the GPU of this one (distributed.local_device)."""
+    if config.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(config.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ScnnError(f"device '{config.device}' requested but CUDA is not available")
+    return distributed.local_device(device, world)
 
 
-# The authors' solvers: 30 k iterations; ×0.1 every 10 k, ×0.5 every 10 k, ×0.5 every 5 k.
-PROPOSAL = Stage(
-    "proposal", binary=True, overlap=False, lr_decay=0.1, lr_decay_every=1 / 3, init_from=None
-)
-CLASSIFICATION = Stage(
-    "classification",
-    binary=False,
-    overlap=False,
-    lr_decay=0.5,
-    lr_decay_every=1 / 3,
-    init_from=None,
-)
-LOCALIZATION = Stage(
-    "localization",
-    binary=False,
-    overlap=True,
-    lr_decay=0.5,
-    lr_decay_every=1 / 6,
-    init_from="classification",
-)
-STAGES = (PROPOSAL, CLASSIFICATION, LOCALIZATION)
+def _memory_format(config: TrainConfig) -> torch.memory_format:
+    return torch.channels_last_3d if config.channels_last else torch.contiguous_format
 
 
-# --- data ------------------------------------------------------------------------------------
+def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
+    """bf16 autocast where the config asks for it and the device computes bf16 natively."""
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=config.amp and native_bf16(device)
+    )
 
 
-@dataclass(frozen=True, eq=False)
-class TrainingData:
-    """The decoded videos of a run and their ground truth; built once, shared by the stages."""
+@dataclass(eq=False)
+class _Run:
+    """One stage's training, set up: what each step of the loop uses."""
 
-    classes: tuple[str, ...]
-    train_gt: GroundTruth  # the training subset (the window-length prior is computed on it)
-    train_frames: Mapping[str, int]  # frame-cache key → number of frames
-    val_gt: GroundTruth
-    val_frames: Mapping[str, int]
-    trimmed: Mapping[str, int]  # trimmed clip key → class 1..K
-    trimmed_frames: Mapping[str, int]
-    cache: FrameCache
+    stage: Stage
+    stage_dir: Path  # the stage's files (module docstring)
+    config: TrainConfig
+    world: World
+    device: torch.device
+    net: C3D  # the network itself: its weights are what is saved
+    model: torch.nn.Module  # what the loop calls: ``net``, maybe in DDP and torch.compile
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    autocast: torch.autocast
+    lam: float  # λ of the overlap loss; 0 for a cross-entropy stage
+    start_step: int  # the last finished step: 0, or the checkpoint's when resuming
 
 
-def prepare_data(
+def _setup(
+    stage: Stage,
     config: TrainConfig,
-    annotations: str | Path,
-    videos_dir: str | Path,
-    cache_dir: str | Path,
+    data: TrainingData,
+    out_dir: Path,
     *,
-    val_annotations: str | Path | None = None,
-    trimmed_dir: str | Path | None = None,
-    progress: bool = True,
-) -> TrainingData:
-    """Load the ground truth and decode every training and validation video into the frame cache.
-
-    Training videos are subset ``config.data.train_subset`` of ``annotations`` (ActivityNet
-    JSON subsets, or THUMOS14 ``<Class>_<subset>.txt`` files); validation videos are subset
-    ``config.data.val_subset`` of ``val_annotations`` (default: the same file).
-    """
-    from scnn.formats import load_ground_truth
-
-    train_gt = load_ground_truth(annotations, config.data.train_subset)
-    val_gt = load_ground_truth(
-        val_annotations or annotations, config.data.val_subset, classes=train_gt.classes
+    device: torch.device,
+    resume: bool,
+    world: World,
+) -> _Run:
+    """The stage's network (initialised, or restored from its checkpoint with ``resume``), its
+    optimiser and schedule, wrapped for several processes and torch.compile as the config says."""
+    if device.type == "cpu":
+        keep_large_allocations()
+    torch.manual_seed(config.seed)  # weight initialisation and dropout
+    net = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
+    _initialise(net, stage, config, out_dir)
+    if world.size > 1 and device.type == "cuda":
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    net.to(device, memory_format=_memory_format(config))
+    optimizer = _optimizer(net, config)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer,
+        step_size=max(1, round(config.steps * stage.lr_decay_every)),
+        gamma=stage.lr_decay,
     )
-    if not train_gt.videos:
-        raise ScnnError(f"no videos in subset '{config.data.train_subset}'", annotations)
-    cache = FrameCache(cache_dir, config.clip.frame_size)
-    train_frames = cache_videos(cache, video_files(videos_dir, train_gt.videos), progress)
-    val_frames = cache_videos(cache, video_files(videos_dir, val_gt.videos), progress)
-    clips = trimmed_clip_paths(trimmed_dir, train_gt.classes) if trimmed_dir else {}
-    trimmed_frames = cache_videos(cache, {k: path for k, (path, _) in clips.items()}, progress)
-    return TrainingData(
-        classes=train_gt.classes,
-        train_gt=train_gt,
-        train_frames=train_frames,
-        val_gt=val_gt,
-        val_frames=val_frames,
-        trimmed={k: label for k, (_, label) in clips.items()},
-        trimmed_frames=trimmed_frames,
-        cache=cache,
-    )
-
-
-def stage_samples(stage: Stage, config: TrainConfig, data: TrainingData, *, train: bool) -> Samples:
-    """The labelled windows a stage trains on (plus trimmed clips) or validates on (at most
-    ``config.data.val_samples``, evenly spaced so every video is represented)."""
-    rng = np.random.default_rng((config.seed, STAGES.index(stage) if stage in STAGES else 0))
-    samples = window_samples(
-        data.train_gt if train else data.val_gt,
-        data.train_frames if train else data.val_frames,
-        binary=stage.binary,
-        windows=config.windows,
-        labels=config.labels,
-        background_ratio=config.data.background_ratio,
-        rng=rng,
-    )
-    if train and data.trimmed:
-        trimmed = trimmed_samples(
-            data.trimmed,
-            data.trimmed_frames,
-            binary=stage.binary,
-            clip_frames=config.clip.clip_frames,
+    start_step = 0
+    checkpoint = out_dir / stage.name / CHECKPOINT
+    if resume and checkpoint.is_file():
+        start_step = load_checkpoint(checkpoint, net, optimizer, scheduler)
+        log.info("%s: resumed at step %d", stage.name, start_step)
+    model = net
+    if world.size > 1:
+        torch.manual_seed(config.seed + (start_step + 1) * world.size + world.rank)  # dropout
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
         )
-        samples = concat_samples([samples, trimmed])
-    if not train and len(samples) > config.data.val_samples:
-        keep = np.linspace(0, len(samples) - 1, config.data.val_samples).round().astype(np.int64)
-        samples = samples.take(keep)
-    return samples
+    if config.compile:  # every batch has the same shape (DrawPositions), so it compiles once
+        model = torch.compile(model, mode=config.compile)
+    model.train()
+    return _Run(
+        stage=stage,
+        stage_dir=out_dir / stage.name,
+        config=config,
+        world=world,
+        device=device,
+        net=net,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        autocast=_autocast(config, device),
+        lam=config.overlap_lambda if stage.overlap else 0.0,
+        start_step=start_step,
+    )
 
 
-# --- the trainer -----------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ScnnError(f"device '{name}' requested but CUDA is not available")
-    return device
+def _initialise(model: C3D, stage: Stage, config: TrainConfig, out_dir: Path) -> None:
+    if stage.init_from is not None:
+        weights = out_dir / stage.init_from / WEIGHTS
+        if not weights.is_file():
+            raise ScnnError(
+                f"train the {stage.init_from} stage first: its weights start "
+                f"the {stage.name} stage",
+                weights,
+            )
+        load_state(model, weights)
+    elif config.init_from:
+        load_pretrained(model, config.init_from, binary=stage.binary, options=config.model)
 
 
 def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
@@ -227,89 +193,138 @@ def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def _save_checkpoint(path: Path, step: int, model: C3D, optimizer, scheduler) -> None:
-    """Tensors and plain values only, so loading needs no pickle (weights_only=True)."""
-    state = {
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    with atomic_write(path, "wb") as handle:
-        torch.save(state, handle)
+def _loader(run: _Run, data: TrainingData) -> torch.utils.data.DataLoader:
+    """The stage's training batches from the step after ``run.start_step`` to the last, this
+    rank's share of each (distributed.DrawPositions)."""
+    config = run.config
+    samples = stage_samples(run.stage, config, data, train=True)
+    if len(samples) == 0:
+        raise ScnnError(
+            f"{run.stage.name}: no training windows (no instances in the training videos?)"
+        )
+    positions = DrawPositions(run.start_step, config.steps, config.batch_size, run.world)
+    return torch.utils.data.DataLoader(
+        ClipDataset(samples, data.cache, config.clip, train=True, seed=config.seed),
+        batch_size=positions.rank_batch,
+        sampler=positions,  # this rank's draw positions, see ClipDataset
+        collate_fn=ClipDataset.collate,
+        num_workers=config.workers,
+        pin_memory=run.device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),  # keeps torch's global RNG untouched
+    )
 
 
-def _load_checkpoint(path: Path, model: C3D, optimizer, scheduler) -> int:
+def train_step(run: _Run, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
+    """One optimiser step on ``batch`` (clips, labels, IoUs); returns its loss."""
+    clips, labels, ious = batch
+    clips = clips.to(run.device, non_blocking=True, memory_format=_memory_format(run.config))
+    labels, ious = labels.to(run.device), ious.to(run.device)
+    with run.autocast:
+        logits = run.model(clips)
+    loss = overlap_loss(logits.float(), labels, ious, lam=run.lam, alpha=run.config.overlap_alpha)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    run.scheduler.step()
+    return loss.item()
+
+
+class _TrainingLog:
+    """Where a stage reports: the progress bar, and on rank 0 log.jsonl and TensorBoard. Every
+    ``log_every`` steps (and at the last) a record of the mean loss since the last one."""
+
+    def __init__(self, run: _Run, *, progress: bool):
+        self.run = run
+        self.board = _tensorboard(run.stage_dir) if run.world.is_main else None
+        self.bar = tqdm(
+            total=run.config.steps,
+            initial=run.start_step,
+            desc=run.stage.name,
+            unit="step",
+            disable=not (progress and run.world.is_main),
+        )
+        self.losses: list[float] = []
+        self.tick = time.perf_counter()
+
+    def __enter__(self) -> _TrainingLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.bar.close()
+
+    def maybe_log(self, step: int, loss: float) -> None:
+        run = self.run
+        self.losses.append(loss)
+        self.bar.update()
+        if step % run.config.log_every != 0 and step != run.config.steps:
+            return
+        elapsed = time.perf_counter() - self.tick
+        values = {
+            "loss": distributed.mean_over_ranks(float(np.mean(self.losses)), run.world, run.device),
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "clips_per_s": len(self.losses) * run.config.batch_size / elapsed,
+        }
+        if run.world.is_main:
+            with open(run.stage_dir / TRAIN_LOG, "a", encoding="utf-8") as jsonl:
+                jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self._scalars(values, step, "")
+        self.bar.set_postfix(loss=f"{values['loss']:.4f}", clips_s=f"{values['clips_per_s']:.1f}")
+        self.losses, self.tick = [], time.perf_counter()
+
+    def validation(self, metrics: Mapping[str, float]) -> None:
+        self._scalars(metrics, self.run.config.steps, "val_")
+        if self.board is not None:
+            self.board.close()
+
+    def _scalars(self, values: Mapping[str, float], step: int, prefix: str) -> None:
+        if self.board is not None:
+            for key, value in values.items():
+                self.board.add_scalar(f"{self.run.stage.name}/{prefix}{key}", value, step)
+
+
+def _tensorboard(stage_dir: Path):
+    """A TensorBoard writer when the tensorboard package is installed, else None."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise ScnnError(f"cannot read checkpoint: {exc}", path) from exc
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(state["step"])
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(stage_dir / "tensorboard"))
 
 
-@contextlib.contextmanager
-def _sigint_flag() -> Iterator[list[bool]]:
-    """Turn Ctrl-C into a flag the loop checks after each step, so the checkpoint it then
-    writes holds a finished step. (Only possible in the main thread.)"""
-    flag = [False]
-
-    def handler(signum, frame):
-        flag[0] = True
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def maybe_checkpoint(run: _Run, step: int, *, stop: bool) -> None:
+    """Rank 0 saves a checkpoint every ``checkpoint_every`` steps, and before stopping early."""
+    if (step % run.config.checkpoint_every == 0 or stop) and run.world.is_main:
+        save_checkpoint(run.stage_dir / CHECKPOINT, step, run.net, run.optimizer, run.scheduler)
 
 
-def _initialise(model: C3D, stage: Stage, config: TrainConfig, out_dir: Path) -> None:
-    if stage.init_from is not None:
-        weights = out_dir / stage.init_from / WEIGHTS
-        if not weights.is_file():
-            raise ScnnError(
-                f"train the {stage.init_from} stage first: its weights start "
-                f"the {stage.name} stage",
-                weights,
-            )
-        load_state(model, weights)
-    elif config.init_from:
-        _load_pretrained(model, stage, config)
+def _finish(run: _Run, data: TrainingData, training_log: _TrainingLog) -> dict[str, float]:
+    """After the last step: rank 0 writes the final checkpoint and the weights, validates and
+    writes the metrics, while the other ranks wait; every rank returns the metrics."""
+    if not run.world.is_main:
+        distributed.barrier(run.world)  # rank 0 validates and writes the stage's files
+        return _read_metrics(run.stage_dir)
+    config, stage = run.config, run.stage
+    save_checkpoint(run.stage_dir / CHECKPOINT, config.steps, run.net, run.optimizer, run.scheduler)
+    atomic_write_bytes(run.stage_dir / WEIGHTS, state_bytes(run.net))
+    val_samples = stage_samples(stage, config, data, train=False)
+    metrics = validate(run.net, val_samples, data.cache, config, lam=run.lam, device=run.device)
+    training_log.validation(metrics)
+    atomic_write_text(run.stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
+    log.info("%s: validation %s", stage.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    distributed.barrier(run.world)
+    return metrics
 
 
-def _load_pretrained(model: C3D, stage: Stage, config: TrainConfig) -> None:
-    """``init_from``, told by what it is. An scnn model directory: all but fc8 of its proposal
-    network (proposal stage) or localization network (classification stage), built with the
-    same network options. A C3D-v1.0 Caffe model (the Sports-1M C3D): conv1a … fc7-1. Else
-    a torch.save-d state dict (the PyTorch port of the Sports-1M C3D): conv1 … fc7."""
-    path = Path(config.init_from)
-    if (path / MODEL_JSON).is_file():
-        source = load_model(path)
-        if replace(source.options, dropout=config.model.dropout) != config.model:
-            raise ScnnError(
-                f"the model was built with {source.options}, the config asks for {config.model}",
-                path,
-            )
-        network = source.proposal if stage.binary else source.localization
-        keys = [key for key in model.state_dict() if not key.startswith("fc8.")]
-        copy_pretrained(model, network.state_dict(), keys, path)
-    elif is_caffe_model(path):
-        load_caffe_weights(model, path, fc8=False)
-    else:
-        load_sports1m_weights(model, path)
+def _read_metrics(stage_dir: Path) -> dict[str, float]:
+    return json.loads((stage_dir / METRICS).read_text(encoding="utf-8"))
+
+
+def _clear_stage_dir(stage_dir: Path, *, resume: bool, world: World) -> None:
+    """Create the stage's folder; a fresh (not resumed) run removes an earlier run's files."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    if not resume and world.is_main:
+        for stale in (CHECKPOINT, WEIGHTS, METRICS, TRAIN_LOG):
+            (stage_dir / stale).unlink(missing_ok=True)
 
 
 def train(
@@ -321,6 +336,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     world: World = SINGLE,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
     """Train one stage for ``config.steps`` steps, validate it, and return its metrics.
 
@@ -328,7 +344,8 @@ def train(
     last checkpoint. Ctrl-C writes a checkpoint after the current step, then raises
     KeyboardInterrupt. Validation reports window accuracy and loss on the validation subset;
     the localization stage's detection mAP needs the whole detector and is measured on the
-    model directory by ``scnn detect`` + ``scnn evaluate`` (see the README).
+    model directory by ``scnn detect`` + ``scnn evaluate`` (see the README). ``device``: the
+    one :func:`training_device` gave (None: resolve it here).
 
     With several processes (``world``, inside :func:`distributed.process_group`) the model is
     wrapped in DistributedDataParallel and each rank draws its slice of every global batch
@@ -340,145 +357,21 @@ def train(
     stage_dir = out_dir / stage.name
     if resume and (stage_dir / METRICS).is_file():
         log.info("%s: already trained, skipped", stage.name)
-        return json.loads((stage_dir / METRICS).read_text(encoding="utf-8"))
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = stage_dir / CHECKPOINT
-    if not resume and world.is_main:
-        for stale in (CHECKPOINT, WEIGHTS, METRICS, TRAIN_LOG):
-            (stage_dir / stale).unlink(missing_ok=True)
-
-    device = distributed.local_device(resolve_device(config.device), world)
-    if device.type == "cpu":
-        keep_large_allocations()
-    memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
-    torch.manual_seed(config.seed)  # weight initialisation and dropout
-    model = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
-    _initialise(model, stage, config, out_dir)
-    if world.size > 1 and device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device, memory_format=memory_format)
-    optimizer = _optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer,
-        step_size=max(1, round(config.steps * stage.lr_decay_every)),
-        gamma=stage.lr_decay,
-    )
-    start_step = 0
-    if resume and checkpoint.is_file():
-        start_step = _load_checkpoint(checkpoint, model, optimizer, scheduler)
-        log.info("%s: resumed at step %d", stage.name, start_step)
-    net = model  # the network itself; ``model`` is what the loop calls
-    if world.size > 1:
-        torch.manual_seed(config.seed + (start_step + 1) * world.size + world.rank)  # dropout
-        model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    if config.compile:  # every batch has the same shape (DrawPositions), so it compiles once
-        model = torch.compile(model, mode=config.compile)
-    samples = stage_samples(stage, config, data, train=True)
-    if len(samples) == 0:
-        raise ScnnError(f"{stage.name}: no training windows (no instances in the training videos?)")
-    batch = config.batch_size
-    positions = DrawPositions(start_step, config.steps, batch, world)
-    loader = torch.utils.data.DataLoader(
-        ClipDataset(samples, data.cache, config.clip, train=True, seed=config.seed),
-        batch_size=positions.rank_batch,
-        sampler=positions,  # this rank's draw positions, see ClipDataset
-        collate_fn=ClipDataset.collate,
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed),  # keeps torch's global RNG untouched
-    )
-    lam = config.overlap_lambda if stage.overlap else 0.0
-    autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=config.amp and native_bf16(device)
-    )
-    board = _tensorboard(stage_dir) if world.is_main else None
-    bar = tqdm(
-        total=config.steps,
-        initial=start_step,
-        desc=stage.name,
-        unit="step",
-        disable=not (progress and world.is_main),
-    )
-    losses: list[float] = []
-    tick = time.perf_counter()
-    model.train()
-    with _sigint_flag() as interrupted, contextlib.ExitStack() as files:
-        jsonl = None
-        if world.is_main:
-            jsonl = files.enter_context(open(stage_dir / TRAIN_LOG, "a", encoding="utf-8"))
-        for step, (clips, labels, ious) in enumerate(loader, start=start_step + 1):
-            clips = clips.to(device, non_blocking=True, memory_format=memory_format)
-            labels, ious = labels.to(device), ious.to(device)
-            with autocast:
-                logits = model(clips)
-            loss = overlap_loss(logits.float(), labels, ious, lam=lam, alpha=config.overlap_alpha)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-
-            losses.append(loss.item())
-            bar.update()
+        return _read_metrics(stage_dir)
+    _clear_stage_dir(stage_dir, resume=resume, world=world)
+    device = device or training_device(config, world)
+    run = _setup(stage, config, data, out_dir, device=device, resume=resume, world=world)
+    loader = _loader(run, data)
+    with sigint_flag() as interrupted, _TrainingLog(run, progress=progress) as logs:
+        for step, batch in enumerate(loader, start=run.start_step + 1):
+            loss = train_step(run, batch)
             stop = distributed.any_rank(interrupted[0], world, device)
-            if step % config.log_every == 0 or step == config.steps:
-                elapsed = time.perf_counter() - tick
-                record = {
-                    "step": step,
-                    "loss": distributed.mean_over_ranks(float(np.mean(losses)), world, device),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "clips_per_s": len(losses) * batch / elapsed,
-                }
-                if jsonl is not None:
-                    jsonl.write(json.dumps(record) + "\n")
-                    jsonl.flush()
-                if board is not None:
-                    for key in ("loss", "lr", "clips_per_s"):
-                        board.add_scalar(f"{stage.name}/{key}", record[key], step)
-                bar.set_postfix(
-                    loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}"
-                )
-                losses, tick = [], time.perf_counter()
-            if (step % config.checkpoint_every == 0 or stop) and world.is_main:
-                _save_checkpoint(checkpoint, step, net, optimizer, scheduler)
+            logs.maybe_log(step, loss)
+            maybe_checkpoint(run, step, stop=stop)
             if stop:
-                bar.close()
                 distributed.barrier(world)  # the checkpoint is complete before any rank leaves
                 raise KeyboardInterrupt
-    bar.close()
-    if not world.is_main:
-        distributed.barrier(world)  # rank 0 validates and writes the stage's files
-        return json.loads((stage_dir / METRICS).read_text(encoding="utf-8"))
-    _save_checkpoint(checkpoint, config.steps, net, optimizer, scheduler)
-    atomic_write_bytes(stage_dir / WEIGHTS, state_bytes(net))
-
-    metrics = validate(
-        net,
-        stage_samples(stage, config, data, train=False),
-        data.cache,
-        config,
-        lam=lam,
-        device=device,
-    )
-    if board is not None:
-        for key, value in metrics.items():
-            board.add_scalar(f"{stage.name}/val_{key}", value, config.steps)
-        board.close()
-    atomic_write_text(stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
-    log.info("%s: validation %s", stage.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    distributed.barrier(world)
-    return metrics
-
-
-def _tensorboard(stage_dir: Path):
-    """A TensorBoard writer when the tensorboard package is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(stage_dir / "tensorboard"))
+    return _finish(run, data, logs)
 
 
 @torch.no_grad()
@@ -495,7 +388,6 @@ def validate(
     device = torch.device(device)
     if len(samples) == 0:
         return {"accuracy": float("nan"), "loss": float("nan"), "windows": 0}
-    memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
     loader = torch.utils.data.DataLoader(
         ClipDataset(samples, cache, config.clip, train=False),
         batch_size=max(config.batch_size, 16),
@@ -506,11 +398,9 @@ def validate(
     model.eval()
     correct, loss_sum = 0, 0.0
     for clips, labels, ious in loader:
-        clips = clips.to(device, memory_format=memory_format)
+        clips = clips.to(device, memory_format=_memory_format(config))
         labels, ious = labels.to(device), ious.to(device)
-        with torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=config.amp and native_bf16(device)
-        ):
+        with _autocast(config, device):
             logits = model(clips).float()
         loss_sum += overlap_loss(
             logits, labels, ious, lam=lam, alpha=config.overlap_alpha
@@ -532,8 +422,6 @@ def model_ready(out_dir: str | Path) -> bool:
 def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData) -> Path:
     """Assemble ``out_dir/model`` from the trained proposal and localization networks, the
     window-length prior of the training instances, the config and every stage's metrics."""
-    from scnn.postprocess import window_length_prior
-
     out_dir = Path(out_dir)
     networks = {}
     for stage in (PROPOSAL, LOCALIZATION):
@@ -543,20 +431,15 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
             raise ScnnError(f"the {stage.name} stage is not trained yet", weights)
         load_state(network, weights)
         networks[stage.name] = network
-    metrics = {
-        stage.name: json.loads((out_dir / stage.name / METRICS).read_text(encoding="utf-8"))
-        for stage in STAGES
-        if (out_dir / stage.name / METRICS).is_file()
-    }
+    trained = [stage for stage in STAGES if (out_dir / stage.name / METRICS).is_file()]
+    metrics = {stage.name: _read_metrics(out_dir / stage.name) for stage in trained}
     model_dir = out_dir / MODEL_DIR
     save_model(
         model_dir,
         proposal=networks[PROPOSAL.name],
         localization=networks[LOCALIZATION.name],
         classes=data.classes,
-        prior=window_length_prior(
-            data.train_gt.instances, data.classes, config.windows.lengths_frames
-        ),
+        prior=training_prior(data.train_gt, config.windows),
         options=config.model,
         windows=config.windows,
         clip=config.clip,
@@ -589,7 +472,7 @@ def run(
     they share ``out_dir`` and join one process group for the run. On each machine local
     rank 0 decodes the videos into the frame cache while the other ranks wait."""
     out_dir = Path(out_dir)
-    device = distributed.local_device(resolve_device(config.device), world)
+    device = training_device(config, world)
     with distributed.process_group(world, distributed.backend_for(device)):
         write_run_config(out_dir, config, resume=resume, world=world)
         with distributed.local_rank_first(world):
@@ -604,7 +487,16 @@ def run(
             )
         for each in STAGES:
             if stage in ("all", each.name):
-                train(each, config, data, out_dir, resume=resume, progress=progress, world=world)
+                train(
+                    each,
+                    config,
+                    data,
+                    out_dir,
+                    resume=resume,
+                    progress=progress,
+                    world=world,
+                    device=device,
+                )
         if not model_ready(out_dir):
             return None
         if world.is_main:

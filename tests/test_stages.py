@@ -1,0 +1,65 @@
+"""The three stages and the samples each trains and validates on (no video needs decoding:
+the samples come from the ground truth and the videos' frame counts)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from scnn.config import config_from_dict
+from scnn.dataset import FrameCache
+from scnn.records import GroundTruth, Instance
+from scnn.stages import CLASSIFICATION, LOCALIZATION, PROPOSAL, STAGES, TrainingData, stage_samples
+
+CLASSES = ("jump", "run")
+# One 4-second video at 25 fps; "run" spans the 32-frame window at frame 1 (1/25 to 32/25 s).
+GT = GroundTruth(CLASSES, (Instance("v", 0.04, 1.28, "run"),), videos=("v",))
+CONFIG = config_from_dict(
+    {"windows": {"lengths_frames": [16, 32]}, "data": {"val_samples": 3, "background_ratio": 4.0}}
+)
+
+
+def training_data(tmp_path, trimmed: dict[str, int]) -> TrainingData:
+    return TrainingData(
+        classes=CLASSES,
+        train_gt=GT,
+        train_frames={"v": 100},
+        val_gt=GT,
+        val_frames={"v": 100},
+        trimmed=trimmed,
+        trimmed_frames={key: 40 for key in trimmed},
+        cache=FrameCache(tmp_path, CONFIG.clip.frame_size),
+    )
+
+
+def test_stages_in_order_with_their_outputs_and_initialisation():
+    assert [stage.name for stage in STAGES] == ["proposal", "classification", "localization"]
+    assert [stage.num_outputs(len(CLASSES)) for stage in STAGES] == [2, 3, 3]
+    assert LOCALIZATION.init_from == CLASSIFICATION.name and PROPOSAL.init_from is None
+    assert LOCALIZATION.overlap and not CLASSIFICATION.overlap
+
+
+def test_training_windows_labelled_by_stage_with_trimmed_clips_appended(tmp_path):
+    data = training_data(tmp_path, {"clip": 1})
+    proposal = stage_samples(PROPOSAL, CONFIG, data, train=True)
+    classification = stage_samples(CLASSIFICATION, CONFIG, data, train=True)
+    for samples, action in ((proposal, 1), (classification, 2)):  # "run" is class 2
+        exact = (samples.video == 0) & (samples.start_frame == 1) & (samples.length_frames == 32)
+        assert samples.videos == ("v", "clip")
+        assert samples.label[exact].tolist() == [action] and samples.iou[exact].tolist() == [1.0]
+        assert set(samples.label.tolist()) <= {0, action, 1}
+    # The trimmed clip of class 1 ("jump"): the last sample, its 32 frames (2 × 16 of 40).
+    assert (proposal.video[-1], proposal.label[-1], proposal.length_frames[-1]) == (1, 1, 32)
+    assert (classification.label[-1], classification.iou[-1]) == (1, 1.0)
+
+
+def test_validation_windows_are_evenly_spaced_and_leave_out_trimmed_clips(tmp_path):
+    data = training_data(tmp_path, {"clip": 1})
+    kept = stage_samples(PROPOSAL, CONFIG, data, train=False)
+    uncapped = replace(CONFIG, data=replace(CONFIG.data, val_samples=1000))
+    every = stage_samples(PROPOSAL, uncapped, data, train=False)
+    assert kept.videos == ("v",) and len(kept) == 3 < len(every)
+    middle = round((len(every) - 1) / 2)
+    assert kept.start_frame.tolist() == every.start_frame[[0, middle, -1]].tolist()
+    assert np.array_equal(kept.label, every.label[[0, middle, len(every) - 1]])
