@@ -30,6 +30,7 @@ from scnn.annotations import (
     load_detections,
     load_ground_truth,
 )
+from scnn.diagnose import html_section
 from scnn.errors import ScnnError, VideoError
 from scnn.evaluate import (
     PROTOCOLS,
@@ -243,9 +244,10 @@ def write_html_report(
             out / PR_PICTURE, curves, classes, f"precision-recall at IoU {iou_threshold:g}"
         )
     index = out / "index.html"
-    atomic_write_text(
-        index, _document("scnn report", css, _index_body(pages, results, iou_threshold))
-    )
+    body = _index_body(pages, results, iou_threshold)
+    if gt is not None:
+        body += html_section(out, gt, detections, iou_threshold)
+    atomic_write_text(index, _document("scnn report", css, body))
     return index
 
 
