@@ -33,8 +33,6 @@ from scnn.caffe import (
     read_mean_cube,
 )
 from scnn.cli import main
-from scnn.clips import ClipConfig
-from scnn.config import TrainConfig
 from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError, ScnnError
 from scnn.formats import load_ground_truth
@@ -42,7 +40,7 @@ from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import C3D, ModelOptions
 from scnn.modelfile import load_model
 from scnn.postprocess import window_length_prior
-from scnn.train import CLASSIFICATION, PROPOSAL, _initialise
+from scnn.pretrained import load_pretrained
 from scnn.video import read_frames
 from scnn.windows import window_grid
 
@@ -408,11 +406,9 @@ def test_directories_from_before_the_pooling_option_keep_the_padded_rule(tmp_pat
     assert load_model(BUNDLED_MODEL).options.pooling == "padded"  # trained with that rule
 
 
-def _init_config(init_from, **model) -> TrainConfig:
-    return TrainConfig(
-        init_from=str(init_from),
-        model=ModelOptions(width=1 / 16, dropout=0.0, **model),
-        clip=ClipConfig(crop_size=32),
+def _init(model: C3D, init_from, *, binary: bool = True, **options) -> None:
+    load_pretrained(
+        model, init_from, binary=binary, options=ModelOptions(width=1 / 16, dropout=0.0, **options)
     )
 
 
@@ -420,22 +416,22 @@ def test_init_from_tells_a_caffe_model_a_model_directory_and_a_pickle_apart(tmp_
     arrays = _small_arrays(487)
     caffe = write_caffemodel(tmp_path / "conv3d_deepnetA_sport1m_iter_1900000", arrays)  # no suffix
     model = C3D(21, **SMALL)
-    _initialise(model, PROPOSAL, _init_config(caffe), tmp_path)
+    _init(model, caffe)
     assert torch.equal(model.conv2.weight, torch.from_numpy(arrays["conv2a"][0]))
 
     directory = random_model(tmp_path / "model")
     source = load_model(directory)
     model = C3D(4, **SMALL, dropout=0.0)
-    _initialise(model, CLASSIFICATION, _init_config(directory), tmp_path)
+    _init(model, directory, binary=False)
     assert torch.equal(model.fc7.weight, source.localization.fc7.weight)
     assert not torch.equal(model.fc8.weight, source.localization.fc8.weight)  # fc8 stays new
-    _initialise(model, PROPOSAL, _init_config(directory), tmp_path)
+    _init(model, directory)
     assert torch.equal(model.conv1.weight, source.proposal.conv1.weight)
     with pytest.raises(ScnnError, match="pooling='padded'"):
-        _initialise(model, PROPOSAL, _init_config(directory, pooling="padded"), tmp_path)
+        _init(model, directory, pooling="padded")
 
     pickle = tmp_path / "c3d.pickle"
     torch.save(source.proposal.state_dict(), pickle)
     model = C3D(21, **SMALL)
-    _initialise(model, PROPOSAL, _init_config(pickle), tmp_path)
+    _init(model, pickle)
     assert torch.equal(model.fc6.bias, source.proposal.fc6.bias)

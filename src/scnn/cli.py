@@ -558,6 +558,61 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_diagnose(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "diagnose",
+        help="where detections go wrong: DETAD's error types, mAP gains, missed instances",
+        description="Match detections as the activitynet protocol does at one tIoU and give "
+        "each false positive one type (double_detection, wrong_label, localization, "
+        "confusion, background), the mAP gained if each type were removed, missed instances "
+        "by length and by instances per video, and the wrong labels' confusion matrix "
+        "(DETAD, Alwassel et al., ECCV 2018). Writes OUT/diagnosis.json and pictures.",
+    )
+    parser.add_argument(
+        "--gt",
+        type=resolve_ground_truth,
+        required=True,
+        help="ground truth: THUMOS14 annotation folder, ActivityNet .json or .csv, or "
+        "thumos14-val (the bundled THUMOS14 validation set)",
+    )
+    parser.add_argument(
+        "--pred", type=Path, required=True, help="detections: THUMOS14 .txt, .json or .csv"
+    )
+    parser.add_argument(
+        "--iou", type=float, default=0.5, help="tIoU of a true positive (default 0.5)"
+    )
+    parser.add_argument(
+        "--subset",
+        default=None,
+        help="ground-truth subset (THUMOS14 file suffix, ActivityNet 'subset'; default: all)",
+    )
+    _add_class_options(parser)
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for diagnosis.json, false_positives.png, false_negatives.png and "
+        "wrong_labels.png",
+    )
+    parser.set_defaults(run=_run_diagnose)
+
+
+def _run_diagnose(args: argparse.Namespace) -> int:
+    from scnn import annotations
+    from scnn.diagnose import diagnose_files, format_diagnosis
+
+    table = None
+    if args.classes is not None:
+        table = annotations.read_class_table(args.classes, args.class_ids)
+    diagnosis = diagnose_files(
+        args.gt, args.pred, args.out, iou=args.iou, subset=args.subset, class_table=table
+    )
+    print(format_diagnosis(diagnosis))
+    print(f"diagnosis: {args.out / 'diagnosis.json'}")
+    return EXIT_OK
+
+
 def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "synth",
@@ -725,6 +780,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_postprocess,
     _add_evaluate,
+    _add_diagnose,
     _add_detect,
     _add_demo,
     _add_report,

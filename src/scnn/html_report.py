@@ -23,6 +23,7 @@ from urllib.parse import quote
 import av
 import numpy as np
 
+from scnn.diagnose import html_section
 from scnn.errors import ScnnError, VideoError
 from scnn.evaluate import (
     PROTOCOLS,
@@ -238,9 +239,10 @@ def write_html_report(
             out / PR_PICTURE, curves, classes, f"precision-recall at IoU {iou_threshold:g}"
         )
     index = out / "index.html"
-    atomic_write_text(
-        index, _document("scnn report", css, _index_body(pages, results, iou_threshold))
-    )
+    body = _index_body(pages, results, iou_threshold)
+    if gt is not None:
+        body += html_section(out, gt, detections, iou_threshold)
+    atomic_write_text(index, _document("scnn report", css, body))
     return index
 
 

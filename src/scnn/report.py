@@ -64,7 +64,7 @@ def plot_timeline(
         bbox_to_anchor=(1.0, 1.0),
         fontsize="small",
     )
-    _write_png(figure, path)
+    write_png(figure, path)
 
 
 def plot_precision_recall(
@@ -90,10 +90,11 @@ def plot_precision_recall(
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="lower left", fontsize="small")
-    _write_png(figure, path)
+    write_png(figure, path)
 
 
-def _write_png(figure: Figure, path: str | Path) -> None:
+def write_png(figure: Figure, path: str | Path) -> None:
+    """Lay out ``figure`` and write it as a 100-dpi PNG, atomically."""
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
