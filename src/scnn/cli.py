@@ -599,12 +599,12 @@ def _add_diagnose(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_diagnose(args: argparse.Namespace) -> int:
-    from scnn import annotations
+    from scnn import formats
     from scnn.diagnose import diagnose_files, format_diagnosis
 
     table = None
     if args.classes is not None:
-        table = annotations.read_class_table(args.classes, args.class_ids)
+        table = formats.read_class_table(args.classes, args.class_ids)
     diagnosis = diagnose_files(
         args.gt, args.pred, args.out, iou=args.iou, subset=args.subset, class_table=table
     )
