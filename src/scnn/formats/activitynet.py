@@ -22,7 +22,8 @@ from scnn.records import Detection, GroundTruth, Instance
 
 
 def _load_json(path: Path, key: str) -> dict:
-    """The object under ``key`` at the top level; an empty file reads as ``{}`` (no key)."""
+    """The whole file, which must hold an object under ``key`` at the top level; an empty file
+    reads as ``{}`` (no key)."""
     try:
         data = json.loads("\n".join(read_lines(path)) or "{}")
     except json.JSONDecodeError as exc:
@@ -31,7 +32,7 @@ def _load_json(path: Path, key: str) -> dict:
         raise AnnotationError("invalid JSON (nested too deeply)", path) from None
     if not isinstance(data, dict) or not isinstance(data.get(key), dict):
         raise AnnotationError(f"no {key!r} object at the top level", path)
-    return data[key]
+    return data
 
 
 def _json_segment(entry: object, path: Path, where: str) -> tuple[str, str]:
@@ -56,8 +57,11 @@ def _json_list(value: object, path: Path, where: str) -> list:
 
 def read_ground_truth(path: Path, subset: str | None) -> GroundTruth:
     """The ``database`` of an ActivityNet file; ``subset`` keeps only that subset's videos.
-    The class list is the labels in order of first appearance."""
-    database = _load_json(path, "database")
+    The class list is the file's ``taxonomy`` (its leaf nodes, in file order) where it has one,
+    then any other labels in order of first appearance: a subset keeps every class, also
+    those it has no instance of."""
+    data = _load_json(path, "database")
+    database, taxonomy = data["database"], _taxonomy_classes(data)
     instances: list[Instance] = []
     durations: dict[str, float] = {}
     subsets: dict[str, str] = {}
@@ -84,9 +88,16 @@ def read_ground_truth(path: Path, subset: str | None) -> GroundTruth:
             instances.append(Instance(video, start_s, end_s, label))
     real, ambiguous = split_ambiguous(instances)
     videos = tuple(v for v in database if subset is None or v in subsets)
-    return GroundTruth(
-        first_seen(i.label for i in real), real, ambiguous, videos, durations, subsets
-    )
+    classes = first_seen([*taxonomy, *(i.label for i in real)])
+    return GroundTruth(classes, real, ambiguous, videos, durations, subsets)
+
+
+def _taxonomy_classes(data: dict) -> list[str]:
+    """The leaf node names of the file's ``taxonomy`` (the classes), or [] without one."""
+    nodes = data.get("taxonomy") if isinstance(data.get("taxonomy"), list) else []
+    nodes = [n for n in nodes if isinstance(n, dict) and isinstance(n.get("nodeName"), str)]
+    parents = {n.get("parentName") for n in nodes}
+    return [n["nodeName"] for n in nodes if n["nodeName"] not in parents]
 
 
 def write_ground_truth(path: Path, gt: GroundTruth) -> None:
@@ -115,7 +126,7 @@ def read_detections(
     """The ``results`` of an ActivityNet file; labels are names (``class_table`` is unused:
     the format has no numeric ids), so no row is skipped."""
     detections = []
-    for video, entries in _load_json(path, "results").items():
+    for video, entries in _load_json(path, "results")["results"].items():
         for n, entry in enumerate(_json_list(entries, path, video)):
             where = f"{video} result {n}"
             start, end = _json_segment(entry, path, where)
