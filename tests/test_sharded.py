@@ -124,7 +124,10 @@ def test_sigkilled_torchrun_detection_resumes_without_redoing_videos(detect_setu
     root = detect_setup
     out = root / "killed.json"
     argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"]
-    argv += ["--master-port", str(free_port()), "-m", "scnn", "--quiet", "detect"]
+    # One torch thread, as this process (conftest) scores the reference: under torchrun the job
+    # would take cores / processes, and another thread count sums floats in another order.
+    argv += ["--master-port", str(free_port()), "-m", "scnn", "--threads", "1", "--quiet"]
+    argv += ["detect"]
     argv += [str(root / "videos"), "--model", str(root / "model"), "-o", str(out)]
     argv += ["--proposal-threshold", "0.3"]
     job = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
