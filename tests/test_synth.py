@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,36 @@ def test_same_seed_same_annotation_bytes(tmp_path: Path, dataset) -> None:
     first_video = [line for line in original if "synth_train_0001" in line or line[:5] == "video"]
     assert (again / "annotations" / "train.csv").read_text().splitlines() == first_video
     assert (again / "annotations.json").read_bytes() != (other / "annotations.json").read_bytes()
+
+
+@pytest.mark.skipif(
+    len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs 2 CPUs to drop one"
+)
+def test_same_seed_same_video_bytes_on_one_cpu_or_more(tmp_path: Path) -> None:
+    """By default x264 takes its thread count, hence its slices (2 at 128 px high), from the
+    CPUs the process may use. Its MB-tree kernels also differ by CPU, so MB-tree stays off."""
+    config = SynthConfig(
+        num_classes=2,
+        train_videos=0,
+        val_videos=0,
+        test_videos=1,
+        duration_range_s=(6.0, 6.0),
+        instance_duration_range_s=(1.0, 4.0),
+        width=48,
+        height=128,
+        seed=5,
+    )
+    generate(tmp_path / "all", config, quiet=True)
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        generate(tmp_path / "one", config, quiet=True)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    video = Path("videos") / "synth_test_0001.mp4"
+    data = (tmp_path / "all" / video).read_bytes()
+    assert (tmp_path / "one" / video).read_bytes() == data
+    assert b" mbtree=0 " in data  # x264 writes its settings into the stream
 
 
 def test_plans_of_the_default_dataset() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import av
 
+from scnn.encode import write_h264
 from scnn.errors import VideoError
 from scnn.fileio import atomic_write
 from scnn.video import iter_frames, probe
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 MAX_VIDEO_HEIGHT_PX = 360  # re-encoded copies are scaled down to at most this height
 REENCODE_FPS = 25  # frames/s of re-encoded copies (scnn's own timeline: frame i at i/25 s)
 X264_CRF = 28  # libx264 quality of re-encoded copies: small files, fine for looking
-X264_PRESET = "veryfast"
 MEDIA_DIR = "media"
 # What Chromium and Firefox play without plugins: (container, video codecs, audio codecs).
 PLAYABLE = {
@@ -70,19 +70,10 @@ def reencode(source: str | Path, target: str | Path) -> None:
     """Write an H.264 (yuv420p) MP4 of ``source`` without audio, at REENCODE_FPS and
     :func:`reencoded_size`, decoded as ``scnn detect`` decodes it so detection times match."""
     info = probe(source)
-    width, height = reencoded_size(info.width, info.height)
-    with (
-        atomic_write(target, "wb") as handle,
-        av.open(handle, "w", format="mp4") as output,
-    ):
-        stream = output.add_stream("libx264", rate=REENCODE_FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(X264_CRF), "preset": X264_PRESET}
-        for chunk in iter_frames(source, fps=REENCODE_FPS, size=(width, height)):
-            for picture in chunk:
-                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-                output.mux(stream.encode(frame.reformat(format="yuv420p")))
-        output.mux(stream.encode(None))
+    size = reencoded_size(info.width, info.height)
+    chunks = iter_frames(source, fps=REENCODE_FPS, size=size)
+    frames = (picture for chunk in chunks for picture in chunk)
+    write_h264(target, frames, fps=REENCODE_FPS, size=size, crf=X264_CRF)
 
 
 def _copy(source: Path, target: Path) -> None:
