@@ -70,6 +70,8 @@ def main() -> None:
         if section not in SECTIONS:
             raise SystemExit(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")
     if args.compare_src:
+        if args.compare_rounds < 1:
+            command_line.error("--compare-rounds must be at least 1")
         compare(Path(__file__).resolve(), args, [s for s in sections if s != "matmul"])
         return
     if "matmul" not in sections and not args.no_bounds:
