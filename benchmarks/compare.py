@@ -1,7 +1,9 @@
 """Two versions of the scnn package measured side by side by the same harness (``speed.py
 --compare-src OTHER/src``): each section runs in fresh processes, in turns with this process's
 scnn and with OTHER's (this, other, other, this, ...), so that the machine's slow and fast
-moments fall on both; each row prints the median of each side's runs and their ratio.
+moments fall on both; each row prints the median of each side's runs and their ratio. Each side
+has a work folder of its own for this comparison, under --work: a model directory or frame
+cache written by one version of scnn may not be readable by the other.
 """
 
 from __future__ import annotations
@@ -70,11 +72,13 @@ def section_runs(
     driver: Path, args: argparse.Namespace, section: str, srcs: dict[str, Path], folder: Path
 ) -> dict[tuple[str, str, str], dict[str, list[float]]]:
     """Each figure of ``section`` (stage, setting, unit) with its values per side, from
-    ``args.compare_rounds`` runs per side taken in turns."""
+    ``args.compare_rounds`` runs per side taken in turns, each side working in its own
+    subfolder of ``folder``."""
     values: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for run, side in enumerate(turns(args.compare_rounds)):
         out = folder / f"{section}_{run}.json"
-        for row in section_rows(driver, args, section, srcs[side], out):
+        side_args = argparse.Namespace(**{**vars(args), "work": str(folder / side)})
+        for row in section_rows(driver, side_args, section, srcs[side], out):
             key = (row["stage"], row["setting"], row["unit"])
             values.setdefault(key, {side: [] for side in SIDES})[side].append(row["value"])
     return values
@@ -92,7 +96,8 @@ def compare(driver: Path, args: argparse.Namespace, sections: list[str]) -> None
     )
     print(f"{'stage':<12} {'setting':<62} {'this':>10} {'other':>10} {'unit':<12} ratio")
     pairs = []
-    with tempfile.TemporaryDirectory() as folder:
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="compare-", dir=args.work) as folder:
         for section in sections:
             for (stage, setting, unit), runs in section_runs(
                 driver, args, section, srcs, Path(folder)
