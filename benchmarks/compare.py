@@ -61,11 +61,13 @@ def ratio(runs: dict[str, list[float]]) -> float:
 def format_pair(stage: str, setting: str, unit: str, runs: dict[str, list[float]]) -> str:
     """One row: each side's median, the ratio this / other, and each side's range of runs."""
     this, other = runs["this"], runs["other"]
-    return (
+    text = (
         f"{stage:<12} {setting:<62} {statistics.median(this):>10.1f} "
-        f"{statistics.median(other):>10.1f} {unit:<12} {ratio(runs):>5.2f}x  "
-        f"(this {min(this):.1f}-{max(this):.1f}, other {min(other):.1f}-{max(other):.1f})"
+        f"{statistics.median(other):>10.1f} {unit:<12} {ratio(runs):>5.2f}x"
     )
+    if len(this) > 1:
+        text += f"  (this {min(this):.1f}-{max(this):.1f}, other {min(other):.1f}-{max(other):.1f})"
+    return text
 
 
 def section_runs(
