@@ -8,7 +8,8 @@ import sys
 import pytest
 from detecting import long_video, tinted_video
 from tiny import MODEL_CLASSES as CLASSES
-from tiny import random_model
+from tiny import random_model, small_model
+from videos import numbered_frames, write_audio, write_video
 
 from scnn import batch, cli, detect, lanes
 from scnn.batch import detect_videos, write_results
@@ -160,3 +161,44 @@ def test_cli_video_without_detections_is_listed_in_the_json(model_dir, video, tm
     code, _ = detect_cli(video, "--model", model_dir, "--min-score", "2", out=out, capsys=capsys)
     assert code == cli.EXIT_OK
     assert json.loads(out.read_text())["results"] == {"clip one": []}
+
+
+def test_detect_batch_goes_on_past_bad_videos_and_lists_them(tmp_path, capsys):
+    model = small_model(tmp_path / "model")
+    folder = tmp_path / "videos dossier"
+    folder.mkdir()
+    write_video(folder / "good one.mp4", numbered_frames(40), 25)  # 40 frames: 7 + 2 windows
+    write_video(folder / "vfr.mkv", numbered_frames(10), 25, pts_ms=[0, 40, 80, 200, 240, 500,
+                520, 540, 900, 1000])  # fmt: skip  # 26 frames: 3 windows of 16
+    bad = {
+        "empty.mp4": "empty file",
+        "notes.mp4": "not a readable video",
+        "cut.mp4": "not a readable video",
+        "sound.mkv": "has no video stream",
+        "five.mp4": "shorter than the shortest window",
+        "folder.mp4": "is a directory",
+    }
+    (folder / "empty.mp4").touch()
+    (folder / "notes.mp4").write_text("a shopping list\n" * 30)
+    cut = write_video(tmp_path / "whole.mp4", numbered_frames(40), 25).read_bytes()
+    (folder / "cut.mp4").write_bytes(cut[: len(cut) // 2])
+    write_audio(folder / "sound.mkv")
+    write_video(folder / "five.mp4", numbered_frames(5), 25)
+    (folder / "folder.mp4").mkdir()
+    out = tmp_path / "out" / "detections.json"
+    windows_csv = tmp_path / "out" / "windows.csv"
+    argv = [
+        "--quiet", "detect", str(folder), "--model", str(model),
+        "-o", str(out), "--save-windows", str(windows_csv), "--proposal-threshold", "0",
+    ]  # fmt: skip
+    assert cli.main(argv) == cli.EXIT_SOME_FAILED
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("failed:")]
+    assert len(errors) == len(bad)
+    for name, words in bad.items():
+        assert any(name in line and words in line for line in errors), name
+    rows = windows_csv.read_text().splitlines()[1:]
+    assert sorted({row.split(",")[0] for row in rows}) == ["good one", "vfr"]
+    assert [row.split(",")[0] for row in rows].count("good one") == 9
+    assert [row.split(",")[0] for row in rows].count("vfr") == 3
+    assert "results" in json.loads(out.read_text())
+    assert sorted(p.name for p in out.parent.iterdir()) == ["detections.json", "windows.csv"]

@@ -1,7 +1,15 @@
-"""The scnn command's parser offers exactly the library's stages, precisions and protocols."""
+"""The scnn command itself: every subcommand's help, choices from the library's constants,
+exit codes, and errors as one line on stderr."""
 
 import argparse
+import subprocess
+import sys
 
+import pytest
+from tiny import small_model
+from videos import numbered_frames, write_video
+
+from scnn import cli
 from scnn.cli import build_parser
 from scnn.detect import PRECISIONS
 from scnn.evaluate import PROTOCOLS
@@ -20,3 +28,66 @@ def test_choices_are_the_librarys_constants():
     assert choices("train", "--stage") == ("all", *(stage.name for stage in STAGES))
     assert choices("detect", "--precision") == PRECISIONS
     assert choices("evaluate", "--protocol") == tuple(PROTOCOLS)
+
+
+def test_output_path_that_is_a_folder_is_one_error_line(tmp_path, capsys):
+    model = small_model(tmp_path / "model")
+    video = write_video(tmp_path / "v.mp4", numbered_frames(20), 25)
+    out = tmp_path / "taken.json"
+    out.mkdir()
+    argv = ["--quiet", "detect", str(video), "--model", str(model), "-o", str(out)]
+    assert cli.main(argv) == cli.EXIT_ERROR
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("scnn: error: ") and str(out) in error and "\n" not in error
+
+
+def subcommands() -> tuple[str, ...]:
+    """The names ``scnn --help`` lists."""
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return tuple(subparsers.choices)
+
+
+def test_every_subcommand_is_there():
+    assert set(subcommands()) == {
+        "synth", "train", "postprocess", "evaluate", "diagnose", "detect", "demo", "report",
+        "import-caffe",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_help_of_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main([command, "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"usage: scnn {command} ") and "--quiet" in shown
+
+
+def test_bad_command_line_exits_2_with_usage(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["evaluate", "--protocol", "nope"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_input_error_is_one_line_naming_the_file(tmp_path, capsys):
+    missing = tmp_path / "missing.json"
+    argv = ["evaluate", "--gt", str(missing), "--pred", str(missing), "--protocol", "scnn"]
+    assert cli.main(argv) == cli.EXIT_ERROR
+    error = capsys.readouterr().err
+    assert error.startswith("scnn: error: ") and str(missing) in error
+    assert error.count("\n") == 1
+
+
+def test_set_without_a_value_is_an_error_line(tmp_path, capsys):
+    argv = ["train", str(tmp_path), "--out", str(tmp_path / "out"), "--set", "steps"]
+    assert cli.main(argv) == cli.EXIT_ERROR
+    assert capsys.readouterr().err == "scnn: error: --set steps: expected KEY=VALUE\n"
+
+
+def test_python_m_scnn_is_the_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "scnn", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stdout.startswith("usage: scnn ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from videos import write_video
+from videos import numbered_frames, write_video
 
 from scnn import dataset
 from scnn.clips import ClipConfig, assemble_clips
@@ -179,3 +179,23 @@ def test_trimmed_folder_of_unknown_class_is_an_error(tmp_path):
     encode(tmp_path / "trimmed" / "swim" / "s.mp4", gradient_frames(20))
     with pytest.raises(ScnnError, match="swim"):
         trimmed_clip_paths(tmp_path / "trimmed", ("jump", "run"))
+
+
+def test_damaged_frame_cache_entries_are_rebuilt(tmp_path):
+    video = write_video(tmp_path / "v.mp4", numbered_frames(30), 25)
+    cache = FrameCache(tmp_path / "cache", (64, 48))
+    expected = np.array(cache.frames("v", video))
+    entry = cache.path("v")
+    whole = entry.read_bytes()
+    damaged = [
+        whole[: len(whole) // 2],  # data cut short, as a killed non-atomic writer leaves it
+        whole[:40],  # header cut short
+        b"",
+        b"not an npy file at all",
+    ]
+    for data in damaged:
+        entry.write_bytes(data)
+        assert np.array_equal(cache.frames("v", video), expected)
+        assert entry.read_bytes() == whole
+    np.save(entry, np.zeros((30, 24, 32, 3), np.uint8))  # another frame size under this name
+    assert np.array_equal(cache.frames("v", video), expected)

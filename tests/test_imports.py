@@ -1,12 +1,33 @@
 """The package's modules import one another without a cycle, counting every import: at the top,
 inside functions and under ``if TYPE_CHECKING``. Read from the source with ``ast``, so a cycle
-that Python would only meet at run time (or never, for type checking) is found all the same."""
+that Python would only meet at run time (or never, for type checking) is found all the same.
+Imports also point one way, from the command down to decoding: each module has a layer
+(docs/architecture.md) and imports only modules of its own layer or below."""
 
 import ast
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "scnn"
+
+# The layers of docs/architecture.md, bottom up; a package's entry covers its modules.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # 0 base: errors, atomic files, records, process settings
+    ("errors", "fileio", "records", "allocator", "precision", "compiling", "bundled_data",
+     "distributed", "checkpoint", "kernels", "loss"),
+    # 1 decoding
+    ("video", "parallel_decode", "encode"),
+    # 2 data: windows, clips, files, training samples, the synthetic dataset
+    ("windows", "clips", "formats", "dataset", "synth"),
+    # 3 model and scoring: networks, configs, model directories, post-processing, evaluation
+    ("model", "config", "modelfile", "postprocess", "evaluate", "stages", "report"),
+    # 4 the method: streaming detection, training, the Caffe import, the diagnosis
+    ("pipeline", "lanes", "detect", "caffe", "pretrained", "train", "diagnose"),
+    # 5 runs over many files: batches, torchrun shards, the HTML report, the demo
+    ("batch", "sharded", "html_report", "demo"),
+    # 6 the command
+    ("cli", "__main__", ""),
+)  # fmt: skip
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -118,3 +139,25 @@ def test_the_package_has_no_import_cycle():
     graph = import_graph(PACKAGE)
     assert {"scnn", "scnn.cli", "scnn.records", "scnn.formats"} <= set(graph)
     assert find_cycle(graph) == []
+
+
+def layer(module: str) -> int:
+    """The layer of ``scnn.a.b``: that of its longest listed prefix (``""``: the package)."""
+    parts = module.split(".")[1:]
+    prefixes = [".".join(parts[:end]) for end in range(len(parts), 0, -1)] or [""]
+    for name in prefixes:
+        for number, names in enumerate(LAYERS):
+            if name in names:
+                return number
+    raise AssertionError(f"{module} has no layer in LAYERS")
+
+
+def test_imports_point_down_the_layers():
+    graph = import_graph(PACKAGE)
+    upward = [
+        f"{module} (layer {layer(module)}) imports {target} (layer {layer(target)})"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if layer(target) > layer(module)
+    ]
+    assert upward == []

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny import CreatesAFileWhenUnpickled, small_model
 
 from scnn.clips import ClipConfig
 from scnn.errors import ModelError
@@ -14,6 +15,7 @@ from scnn.model import ModelOptions, build_network
 from scnn.modelfile import (
     LOCALIZATION_WEIGHTS,
     MODEL_JSON,
+    PROPOSAL_WEIGHTS,
     load_model,
     save_model,
     training_prior,
@@ -124,3 +126,41 @@ def test_training_prior_is_over_the_models_window_lengths():
     np.testing.assert_allclose(
         np.stack(list(prior.values())), [[0.5, 1 / 3], [0.5, 1 / 3], [0, 1 / 3]]
     )
+
+
+# ---------------------------------------------------------------- broken and hostile files
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda d: d.pop("fps"), r"malformed model description: KeyError\('fps'\)"),
+        (lambda d: d.update(classes=5), "malformed model description"),
+        (lambda d: d["thresholds"].update(nms="high"), "malformed model description"),
+        (lambda d: d["model"].update(depth=3), "malformed model description"),
+    ],
+)
+def test_model_json_with_missing_keys_or_wrong_types(tmp_path, change, words):
+    model = small_model(tmp_path / "model")
+    description = json.loads((model / MODEL_JSON).read_text())
+    change(description)
+    (model / MODEL_JSON).write_text(json.dumps(description))
+    with pytest.raises(ModelError, match=words) as caught:
+        load_model(model)
+    assert str(model / MODEL_JSON) in str(caught.value)
+
+
+def test_model_json_that_is_not_json(tmp_path):
+    model = small_model(tmp_path / "model")
+    (model / MODEL_JSON).write_text('{"format_version": 1,')
+    with pytest.raises(ModelError, match="malformed model description"):
+        load_model(model)
+
+
+def test_pickle_instead_of_safetensors_weights_is_refused_unrun(tmp_path):
+    model = small_model(tmp_path / "model")
+    marker = tmp_path / "code_ran"
+    torch.save({"conv1.weight": CreatesAFileWhenUnpickled(marker)}, model / PROPOSAL_WEIGHTS)
+    with pytest.raises(ModelError, match="cannot read"):
+        load_model(model)
+    assert not marker.exists()

@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import SYNTH, TINY, toml_text
+from tiny import SYNTH, TINY, CreatesAFileWhenUnpickled, toml_text
+from tiny import SYNTH as TINY_SYNTH
 
 from scnn import cli, dataset, stages, train
-from scnn.config import config_from_dict
+from scnn.config import config_from_dict, load_config
 from scnn.errors import ScnnError
 from scnn.model import build_network
 from scnn.modelfile import load_model
@@ -149,3 +155,117 @@ def test_scnn_train_writes_a_model_directory(synth_root, tmp_path):
     assert cli.main([*argv, "--resume", "--lr", "0.5"]) == 1
     assert cli.main([*argv, "--resume"]) == 0
     assert len(read_log(out / "proposal" / "log.jsonl")) == 3
+
+
+# ---------------------------------------------------------------- interrupted training
+
+REPO = Path(__file__).resolve().parents[1]
+# The shared tiny problem, changed where this test depends on it: fewer, shorter videos, half
+# the batch and two window lengths, as the test trains five times; 40 deterministic steps,
+# logged each step and checkpointed every 5, so that a resumed run can equal one run bit for
+# bit; dropout, so that the resumed random state matters.
+INTERRUPTED_SYNTH = replace(
+    TINY_SYNTH,
+    train_videos=2,
+    duration_range_s=(6.0, 8.0),
+    instance_duration_range_s=(0.6, 2.0),
+)
+TINY_TOML = toml_text(
+    {
+        **TINY,
+        "batch_size": 4,
+        "steps": 40,
+        "log_every": 1,
+        "checkpoint_every": 5,
+        "deterministic": True,
+        "windows": {"lengths_frames": [16, 32]},
+        "model": {**TINY["model"], "dropout": 0.5},
+        "data": {"val_samples": 8},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def synth_run(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("synth")
+    generate(root / "data", INTERRUPTED_SYNTH, quiet=True)
+    (root / "tiny.toml").write_text(TINY_TOML)
+    return root / "data", root / "tiny.toml"
+
+
+def scnn_train(synth_run, out: Path, *extra: str) -> subprocess.Popen:
+    data, config = synth_run
+    command = [
+        sys.executable, "-m", "scnn", "--quiet", "--threads", "1", "train", str(data),
+        "--out", str(out), "--config", str(config), "--stage", "proposal", *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def logged_steps(out: Path) -> list[int]:
+    log = out / "proposal" / "log.jsonl"
+    if not log.is_file():
+        return []
+    return [json.loads(line)["step"] for line in log.read_text().splitlines() if line.strip()]
+
+
+def wait_for_step(process: subprocess.Popen, out: Path, step: int) -> None:
+    deadline = time.monotonic() + 60
+    while not any(s >= step for s in logged_steps(out)):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "training did not reach the step in 60 s"
+        time.sleep(0.02)
+
+
+def checkpoint_step(out: Path) -> int:
+    state = torch.load(out / "proposal" / "checkpoint.pt", weights_only=True)
+    return int(state["step"])
+
+
+def test_sigint_and_sigkill_then_resume_reach_the_weights_of_one_run(synth_run, tmp_path):
+    once = tmp_path / "once"
+    assert scnn_train(synth_run, once).wait(timeout=120) == 0
+    reference = load_file(once / "proposal" / "weights.safetensors")
+
+    # Ctrl-C: the step under way finishes, is checkpointed, and the command exits with 130.
+    interrupted = tmp_path / "sigint"
+    process = scnn_train(synth_run, interrupted)
+    wait_for_step(process, interrupted, 7)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == cli.EXIT_INTERRUPTED
+    assert "scnn: interrupted" in process.stderr.read()
+    assert checkpoint_step(interrupted) == max(logged_steps(interrupted))
+    assert 7 <= checkpoint_step(interrupted) < 40
+    assert not (interrupted / "proposal" / "weights.safetensors").exists()
+
+    # SIGKILL: nothing runs on the way out; only steps since the last checkpoint are lost.
+    killed = tmp_path / "sigkill"
+    process = scnn_train(synth_run, killed)
+    wait_for_step(process, killed, 12)
+    process.kill()
+    process.wait(timeout=60)
+    last_logged = max(logged_steps(killed))
+    assert checkpoint_step(killed) % 5 == 0  # a whole checkpoint, never a half-written one
+    assert last_logged - 5 <= checkpoint_step(killed) <= last_logged
+
+    for out in (interrupted, killed):
+        assert scnn_train(synth_run, out, "--resume").wait(timeout=120) == 0
+        resumed = load_file(out / "proposal" / "weights.safetensors")
+        assert resumed.keys() == reference.keys()
+        assert all(torch.equal(resumed[name], reference[name]) for name in reference), out
+
+
+def test_checkpoint_with_a_pickle_payload_is_refused_unrun(synth_run, tmp_path):
+    data, config_path = synth_run
+    config = load_config(config_path)
+    marker = tmp_path / "code_ran"
+    out = tmp_path / "run"
+    (out / "proposal").mkdir(parents=True)
+    torch.save({"step": CreatesAFileWhenUnpickled(marker)}, out / "proposal" / "checkpoint.pt")
+    prepared = stages.prepare_data(
+        config, data / "annotations.json", data / "videos", tmp_path / "cache", progress=False
+    )
+    with pytest.raises(ScnnError, match="cannot read checkpoint") as caught:
+        train.train(stages.PROPOSAL, config, prepared, out, resume=True, progress=False)
+    assert "checkpoint.pt" in str(caught.value)
+    assert not marker.exists()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,6 +17,7 @@ import numpy as np
 import pytest
 from videos import numbered_frames, read_numbers, write_audio, write_video
 
+from scnn import video
 from scnn.errors import VideoError
 from scnn.video import (
     FPS,
@@ -193,3 +201,163 @@ def test_video_files_names_a_video_without_a_file(tmp_path: Path) -> None:
     assert video_files(tmp_path, ["clip_a"]) == {"clip_a": tmp_path / "clip_a.mp4"}
     with pytest.raises(VideoError, match="no video file for 'clip_b'"):
         video_files(tmp_path, ["clip_a", "clip_b"])
+
+
+# ---------------------------------------------------------------- broken and hostile files
+
+
+def read_all_or_video_error(path: Path) -> np.ndarray | None:
+    """The frames, or None after a one-line VideoError naming the file; nothing else."""
+    try:
+        return read_frames(path)
+    except VideoError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+        return None
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+@pytest.mark.parametrize("kept", [0.02, 0.2, 0.5, 0.8, 0.97])
+def test_truncated_files_decode_or_fail_cleanly(tmp_path, suffix, kept):
+    good = write_video(tmp_path / f"good{suffix}", numbered_frames(50), 25)
+    data = good.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: int(len(data) * kept)])
+    frames = read_all_or_video_error(cut)
+    if frames is not None:  # what did decode is the start of the video, in order
+        assert read_numbers(frames).tolist() == list(range(len(frames)))
+
+
+def test_five_frame_video_reads_and_is_shorter_than_any_window(tmp_path):
+    path = write_video(tmp_path / "five.mp4", numbered_frames(5), 25)
+    assert read_numbers(read_frames(path)).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_names_with_spaces_and_non_ascii(tmp_path):
+    folder = tmp_path / "mes vidéos"
+    folder.mkdir()
+    path = write_video(folder / "saut en hauteur – été 日本.mp4", numbered_frames(20), 25)
+    assert probe(path).path == str(path)
+    assert read_numbers(read_frames(path)).tolist() == list(range(20))
+
+
+def rotate_mp4(source: Path, target: Path, matrix: tuple[int, ...]) -> Path:
+    """Copy an MP4, writing ``matrix`` (16.16 fixed point, 2.30 for the last column) into its
+    track header, as a phone does for a video filmed upright."""
+    data = bytearray(source.read_bytes())
+    tkhd = data.find(b"tkhd")
+    assert data[tkhd + 4] == 0  # version 0: the matrix lies 40 bytes after the box type
+    data[tkhd + 44 : tkhd + 80] = struct.pack(">9i", *matrix)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_rotation_metadata_turns_the_picture_upright(tmp_path):
+    stored = write_video(tmp_path / "stored.mp4", numbered_frames(10, 64, 48), 25)
+    # a=0 b=1 c=-1 d=0: shown turned 90 degrees clockwise (FFmpeg: rotation -90)
+    portrait = rotate_mp4(
+        stored, tmp_path / "portrait.mp4", (0, 1 << 16, 0, -1 << 16, 0, 0, 0, 0, 1 << 30)
+    )
+    frames = read_frames(portrait, size=(48, 64))
+    assert frames.shape == (10, 64, 48, 3)  # upright: taller than wide
+    turned_back = np.rot90(frames, 1, axes=(1, 2))  # undo the clockwise turn
+    assert read_numbers(turned_back).tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("side", [16_000, 30_000])
+def test_huge_resolution_in_the_bitstream_fails_cleanly(tmp_path, side):
+    path = write_video(tmp_path / "small.avi", numbered_frames(10), 25, "mjpeg")
+    data = bytearray(path.read_bytes())
+    marker = 0
+    while (marker := data.find(b"\xff\xc0", marker + 1)) > 0:  # each JPEG's SOF0 header
+        data[marker + 5 : marker + 9] = struct.pack(">2H", side, side)  # height, width
+    path.write_bytes(bytes(data))
+    with pytest.raises(VideoError, match="decoding failed at 0.00 s"):
+        read_frames(path)
+
+
+def test_declared_frame_size_over_the_limit_is_refused(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "v.mp4", numbered_frames(10), 25)
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 64 * 48 - 1)
+    with pytest.raises(VideoError, match="declared frame size 64x48 is over the 3,071-pixel"):
+        probe(path)
+
+
+def test_pipe_that_never_sends_data_times_out(tmp_path):
+    fifo = tmp_path / "stalled.mp4"
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def silent_writer() -> None:
+        fd = os.open(fifo, os.O_WRONLY)  # connects, then sends nothing
+        release.wait(30)
+        os.close(fd)
+
+    writer = threading.Thread(target=silent_writer, daemon=True)
+    writer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(VideoError, match="no data for 0.5 s") as caught:
+            read_frames(fifo, timeout_s=0.5)
+    finally:
+        release.set()
+        writer.join()
+    assert time.monotonic() - started < 10  # bounded, not the writer's 30 s
+    assert str(fifo) in str(caught.value)
+
+
+def test_pipe_with_a_video_decodes(tmp_path):
+    data = write_video(tmp_path / "v.mkv", numbered_frames(20), 25).read_bytes()
+    fifo = tmp_path / "stream.mkv"
+    os.mkfifo(fifo)
+
+    def writer() -> None:
+        with open(fifo, "wb") as handle:
+            handle.write(data)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    chunks = list(iter_frames(fifo, timeout_s=5.0))
+    thread.join()
+    assert read_numbers(np.concatenate(chunks)).tolist() == list(range(20))
+
+
+UNREADABLE_SCRIPT = """
+import sys
+from scnn.errors import VideoError
+from scnn.video import read_frames
+try:
+    read_frames(sys.argv[1])
+except VideoError as exc:
+    print(exc)
+"""
+
+
+def without_root_read_override() -> None:
+    """In the child, before exec: drop CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) from
+    the bounding set, so even root obeys permission bits after exec (prctl PR_CAPBSET_DROP)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.parametrize("blocked", ["file", "folder"])
+def test_unreadable_file_or_folder(tmp_path, blocked):
+    folder = tmp_path / "locked" if blocked == "folder" else tmp_path
+    folder.mkdir(exist_ok=True)
+    path = write_video(folder / "v.mp4", numbered_frames(5), 25)
+    locked = path if blocked == "file" else folder
+    os.chmod(locked, 0o000)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", UNREADABLE_SCRIPT, str(path)],
+            preexec_fn=without_root_read_override if os.geteuid() == 0 else None,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.chmod(locked, 0o755)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{path}: ") and "Permission denied" in result.stdout
+    assert result.stdout.count("\n") == 1

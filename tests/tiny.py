@@ -96,3 +96,33 @@ def random_model(
         metrics={},
     )
     return path
+
+
+SMALL_CLIP = ClipConfig(frame_size=(64, 48), crop_size=32)
+SMALL_OPTIONS = ModelOptions(width=0.0625, dropout=0.0)
+SMALL_WINDOWS = WindowConfig((16, 32))
+SMALL_CLASSES = ("jump", "run")
+
+
+def small_model(path: Path) -> Path:
+    """A random model with two classes and two window lengths (16, 32 frames) on 64x48 frames:
+    cheap enough to load once per bad input."""
+    prior = {length: np.full(len(SMALL_CLASSES), 0.5) for length in SMALL_WINDOWS.lengths_frames}
+    return random_model(
+        path,
+        classes=SMALL_CLASSES,
+        clip=SMALL_CLIP,
+        options=SMALL_OPTIONS,
+        windows=SMALL_WINDOWS,
+        prior=prior,
+    )
+
+
+class CreatesAFileWhenUnpickled:
+    """Unpickling it creates ``marker``: proof that a loader ran code from a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))

@@ -133,6 +133,18 @@ def config_path(name_or_path: str | Path) -> Path:
     raise ScnnError(f"no such config file or ready config (ready: {names})", path)
 
 
+def parse_override(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``scnn train --set`` as a config key and a TOML value; a bare word is a
+    string, so ``--set device=cpu`` needs no quotes."""
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise ScnnError(f"--set {item}: expected KEY=VALUE")
+    try:
+        return key.strip(), tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), text
+
+
 def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] = {}) -> TrainConfig:
     """Read a TOML config and apply ``overrides`` (dotted keys, e.g. ``{"clip.crop_size": 64}``)."""
     path = config_path(name_or_path)

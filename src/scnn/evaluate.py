@@ -16,13 +16,17 @@ The protocols differ only in the fields of :class:`Protocol`.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from scnn import formats
 from scnn.errors import ScnnError
+from scnn.fileio import atomic_write_text
 from scnn.records import Detection, GroundTruth
 from scnn.windows import temporal_iou
 
@@ -487,3 +491,28 @@ def format_proposal_recall(result: ProposalRecall) -> str:
         cells = "".join(f"{v:7.4f}" for v in result.recall[:, n])
         lines.append(f"{count:<16.1f}{cells}{result.average_recall[n]:8.4f}")
     return "\n".join(lines)
+
+
+def evaluate_files(
+    gt_path: Path,
+    pred_path: Path,
+    protocol: str,
+    iou_thresholds: Sequence[float] | None = None,
+    *,
+    subset: str | None = None,
+    class_table: Mapping[int, str] | None = None,
+    proposals: bool = False,
+    json_path: Path | None = None,
+) -> str:
+    """``scnn evaluate``: ground truth and detections read from files, evaluated under
+    ``protocol``; the text to print (with proposal recall when ``proposals``), the results also
+    written as JSON to ``json_path``."""
+    gt = formats.load_ground_truth(gt_path, subset)
+    detections = formats.load_detections(pred_path, gt.classes, class_table)
+    result = evaluate(gt, detections, protocol, iou_thresholds)
+    text = format_result(result)
+    if proposals:
+        text += "\n" + format_proposal_recall(proposal_recall(gt, detections))
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(result.to_dict(), indent=1) + "\n")
+    return text

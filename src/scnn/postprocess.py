@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from scnn import formats
 from scnn.errors import ScnnError
+from scnn.formats.windows_csv import read_windows_csv
 from scnn.records import Detection, Instance, ScoredWindows
 from scnn.video import FPS
 from scnn.windows import WINDOW_LENGTHS_FRAMES, temporal_iou
@@ -185,3 +188,34 @@ def _top_k_per_video(picked: np.ndarray, videos: np.ndarray, top_k: int) -> np.n
             kept.append(i)
             seen[videos[i]] = count + 1
     return np.array(kept, dtype=np.int64)
+
+
+def postprocess_files(
+    windows_path: Path,
+    out: Path,
+    *,
+    class_table: Mapping[int, str] | None = None,
+    prior_from: Path | None = None,
+    prior_subset: str | None = None,
+    nms_threshold: float = 0.4,
+    top_k: int | None = None,
+    min_score: float | None = None,
+) -> tuple[int, int]:
+    """``scnn postprocess``: a windows CSV to a detections file (format by extension), the
+    prior from the ground truth ``prior_from``; the class list from ``class_table``, else from
+    that ground truth. Returns the numbers of detections and of windows."""
+    prior_gt = None if prior_from is None else formats.load_ground_truth(prior_from, prior_subset)
+    if class_table is not None:
+        classes = tuple(class_table[k] for k in sorted(class_table))
+    elif prior_gt is not None:
+        classes = prior_gt.classes
+    else:
+        raise ScnnError("give --classes or --prior-from: the windows' class ids need a list")
+    windows = read_windows_csv(windows_path, classes)
+    prior = None
+    if prior_gt is not None:
+        lengths = sorted(set(windows.window_frames.tolist()))
+        prior = window_length_prior(prior_gt.instances, classes, lengths)
+    detections = postprocess(windows, nms_threshold, prior, top_k=top_k, min_score=min_score)
+    formats.write_detections(out, detections, classes)
+    return len(detections), len(windows)

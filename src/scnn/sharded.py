@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from scnn import distributed
@@ -80,6 +80,38 @@ def detect_sharded(
         merged = _merge_records(parts, videos, key, detector.classes)
         write_results(merged, out, detector.classes, windows_csv)
         return merged
+
+
+def detect_files(
+    detector: Detector,
+    videos: Sequence[Path],
+    out: Path,
+    *,
+    world: World | None = None,
+    windows_csv: Path | None = None,
+    quiet: bool = False,
+    on_failures: Callable[[Mapping[str, str]], None] = lambda failures: None,
+) -> BatchResult | None:
+    """``scnn detect``: in one process the videos in turn and the results written; under
+    torchrun (``world``) shared out by duration and resumable (``detect_sharded``), None on
+    every rank but 0. The failures go to ``on_failures`` before anything is written, so they
+    are told even when no video could be processed."""
+    if world is None:
+        result = detect_videos(detector, videos, quiet=quiet)
+        on_failures(result.failures)
+        write_results(result, out, detector.classes, windows_csv)
+        return result
+    merged = detect_sharded(
+        detector,
+        videos,
+        out,
+        world=world,
+        windows_csv=windows_csv,
+        quiet=quiet or not world.is_main,
+    )
+    if merged is not None:
+        on_failures(merged.failures)
+    return merged
 
 
 def _settings_key(detector: Detector) -> str:

@@ -1,0 +1,62 @@
+"""What several subcommands share: exit codes, the class-table options, the torchrun world."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from scnn.bundled_data import resolve_class_table
+
+if TYPE_CHECKING:  # torch is imported only by the commands that use it
+    from scnn.distributed import World
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_SOME_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+def add_class_options(parser: argparse.ArgumentParser) -> None:
+    """``--classes`` and ``--class-ids``: how numeric class ids in files become names."""
+    parser.add_argument(
+        "--classes",
+        type=resolve_class_table,
+        default=None,
+        help="class table: CSV with a header and a 'name' column, or thumos14 (the bundled "
+        "THUMOS14 table: index,name,thumos14_id)",
+    )
+    parser.add_argument(
+        "--class-ids",
+        default="index",
+        metavar="COLUMN",
+        help="the class table's column the files' numeric class ids come from "
+        "(default: index, the 1..K order; thumos14_id for official THUMOS14 submissions)",
+    )
+
+
+def class_table(args: argparse.Namespace) -> dict[int, str] | None:
+    """The class table ``--classes`` names, keyed by the ``--class-ids`` column (None: none)."""
+    from scnn.formats import read_class_table
+
+    if args.classes is None:
+        return None
+    return read_class_table(args.classes, args.class_ids)
+
+
+def torchrun_world() -> World | None:
+    """This process's place when started by torchrun (None otherwise); only rank 0 logs."""
+    from scnn.distributed import world_from_env
+
+    world = world_from_env()
+    if world is not None and not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    return world
+
+
+def print_failures(failures: Mapping[str, str]) -> None:
+    """One ``failed:`` line on stderr per item of a batch that failed."""
+    for reason in failures.values():
+        print(f"failed: {reason}", file=sys.stderr)

@@ -1,0 +1,163 @@
+"""``scnn detect``: videos to detections (one process, or shared out under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from scnn.cli.common import EXIT_OK, EXIT_SOME_FAILED, print_failures, torchrun_world
+from scnn.detect import PRECISIONS
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``scnn detect`` and its arguments."""
+    parser = subparsers.add_parser(
+        "detect",
+        help="find and label actions in videos (the whole S-CNN prediction pipeline)",
+        description="Decode each video once at 25 fps, score every window of the multi-scale "
+        "grid with the proposal network, the survivors with the localization network, then "
+        "weight by the window-length prior and run per-class NMS (method.md section 4). "
+        "A video that fails is reported and the others go on. Under torchrun the videos are "
+        "split over the processes by duration, each finished video is recorded in OUT.parts/ "
+        "(a re-run skips those) and rank 0 merges them into OUT.",
+    )
+    parser.add_argument("videos", type=Path, nargs="+", help="video files or folders of them")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model directory from `scnn train` (default: the bundled synthetic-data model)",
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        required=True,
+        help="output by extension: .json (ActivityNet), .csv, .txt (THUMOS14), .vtt or .srt "
+        "(subtitles: one file per video; with several videos, OUT's folder gets <video>.vtt)",
+    )
+    parser.add_argument(
+        "--save-windows",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="also write the scored proposal survivors (the windows CSV `scnn postprocess` reads)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write an HTML report folder (video pages with clickable timelines)",
+    )
+    parser.add_argument(
+        "--proposal-threshold",
+        type=float,
+        default=None,
+        help="P(action) a window needs to reach the localization network (default: the "
+        "model's, 0.7)",
+    )
+    parser.add_argument(
+        "--nms",
+        type=float,
+        default=None,
+        help="NMS IoU threshold, suppress IoU > this (default: the model's, 0.4)",
+    )
+    parser.add_argument(
+        "--prior",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight scores by the window-length prior (default: the model's; on for the "
+        "faithful config, off for the synthetic CPU model)",
+    )
+    parser.add_argument("--min-score", type=float, default=None, help="drop scores below (off)")
+    parser.add_argument("--top-k", type=int, default=None, help="keep the best K per video (off)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="clips per network call (default: 256 on a GPU; on a CPU as many as keep "
+        "conv1's output under 64 MB, at most 16)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
+    )
+    parser.add_argument(
+        "--compile",
+        default="",
+        metavar="MODE",
+        help="torch.compile both networks in this mode (e.g. default, max-autotune); off by "
+        "default: compiling takes minutes and pays off on long videos on a GPU",
+    )
+    parser.add_argument(
+        "--decode-processes",
+        type=int,
+        default=None,
+        help="processes that decode a long video by time segments (default: 1 on a CPU; on "
+        "a GPU one per 2 cores, at most 8)",
+    )
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=0,
+        help="on a CPU, threads that each decode and score a time segment of a long video (at "
+        "least 60 s each), sharing the torch threads; default: one per torch thread, at most 8; "
+        "1: none",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Detect (and, with --report, write the HTML report of what was found)."""
+    import torch
+
+    from scnn import detect, distributed, formats, sharded
+    from scnn.video import find_videos
+
+    formats.get_writer(args.out)  # an unknown format fails before any decoding
+    videos = find_videos(args.videos)  # so do missing inputs and empty folders
+    world = torchrun_world()
+    device = args.device
+    torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick its fastest kernels
+    if world is not None:
+        device = str(distributed.local_device(torch.device(device), world))
+    detector = detect.Detector.load(
+        args.model,
+        device=device,
+        proposal_threshold=args.proposal_threshold,
+        nms_threshold=args.nms,
+        use_prior=args.prior,
+        min_score=args.min_score,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        decode_processes=args.decode_processes,
+        lanes=args.lanes,
+        precision=args.precision,
+        compile=args.compile,
+    )
+    result = sharded.detect_files(
+        detector,
+        videos,
+        args.out,
+        world=world,
+        windows_csv=args.save_windows,
+        quiet=args.quiet,
+        on_failures=print_failures,
+    )
+    if result is None:  # under torchrun, rank 0 reports the merged result
+        return EXIT_OK
+    found = sum(len(d) for d in result.detections.values())
+    print(f"{found} detections in {len(result.detections)} video(s) -> {args.out}")
+    if args.report is not None:
+        from scnn.html_report import write_html_report
+
+        played = {p.stem: p for p in videos if p.stem in result.detections}
+        index = write_html_report(
+            args.report, result.all_detections(), videos=played, classes=detector.classes
+        )
+        print(f"HTML report: {index}")
+    return EXIT_SOME_FAILED if result.failures else EXIT_OK

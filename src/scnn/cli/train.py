@@ -1,0 +1,157 @@
+"""``scnn train``: the three networks trained from a config, the model directory written."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from scnn.bundled_data import resolve_ground_truth
+from scnn.cli.common import EXIT_OK, torchrun_world
+from scnn.errors import ScnnError
+from scnn.stages import STAGES
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``scnn train`` and its arguments."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train the proposal, classification and localization networks",
+        description="Train S-CNN's three networks (proposal, classification, then localization "
+        "from classification) and write OUT/model, the directory `scnn detect` uses. Settings "
+        "come from a TOML config; the flags below override it; the resolved config is saved "
+        "as OUT/config.json.",
+    )
+    parser.add_argument(
+        "dataset",
+        type=Path,
+        nargs="?",
+        help="folder with annotations.json and videos/ (as `scnn synth` writes it)",
+    )
+    parser.add_argument(
+        "--annotations",
+        type=resolve_ground_truth,
+        help="ground truth: ActivityNet JSON, THUMOS14 folder or CSV, or thumos14-val (the "
+        "bundled THUMOS14 validation set) (default: DATASET/annotations.json)",
+    )
+    parser.add_argument(
+        "--videos", type=Path, help="folder of <video>.<ext> files (default: DATASET/videos)"
+    )
+    parser.add_argument(
+        "--val-annotations",
+        type=resolve_ground_truth,
+        help="ground truth holding the validation subset, or thumos14-val (bundled) "
+        "(default: the --annotations file)",
+    )
+    parser.add_argument(
+        "--trimmed",
+        type=Path,
+        help="trimmed clips as FOLDER/<class>/<clip>.<ext>, each one positive sample",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--config",
+        default="synthetic_cpu",
+        help="TOML file, or a ready config: synthetic_cpu (default, small CPU model), "
+        "thumos14 (the authors' setup)",
+    )
+    parser.add_argument(
+        "--stage",
+        choices=("all", *(stage.name for stage in STAGES)),
+        default="all",
+        help="stage(s) to train (default: all)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip finished stages and continue the others from their last checkpoint",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="decoded-frame cache (default: OUT/frame_cache; 98.5 MB per video-minute at 171x128)",
+    )
+    parser.add_argument("--steps", type=int, help="optimiser steps per stage")
+    parser.add_argument("--batch-size", type=int, help="clips per step")
+    parser.add_argument("--lr", type=float, help="base learning rate")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes (0: none)")
+    parser.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    parser.add_argument("--seed", type=int, help="seed of weights, sample order and crops")
+    parser.add_argument(
+        "--init-from",
+        help="pre-trained weights for the proposal and classification stages: the Sports-1M "
+        "C3D .caffemodel, its PyTorch port (a torch.save-d state dict, e.g. c3d.pickle), or an "
+        "scnn model directory",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="deterministic kernels, so --resume reaches the same weights as one run",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key with a TOML value, e.g. --set clip.crop_size=64",
+    )
+    parser.set_defaults(run=run)
+
+
+# The flags that set a config key of the same name (the rest go through --set).
+CONFIG_FLAGS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "workers",
+    "device",
+    "seed",
+    "init_from",
+    "deterministic",
+)
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The config keys the command line sets: each ``--set KEY=VALUE``, then the flags."""
+    from scnn.config import parse_override
+
+    overrides: dict[str, object] = dict(parse_override(item) for item in args.set)
+    overrides.update(
+        {flag: getattr(args, flag) for flag in CONFIG_FLAGS if getattr(args, flag) is not None}
+    )
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; torch's global determinism settings are made here, from the resolved config."""
+    import os
+
+    import torch
+
+    from scnn import train
+    from scnn.config import load_config
+
+    if args.dataset is None and (args.annotations is None or args.videos is None):
+        raise ScnnError("give a DATASET folder, or both --annotations and --videos")
+    config = load_config(args.config, config_overrides(args))
+    if config.deterministic:  # cuBLAS needs a fixed workspace to be deterministic
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(config.deterministic)
+    torch.backends.cudnn.benchmark = not config.deterministic
+    world = torchrun_world() or train.SINGLE
+    model_dir = train.run(
+        config,
+        args.annotations or args.dataset / "annotations.json",
+        args.videos or args.dataset / "videos",
+        args.out,
+        stage=args.stage,
+        val_annotations=args.val_annotations,
+        trimmed_dir=args.trimmed,
+        cache_dir=args.cache_dir,
+        resume=args.resume,
+        progress=not args.quiet,
+        world=world,
+    )
+    if model_dir is not None and world.is_main:
+        print(f"model directory: {model_dir}")
+    return EXIT_OK
