@@ -1,7 +1,10 @@
 """scnn: Segment-CNN temporal action localization in untrimmed videos.
 
+Example::
+
     import scnn
-    detector = scnn.Detector.load()            # the bundled model, or a `scnn train` directory
+
+    detector = scnn.Detector.load()  # the bundled model, or a `scnn train` directory
     for d in detector("video.mp4"):
         print(d.label, d.start_s, d.end_s, d.score)
 """
