@@ -11,6 +11,7 @@ from scnn.errors import AnnotationError
 from scnn.fileio import atomic_write_text
 from scnn.formats.parsing import (
     all_videos,
+    detection,
     first_seen,
     number,
     read_lines,
@@ -133,15 +134,8 @@ def read_detections(
             label = _json_label(entry, path, where)
             if classes is not None and label not in classes:
                 raise AnnotationError(f"{where}: unknown class {shown(label)}", path)
-            detections.append(
-                Detection(
-                    video,
-                    number(start, f"{where}: start", path, None),
-                    number(end, f"{where}: end", path, None),
-                    label,
-                    number(entry.get("score"), f"{where}: score", path, None),
-                )
-            )
+            fields = (start, end, entry.get("score"))
+            detections.append(detection(video, fields, label, path, None, f"{where}: "))
     return detections, 0
 
 

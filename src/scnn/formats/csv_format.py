@@ -12,8 +12,8 @@ from scnn.errors import AnnotationError
 from scnn.fileio import atomic_write_text
 from scnn.formats.parsing import (
     csv_records,
+    detection,
     first_seen,
-    number,
     read_lines,
     resolve_label,
     segment,
@@ -71,15 +71,7 @@ def read_detections(
         if label is None:
             skipped += 1
             continue
-        detections.append(
-            Detection(
-                row[0],
-                number(row[1], "start", path, line),
-                number(row[2], "end", path, line),
-                label,
-                number(row[4], "score", path, line),
-            )
-        )
+        detections.append(detection(row[0], (row[1], row[2], row[4]), label, path, line))
     return detections, skipped
 
 

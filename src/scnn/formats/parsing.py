@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from scnn.errors import AnnotationError
-from scnn.records import AMBIGUOUS, GroundTruth, Instance
+from scnn.records import AMBIGUOUS, Detection, GroundTruth, Instance
 from scnn.video import VIDEO_SUFFIXES
 
 
@@ -73,6 +73,18 @@ def segment(start: str, end: str, path: Path, line: int | None) -> tuple[float, 
     if start_s >= end_s:
         raise AnnotationError(f"start {start_s} is not before end {end_s}", path, line)
     return start_s, end_s
+
+
+def detection(
+    video: str, fields: Sequence[str], label: str, path: Path, line: int | None, where: str = ""
+) -> Detection:
+    """A detection from its start, end and score as written (``fields``), each checked as a
+    number; ``where`` prefixes the error messages where a line number does not say it."""
+    start, end, score = (
+        number(text, f"{where}{what}", path, line)
+        for text, what in zip(fields, ("start", "end", "score"), strict=True)
+    )
+    return Detection(video, start, end, label, score)
 
 
 def strip_extension(video: str) -> str:

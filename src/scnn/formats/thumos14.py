@@ -11,7 +11,7 @@ from scnn.errors import AnnotationError
 from scnn.fileio import atomic_write_text
 from scnn.formats.parsing import (
     all_videos,
-    number,
+    detection,
     read_lines,
     resolve_label,
     segment,
@@ -95,15 +95,8 @@ def read_detections(
         if label is None:
             skipped += 1
             continue
-        detections.append(
-            Detection(
-                strip_extension(fields[0]),
-                number(fields[1], "start", path, line),
-                number(fields[2], "end", path, line),
-                label,
-                number(fields[4], "score", path, line),
-            )
-        )
+        video = strip_extension(fields[0])
+        detections.append(detection(video, (fields[1], fields[2], fields[4]), label, path, line))
     return detections, skipped
 
 
