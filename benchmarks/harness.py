@@ -294,6 +294,9 @@ def existing_model_dir(args: argparse.Namespace) -> Path:
 
 
 class Bench:
+    """What the sections read (device, model size, test video, model directory and its
+    proposal threshold, batch sizes, matmul rates) and the rows they add."""
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.device = torch.device(args.device)
