@@ -68,7 +68,7 @@ def test_framespans_become_instances_in_seconds(annotations):
     assert load_ground_truth(annotations / "b.xgtf").instances == gt.instances[2:]
 
 
-def test_viper_placeholder_frame_rate_needs_the_videos_fps(tmp_path):
+def test_a_frame_rate_of_1_needs_the_videos_fps(tmp_path):
     path = tmp_path / "c.xgtf"
     path.write_text(xgtf("c.mp4", '<object framespan="51:75" name="HorseRiding"/>', "1.0"))
     with pytest.raises(AnnotationError, match=r"c.xgtf: no frame rate .*give the videos' fps"):

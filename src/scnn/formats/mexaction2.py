@@ -22,7 +22,7 @@ from scnn.records import GroundTruth, Instance
 
 CLASSES = ("BullChargeCape", "HorseRiding")
 SUFFIX = ".xgtf"
-VIPER_DEFAULT_FPS = 1.0  # what ViPER-GT writes when nobody set the frame rate
+UNSET_FPS = 1.0  # a FRAMERATE of 1 is read as "not set": no video is shot at 1 fps
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def is_mexaction2(path: Path) -> bool:
 def read_ground_truth(path: Path, subset: str | None, *, fps: float | None = None) -> GroundTruth:
     """The instances of a ``.xgtf`` file or of every ``.xgtf`` file in a folder. MEXaction2
     splits its videos by file, so ``subset`` is unused. ``fps``: the videos' frame rate, for
-    files whose ``FRAMERATE`` is missing or ViPER's placeholder 1."""
+    files whose ``FRAMERATE`` is missing or 1 (read as not set)."""
     files = sorted(path.glob(f"*{SUFFIX}")) if path.is_dir() else [path]
     instances = [i for file in files for i in _file_instances(file, fps)]
     return GroundTruth(CLASSES, tuple(instances), (), sorted_videos(instances))
@@ -94,10 +94,10 @@ def _frame_rate(source: ElementTree.Element, path: Path) -> float:
         for attribute in _children(info, "attribute"):
             if attribute.get("name") == "FRAMERATE" and len(attribute):
                 rate = number(attribute[0].get("value", ""), "FRAMERATE", path, None)
-                if rate > 0 and rate != VIPER_DEFAULT_FPS:
+                if rate > 0 and rate != UNSET_FPS:
                     return rate
     raise AnnotationError(
-        "no frame rate (FRAMERATE missing, or ViPER's placeholder 1): give the videos' fps",
+        "no frame rate (FRAMERATE missing, or 1: read as not set): give the videos' fps",
         path,
     )
 
