@@ -10,7 +10,8 @@ import pytest
 import torch
 from tiny import SYNTH, TINY, random_model
 
-from scnn import train
+from scnn import cli, train
+from scnn.cli.train import config_overrides
 from scnn.clips import ClipConfig
 from scnn.config import config_from_dict
 from scnn.errors import ScnnError
@@ -91,6 +92,36 @@ def test_a_model_of_another_shape_is_one_error_naming_both_values(source):
     assert "model.width=0.0625 in the model, model.width=0.125 in the config" in message
     assert "clip.crop_size=32 in the model, clip.crop_size=24 in the config" in message
     assert "dropout" not in message and str(source) in message and "\n" not in message
+
+
+def test_a_folder_that_is_not_a_model_directory_is_named(source):
+    network = build_network(3, TINY_OPTIONS, TINY_CLIP)
+    with pytest.raises(ScnnError, match=r"source\S*: a folder without model.json"):
+        load_pretrained(
+            network, source.parent, binary=False, options=TINY_OPTIONS, clip=TINY_CLIP, classes=()
+        )
+
+
+def test_finetune_stages_come_from_the_command_line():
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            "data",
+            "--out",
+            "run",
+            "--init-from",
+            "m",
+            "--finetune-stages",
+            "proposal",
+            "localization",
+        ]
+    )
+    overrides = config_overrides(args)
+    assert overrides["init_from"] == "m"
+    assert config_from_dict({"finetune_stages": overrides["finetune_stages"]}).finetune_stages == (
+        "proposal",
+        "localization",
+    )
 
 
 def test_finetune_stages_must_include_localization(source):

@@ -75,6 +75,8 @@ def load_pretrained(
             for target, row in kept.items():
                 model.fc8.weight[target] = state["fc8.weight"][row]
                 model.fc8.bias[target] = state["fc8.bias"][row]
+    elif path.is_dir():
+        raise ScnnError(f"a folder without {MODEL_JSON}: give a model directory (OUT/model)", path)
     elif is_caffe_model(path):
         load_caffe_weights(model, path, fc8=False)
     else:
