@@ -478,14 +478,15 @@ def run(
     """``scnn train``: save the config, decode the videos once, train the chosen stages in
     order (``stage``: one stage's name, or "all": every stage, or from an scnn model
     directory those of ``config.finetune_stages``, the model's proposal network copied when
-    left out), and assemble ``out_dir/model`` once both
-    networks detection needs are trained. Returns the model directory, or None before then.
+    left out), and assemble ``out_dir/model`` once both networks detection needs are
+    trained. Returns the model directory, or None before then.
 
     ``world``: this process among several started by torchrun (distributed.world_from_env);
     they share ``out_dir`` and join one process group for the run. On each machine local
     rank 0 decodes the videos into the frame cache while the other ranks wait."""
     out_dir = Path(out_dir)
     device = training_device(config, world)
+    trained = trained_stages(config)  # checked before any video is decoded
     with distributed.process_group(world, distributed.backend_for(device)):
         write_run_config(out_dir, config, resume=resume, world=world)
         with distributed.local_rank_first(world):
@@ -498,10 +499,10 @@ def run(
                 trimmed_dir=trimmed_dir,
                 progress=progress and world.local_rank == 0,
             )
-        if PROPOSAL not in trained_stages(config) and world.is_main:
+        if PROPOSAL not in trained and world.is_main:
             copy_proposal(config, out_dir / PROPOSAL.name / WEIGHTS)
         for each in STAGES:
-            if stage == each.name or (stage == "all" and each in trained_stages(config)):
+            if stage == each.name or (stage == "all" and each in trained):
                 train(
                     each,
                     config,
