@@ -20,7 +20,7 @@ from caffe_writer import (
     write_caffemodel,
     write_mean,
 )
-from tiny import MODEL_OPTIONS, random_model
+from tiny import MODEL_CLIP, MODEL_OPTIONS, random_model
 from videos import write_video
 
 from scnn.bundled_data import resolve_ground_truth
@@ -408,7 +408,12 @@ def test_directories_from_before_the_pooling_option_keep_the_padded_rule(tmp_pat
 
 def _init(model: C3D, init_from, *, binary: bool = True, **options) -> None:
     load_pretrained(
-        model, init_from, binary=binary, options=ModelOptions(width=1 / 16, dropout=0.0, **options)
+        model,
+        init_from,
+        binary=binary,
+        options=ModelOptions(width=1 / 16, dropout=0.0, **options),
+        clip=MODEL_CLIP,
+        classes=(),  # no class of the model's: only fc8's background row carries over
     )
 
 

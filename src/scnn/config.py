@@ -42,7 +42,10 @@ class TrainConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     model: ModelOptions = field(default_factory=ModelOptions)
-    init_from: str = ""  # pre-trained weights (train._load_pretrained); "": from scratch
+    init_from: str = ""  # starting weights (pretrained.py); "": from scratch
+    # the stages trained when init_from is an scnn model directory (fine-tuning); the
+    # proposal network, when left out, is the model's own
+    finetune_stages: tuple[str, ...] = ("localization",)
     optimizer: str = "sgd"  # "sgd" (momentum) or "adamw"
     lr: float = 1e-4
     fc8_lr_mult: float = 100.0  # the new output layer learns this much faster

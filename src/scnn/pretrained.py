@@ -1,40 +1,141 @@
 """Starting weights for training (``init_from``), told apart by what the file or folder is.
 
-- an scnn model directory (a folder with ``model.json``): all but fc8 of its proposal network
-  (for the proposal stage) or of its localization network (for the classification stage),
-  which must have been built with the same network options;
+- an scnn model directory (a folder with ``model.json``): fine-tuning. Its proposal network
+  (for the proposal stage) or its localization network (for the classification and
+  localization stages) carries over whole, except the rows of fc8 for classes the model does
+  not know, which start fresh; the network and clip options must be those of the model;
 - a C3D-v1.0 Caffe model, e.g. the authors' Sports-1M C3D (scnn.caffe): conv1a … fc7-1;
 - else a ``torch.save``-d state dict, the PyTorch port of the Sports-1M C3D: conv1 … fc7.
+
+From a model directory only the stages of ``config.finetune_stages`` train; the proposal
+network, when left out, is the model's own (:func:`trained_stages`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from scnn.caffe import is_caffe_model, load_caffe_weights
+from scnn.clips import ClipConfig
+from scnn.config import TrainConfig
 from scnn.errors import ScnnError
-from scnn.model import C3D, ModelOptions, copy_pretrained, load_sports1m_weights
-from scnn.modelfile import MODEL_JSON, load_model
+from scnn.fileio import atomic_write_bytes
+from scnn.model import C3D, ModelOptions, build_network, copy_pretrained, load_sports1m_weights
+from scnn.modelfile import MODEL_JSON, LoadedModel, load_model, state_bytes
+from scnn.stages import LOCALIZATION, PROPOSAL, STAGES, Stage
+
+BACKGROUND = "background"  # fc8 row 0 of both networks
+ACTION = "action"  # fc8 row 1 of the proposal network
+
+
+def is_model_dir(init_from: str | Path) -> bool:
+    """Whether ``init_from`` is an scnn model directory (rather than a weights file)."""
+    return bool(init_from) and (Path(init_from) / MODEL_JSON).is_file()
+
+
+def trained_stages(config: TrainConfig) -> tuple[Stage, ...]:
+    """The stages a run trains: all three, or from a model directory ``config.finetune_stages``
+    (which must include localization: its fc8 holds the new class list)."""
+    if not is_model_dir(config.init_from):
+        return STAGES
+    names = {stage.name: stage for stage in STAGES}
+    unknown = [name for name in config.finetune_stages if name not in names]
+    if unknown or LOCALIZATION.name not in config.finetune_stages:
+        raise ScnnError(
+            f"finetune_stages {list(config.finetune_stages)}: expected some of "
+            f"{list(names)}, localization among them"
+        )
+    return tuple(stage for stage in STAGES if stage.name in config.finetune_stages)
 
 
 def load_pretrained(
-    model: C3D, init_from: str | Path, *, binary: bool, options: ModelOptions
+    model: C3D,
+    init_from: str | Path,
+    *,
+    binary: bool,
+    options: ModelOptions,
+    clip: ClipConfig,
+    classes: tuple[str, ...],
 ) -> None:
-    """Copy the starting weights of ``init_from`` into ``model`` (every layer but fc8).
-    ``binary``: the network being trained is the proposal network; ``options``: its own."""
+    """Copy the starting weights of ``init_from`` into ``model``. ``binary``: the network being
+    trained is the proposal network; ``options``, ``clip``, ``classes``: its own."""
     path = Path(init_from)
-    if (path / MODEL_JSON).is_file():
+    if is_model_dir(path):
         source = load_model(path)
-        if replace(source.options, dropout=options.dropout) != options:
-            raise ScnnError(
-                f"the model was built with {source.options}, the config asks for {options}",
-                path,
-            )
+        check_compatible(source, options, clip, path)
         network = source.proposal if binary else source.localization
+        state = network.state_dict()
         keys = [key for key in model.state_dict() if not key.startswith("fc8.")]
-        copy_pretrained(model, network.state_dict(), keys, path)
+        copy_pretrained(model, state, keys, path)
+        kept = fc8_rows(fc8_names(source.classes, binary=binary), fc8_names(classes, binary=binary))
+        with torch.no_grad():
+            for target, row in kept.items():
+                model.fc8.weight[target] = state["fc8.weight"][row]
+                model.fc8.bias[target] = state["fc8.bias"][row]
+    elif path.is_dir():
+        raise ScnnError(f"a folder without {MODEL_JSON}: give a model directory (OUT/model)", path)
     elif is_caffe_model(path):
         load_caffe_weights(model, path, fc8=False)
     else:
         load_sports1m_weights(model, path)
+
+
+def copy_proposal(config: TrainConfig, weights: Path) -> None:
+    """Write the proposal network of the model directory ``config.init_from`` as this run's
+    trained ``weights``, checked against the config like any starting weights."""
+    network = build_network(PROPOSAL.num_outputs(0), config.model, config.clip)
+    load_pretrained(
+        network, config.init_from, binary=True, options=config.model, clip=config.clip, classes=()
+    )
+    atomic_write_bytes(weights, state_bytes(network))
+
+
+def check_compatible(
+    source: LoadedModel, options: ModelOptions, clip: ClipConfig, path: Path
+) -> None:
+    """A model's weights fit the run only with the same network shape and input: one ScnnError
+    naming each value that differs, the model's and the config's (dropout may differ)."""
+    pairs = {
+        "model.width": (source.options.width, options.width),
+        "model.batch_norm": (source.options.batch_norm, options.batch_norm),
+        "model.pooling": (source.options.pooling, options.pooling),
+        "clip.frame_size": (source.clip.frame_size, clip.frame_size),
+        "clip.crop_size": (source.clip.crop_size, clip.crop_size),
+        "clip.clip_frames": (source.clip.clip_frames, clip.clip_frames),
+    }
+    differ = [
+        f"{key}={theirs!r} in the model, {key}={ours!r} in the config"
+        for key, (theirs, ours) in pairs.items()
+        if theirs != ours
+    ]
+    if differ:
+        raise ScnnError(f"cannot start from this model: {'; '.join(differ)}", path)
+
+
+def fc8_names(classes: tuple[str, ...], *, binary: bool) -> tuple[str, ...]:
+    """What each fc8 row of a network stands for."""
+    return (BACKGROUND, ACTION) if binary else (BACKGROUND, *classes)
+
+
+def fc8_rows(source: tuple[str, ...], target: tuple[str, ...]) -> dict[int, int]:
+    """Target fc8 row → source row, for each name both have; the other rows stay fresh."""
+    return {i: source.index(name) for i, name in enumerate(target) if name in source}
+
+
+def started_from(config: TrainConfig, classes: tuple[str, ...]) -> dict[str, Any]:
+    """What a run started from, for its model.json: the ``init_from`` path (resolved), the
+    stages it trained, and from a model directory which classes kept their fc8 rows."""
+    if not config.init_from:
+        return {"init_from": None, "trained_stages": [stage.name for stage in STAGES]}
+    record: dict[str, Any] = {
+        "init_from": str(Path(config.init_from).resolve()),
+        "trained_stages": [stage.name for stage in trained_stages(config)],
+    }
+    if is_model_dir(config.init_from):
+        known = load_model(config.init_from).classes
+        record["kept_classes"] = [name for name in classes if name in known]
+        record["new_classes"] = [name for name in classes if name not in known]
+    return record

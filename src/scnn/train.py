@@ -40,7 +40,7 @@ from scnn.loss import overlap_loss
 from scnn.model import C3D, build_network
 from scnn.modelfile import load_state, save_model, state_bytes, training_prior
 from scnn.precision import native_bf16
-from scnn.pretrained import load_pretrained
+from scnn.pretrained import copy_proposal, load_pretrained, started_from, trained_stages
 from scnn.stages import (
     LOCALIZATION,
     PROPOSAL,
@@ -117,7 +117,7 @@ def _setup(
         keep_large_allocations()
     torch.manual_seed(config.seed)  # weight initialisation and dropout
     net = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
-    _initialise(net, stage, config, out_dir)
+    _initialise(net, stage, config, out_dir, data.classes)
     if world.size > 1 and device.type == "cuda":
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     net.to(device, memory_format=_memory_format(config))
@@ -157,8 +157,12 @@ def _setup(
     )
 
 
-def _initialise(model: C3D, stage: Stage, config: TrainConfig, out_dir: Path) -> None:
-    if stage.init_from is not None:
+def _initialise(
+    model: C3D, stage: Stage, config: TrainConfig, out_dir: Path, classes: tuple[str, ...]
+) -> None:
+    """Start from the stage ``stage.init_from`` when this run trains it, else from
+    ``config.init_from`` (pretrained.py), else from scratch."""
+    if stage.init_from in {each.name for each in trained_stages(config)}:
         weights = out_dir / stage.init_from / WEIGHTS
         if not weights.is_file():
             raise ScnnError(
@@ -168,7 +172,14 @@ def _initialise(model: C3D, stage: Stage, config: TrainConfig, out_dir: Path) ->
             )
         load_state(model, weights)
     elif config.init_from:
-        load_pretrained(model, config.init_from, binary=stage.binary, options=config.model)
+        load_pretrained(
+            model,
+            config.init_from,
+            binary=stage.binary,
+            options=config.model,
+            clip=config.clip,
+            classes=classes,
+        )
 
 
 def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
@@ -443,7 +454,7 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         options=config.model,
         windows=config.windows,
         clip=config.clip,
-        config=config_dict(config),
+        config={**config_dict(config), "started_from": started_from(config, data.classes)},
         metrics=metrics,
         use_prior=config.use_prior,
     )
@@ -465,14 +476,17 @@ def run(
     world: World = SINGLE,
 ) -> Path | None:
     """``scnn train``: save the config, decode the videos once, train the chosen stages in
-    order (``stage`` = "all" or one stage's name), and assemble ``out_dir/model`` once both
-    networks detection needs are trained. Returns the model directory, or None before then.
+    order (``stage``: one stage's name, or "all": every stage, or from an scnn model
+    directory those of ``config.finetune_stages``, the model's proposal network copied when
+    left out), and assemble ``out_dir/model`` once both networks detection needs are
+    trained. Returns the model directory, or None before then.
 
     ``world``: this process among several started by torchrun (distributed.world_from_env);
     they share ``out_dir`` and join one process group for the run. On each machine local
     rank 0 decodes the videos into the frame cache while the other ranks wait."""
     out_dir = Path(out_dir)
     device = training_device(config, world)
+    trained = trained_stages(config)  # checked before any video is decoded
     with distributed.process_group(world, distributed.backend_for(device)):
         write_run_config(out_dir, config, resume=resume, world=world)
         with distributed.local_rank_first(world):
@@ -485,8 +499,10 @@ def run(
                 trimmed_dir=trimmed_dir,
                 progress=progress and world.local_rank == 0,
             )
+        if PROPOSAL not in trained and world.is_main:
+            copy_proposal(config, out_dir / PROPOSAL.name / WEIGHTS)
         for each in STAGES:
-            if stage in ("all", each.name):
+            if stage == each.name or (stage == "all" and each in trained):
                 train(
                     each,
                     config,

@@ -78,9 +78,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed of weights, sample order and crops")
     parser.add_argument(
         "--init-from",
-        help="pre-trained weights for the proposal and classification stages: the Sports-1M "
-        "C3D .caffemodel, its PyTorch port (a torch.save-d state dict, e.g. c3d.pickle), or an "
-        "scnn model directory",
+        help="starting weights: an scnn model directory to fine-tune (its classes' fc8 rows "
+        "kept, new classes fresh; see --finetune-stages), or the Sports-1M C3D .caffemodel or "
+        "its PyTorch port (a torch.save-d state dict, e.g. c3d.pickle) for the proposal and "
+        "classification stages",
+    )
+    parser.add_argument(
+        "--finetune-stages",
+        nargs="+",
+        choices=[stage.name for stage in STAGES],
+        help="with --init-from MODEL_DIR, the stages to train (localization among them; "
+        "default: localization); the model's proposal network is kept when left out",
     )
     parser.add_argument(
         "--deterministic",
@@ -107,6 +115,7 @@ CONFIG_FLAGS = (
     "device",
     "seed",
     "init_from",
+    "finetune_stages",
     "deterministic",
 )
 

@@ -1,6 +1,7 @@
 """The file formats of ground truth and detections, and the entry points that pick one.
 
-Ground truth: a THUMOS14 folder, ActivityNet ``.json`` or ``.csv``. Detections: THUMOS14
+Ground truth: a THUMOS14 folder, ActivityNet ``.json``, ``.csv``, or MEXaction2's ViPER
+``.xgtf`` files (a file or a folder of them). Detections: THUMOS14
 ``.txt``, ActivityNet ``.json``, ``.csv``, and (written only) ``.vtt`` / ``.srt`` subtitles.
 Times are seconds; labels are class names. Each format has its module here; the windows CSV
 is :mod:`scnn.formats.windows_csv`.
@@ -13,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from scnn.errors import AnnotationError
-from scnn.formats import activitynet, csv_format, subtitles, thumos14
+from scnn.formats import activitynet, csv_format, mexaction2, subtitles, thumos14
 from scnn.formats.parsing import csv_records, read_lines, shown
 from scnn.records import Detection, GroundTruth
 
@@ -87,11 +88,14 @@ def _warn_oddities(gt: GroundTruth, path: Path) -> None:
 def load_ground_truth(
     path: str | Path, subset: str | None = None, classes: Sequence[str] | None = None
 ) -> GroundTruth:
-    """Read ground truth: a folder is a THUMOS14 annotation folder, ``.json`` ActivityNet,
-    ``.csv`` ``video,start,end,label``. ``subset`` picks THUMOS14 files or ActivityNet videos.
+    """Read ground truth: a folder is a THUMOS14 annotation folder (or holds MEXaction2
+    ``.xgtf`` files), ``.json`` ActivityNet, ``.csv`` ``video,start,end,label``, ``.xgtf``
+    MEXaction2. ``subset`` picks THUMOS14 files or ActivityNet videos.
     With ``classes``, the class list is that one and any other label is an error."""
     path = Path(path)
-    if path.is_dir():
+    if mexaction2.is_mexaction2(path):
+        gt = mexaction2.read_ground_truth(path, subset)
+    elif path.is_dir():
         gt = thumos14.read_ground_truth(path, subset)
     elif path.suffix.lower() == ".json":
         gt = activitynet.read_ground_truth(path, subset)
@@ -100,7 +104,7 @@ def load_ground_truth(
     elif not path.exists():
         raise AnnotationError("no such file or folder", path)
     else:
-        raise AnnotationError("unknown ground-truth format (use a folder, .json or .csv)", path)
+        raise AnnotationError("unknown ground-truth format (a folder, .json, .csv or .xgtf)", path)
     if classes is not None:
         gt = GroundTruth(
             tuple(classes), gt.instances, gt.ambiguous, gt.videos, gt.durations_s, gt.subsets
