@@ -155,3 +155,23 @@ def test_postprocess_votes_within_video_and_class_after_nms():
     assert (detections[2].start_s, detections[2].end_s) == pytest.approx((4.04, 4.64))
     plain = postprocess(_windows(), nms_iou=0.4)
     assert (plain[0].start_s, plain[0].end_s) == (0.04, 0.64)
+
+
+def test_postprocess_suppresses_again_what_voting_moved_together():
+    start_s, end_s = np.array([0.0, 3.0, 1.5]), np.array([4.0, 7.0, 5.5])
+    windows = ScoredWindows(
+        videos=np.array(["v"] * 3),
+        window_frames=np.array([100, 100, 100]),
+        start_frame=np.round(start_s * 25).astype(np.int64) + 1,
+        end_frame=np.round(end_s * 25).astype(np.int64),
+        start_s=start_s,
+        end_s=end_s,
+        label_index=np.ones(3, dtype=np.int64),
+        score=np.array([0.9, 0.8, 0.8]),
+        classes=("A",),
+    )
+    # NMS at 0.4 keeps [0, 4] and [3, 7] (IoU 1/7); [1.5, 5.5] (IoU 5/11 with each) votes
+    # for both, which moves them to IoU 0.44 with each other: the second goes.
+    assert len(postprocess(windows, nms_iou=0.4)) == 2
+    (voted,) = postprocess(windows, nms_iou=0.4, vote_iou=0.45)
+    assert (voted.start_s, voted.end_s) == pytest.approx((1.2 / 1.7, (3.6 + 4.4) / 1.7))

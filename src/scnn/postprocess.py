@@ -123,7 +123,8 @@ def postprocess(
     :func:`window_length_prior` over ``windows.classes``; a length it lacks is an error),
     optionally drops scores below ``min_score``, runs :func:`nms` per video and class,
     optionally moves each kept window's boundaries by :func:`vote_boundaries` (``vote_iou``;
-    None: the windows' own, as S-CNN), and optionally keeps each video's ``top_k`` best.
+    None: the windows' own, as S-CNN) and runs NMS again on the moved ones (voting can move two
+    onto one instance), and optionally keeps each video's ``top_k`` best.
     Equal scores keep the authors' order: video name, class index, NMS pick order (their
     results depend on it after 5-digit rounding).
     """
@@ -156,6 +157,7 @@ def postprocess(
                 bounds_s[kept] = vote_boundaries(
                     segments[kept], segments[group], scores[group], vote_iou
                 )
+                kept = kept[nms(bounds_s[kept], scores[kept], nms_iou)]
             picked.append(kept)
     picked = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
     picked = picked[np.argsort(-scores[picked], kind="stable")]
