@@ -13,6 +13,7 @@ from scnn.detect import Detector
 from scnn.errors import VideoError
 from scnn.formats import load_detections
 from scnn.modelfile import save_model
+from scnn.postprocess import postprocess
 from scnn.windows import WindowConfig
 
 
@@ -47,6 +48,14 @@ def test_top_k_and_min_score(model_dir, video):
     everything = detector(video)
     cut = everything[len(everything) // 2].score
     assert all(d.score >= cut for d in detector.with_settings(min_score=cut)(video))
+
+
+def test_vote_iou_reaches_postprocess(model_dir, video):
+    detector = Detector.load(model_dir, proposal_threshold=0.0, nms_threshold=0.4)
+    windows = detector.score_windows(video)
+    voted = detector.with_settings(vote_iou=0.5).detections(windows)
+    assert voted == postprocess(windows, 0.4, prior=detector.model.prior, vote_iou=0.5)
+    assert voted != detector.detections(windows)
 
 
 @pytest.fixture(scope="module")

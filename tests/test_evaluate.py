@@ -254,6 +254,25 @@ def test_cli_postprocess_writes_a_submission(tmp_path, capsys):
     assert (tmp_path / "d.txt").read_text() == "a 0.2 0.8 2 0.9\n"
 
 
+def test_cli_postprocess_votes_boundaries(tmp_path, capsys):
+    windows = tmp_path / "w.csv"
+    windows.write_text(
+        "video,window_frames,start_frame,end_frame,start_s,end_s,loc_class,loc_score\n"
+        "a,16,1,16,0.04,0.64,B,0.5\na,16,5,20,0.2,0.8,B,0.9\n"  # IoU 0.44 / 0.76 = 0.58
+    )
+    (tmp_path / "classes.csv").write_text("index,name\n1,A\n2,B\n")
+    out = tmp_path / "d.csv"
+    args = ["postprocess", str(windows), "--classes", str(tmp_path / "classes.csv"),
+            "--nms", "0.4", "--out", str(out), "--vote-iou"]  # fmt: skip
+    assert main([*args, "0.5"]) == 0
+    (found,) = load_detections(out, classes=("A", "B"))
+    assert (found.start_s, found.end_s, found.score) == pytest.approx(
+        ((0.5 * 0.04 + 0.9 * 0.2) / 1.4, (0.5 * 0.64 + 0.9 * 0.8) / 1.4, 0.9), abs=1e-5
+    )
+    assert main([*args, "1.5"]) == 1
+    assert "voting IoU must be in (0, 1], got 1.5" in capsys.readouterr().err
+
+
 def test_cli_paper_table_at_05_through_the_bundled_names(tmp_path):
     """The paper's mAP@0.5 with the class table and the prior's ground truth given by name."""
     windows = THUMOS14 / "scnn_c3d_test_windows.csv.gz"

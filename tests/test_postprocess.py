@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from scnn.errors import ScnnError
-from scnn.postprocess import nms, postprocess, reference_nms, window_length_prior
+from scnn.postprocess import (
+    nms,
+    postprocess,
+    reference_nms,
+    vote_boundaries,
+    window_length_prior,
+)
 from scnn.records import Instance, ScoredWindows
 
 
@@ -115,3 +121,57 @@ def test_window_length_missing_from_the_prior_is_an_error():
     prior = {32: np.array([0.5]), 64: np.array([0.25])}
     with pytest.raises(ScnnError, match=r"window length 128 frames has no prior weights.*32, 64"):
         postprocess(_windows_of_lengths((32, 128)), nms_iou=1.0, prior=prior)
+
+
+def test_vote_boundaries_is_the_score_weighted_mean_of_the_overlapping_windows():
+    windows = np.array([[0.0, 4.0], [0.0, 2.0], [1.0, 5.0], [10.0, 12.0]])
+    scores = np.array([0.6, 0.3, 0.1, 0.9])
+    # IoU with [0, 4]: 1, 0.5, 0.6, 0; the last is too far to vote.
+    voted = vote_boundaries(windows[:1], windows, scores, 0.5)
+    np.testing.assert_allclose(voted, [[(0.6 * 0 + 0.3 * 0 + 0.1 * 1) / 1.0, (2.4 + 0.6 + 0.5)]])
+    # At 0.55 the half-length window no longer votes: (0.6 [0, 4] + 0.1 [1, 5]) / 0.7.
+    voted = vote_boundaries(windows[:1], windows, scores, 0.55)
+    np.testing.assert_allclose(voted, [[0.1 / 0.7, (2.4 + 0.5) / 0.7]])
+
+
+def test_vote_boundaries_keeps_a_segment_whose_voters_all_score_zero():
+    windows = np.array([[0.0, 4.0], [1.0, 5.0]])
+    voted = vote_boundaries(windows, windows, np.zeros(2), 0.5)
+    np.testing.assert_array_equal(voted, windows)
+
+
+def test_postprocess_votes_within_video_and_class_after_nms():
+    detections = postprocess(_windows(), nms_iou=0.4, vote_iou=0.4)
+    # b/A: [0.04, 0.64] at 0.9 suppresses [0.04, 1.28] at 0.6 (IoU 0.48), which still votes.
+    # b/B and a/B have one window each: their boundaries stay.
+    assert [(d.video, d.label, d.score) for d in detections] == [
+        ("b", "A", 0.9),
+        ("b", "B", 0.8),
+        ("a", "B", 0.5),
+    ]
+    assert detections[0].start_s == pytest.approx(0.04)
+    assert detections[0].end_s == pytest.approx((0.9 * 0.64 + 0.6 * 1.28) / 1.5)
+    assert (detections[1].start_s, detections[1].end_s) == pytest.approx((0.36, 0.96))
+    assert (detections[2].start_s, detections[2].end_s) == pytest.approx((4.04, 4.64))
+    plain = postprocess(_windows(), nms_iou=0.4)
+    assert (plain[0].start_s, plain[0].end_s) == (0.04, 0.64)
+
+
+def test_postprocess_suppresses_again_what_voting_moved_together():
+    start_s, end_s = np.array([0.0, 3.0, 1.5]), np.array([4.0, 7.0, 5.5])
+    windows = ScoredWindows(
+        videos=np.array(["v"] * 3),
+        window_frames=np.array([100, 100, 100]),
+        start_frame=np.round(start_s * 25).astype(np.int64) + 1,
+        end_frame=np.round(end_s * 25).astype(np.int64),
+        start_s=start_s,
+        end_s=end_s,
+        label_index=np.ones(3, dtype=np.int64),
+        score=np.array([0.9, 0.8, 0.8]),
+        classes=("A",),
+    )
+    # NMS at 0.4 keeps [0, 4] and [3, 7] (IoU 1/7); [1.5, 5.5] (IoU 5/11 with each) votes
+    # for both, which moves them to IoU 0.44 with each other: the second goes.
+    assert len(postprocess(windows, nms_iou=0.4)) == 2
+    (voted,) = postprocess(windows, nms_iou=0.4, vote_iou=0.45)
+    assert (voted.start_s, voted.end_s) == pytest.approx((1.2 / 1.7, (3.6 + 4.4) / 1.7))

@@ -36,6 +36,7 @@ class DetectConfig:
     top_k: int | None = None
     batch_size: int | None = None  # None: cpu_batch_size on a CPU, GPU_BATCH_SIZE on CUDA
     use_prior: bool | None = None  # weight scores by the window-length prior
+    vote_iou: float | None = None  # boundary voting after NMS (postprocess.vote_boundaries)
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
     compile: str = ""  # torch.compile mode for both networks (e.g. "default"); "": eager
     # Processes decoding one long video by time segments (parallel_decode.py). None: 1 on a
@@ -125,6 +126,7 @@ class Detector:
             prior=self.model.prior if use_prior else None,
             top_k=self.config.top_k,
             min_score=self.config.min_score,
+            vote_iou=self.config.vote_iou,
         )
 
     def score_windows(

@@ -115,15 +115,21 @@ def postprocess(
     prior: Mapping[int, np.ndarray] | None = None,
     top_k: int | None = None,
     min_score: float | None = None,
+    vote_iou: float | None = None,
 ) -> list[Detection]:
     """Scored windows → detections, sorted by descending score (method.md §4).
 
     Drops background windows, multiplies each score by ``prior[window length][class]`` (a
     :func:`window_length_prior` over ``windows.classes``; a length it lacks is an error),
-    optionally drops scores below ``min_score``, runs :func:`nms` per video and class, and
-    optionally keeps each video's ``top_k`` best. Equal scores keep the authors' order: video
-    name, class index, NMS pick order (their results depend on it after 5-digit rounding).
+    optionally drops scores below ``min_score``, runs :func:`nms` per video and class,
+    optionally moves each kept window's boundaries by :func:`vote_boundaries` (``vote_iou``;
+    None: the windows' own, as S-CNN) and runs NMS again on the moved ones (voting can move two
+    onto one instance), and optionally keeps each video's ``top_k`` best.
+    Equal scores keep the authors' order: video name, class index, NMS pick order (their
+    results depend on it after 5-digit rounding).
     """
+    if vote_iou is not None and not 0.0 < vote_iou <= 1.0:
+        raise ScnnError(f"the voting IoU must be in (0, 1], got {vote_iou}")
     keep = np.flatnonzero(windows.label_index > 0)
     scores = windows.score[keep].copy()
     labels = windows.label_index[keep]
@@ -143,9 +149,16 @@ def postprocess(
         )
         + 1
     )
+    bounds_s = segments.copy()
     for group in np.split(group_order, bounds):
         if len(group):
-            picked.append(group[nms(segments[group], scores[group], nms_iou)])
+            kept = group[nms(segments[group], scores[group], nms_iou)]
+            if vote_iou is not None:
+                bounds_s[kept] = vote_boundaries(
+                    segments[kept], segments[group], scores[group], vote_iou
+                )
+                kept = kept[nms(bounds_s[kept], scores[kept], nms_iou)]
+            picked.append(kept)
     picked = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
     picked = picked[np.argsort(-scores[picked], kind="stable")]
     if top_k is not None:
@@ -153,13 +166,30 @@ def postprocess(
     return [
         Detection(
             str(videos[i]),
-            float(segments[i, 0]),
-            float(segments[i, 1]),
+            float(bounds_s[i, 0]),
+            float(bounds_s[i, 1]),
             windows.classes[labels[i] - 1],
             float(scores[i]),
         )
         for i in picked
     ]
+
+
+def vote_boundaries(
+    kept: np.ndarray, windows: np.ndarray, scores: np.ndarray, vote_iou: float
+) -> np.ndarray:
+    """Each kept segment's start and end as the score-weighted mean of those of the
+    ``windows`` (same video and class, kept ones included) whose IoU with it is ≥ ``vote_iou``.
+
+    Beyond S-CNN (box voting, Gidaris and Komodakis, ICCV 2015): the grid's lengths double
+    from one to the next, so an instance between two lengths fits no window well; the windows
+    that agree on it, weighted by confidence, place its boundaries between the grid's.
+    ``kept`` ``(M, 2)``, ``windows`` ``(N, 2)``, ``scores`` ``(N,)``; returns ``(M, 2)``. A
+    segment whose voters all score 0 keeps its boundaries.
+    """
+    weights = np.where(temporal_iou(kept, windows) >= vote_iou, scores[None, :], 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    return np.where(total > 0, weights @ windows / np.where(total > 0, total, 1.0), kept)
 
 
 def _prior_weights(
@@ -200,6 +230,7 @@ def postprocess_files(
     nms_threshold: float = 0.4,
     top_k: int | None = None,
     min_score: float | None = None,
+    vote_iou: float | None = None,
 ) -> tuple[int, int]:
     """``scnn postprocess``: a windows CSV to a detections file (format by extension), the
     prior from the ground truth ``prior_from``; the class list from ``class_table``, else from
@@ -216,6 +247,8 @@ def postprocess_files(
     if prior_gt is not None:
         lengths = sorted(set(windows.window_frames.tolist()))
         prior = window_length_prior(prior_gt.instances, classes, lengths)
-    detections = postprocess(windows, nms_threshold, prior, top_k=top_k, min_score=min_score)
+    detections = postprocess(
+        windows, nms_threshold, prior, top_k=top_k, min_score=min_score, vote_iou=vote_iou
+    )
     formats.write_detections(out, detections, classes)
     return len(detections), len(windows)

@@ -37,6 +37,19 @@ def add_class_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_vote_option(parser: argparse.ArgumentParser) -> None:
+    """``--vote-iou``: boundary voting after NMS (postprocess.vote_boundaries)."""
+    parser.add_argument(
+        "--vote-iou",
+        type=float,
+        default=None,
+        metavar="IOU",
+        help="beyond S-CNN: move each detection's boundaries to the score-weighted mean of the "
+        "same-class windows with IoU >= this with it (docs/accuracy.md; default: off, the "
+        "windows' own boundaries)",
+    )
+
+
 def class_table(args: argparse.Namespace) -> dict[int, str] | None:
     """The class table ``--classes`` names, keyed by the ``--class-ids`` column (None: none)."""
     from scnn.formats import read_class_table

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scnn.cli.common import EXIT_OK, EXIT_SOME_FAILED, print_failures, torchrun_world
+from scnn.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    add_vote_option,
+    print_failures,
+    torchrun_world,
+)
 from scnn.detect import PRECISIONS
 
 
@@ -72,6 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--min-score", type=float, default=None, help="drop scores below (off)")
     parser.add_argument("--top-k", type=int, default=None, help="keep the best K per video (off)")
+    add_vote_option(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -133,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         use_prior=args.prior,
         min_score=args.min_score,
         top_k=args.top_k,
+        vote_iou=args.vote_iou,
         batch_size=args.batch_size,
         decode_processes=args.decode_processes,
         lanes=args.lanes,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from scnn.bundled_data import resolve_ground_truth
-from scnn.cli.common import EXIT_OK, add_class_options, class_table
+from scnn.cli.common import EXIT_OK, add_class_options, add_vote_option, class_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--min-score", type=float, default=None, help="drop weighted scores below this (off)"
     )
+    add_vote_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         nms_threshold=args.nms,
         top_k=args.top_k,
         min_score=args.min_score,
+        vote_iou=args.vote_iou,
     )
     print(f"{found} detections from {windows} windows -> {args.out}")
     return EXIT_OK
