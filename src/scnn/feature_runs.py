@@ -19,7 +19,7 @@ from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError
 from scnn.features import Extractor
 from scnn.fileio import atomic_write_text
-from scnn.sharded import SHARDED_WAIT_TIMEOUT_S
+from scnn.sharded import SHARDED_WAIT_TIMEOUT_S, duration_s, read_record
 from scnn.video import num_frames, probe
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def extract_files(
             log.info(
                 "%d of %d videos already done (%s)", len(videos) - len(todo), len(videos), parts
             )
-            shards = distributed.shard_by_duration([_duration_s(v) for v in todo], world.size)
+            shards = distributed.shard_by_duration([duration_s(v) for v in todo], world.size)
             plan = [[str(todo[i]) for i in shard] for shard in shards]
         plan, key = distributed.broadcast((plan, key), world)
         mine = [Path(v) for v in plan[world.rank]]
@@ -104,30 +104,13 @@ def _extract(extractor: Extractor, video: Path, out_dir: Path, quiet: bool) -> d
     return {"status": "done", **asdict(result)}
 
 
-def _duration_s(video: Path) -> float:
-    """The video's duration for balancing; 0 for one that cannot be probed (it fails fast)."""
-    try:
-        return probe(video).duration_s
-    except ScnnError:
-        return 0.0
+def _record(out_dir: Path, video: Path, key: str) -> dict:
+    """The record of ``video`` made with settings ``key`` (sharded.read_record)."""
+    return read_record(_record_path(out_dir, video), key, out_dir / f"{video.stem}.npy")
 
 
 def _record_path(out_dir: Path, video: Path) -> Path:
     return out_dir / PARTS_DIR / f"{video.stem}.json"
-
-
-def _record(out_dir: Path, video: Path, key: str) -> dict:
-    """The record of ``video`` made with settings ``key``; {} when absent, stale or damaged
-    (a video done whose features file is gone counts as absent)."""
-    try:
-        record = json.loads(_record_path(out_dir, video).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(record, dict) or record.get("key") != key:
-        return {}
-    if record.get("status") == "done" and not (out_dir / f"{video.stem}.npy").is_file():
-        return {}
-    return record
 
 
 def _write_record(out_dir: Path, video: Path, key: str, result: dict) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scnn.cli.common import EXIT_OK, EXIT_SOME_FAILED, print_failures, torchrun_world
-from scnn.detect import PRECISIONS
+from scnn.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    add_precision_option,
+    network_device,
+    print_failures,
+    torchrun_world,
+)
 from scnn.features import DEFAULT_LAYER, DTYPES, NETWORKS, SNIPPET_FRAMES, STRIDE_FRAMES
 from scnn.model import FEATURE_LAYERS
 
@@ -71,12 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dtype", choices=DTYPES, default="float32", help="of the rows written (default float32)"
     )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
-    )
+    add_precision_option(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -90,8 +91,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract the features of every video, then say where they are."""
-    import torch
-
     from scnn import distributed, feature_runs, features
     from scnn.errors import ScnnError
     from scnn.video import find_videos
@@ -100,10 +99,6 @@ def run(args: argparse.Namespace) -> int:
         raise ScnnError("--network picks a network of a model directory, not of --init-from")
     videos = find_videos(args.videos)
     world = torchrun_world()
-    device = args.device
-    torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick its fastest kernels
-    if world is not None:
-        device = str(distributed.local_device(torch.device(device), world))
     config = features.FeatureConfig(
         layer=args.layer,
         snippet_frames=args.snippet,
@@ -116,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         source = features.sports1m_source(args.init_from)
     else:
         source = features.model_source(args.model, args.network or "localization")
-    extractor = features.Extractor(source, config, device)
+    extractor = features.Extractor(source, config, network_device(args.device, world))
     result = feature_runs.extract_files(
         extractor,
         videos,
