@@ -8,15 +8,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from caffe_writer import c3d_arrays, write_caffemodel
 from tiny import MODEL_OPTIONS, random_model, small_model
 from videos import numbered_frames, read_numbers, write_video
 
 from scnn import cli, features
+from scnn.caffe import SPORTS1M_FC8, load_caffe_weights
 from scnn.clips import ClipConfig, assemble_clips
 from scnn.errors import ModelError, ScnnError
 from scnn.features import Extractor, FeatureConfig, model_source, npy_header
 from scnn.formats.windows_csv import read_windows_csv
-from scnn.model import FEATURE_LAYERS, build_network, load_sports1m_weights
+from scnn.model import C3D, FEATURE_LAYERS, build_network, load_sports1m_weights
 from scnn.modelfile import load_model
 from scnn.video import read_frames
 
@@ -211,3 +213,12 @@ def test_two_videos_of_one_name_are_refused(tmp_path):
     code, out = extract([tmp_path / "a", tmp_path / "b", "--model", small], tmp_path)
     assert code == cli.EXIT_ERROR
     assert not out.exists()
+
+
+def test_the_sports1m_caffe_model_loads_with_its_fc8(tmp_path):
+    channels, fc_units = (4, 8, 16, 16, 32, 32, 32, 32), 256  # a 1/16-width C3D
+    arrays = c3d_arrays(np.random.default_rng(0), 487, channels, fc_units, pool5_positions=1)
+    path = write_caffemodel(tmp_path / "sports1m", arrays, rename={"fc8": SPORTS1M_FC8})
+    model = C3D(487, width=1 / 16, crop_size=32)
+    load_caffe_weights(model, path, fc8_layer=SPORTS1M_FC8)
+    assert torch.equal(model.fc8.bias, torch.from_numpy(arrays["fc8"][1].reshape(-1)))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from scnn.allocator import keep_large_allocations
-from scnn.caffe import CAFFE_OPTIONS, is_caffe_model, load_caffe_weights
+from scnn.caffe import CAFFE_OPTIONS, SPORTS1M_FC8, is_caffe_model, load_caffe_weights
 from scnn.clips import ClipConfig, crop_mean_cube, normalize_clips
 from scnn.detect import BUNDLED_MODEL, PRECISIONS
 from scnn.errors import ModelError, ScnnError, VideoError
@@ -90,7 +90,7 @@ def sports1m_source(path: str | Path) -> FeatureSource:
         raise ModelError("a model directory: pass it with --model, not as weights", path)
     network = build_network(SPORTS1M_CLASSES, CAFFE_OPTIONS, SPORTS1M_CLIP)
     if is_caffe_model(path):
-        load_caffe_weights(network, path)
+        load_caffe_weights(network, path, fc8_layer=SPORTS1M_FC8)
     else:
         load_sports1m_weights(network, path, fc8=True)
     return FeatureSource(network.eval(), SPORTS1M_CLIP, FPS, str(path), "sports1m")
