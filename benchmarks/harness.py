@@ -61,6 +61,10 @@ try:
     from scnn.model import ModelOptions, build_network
 except ImportError:  # while the network options live with the model directory
     from scnn.modelfile import ModelOptions, build_network
+try:
+    from scnn.features import Extractor, FeatureConfig, model_source
+except ImportError:  # before `scnn features`: speed_features.py cannot run there
+    Extractor = FeatureConfig = model_source = None
 
 
 def save_model_with_prior(path: Path, prior: dict[int, np.ndarray], **model: object) -> None:
@@ -81,6 +85,8 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "ClipConfig",
     "DataConfig",
     "Detector",
+    "Extractor",
+    "FeatureConfig",
     "ScoredWindows",
     "WindowConfig",
     "assemble_clips",
@@ -92,6 +98,7 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "keep_large_allocations",
     "load_config",
     "load_model",
+    "model_source",
     "native_bf16",
     "num_frames",
     "overlap_loss",

@@ -4,11 +4,13 @@ video whose frame numbers are drawn into its pictures; the .npy files are comple
 and a re-run skips the videos done with the same settings."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from caffe_writer import c3d_arrays, write_caffemodel
+from launch import torchrun
 from tiny import MODEL_OPTIONS, random_model, small_model
 from videos import numbered_frames, read_numbers, write_video
 
@@ -222,3 +224,19 @@ def test_the_sports1m_caffe_model_loads_with_its_fc8(tmp_path):
     model = C3D(487, width=1 / 16, crop_size=32)
     load_caffe_weights(model, path, fc8_layer=SPORTS1M_FC8)
     assert torch.equal(model.fc8.bias, torch.from_numpy(arrays["fc8"][1].reshape(-1)))
+
+
+def test_two_processes_under_torchrun_write_what_one_does(model_dir, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name, count in {"a": 90, "b": 40, "c": 60}.items():
+        write_video(folder / f"{name}.mp4", numbered_frames(count))
+    (folder / "broken.mp4").write_text("not a video")
+    assert extract([folder, "--model", model_dir], tmp_path, "one")[0] == cli.EXIT_SOME_FAILED
+    two = tmp_path / "two"
+    done = torchrun("features", str(folder), "--model", str(model_dir), "-o", str(two))
+    # Rank 0 exits with EXIT_SOME_FAILED (3): torchrun reports it and exits with 1.
+    assert done.returncode == 1 and re.search(r"exitcode\s*:\s*3\b", done.stderr), done.stderr
+    for name in "abc":
+        assert (two / f"{name}.npy").read_bytes() == (tmp_path / "one" / f"{name}.npy").read_bytes()
+    assert (two / "features.json").read_text() == (tmp_path / "one" / "features.json").read_text()
