@@ -225,7 +225,7 @@ class Extractor:
             clips, _ = queue.pop(self.batch_size)
             clips = normalize_clips(clips, self.source.clip, self.network_dtype, self.mean_cube)
             activations = self.network.activations(clips, self.config.layer)
-            yield activations.float().cpu().numpy().astype(self.config.dtype)
+            yield activations.float().cpu().numpy().astype(self.config.dtype, copy=False)
 
     @property
     def network_dtype(self) -> torch.dtype:
