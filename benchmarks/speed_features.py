@@ -22,13 +22,10 @@ from harness import (
     Row,
     existing_model_dir,
     make_video,
-    matmul,
     model_source,
     num_frames,
-    parse_args,
-    parser,
     probe,
-    run_sections,
+    section_or_child_main,
 )
 from speed_memory import MEMORY_SOURCE_SIZE, MEMORY_VIDEOS_S
 
@@ -110,15 +107,5 @@ def own_peak_rss_mb() -> float:
     raise SystemExit("no VmHWM in /proc/self/status: peak RSS needs Linux")
 
 
-def main() -> None:
-    command_line = parser(__doc__)
-    command_line.add_argument("--peak-rss-of", type=Path, default=None, help=argparse.SUPPRESS)
-    args = parse_args(command_line)
-    if args.peak_rss_of:
-        peak_rss_of(args)
-    else:
-        run_sections(args, [matmul, measure])
-
-
 if __name__ == "__main__":
-    main()
+    section_or_child_main(__doc__, measure, peak_rss_of)

@@ -76,7 +76,8 @@ def extract_files(
                 f"no video could be processed ({len(run.failures)} failed); nothing written",
                 out_dir / FEATURES_JSON,
             )
-        atomic_write_text(out_dir / FEATURES_JSON, json.dumps(_index(extractor, run), indent=1))
+        index = json.dumps(_index(extractor, run), indent=1)
+        atomic_write_text(out_dir / FEATURES_JSON, index + "\n")
         return run
 
 
