@@ -61,6 +61,10 @@ try:
     from scnn.model import ModelOptions, build_network
 except ImportError:  # while the network options live with the model directory
     from scnn.modelfile import ModelOptions, build_network
+try:
+    from scnn.features import Extractor, FeatureConfig, model_source
+except ImportError:  # before `scnn features`: speed_features.py cannot run there
+    Extractor = FeatureConfig = model_source = None
 
 
 def save_model_with_prior(path: Path, prior: dict[int, np.ndarray], **model: object) -> None:
@@ -81,6 +85,8 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "ClipConfig",
     "DataConfig",
     "Detector",
+    "Extractor",
+    "FeatureConfig",
     "ScoredWindows",
     "WindowConfig",
     "assemble_clips",
@@ -92,6 +98,7 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "keep_large_allocations",
     "load_config",
     "load_model",
+    "model_source",
     "native_bf16",
     "num_frames",
     "overlap_loss",
@@ -116,6 +123,7 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "parser",
     "run_sections",
     "section_main",
+    "section_or_child_main",
     "sync",
 ]
 
@@ -446,3 +454,17 @@ def run_sections(args: argparse.Namespace, sections: list[Callable[[Bench], None
 def section_main(doc: str, section: Callable[[Bench], None]) -> None:
     """A section file run on its own: the matmul bound, then the section."""
     run_sections(parse_args(parser(doc)), [matmul, section])
+
+
+def section_or_child_main(
+    doc: str, section: Callable[[Bench], None], child: Callable[[argparse.Namespace], None]
+) -> None:
+    """A section file that measures in child processes: run on its own, the matmul bound then
+    the section; with ``--peak-rss-of VIDEO`` (how the section starts its children), ``child``."""
+    command_line = parser(doc)
+    command_line.add_argument("--peak-rss-of", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parse_args(command_line)
+    if args.peak_rss_of:
+        child(args)
+    else:
+        run_sections(args, [matmul, section])

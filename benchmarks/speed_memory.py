@@ -11,7 +11,6 @@ import argparse
 import resource
 import subprocess
 import time
-from pathlib import Path
 
 from harness import (
     Bench,
@@ -19,10 +18,7 @@ from harness import (
     Row,
     existing_model_dir,
     make_video,
-    matmul,
-    parse_args,
-    parser,
-    run_sections,
+    section_or_child_main,
 )
 
 MEMORY_VIDEOS_S = (600, 7200)  # 10 minutes and 2 hours
@@ -58,15 +54,5 @@ def peak_rss_of(args: argparse.Namespace) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def main() -> None:
-    command_line = parser(__doc__)
-    command_line.add_argument("--peak-rss-of", type=Path, default=None, help=argparse.SUPPRESS)
-    args = parse_args(command_line)
-    if args.peak_rss_of:
-        peak_rss_of(args)
-    else:
-        run_sections(args, [matmul, measure])
-
-
 if __name__ == "__main__":
-    main()
+    section_or_child_main(__doc__, measure, peak_rss_of)

@@ -52,6 +52,7 @@ def test_every_subcommand_is_there():
     assert set(subcommands()) == {
         "synth", "train", "postprocess", "evaluate", "diagnose", "detect", "demo", "report",
         "import-caffe",
+        "features",
     }  # fmt: skip
 
 

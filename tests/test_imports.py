@@ -22,9 +22,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 3 model and scoring: networks, configs, model directories, post-processing, evaluation
     ("model", "config", "modelfile", "postprocess", "evaluate", "stages", "report"),
     # 4 the method: streaming detection, training, the Caffe import, the diagnosis
-    ("pipeline", "lanes", "detect", "caffe", "pretrained", "train", "diagnose"),
+    ("pipeline", "lanes", "detect", "caffe", "pretrained", "train", "diagnose",
+     "features"),
     # 5 runs over many files: batches, torchrun shards, the HTML report, the demo
-    ("batch", "sharded", "html_report", "demo"),
+    ("batch", "sharded", "html_report", "demo",
+     "feature_runs"),
     # 6 the command
     ("cli", "__main__", ""),
 )  # fmt: skip

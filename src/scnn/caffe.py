@@ -46,6 +46,7 @@ CAFFE_NAMES = {
     "fc7-1": "fc7",
     "fc8": "fc8",
 }
+SPORTS1M_FC8 = "fc8-1"  # the 487-way output's name in the Sports-1M C3D
 POOL_NAMES = ("pool1", "pool2", "pool3", "pool4", "pool5")
 CONVOLUTION3D, POOLING3D, INNER_PRODUCT = 30, 31, 14  # LayerParameter.LayerType values
 TYPE_NAMES = {
@@ -288,18 +289,23 @@ def _caffe_shapes(module: nn.Conv3d | nn.Linear) -> tuple[tuple[int, ...], tuple
     return weight, (1, 1, 1, 1, module.weight.shape[0])
 
 
-def load_caffe_weights(model: C3D, path: str | Path, *, fc8: bool = True) -> None:
-    """Copy conv1a … fc7-1 (and fc8 unless ``fc8`` is False: the Sports-1M model's 487-way
-    output is never used) from a C3D-v1.0 ``.caffemodel`` into ``model``, checking each
+def load_caffe_weights(
+    model: C3D, path: str | Path, *, fc8: bool = True, fc8_layer: str = "fc8"
+) -> None:
+    """Copy conv1a … fc7-1 (and fc8 unless ``fc8`` is False: training replaces the Sports-1M
+    model's 487-way output) from a C3D-v1.0 ``.caffemodel`` into ``model``, checking each
     layer's type, geometry (where the file records it) and blob shapes against ``model``.
-    The max-pools' kernels and strides are checked too. Any mismatch is a ModelError naming
+    ``fc8_layer``: fc8's name in the file (SPORTS1M_FC8 in the Sports-1M model). The
+    max-pools' kernels and strides are checked too. Any mismatch is a ModelError naming
     the file and the layer."""
     path = Path(path)
     layers = read_layers(path)
     for caffe_name in POOL_NAMES:
         if caffe_name in layers:
             _check_geometry(layers[caffe_name], getattr(model, caffe_name), POOLING3D, path)
-    wanted = [(c, s) for c, s in CAFFE_NAMES.items() if fc8 or s != "fc8"]
+    wanted = [
+        (fc8_layer if s == "fc8" else c, s) for c, s in CAFFE_NAMES.items() if fc8 or s != "fc8"
+    ]
     for caffe_name, _ in wanted:
         if caffe_name not in layers:
             raise ModelError(f"layer {caffe_name} is missing", path)

@@ -5,7 +5,6 @@ the detections made of them (postprocess.py).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +16,13 @@ from scnn.compiling import check_compile_mode
 from scnn.errors import ScnnError
 from scnn.lanes import lane_ends, score_lanes
 from scnn.modelfile import LoadedModel, load_model
-from scnn.pipeline import GPU_BATCH_SIZE, Networks, cpu_batch_size, score_video
+from scnn.pipeline import (
+    GPU_BATCH_SIZE,
+    Networks,
+    cpu_batch_size,
+    decode_processes_for,
+    score_video,
+)
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.records import Detection, ScoredWindows
@@ -91,9 +96,7 @@ class Detector:
             proposal_threshold=model.proposal_threshold if threshold is None else threshold,
             compile_mode=config.compile,
         )
-        self.decode_processes = config.decode_processes or (
-            min(8, max(1, (os.cpu_count() or 1) // 2)) if on_gpu else 1
-        )
+        self.decode_processes = config.decode_processes or decode_processes_for(self.device)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, device: str = "cpu", **settings) -> Detector:

@@ -42,6 +42,8 @@ C3D_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)  # conv1 … conv5b at wi
 C3D_FC_UNITS = 4096  # fc6 and fc7 at width 1
 CONV_NAMES = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
 PRETRAINED_NAMES = (*CONV_NAMES, "fc6", "fc7")  # fc8 is always new
+# The layers whose activations are offered as features (C3D.activations); fc8: the logits.
+FEATURE_LAYERS = ("conv5b", "pool5", "fc6", "fc7", "fc8")
 # Max-pooling after conv1, conv2, conv3b, conv4b, conv5b: name, kernel = stride (t, h, w).
 _POOLS = {
     "conv1": ("pool1", (1, 2, 2)),  # keep time: conv2 still sees all 16 frames
@@ -159,6 +161,15 @@ class C3D(nn.Module):
         nn.init.normal_(self.fc8.weight, std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activations(x, "fc8")
+
+    def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """The output of ``layer`` (FEATURE_LAYERS), flattened to ``(batch, D)`` in Caffe's
+        (channel, time, height, width) order: conv5b, pool5, fc6 and fc7 after their ReLU
+        (Caffe's in-place ReLU leaves them so, as C3D's feature extractor reads them), fc8
+        the logits. The layers after ``layer`` are not run."""
+        if layer not in FEATURE_LAYERS:
+            raise ValueError(f"layer '{layer}' is not one of {', '.join(FEATURE_LAYERS)}")
         expected = (3, self.clip_frames, self.crop_size, self.crop_size)
         if tuple(x.shape[1:]) != expected:
             raise ValueError(
@@ -167,12 +178,20 @@ class C3D(nn.Module):
         for name in CONV_NAMES:  # each layer through its CPU-kernel workaround (kernels.py)
             x = kernels.convolve(getattr(self, name), x)
             x = kernels.normalize(getattr(self, name.replace("conv", "norm")), x)
+            if name == layer:
+                return torch.flatten(F.relu(x), 1)
             if name in _POOLS:
                 x = kernels.max_pool(getattr(self, _POOLS[name][0]), x)
             x = F.relu(x)  # after pooling: the same values (ReLU is monotonic), on 1/4-1/8 as many
         x = torch.flatten(x, 1)
+        if layer == "pool5":
+            return x
         x = self.dropout(F.relu(self.fc6(x)))
+        if layer == "fc6":
+            return x
         x = self.dropout(F.relu(self.fc7(x)))
+        if layer == "fc7":
+            return x
         return self.fc8(x)
 
 
@@ -215,14 +234,15 @@ def fold_batch_norm(model: C3D) -> C3D:
     return model
 
 
-def load_sports1m_weights(model: C3D, path: str | Path) -> None:
+def load_sports1m_weights(model: C3D, path: str | Path, *, fc8: bool = False) -> None:
     """Copy conv1 … conv5b, fc6 and fc7 from a Sports-1M C3D state dict file into ``model``.
 
     The file is a ``torch.save``-d dict of tensors named like the model's layers (the widely
     used PyTorch conversion of the Caffe weights, ``c3d.pickle``). It is read with
     ``weights_only=True``, so a file that would run code when unpickled is refused. fc8 (487
-    Sports-1M classes) is never copied. A missing layer or a shape mismatch (another width or
-    input size) raises :class:`ModelError` naming the layer and both shapes.
+    Sports-1M classes) is copied only with ``fc8``: training replaces it, feature extraction
+    reads its logits. A missing layer or a shape mismatch (another width or input size)
+    raises :class:`ModelError` naming the layer and both shapes.
     """
     path = Path(path)
     if not path.is_file():
@@ -236,7 +256,8 @@ def load_sports1m_weights(model: C3D, path: str | Path) -> None:
         ) from exc
     if not isinstance(state, dict):
         raise ModelError(f"expected a dict of tensors, found {type(state).__name__}", path)
-    keys = [f"{layer}.{kind}" for layer in PRETRAINED_NAMES for kind in ("weight", "bias")]
+    layers = (*PRETRAINED_NAMES, "fc8") if fc8 else PRETRAINED_NAMES
+    keys = [f"{layer}.{kind}" for layer in layers for kind in ("weight", "bias")]
     copy_pretrained(model, state, keys, path)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -64,7 +65,7 @@ def inference_network(network: C3D, device: torch.device, bf16: bool) -> C3D:
 
 
 @dataclass
-class _ClipQueue:
+class ClipQueue:
     """Clips and their window rows waiting for one network, flushed a batch at a time."""
 
     clips: list[torch.Tensor] = field(default_factory=list)
@@ -146,7 +147,7 @@ class Networks:
             mean_cube=mean_cube,
         )
 
-    def flush(self, proposals: _ClipQueue, survivors: _ClipQueue, final: bool) -> list[ScoredBatch]:
+    def flush(self, proposals: ClipQueue, survivors: ClipQueue, final: bool) -> list[ScoredBatch]:
         """Run full batches (and, when ``final``, the remainder) through both networks; the
         localization network's batches, scored."""
         size, scored = self.batch_size, []
@@ -306,7 +307,7 @@ def score_segment(
     :func:`chunk_windows`). ``progress`` is called with each chunk's new frames; ``stop``,
     once set (by another lane), ends the segment early."""
     segment = Segment()
-    proposals, survivors = _ClipQueue(), _ClipQueue()
+    proposals, survivors = ClipQueue(), ClipQueue()
     offset = 0  # windows of earlier chunks
     with torch.inference_mode():
         for step in chunk_windows(chunks, windows, networks.clip, networks.device, first_end):
@@ -336,12 +337,30 @@ def score_video(
     into time segments, one per process (parallel_decode.py), which pays on a GPU, where the
     networks leave the cores to the decoders. On a GPU the chunks come page-locked.
     """
-    chunks = iter_frames_parallel(
-        video, decode_processes, fps=model.fps, size=model.clip.frame_size
-    )
-    chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
+    chunks = video_chunks(video, model.fps, model.clip, networks.device, decode_processes)
     segment = score_segment(chunks, networks, model.windows, progress=progress)
     return scored_windows(video, [segment], model)
+
+
+def decode_processes_for(device: torch.device) -> int:
+    """Processes decoding one video by default: 1 on a CPU, where the networks need every
+    core; on a GPU, which leaves the cores to the decoders, one per 2 cores, at most 8."""
+    if device.type == "cpu":
+        return 1
+    return min(8, max(1, (os.cpu_count() or 1) // 2))
+
+
+def video_chunks(
+    video: str | Path,
+    fps: float,
+    clip: ClipConfig,
+    device: torch.device,
+    decode_processes: int = 1,
+) -> Iterator[np.ndarray | torch.Tensor]:
+    """The decoded chunks of ``video`` as the networks' side reads them: decoded in a
+    background thread (by ``decode_processes`` processes when > 1), page-locked on a GPU."""
+    chunks = iter_frames_parallel(video, decode_processes, fps=fps, size=clip.frame_size)
+    return _background_chunks(chunks, pin=device.type == "cuda")
 
 
 def scored_windows(

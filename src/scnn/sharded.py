@@ -67,7 +67,7 @@ def detect_sharded(
             log.info(
                 "%d of %d videos already done (%s)", len(videos) - len(todo), len(videos), parts
             )
-            durations_s = [_duration_s(v) for v in todo]
+            durations_s = [duration_s(v) for v in todo]
             shards = distributed.shard_by_duration(durations_s, world.size)
             plan = [[str(todo[i]) for i in shard] for shard in shards]
         plan, key = distributed.broadcast((plan, key), world)
@@ -138,7 +138,7 @@ def _settings_key(detector: Detector) -> str:
     return digest.hexdigest()
 
 
-def _duration_s(video: Path) -> float:
+def duration_s(video: Path) -> float:
     """The video's duration for balancing; 0 for one that cannot be probed (it fails fast)."""
     try:
         return probe(video).duration_s
@@ -155,15 +155,20 @@ def _windows_path(parts: Path, video: Path) -> Path:
 
 
 def _record(parts: Path, video: Path, key: str) -> dict:
-    """The record of ``video`` made with settings ``key``; {} when absent, stale or damaged
-    (a video done whose windows file is gone counts as absent)."""
+    """The record of ``video`` made with settings ``key`` (see :func:`read_record`)."""
+    return read_record(_record_path(parts, video), key, _windows_path(parts, video))
+
+
+def read_record(path: Path, key: str, output: Path) -> dict:
+    """The record at ``path`` made with settings ``key``; {} when absent, stale or damaged
+    (a video done whose ``output`` file is gone counts as absent)."""
     try:
-        record = json.loads(_record_path(parts, video).read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(record, dict) or record.get("key") != key:
         return {}
-    if record.get("status") == "done" and not _windows_path(parts, video).is_file():
+    if record.get("status") == "done" and not output.is_file():
         return {}
     return record
 

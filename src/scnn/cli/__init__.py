@@ -17,6 +17,7 @@ from scnn.cli import (
     detect,
     diagnose,
     evaluate,
+    features,
     import_caffe,
     postprocess,
     report,
@@ -29,7 +30,18 @@ from scnn.errors import ScnnError
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "build_parser", "main"]
 
 # The subcommands in the order ``scnn --help`` lists them; each module has add_parser and run.
-SUBCOMMANDS = (synth, train, postprocess, evaluate, diagnose, detect, demo, report, import_caffe)
+SUBCOMMANDS = (
+    synth,
+    train,
+    postprocess,
+    evaluate,
+    diagnose,
+    detect,
+    features,
+    demo,
+    report,
+    import_caffe,
+)
 
 
 def _set_threads(threads: int | None) -> None:

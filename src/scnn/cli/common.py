@@ -69,6 +69,32 @@ def torchrun_world() -> World | None:
     return world
 
 
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: the networks' number format (scnn.detect.PRECISIONS)."""
+    from scnn.detect import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
+    )
+
+
+def network_device(device: str, world: World | None) -> str:
+    """The device this process runs the networks on: under torchrun, a CUDA device becomes
+    the GPU of the process's local rank. cuDNN picks its fastest kernels for the fixed clip
+    shapes."""
+    import torch
+
+    from scnn.distributed import local_device
+
+    torch.backends.cudnn.benchmark = True
+    if world is not None:
+        device = str(local_device(torch.device(device), world))
+    return device
+
+
 def print_failures(failures: Mapping[str, str]) -> None:
     """One ``failed:`` line on stderr per item of a batch that failed."""
     for reason in failures.values():

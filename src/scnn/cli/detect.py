@@ -8,11 +8,12 @@ from pathlib import Path
 from scnn.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
+    add_precision_option,
     add_vote_option,
+    network_device,
     print_failures,
     torchrun_world,
 )
-from scnn.detect import PRECISIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -86,12 +87,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="clips per network call (default: 256 on a GPU; on a CPU as many as keep "
         "conv1's output under 64 MB, at most 16)",
     )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
-    )
+    add_precision_option(parser)
     parser.add_argument(
         "--compile",
         default="",
@@ -120,21 +116,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Detect (and, with --report, write the HTML report of what was found)."""
-    import torch
-
-    from scnn import detect, distributed, formats, sharded
+    from scnn import detect, formats, sharded
     from scnn.video import find_videos
 
     formats.get_writer(args.out)  # an unknown format fails before any decoding
     videos = find_videos(args.videos)  # so do missing inputs and empty folders
     world = torchrun_world()
-    device = args.device
-    torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick its fastest kernels
-    if world is not None:
-        device = str(distributed.local_device(torch.device(device), world))
     detector = detect.Detector.load(
         args.model,
-        device=device,
+        device=network_device(args.device, world),
         proposal_threshold=args.proposal_threshold,
         nms_threshold=args.nms,
         use_prior=args.prior,

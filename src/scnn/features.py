@@ -1,0 +1,241 @@
+"""C3D features of a whole video for the feature-based detectors (ActionFormer, TriDet,
+OpenTAD): one row per snippet, the activations of one layer (docs/features.md).
+
+A snippet is a window of the one-length grid ``snippet_frames`` long, every ``stride_frames``
+frames at the model's frame rate, so extraction is detection's streaming pipeline with one
+network: the same decoding (pipeline.video_chunks), clips (pipeline.chunk_windows), inference
+copy, precision and batching. Rows go to the ``.npy`` file as they come (memory stays flat on
+hours-long videos); its header, which holds the row count, is written last, and the file is
+renamed into place only when complete (scnn.fileio).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scnn.allocator import keep_large_allocations
+from scnn.caffe import CAFFE_OPTIONS, SPORTS1M_FC8, is_caffe_model, load_caffe_weights
+from scnn.clips import ClipConfig, crop_mean_cube, normalize_clips
+from scnn.detect import BUNDLED_MODEL, PRECISIONS
+from scnn.errors import ModelError, ScnnError, VideoError
+from scnn.fileio import atomic_write
+from scnn.model import C3D, FEATURE_LAYERS, build_network, load_sports1m_weights
+from scnn.modelfile import MODEL_JSON, load_model, state_bytes
+from scnn.pipeline import (
+    GPU_BATCH_SIZE,
+    ClipQueue,
+    chunk_windows,
+    cpu_batch_size,
+    decode_processes_for,
+    inference_network,
+    video_chunks,
+)
+from scnn.precision import native_bf16
+from scnn.video import FPS
+from scnn.windows import WindowConfig
+
+SNIPPET_FRAMES = 16  # frames one feature covers by default: C3D's clip
+STRIDE_FRAMES = 8  # frames between the starts of consecutive features by default
+DEFAULT_LAYER = "fc6"  # C3D's classic video feature (Tran et al. 2015)
+NETWORKS = ("localization", "proposal")  # the networks of a model directory
+DTYPES = ("float32", "float16")  # of the rows written
+SPORTS1M_CLASSES = 487  # fc8 of the Sports-1M C3D
+# The input the Sports-1M C3D was trained on in Caffe: 171×128 frames, the centre 112×112,
+# minus the mean (the per-channel stand-in for its mean cube), BGR.
+SPORTS1M_CLIP = ClipConfig(bgr=True, mirror=False)
+NPY_HEADER_BYTES = 128  # the .npy preamble and header, padded: room for any (rows, dim) shape
+_NPY_MAGIC = b"\x93NUMPY\x01\x00"  # the .npy format, version 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureSource:
+    """The network whose activations are the features, and how its input is made."""
+
+    network: C3D  # on the CPU, eval mode
+    clip: ClipConfig
+    fps: float  # frames per second the video is decoded at
+    name: str  # the model, as features.json names it
+    network_name: str  # localization, proposal, or sports1m
+    mean_cube: torch.Tensor | None = None  # per-pixel mean (models imported from Caffe)
+
+
+def model_source(path: str | Path | None, network: str = "localization") -> FeatureSource:
+    """One network of a model directory (the bundled model when ``path`` is None)."""
+    if network not in NETWORKS:
+        raise ScnnError(f"network '{network}' is not one of {', '.join(NETWORKS)}")
+    model = load_model(BUNDLED_MODEL if path is None else path)
+    return FeatureSource(
+        network=getattr(model, network),
+        clip=model.clip,
+        fps=model.fps,
+        name="bundled" if path is None else str(path),
+        network_name=network,
+        mean_cube=model.mean_cube,
+    )
+
+
+def sports1m_source(path: str | Path) -> FeatureSource:
+    """The Sports-1M C3D of a weight file: the PyTorch port's state dict, or the C3D-v1.0 Caffe
+    model; decoded at 25 fps, with the input those weights were trained on (SPORTS1M_CLIP)."""
+    path = Path(path)
+    if (path / MODEL_JSON).is_file():
+        raise ModelError("a model directory: pass it with --model, not as weights", path)
+    network = build_network(SPORTS1M_CLASSES, CAFFE_OPTIONS, SPORTS1M_CLIP)
+    if is_caffe_model(path):
+        load_caffe_weights(network, path, fc8_layer=SPORTS1M_FC8)
+    else:
+        load_sports1m_weights(network, path, fc8=True)
+    return FeatureSource(network.eval(), SPORTS1M_CLIP, FPS, str(path), "sports1m")
+
+
+@dataclass(frozen=True)
+class SnippetGrid(WindowConfig):
+    """The snippets as a one-length window grid (windows.window_grid): starts 1, 1 + stride,
+    … while the snippet ends inside the video, so T = ⌊(N − snippet) / stride⌋ + 1 rows for
+    N frames. The stride is any whole number of frames, not a fraction of the length."""
+
+    stride: int = STRIDE_FRAMES
+
+    def __post_init__(self) -> None:
+        if min(self.lengths_frames) < 1 or self.stride < 1:
+            raise ScnnError(
+                f"snippet {self.lengths_frames[0]} and stride {self.stride} frames: both must "
+                "be at least 1"
+            )
+
+    def stride_frames(self, length_frames: int) -> int:
+        return self.stride
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """What is extracted and how fast; ``None`` picks by device (as detection does)."""
+
+    layer: str = DEFAULT_LAYER
+    snippet_frames: int = SNIPPET_FRAMES
+    stride_frames: int = STRIDE_FRAMES
+    dtype: str = "float32"
+    precision: str = "auto"  # PRECISIONS: bf16 where the hardware computes in it
+    batch_size: int | None = None
+    decode_processes: int | None = None
+
+    def __post_init__(self) -> None:
+        for value, name, choices in (
+            (self.layer, "layer", FEATURE_LAYERS),
+            (self.dtype, "dtype", DTYPES),
+            (self.precision, "precision", PRECISIONS),
+        ):
+            if value not in choices:
+                raise ScnnError(f"{name} '{value}' is not one of {', '.join(choices)}")
+        SnippetGrid((self.snippet_frames,), stride=self.stride_frames)  # checks both
+
+
+@dataclass(frozen=True)
+class VideoFeatures:
+    """What was written for one video."""
+
+    rows: int  # T, one per snippet
+    dim: int  # D, the layer's size
+    frames: int  # N, decoded at the source's fps
+    duration_s: float  # N / fps
+
+
+class Extractor:
+    """A feature source and settings, ready to run: ``Extractor(source, config)(video, out)``."""
+
+    def __init__(self, source: FeatureSource, config: FeatureConfig, device: str = "cpu"):
+        self.source = source
+        self.config = config
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ScnnError(f"device '{device}' requested but CUDA is not available")
+        if self.device.type == "cpu":
+            keep_large_allocations()
+        self.bf16 = config.precision == "bf16" or (
+            config.precision == "auto" and native_bf16(self.device)
+        )
+        self.batch_size = config.batch_size or (
+            GPU_BATCH_SIZE
+            if self.device.type == "cuda"
+            else cpu_batch_size(source.network, self.bf16)
+        )
+        self.decode_processes = config.decode_processes or decode_processes_for(self.device)
+        self.network = inference_network(source.network, self.device, self.bf16)
+        self.grid = SnippetGrid((config.snippet_frames,), stride=config.stride_frames)
+        self.mean_cube = None
+        if source.mean_cube is not None:
+            self.mean_cube = crop_mean_cube(source.mean_cube, source.clip).to(self.device)
+
+    def settings_key(self) -> str:
+        """A fingerprint of what the rows depend on: the network's weights, its input, the
+        layer, the snippets and the precision (not the batch size, which leaves them alike)."""
+        digest = hashlib.sha256(state_bytes(self.source.network))
+        if self.source.mean_cube is not None:
+            digest.update(self.source.mean_cube.numpy().tobytes())
+        settings = {**asdict(self.config), "batch_size": None, "decode_processes": None}
+        extra = {"config": settings, "bf16": self.bf16, "clip": asdict(self.source.clip)}
+        extra |= {"fps": self.source.fps, "device": self.device.type}
+        digest.update(json.dumps(extra, sort_keys=True).encode())
+        return digest.hexdigest()
+
+    def __call__(
+        self, video: str | Path, out: str | Path, progress: Callable[[int], None] | None = None
+    ) -> VideoFeatures:
+        """Write ``video``'s features to the ``.npy`` file ``out`` (complete or not at all);
+        ``progress`` is called with each chunk's new frames. A video shorter than one snippet
+        is a VideoError."""
+        chunks = video_chunks(
+            video, self.source.fps, self.source.clip, self.device, self.decode_processes
+        )
+        queue, rows, dim, frames = ClipQueue(), 0, 0, 0
+        with atomic_write(out, "wb") as file, torch.inference_mode():
+            file.write(bytes(NPY_HEADER_BYTES))  # replaced by the header once rows is known
+            for step in chunk_windows(chunks, self.grid, self.source.clip, self.device):
+                queue.push(step.clips, step.windows.start_frame)
+                for batch in self._batches(queue, final=False):
+                    rows, dim = rows + len(batch), batch.shape[1]
+                    file.write(batch.tobytes())
+                frames = step.frames_seen
+                if progress is not None and step.new_frames:
+                    progress(step.new_frames)
+            for batch in self._batches(queue, final=True):
+                rows, dim = rows + len(batch), batch.shape[1]
+                file.write(batch.tobytes())
+            if rows == 0:
+                raise VideoError(
+                    f"{frames} frames at {self.source.fps:g} fps: shorter than one snippet "
+                    f"({self.config.snippet_frames} frames)",
+                    video,
+                )
+            file.seek(0)
+            file.write(npy_header((rows, dim), np.dtype(self.config.dtype)))
+        return VideoFeatures(rows, dim, frames, frames / self.source.fps)
+
+    def _batches(self, queue: ClipQueue, final: bool) -> Iterator[np.ndarray]:
+        """The rows of each full batch waiting (and, when ``final``, of the rest), in order."""
+        while len(queue) >= self.batch_size or (final and len(queue)):
+            clips, _ = queue.pop(self.batch_size)
+            clips = normalize_clips(clips, self.source.clip, self.network_dtype, self.mean_cube)
+            activations = self.network.activations(clips, self.config.layer)
+            yield activations.float().cpu().numpy().astype(self.config.dtype, copy=False)
+
+    @property
+    def network_dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.bf16 else torch.float32
+
+
+def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The ``.npy`` (version 1.0) preamble and header of a C-order array, padded with spaces
+    to NPY_HEADER_BYTES, so it can be written over the placeholder once the shape is known."""
+    descr = np.lib.format.dtype_to_descr(dtype)
+    text = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
+    size = NPY_HEADER_BYTES - len(_NPY_MAGIC) - 2
+    return _NPY_MAGIC + struct.pack("<H", size) + text.ljust(size - 1).encode("latin1") + b"\n"
