@@ -431,6 +431,16 @@ def write_json(path: Path, bench: Bench) -> None:
     )
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM), in MB. Not ru_maxrss: a child that subprocess starts
+    (vfork, then exec) keeps its parent's high-water mark there, here the parent's ~800 MB
+    after its own measurements."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM in /proc/self/status: peak RSS needs Linux")
+
+
 def run_sections(args: argparse.Namespace, sections: list[Callable[[Bench], None]]) -> None:
     """Set the process up as scnn's own commands do, print the header, run ``sections`` in
     order and write the JSON."""

@@ -24,6 +24,7 @@ from harness import (
     make_video,
     model_source,
     num_frames,
+    own_peak_rss_mb,
     probe,
     section_or_child_main,
 )
@@ -95,16 +96,6 @@ def peak_rss_of(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as out:
         extractor(args, existing_model_dir(args))(args.peak_rss_of, Path(out) / "video.npy")
     print(own_peak_rss_mb())
-
-
-def own_peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM), in MB. Not ru_maxrss: a child that subprocess starts
-    (vfork, then exec) keeps its parent's high-water mark there, here the parent's ~800 MB
-    after its own measurements."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit("no VmHWM in /proc/self/status: peak RSS needs Linux")
 
 
 if __name__ == "__main__":

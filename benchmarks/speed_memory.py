@@ -8,7 +8,6 @@ On its own (speed.py runs it among the others):
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import time
 
@@ -18,6 +17,7 @@ from harness import (
     Row,
     existing_model_dir,
     make_video,
+    own_peak_rss_mb,
     section_or_child_main,
 )
 
@@ -51,7 +51,7 @@ def peak_rss_of(args: argparse.Namespace) -> None:
     """Child process of the memory section: detect on one video, print the peak RSS in MB."""
     detector = Detector.load(existing_model_dir(args), device=args.device)
     detector(args.peak_rss_of)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(own_peak_rss_mb())
 
 
 if __name__ == "__main__":
