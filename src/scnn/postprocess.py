@@ -124,14 +124,7 @@ def postprocess(
     optionally keeps each video's ``top_k`` best. Equal scores keep the authors' order: video
     name, class index, NMS pick order (their results depend on it after 5-digit rounding).
     """
-    keep = np.flatnonzero(windows.label_index > 0)
-    scores = windows.score[keep].copy()
-    labels = windows.label_index[keep]
-    if prior is not None:
-        scores *= _prior_weights(prior, windows.window_frames[keep], labels)
-    if min_score is not None:
-        above = scores >= min_score
-        keep, scores, labels = keep[above], scores[above], labels[above]
+    keep, scores, labels = weighted_scores(windows, prior, min_score)
     videos = windows.videos[keep]
     group_order = np.lexsort((labels, videos))
     segments = np.stack([windows.start_s[keep], windows.end_s[keep]], axis=1)
@@ -160,6 +153,25 @@ def postprocess(
         )
         for i in picked
     ]
+
+
+def weighted_scores(
+    windows: ScoredWindows,
+    prior: Mapping[int, np.ndarray] | None = None,
+    min_score: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The windows NMS sees (:func:`postprocess` before NMS): the indices of those not labelled
+    background and, with the prior, scoring at least ``min_score``; their weighted scores and
+    their labels (1..K)."""
+    keep = np.flatnonzero(windows.label_index > 0)
+    scores = windows.score[keep].copy()
+    labels = windows.label_index[keep]
+    if prior is not None:
+        scores *= _prior_weights(prior, windows.window_frames[keep], labels)
+    if min_score is not None:
+        above = scores >= min_score
+        keep, scores, labels = keep[above], scores[above], labels[above]
+    return keep, scores, labels
 
 
 def _prior_weights(
