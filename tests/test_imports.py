@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 4 the method: streaming detection, training, the Caffe import, the diagnosis
     ("pipeline", "lanes", "detect", "caffe", "pretrained", "train", "diagnose"),
     # 5 runs over many files: batches, torchrun shards, the HTML report, the demo
-    ("batch", "sharded", "html_report", "demo"),
+    ("batch", "sharded", "html_report", "demo", "live"),
     # 6 the command
     ("cli", "__main__", ""),
 )  # fmt: skip

@@ -1,0 +1,261 @@
+"""Live detection (method.md §4.1): the detections of a stream, file, pipe or URL, each given out
+the moment it is final, while the stream goes on.
+
+The networks score windows as the offline run does, the same batches in the same order
+(pipeline.scored_steps), so every score is the offline one. Greedy NMS per class then runs
+incrementally: after each decoded chunk it is run again over the windows whose fate is still
+open and the decided ones that overlap them, and a window is decided once nothing still to be
+scored can change its fate. A window still to be scored starts no earlier than the *frontier*:
+the first frame of the earliest window of the grid yet to arrive, or of a window waiting in a
+network's queue for a full batch. A window's fate is final when neither it nor any open window
+it depends on (higher in NMS order, IoU over the threshold, recursively: an NMS chain) ends
+after the frontier. Decided windows are forgotten once no open or future window can overlap
+them, so memory stays flat on an endless stream. At the end of a finite stream every window is
+decided and the kept ones are exactly the offline detections. ``--top-k`` ranks a whole video,
+which a stream never is: live detection refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from tqdm import tqdm
+
+from scnn.detect import Detector
+from scnn.errors import ScnnError
+from scnn.pipeline import ScoredBatch, ScoredStep, source_steps
+from scnn.postprocess import weighted_scores
+from scnn.records import Detection, ScoredWindows
+from scnn.video import READ_TIMEOUT_S, video_name
+from scnn.windows import WindowConfig, Windows, temporal_iou
+
+STDOUT = "-"  # the output name that writes detection lines to standard output
+
+
+@dataclass(frozen=True)
+class LiveDetection:
+    """A detection that became final, with when: the frames decoded by then, and whether an
+    NMS chain held it back after the frontier had passed its own end."""
+
+    detection: Detection
+    frames_seen: int
+    chained: bool
+
+
+@dataclass
+class Candidate:
+    """A window that takes part in NMS: its place, its weighted score, its fate so far."""
+
+    detection: Detection
+    row: int  # its place in the offline ScoredWindows: NMS takes the later of equal scores first
+    start_frame: int
+    end_frame: int
+    kept: bool | None = None  # None while open
+    chained: bool = False
+
+
+def next_window_start(frames_seen: int, windows: WindowConfig) -> int:
+    """The first frame of the earliest grid window still to come: each window ending after
+    frame ``frames_seen`` starts there or later (a window starts at 1 + k·stride)."""
+    starts = []
+    for length in windows.lengths_frames:
+        stride = windows.stride_frames(length)
+        steps = max(0, -(-(frames_seen - length + 1) // stride))
+        starts.append(1 + steps * stride)
+    return min(starts)
+
+
+def latency_bound_frames(windows: WindowConfig, chunk_frames: int) -> int:
+    """Frames that may follow a window's last frame before its detection is final, NMS chains
+    and network queues aside: the longest window's reach (its end is final once the frontier,
+    at least ``frames_seen - longest + 2``, has passed it), plus a chunk's wait for decoding."""
+    return max(windows.lengths_frames) - 2 + chunk_frames - 1
+
+
+class LiveNms:
+    """Greedy temporal NMS per class (postprocess.nms, its tie rule included) over windows
+    that arrive over time; :meth:`settle` decides the windows whose fate is final."""
+
+    def __init__(self, iou_threshold: float):
+        self.iou_threshold = iou_threshold
+        self._classes: dict[str, list[Candidate]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(candidates) for candidates in self._classes.values())
+
+    def add(self, candidate: Candidate) -> None:
+        self._classes.setdefault(candidate.detection.label, []).append(candidate)
+
+    def settle(self, frontier: float) -> list[Candidate]:
+        """The windows kept whose fate became final, now that no window still to be scored
+        starts before frame ``frontier`` (``math.inf`` at the end of the stream)."""
+        final = []
+        for label, candidates in self._classes.items():
+            final += self._settle_class(candidates, frontier)
+            horizon = min([frontier] + [c.start_frame for c in candidates if c.kept is None])
+            self._classes[label] = [
+                c for c in candidates if c.kept is None or c.end_frame > horizon
+            ]
+        return final
+
+    def _settle_class(self, candidates: list[Candidate], frontier: float) -> list[Candidate]:
+        """One class: greedy NMS in the offline order (score, then row, both descending), each
+        open window decided unless it, or an open window above it that suppresses-or-not it,
+        ends after the frontier."""
+        candidates.sort(key=lambda c: (c.detection.score, c.row), reverse=True)
+        segments = np.array([(c.detection.start_s, c.detection.end_s) for c in candidates])
+        overlaps = temporal_iou(segments, segments) > self.iou_threshold
+        kept = np.zeros(len(candidates), bool)
+        blocked = np.zeros(len(candidates), bool)
+        final = []
+        for i, candidate in enumerate(candidates):
+            above = overlaps[:i, i]
+            if candidate.kept is not None:
+                kept[i] = candidate.kept
+                continue
+            kept[i] = not (above & kept[:i]).any()
+            exposed = candidate.end_frame > frontier
+            blocked[i] = exposed or (above & blocked[:i]).any()
+            if not blocked[i]:
+                candidate.kept = bool(kept[i])
+                if candidate.kept:
+                    final.append(candidate)
+            elif not exposed:
+                candidate.chained = True
+        return final
+
+
+class _Grid:
+    """The stream's windows by row, kept while a row may still come out of the networks."""
+
+    def __init__(self) -> None:
+        self.first_row = 0
+        self.columns = np.zeros((3, 0), np.int64)  # length, start, end
+
+    def add(self, windows: Windows) -> None:
+        new = np.stack([windows.length_frames, windows.start_frame, windows.end_frame])
+        self.columns = np.concatenate([self.columns, new], axis=1)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.columns[:, rows - self.first_row]
+
+    def forget_before(self, row: int) -> None:
+        self.columns = self.columns[:, row - self.first_row :]
+        self.first_row = row
+
+
+def live_detections(
+    detector: Detector,
+    source: str | Path,
+    timeout_s: float = READ_TIMEOUT_S,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[LiveDetection]:
+    """The detections of ``source`` (a file, pipe, :data:`scnn.video.STDIN` or URL) in the
+    order they become final. A source that fails raises VideoError after the detections
+    final by then. ``progress`` is called with each chunk's decoded frames."""
+    settings = detector.postprocess_settings()
+    if settings["top_k"] is not None:
+        raise ScnnError("--top-k ranks a whole video; live detection cannot honour it")
+    model, name = detector.model, video_name(source)
+    nms, grid = LiveNms(settings["nms_iou"]), _Grid()
+    for step in source_steps(source, detector.networks, model, timeout_s):
+        grid.add(step.windows)
+        for batch in step.scored:
+            for candidate in _candidates(batch, grid, name, detector, settings):
+                nms.add(candidate)
+        grid.forget_before(int(step.waiting.min(initial=step.first_row + len(step.windows))))
+        for candidate in nms.settle(_frontier(step, grid, model.windows)):
+            yield LiveDetection(candidate.detection, step.frames_seen, candidate.chained)
+        if progress is not None and step.new_frames:
+            progress(step.new_frames)
+
+
+def _frontier(step: ScoredStep, grid: _Grid, windows: WindowConfig) -> float:
+    """The first frame of the earliest window not scored yet: to come, or in a queue."""
+    if step.final:
+        return math.inf
+    waiting_starts = grid.take(step.waiting)[1]
+    return min(next_window_start(step.frames_seen, windows), *waiting_starts.tolist())
+
+
+def _candidates(
+    batch: ScoredBatch, grid: _Grid, name: str, detector: Detector, settings: dict
+) -> list[Candidate]:
+    """The windows of a scored batch that take part in NMS, weighted as postprocess weighs."""
+    rows, labels, scores = batch
+    lengths, starts, ends = grid.take(rows)
+    fps = detector.model.fps
+    windows = ScoredWindows(
+        videos=np.full(len(rows), name, dtype=object),
+        window_frames=lengths,
+        start_frame=starts,
+        end_frame=ends,
+        start_s=starts / fps,
+        end_s=ends / fps,
+        label_index=labels.astype(np.int64),
+        score=scores.astype(np.float64),
+        classes=detector.classes,
+    )
+    keep, weighted, labels = weighted_scores(windows, settings["prior"], settings["min_score"])
+    return [
+        Candidate(
+            Detection(
+                name,
+                float(windows.start_s[k]),
+                float(windows.end_s[k]),
+                detector.classes[label - 1],
+                float(score),
+            ),
+            int(rows[k]),
+            int(starts[k]),
+            int(ends[k]),
+        )
+        for k, score, label in zip(keep, weighted, labels, strict=True)
+    ]
+
+
+def detection_line(detection: Detection) -> str:
+    """One JSON line: ``video``, ``start``, ``end`` (seconds), ``label``, ``score``."""
+    fields = {
+        "video": detection.video,
+        "start": detection.start_s,
+        "end": detection.end_s,
+        "label": detection.label,
+        "score": detection.score,
+    }
+    return json.dumps(fields) + "\n"
+
+
+def write_live(
+    detector: Detector,
+    source: str | Path,
+    out: str | Path = STDOUT,
+    *,
+    timeout_s: float = READ_TIMEOUT_S,
+    quiet: bool = False,
+) -> int:
+    """``scnn detect SOURCE --live``: each detection as a JSON line on ``out`` (a file, started
+    afresh, or :data:`STDOUT`), flushed the moment it is final, so a line is never cut and a
+    reader sees it at once; progress goes to stderr. Returns the number of detections; a
+    source that fails raises after the lines written so far."""
+    count = 0
+    with ExitStack() as stack:
+        lines: IO[str] = sys.stdout
+        if str(out) != STDOUT:
+            lines = stack.enter_context(open(out, "w", encoding="utf-8"))
+        bar = stack.enter_context(
+            tqdm(desc=video_name(source), unit="frame", disable=quiet, file=sys.stderr)
+        )
+        for found in live_detections(detector, source, timeout_s, bar.update):
+            lines.write(detection_line(found.detection))
+            lines.flush()
+            count += 1
+    return count
