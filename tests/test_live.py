@@ -21,10 +21,16 @@ from videos import numbered_frames, write_video
 from scnn import cli
 from scnn.detect import Detector
 from scnn.errors import VideoError
-from scnn.live import Candidate, LiveNms, live_detections, next_window_start
+from scnn.live import (
+    Candidate,
+    LiveNms,
+    latency_bound_frames,
+    live_detections,
+    next_window_start,
+)
 from scnn.postprocess import postprocess
 from scnn.records import Detection, ScoredWindows
-from scnn.video import video_name
+from scnn.video import CHUNK_FRAMES, video_name
 from scnn.windows import WindowConfig, window_grid
 
 SETTINGS = {"proposal_threshold": 0.0, "precision": "fp32"}  # every window reaches both networks
@@ -105,6 +111,19 @@ def test_detections_arrive_while_a_paced_pipe_streams_and_end_as_offline(
     assert early and all(found.frames_seen < VIDEO_FRAMES for found in early)
     assert {found.detection for _, found in arrivals} == renamed(offline, "pipe")
     assert len(arrivals) == len(offline)
+
+
+def test_each_detection_is_final_within_the_bound_unless_a_chain_holds_it(detector, stream):
+    """Batch size 1: no queue waits; the bound is the grid's reach plus one chunk."""
+    one = detector.with_settings(batch_size=1)
+    bound = latency_bound_frames(one.model.windows, CHUNK_FRAMES, 1)
+    assert bound == 32 - 2 + 255
+    late = []
+    for found in live_detections(one, stream):
+        end_frame = round(found.detection.end_s * one.model.fps)
+        assert found.frames_seen - end_frame <= bound or found.chained
+        late.append(found.frames_seen - end_frame)
+    assert min(late) < bound // 2  # not all at the end of the stream
 
 
 def serve(directory: Path, cut_at: float = 1.0) -> http.server.ThreadingHTTPServer:

@@ -11,8 +11,11 @@ network's queue for a full batch. A window's fate is final when neither it nor a
 it depends on (higher in NMS order, IoU over the threshold, recursively: an NMS chain) ends
 after the frontier. Decided windows are forgotten once no open or future window can overlap
 them, so memory stays flat on an endless stream. At the end of a finite stream every window is
-decided and the kept ones are exactly the offline detections. ``--top-k`` ranks a whole video,
-which a stream never is: live detection refuses it.
+decided and the kept ones are exactly the offline detections. With the default grid a detection
+is final at most 40.8 s of video after its end (:func:`latency_bound_frames`: 1 021 frames; 765
+with batch size 1), unless an NMS chain or the localization network's queue, waiting for a full
+batch, holds it back. ``--top-k`` ranks a whole video, which a stream never is: live detection
+refuses it.
 """
 
 from __future__ import annotations
@@ -73,11 +76,14 @@ def next_window_start(frames_seen: int, windows: WindowConfig) -> int:
     return min(starts)
 
 
-def latency_bound_frames(windows: WindowConfig, chunk_frames: int) -> int:
+def latency_bound_frames(windows: WindowConfig, chunk_frames: int, batch_size: int) -> int:
     """Frames that may follow a window's last frame before its detection is final, NMS chains
-    and network queues aside: the longest window's reach (its end is final once the frontier,
-    at least ``frames_seen - longest + 2``, has passed it), plus a chunk's wait for decoding."""
-    return max(windows.lengths_frames) - 2 + chunk_frames - 1
+    and the localization network's queue aside. Once decoding is ``longest - 2`` frames past
+    it, the earliest window to come starts after it; the chunk that brings that frame ends
+    up to ``chunk - 1`` frames later. With batches, a partial batch of the proposal network
+    (the latest chunk's longest windows) waits for the next chunk: one chunk more."""
+    reach = max(windows.lengths_frames) - 2 + chunk_frames - 1
+    return reach if batch_size == 1 else reach + chunk_frames
 
 
 class LiveNms:
@@ -183,7 +189,7 @@ def _frontier(step: ScoredStep, grid: _Grid, windows: WindowConfig) -> float:
     if step.final:
         return math.inf
     waiting_starts = grid.take(step.waiting)[1]
-    return min(next_window_start(step.frames_seen, windows), *waiting_starts.tolist())
+    return min([next_window_start(step.frames_seen, windows), *waiting_starts.tolist()])
 
 
 def _candidates(
