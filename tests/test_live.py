@@ -116,8 +116,8 @@ def test_detections_arrive_while_a_paced_pipe_streams_and_end_as_offline(
 def test_each_detection_is_final_within_the_bound_unless_a_chain_holds_it(detector, stream):
     """Batch size 1: no queue waits; the bound is the grid's reach plus one chunk."""
     one = detector.with_settings(batch_size=1)
-    bound = latency_bound_frames(one.model.windows, CHUNK_FRAMES, 1)
-    assert bound == 32 - 2 + 255
+    bound = latency_bound_frames(one.model.windows, one.model.nms_threshold, CHUNK_FRAMES, 1)
+    assert bound == 16 + 255  # a 32-frame window holding a 16-frame one reaches 16 frames on
     late = []
     for found in live_detections(one, stream):
         end_frame = round(found.detection.end_s * one.model.fps)
@@ -277,15 +277,16 @@ def test_incremental_nms_decides_as_greedy_nms_over_everything(seed):
     windows = ScoredWindows(np.full(len(order), "v", object), lengths, starts, ends, starts / 25,
                             ends / 25, labels, scores, ("a", "b"))  # fmt: skip
     offline = postprocess(windows, 0.3)
-    nms, live, most = LiveNms(0.3), [], 0
+    nms, live, most = LiveNms(0.3, config, 25), [], 0
+    none = window_grid(0, config)
     for seen in [*range(chunk, frames + 1, chunk), math.inf]:
         arrived = np.flatnonzero((ends <= seen) & (ends > seen - chunk) & (labels > 0))
         for row in arrived:
             detection = Detection("v", starts[row] / 25, ends[row] / 25, "ab"[labels[row] - 1],
                                   float(scores[row]))  # fmt: skip
             nms.add(Candidate(detection, int(row), int(starts[row]), int(ends[row])))
-        frontier = math.inf if seen == math.inf else next_window_start(seen, config)
-        live += [candidate.detection for candidate in nms.settle(frontier)]
+        decoded = None if seen == math.inf else seen
+        live += [candidate.detection for candidate in nms.settle(decoded, none)]
         most = max(most, len(nms))
     assert sorted(live, key=str) == sorted(offline, key=str) and len(live) == len(set(live))
     assert most < len(window_grid(3 * 64, config))  # flat: a few longest windows' worth

@@ -34,11 +34,11 @@ from tqdm import tqdm
 
 from scnn.detect import Detector
 from scnn.errors import ScnnError
-from scnn.pipeline import ScoredBatch, ScoredStep, source_steps
+from scnn.pipeline import ScoredBatch, source_steps
 from scnn.postprocess import weighted_scores
 from scnn.records import Detection, ScoredWindows
 from scnn.video import READ_TIMEOUT_S, video_name
-from scnn.windows import WindowConfig, Windows, temporal_iou
+from scnn.windows import WindowConfig, Windows, temporal_iou, window_grid
 
 STDOUT = "-"  # the output name that writes detection lines to standard output
 
@@ -65,33 +65,63 @@ class Candidate:
     chained: bool = False
 
 
+def _first_start(frames_seen: int, length: int, stride: int) -> int:
+    """The start of the first window of this length to end after frame ``frames_seen``."""
+    return 1 + max(0, -(-(frames_seen - length + 1) // stride)) * stride
+
+
 def next_window_start(frames_seen: int, windows: WindowConfig) -> int:
     """The first frame of the earliest grid window still to come: each window ending after
     frame ``frames_seen`` starts there or later (a window starts at 1 + k·stride)."""
-    starts = []
+    return min(
+        _first_start(frames_seen, length, windows.stride_frames(length))
+        for length in windows.lengths_frames
+    )
+
+
+def upcoming_windows(frames_seen: int, windows: WindowConfig, before_frame: int) -> Windows:
+    """The grid windows still to come (ending after frame ``frames_seen``) that start before
+    frame ``before_frame``: those that may overlap a window ending there."""
+    lengths, starts = [], []
     for length in windows.lengths_frames:
         stride = windows.stride_frames(length)
-        steps = max(0, -(-(frames_seen - length + 1) // stride))
-        starts.append(1 + steps * stride)
-    return min(starts)
+        start = np.arange(_first_start(frames_seen, length, stride), before_frame, stride)
+        starts.append(start)
+        lengths.append(np.full(len(start), length, np.int64))
+    length_frames, start_frame = np.concatenate(lengths), np.concatenate(starts)
+    return Windows(length_frames, start_frame, start_frame + length_frames - 1)
 
 
-def latency_bound_frames(windows: WindowConfig, chunk_frames: int, batch_size: int) -> int:
+def latency_bound_frames(
+    windows: WindowConfig, iou_threshold: float, chunk_frames: int, batch_size: int
+) -> int:
     """Frames that may follow a window's last frame before its detection is final, NMS chains
-    and the localization network's queue aside. Once decoding is ``longest - 2`` frames past
-    it, the earliest window to come starts after it; the chunk that brings that frame ends
-    up to ``chunk - 1`` frames later. With batches, a partial batch of the proposal network
-    (the latest chunk's longest windows) waits for the next chunk: one chunk more."""
-    reach = max(windows.lengths_frames) - 2 + chunk_frames - 1
-    return reach if batch_size == 1 else reach + chunk_frames
+    and the localization network's queue aside.
+
+    The window is safe from windows to come once the last grid window whose IoU with it is
+    over the threshold has arrived (its *reach*: computed here over every window length and
+    position); the chunk that brings that frame ends up to ``chunk - 1`` frames later. With
+    batches, the proposal network's partial batch (the latest chunk's last windows) waits for
+    the next chunk: one chunk more.
+    """
+    longest = max(windows.lengths_frames)
+    grid = window_grid(6 * longest, windows)
+    middle = (grid.start_frame > 2 * longest) & (grid.end_frame <= 4 * longest)
+    segments = grid.segments_s(1.0)
+    suppressors = temporal_iou(segments[middle], segments) > iou_threshold
+    last_end = np.where(suppressors, grid.end_frame[None, :], 0).max(axis=1)
+    reach = int((last_end - grid.end_frame[middle]).max())
+    return reach + chunk_frames - 1 + (chunk_frames if batch_size > 1 else 0)
 
 
 class LiveNms:
     """Greedy temporal NMS per class (postprocess.nms, its tie rule included) over windows
     that arrive over time; :meth:`settle` decides the windows whose fate is final."""
 
-    def __init__(self, iou_threshold: float):
+    def __init__(self, iou_threshold: float, windows: WindowConfig, fps: float):
         self.iou_threshold = iou_threshold
+        self.windows = windows
+        self.fps = fps
         self._classes: dict[str, list[Candidate]] = {}
 
     def __len__(self) -> int:
@@ -100,25 +130,36 @@ class LiveNms:
     def add(self, candidate: Candidate) -> None:
         self._classes.setdefault(candidate.detection.label, []).append(candidate)
 
-    def settle(self, frontier: float) -> list[Candidate]:
-        """The windows kept whose fate became final, now that no window still to be scored
-        starts before frame ``frontier`` (``math.inf`` at the end of the stream)."""
+    def settle(self, frames_seen: int | None, waiting: Windows) -> list[Candidate]:
+        """The windows kept whose fate became final, now that ``frames_seen`` frames were
+        decoded and the ``waiting`` windows are queued for a network (``None``: the stream has
+        ended and everything is scored). A window not scored yet may suppress an open window
+        it overlaps with IoU over the threshold: such a window is *exposed*."""
+        if frames_seen is None:
+            unscored, frontier = np.zeros((0, 2)), math.inf
+        else:
+            ends = [c.end_frame for cs in self._classes.values() for c in cs if c.kept is None]
+            coming = upcoming_windows(frames_seen, self.windows, max(ends, default=0))
+            unscored = np.concatenate([coming.segments_s(self.fps), waiting.segments_s(self.fps)])
+            starts = [next_window_start(frames_seen, self.windows), *waiting.start_frame.tolist()]
+            frontier = min(starts)
         final = []
         for label, candidates in self._classes.items():
-            final += self._settle_class(candidates, frontier)
+            final += self._settle_class(candidates, unscored)
             horizon = min([frontier] + [c.start_frame for c in candidates if c.kept is None])
             self._classes[label] = [
                 c for c in candidates if c.kept is None or c.end_frame > horizon
             ]
         return final
 
-    def _settle_class(self, candidates: list[Candidate], frontier: float) -> list[Candidate]:
+    def _settle_class(self, candidates: list[Candidate], unscored: np.ndarray) -> list[Candidate]:
         """One class: greedy NMS in the offline order (score, then row, both descending), each
-        open window decided unless it, or an open window above it that suppresses-or-not it,
-        ends after the frontier."""
+        open window decided unless it, or an open window above it with IoU over the threshold
+        (recursively), is exposed to the ``unscored`` segments."""
         candidates.sort(key=lambda c: (c.detection.score, c.row), reverse=True)
         segments = np.array([(c.detection.start_s, c.detection.end_s) for c in candidates])
         overlaps = temporal_iou(segments, segments) > self.iou_threshold
+        exposed = (temporal_iou(segments, unscored) > self.iou_threshold).any(axis=1)
         kept = np.zeros(len(candidates), bool)
         blocked = np.zeros(len(candidates), bool)
         final = []
@@ -128,13 +169,12 @@ class LiveNms:
                 kept[i] = candidate.kept
                 continue
             kept[i] = not (above & kept[:i]).any()
-            exposed = candidate.end_frame > frontier
-            blocked[i] = exposed or (above & blocked[:i]).any()
+            blocked[i] = exposed[i] or (above & blocked[:i]).any()
             if not blocked[i]:
                 candidate.kept = bool(kept[i])
                 if candidate.kept:
                     final.append(candidate)
-            elif not exposed:
+            elif not exposed[i]:
                 candidate.chained = True
         return final
 
@@ -171,25 +211,18 @@ def live_detections(
     if settings["top_k"] is not None:
         raise ScnnError("--top-k ranks a whole video; live detection cannot honour it")
     model, name = detector.model, video_name(source)
-    nms, grid = LiveNms(settings["nms_iou"]), _Grid()
+    nms, grid = LiveNms(settings["nms_iou"], model.windows, model.fps), _Grid()
     for step in source_steps(source, detector.networks, model, timeout_s):
         grid.add(step.windows)
         for batch in step.scored:
             for candidate in _candidates(batch, grid, name, detector, settings):
                 nms.add(candidate)
         grid.forget_before(int(step.waiting.min(initial=step.first_row + len(step.windows))))
-        for candidate in nms.settle(_frontier(step, grid, model.windows)):
+        waiting = Windows(*grid.take(step.waiting))
+        for candidate in nms.settle(None if step.final else step.frames_seen, waiting):
             yield LiveDetection(candidate.detection, step.frames_seen, candidate.chained)
         if progress is not None and step.new_frames:
             progress(step.new_frames)
-
-
-def _frontier(step: ScoredStep, grid: _Grid, windows: WindowConfig) -> float:
-    """The first frame of the earliest window not scored yet: to come, or in a queue."""
-    if step.final:
-        return math.inf
-    waiting_starts = grid.take(step.waiting)[1]
-    return min([next_window_start(step.frames_seen, windows), *waiting_starts.tolist()])
 
 
 def _candidates(
