@@ -28,6 +28,7 @@ from scnn.live import (
     live_detections,
     next_window_start,
 )
+from scnn.pipeline import _background_chunks
 from scnn.postprocess import postprocess
 from scnn.records import Detection, ScoredWindows
 from scnn.video import CHUNK_FRAMES, video_name
@@ -252,6 +253,18 @@ def test_options_that_need_the_whole_video_are_refused(model_dir, stream, capsys
         "--live",
         "-o/--out",
     ]
+
+
+def test_stopping_early_never_waits_for_a_decoder_that_has_finished():
+    """Ctrl-C while both handoff places are full and decoding has just ended: the decoding
+    thread must not wait for ever to hand over its end, and the consumer with it."""
+    chunks = _background_chunks(iter([np.zeros(1)] * 3))
+    next(chunks)
+    time.sleep(0.5)  # the other two chunks fill the handoff; the end waits behind them
+    closing = threading.Thread(target=chunks.close, daemon=True)
+    closing.start()
+    closing.join(timeout=5)
+    assert not closing.is_alive()
 
 
 def test_sources_are_named_the_same_way_every_time():

@@ -185,19 +185,23 @@ def _background_chunks(
     stop = threading.Event()
     done = object()
 
+    def offer(item: object) -> bool:
+        """Put ``item`` in the handoff unless the consumer has stopped (then it never takes
+        it: a plain put could wait on a full queue for ever, and the consumer's join with it)."""
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                handoff.put(item, timeout=0.1)
+                return True
+        return False
+
     def produce() -> None:
         try:
             for frames in chunks:
-                chunk = torch.from_numpy(frames).pin_memory() if pin else frames
-                while not stop.is_set():
-                    with contextlib.suppress(queue.Full):
-                        handoff.put(chunk, timeout=0.1)
-                        break
-                if stop.is_set():
+                if not offer(torch.from_numpy(frames).pin_memory() if pin else frames):
                     return
-            handoff.put(done)
+            offer(done)
         except BaseException as exc:  # handed to the consumer, which raises it
-            handoff.put(exc)
+            offer(exc)
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
