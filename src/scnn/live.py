@@ -5,17 +5,17 @@ The networks score windows as the offline run does, the same batches in the same
 (pipeline.scored_steps), so every score is the offline one. Greedy NMS per class then runs
 incrementally: after each decoded chunk it is run again over the windows whose fate is still
 open and the decided ones that overlap them, and a window is decided once nothing still to be
-scored can change its fate. A window still to be scored starts no earlier than the *frontier*:
-the first frame of the earliest window of the grid yet to arrive, or of a window waiting in a
-network's queue for a full batch. A window's fate is final when neither it nor any open window
-it depends on (higher in NMS order, IoU over the threshold, recursively: an NMS chain) ends
-after the frontier. Decided windows are forgotten once no open or future window can overlap
-them, so memory stays flat on an endless stream. At the end of a finite stream every window is
-decided and the kept ones are exactly the offline detections. With the default grid a detection
-is final at most 40.8 s of video after its end (:func:`latency_bound_frames`: 1 021 frames; 765
-with batch size 1), unless an NMS chain or the localization network's queue, waiting for a full
-batch, holds it back. ``--top-k`` ranks a whole video, which a stream never is: live detection
-refuses it.
+scored can change its fate. The windows not scored yet are the grid's windows still to come and
+those waiting in a network's queue for a full batch: their places are known, not their scores.
+A window is *exposed* while one of them has an IoU with it over the NMS threshold (it could
+suppress it). A window's fate is final when neither it nor any open window it depends on (above
+it in NMS order, IoU over the threshold, recursively: an NMS chain) is exposed. Decided windows
+are forgotten once no open or future window can overlap them, so memory stays flat on an endless
+stream. At the end of a finite stream every window is decided and the kept ones are exactly the
+offline detections. With the default grid and NMS 0.4 a detection is final at most 30.7 s of
+video after its end (:func:`latency_bound_frames`: 767 frames; 511 with batch size 1), unless an
+NMS chain or the localization network's queue, waiting for a full batch, holds it back.
+``--top-k`` ranks a whole video, which a stream never is: live detection refuses it.
 """
 
 from __future__ import annotations
