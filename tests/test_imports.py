@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline", "lanes", "detect", "caffe", "pretrained", "train", "diagnose",
      "features"),
     # 5 runs over many files: batches, torchrun shards, the HTML report, the demo
-    ("batch", "sharded", "html_report", "demo",
+    ("batch", "sharded", "html_report", "demo", "live",
      "feature_runs"),
     # 6 the command
     ("cli", "__main__", ""),

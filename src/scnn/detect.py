@@ -121,16 +121,20 @@ class Detector:
 
     def detections(self, windows: ScoredWindows) -> list[Detection]:
         """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""
+        return postprocess(windows, **self.postprocess_settings())
+
+    def postprocess_settings(self) -> dict:
+        """:func:`postprocess`'s settings (``nms_iou``, ``prior``, ``top_k``, ``min_score``),
+        the model's defaults where the config leaves them; also what scnn.live applies."""
         nms, use_prior = self.config.nms_threshold, self.config.use_prior
         use_prior = self.model.use_prior if use_prior is None else use_prior
-        return postprocess(
-            windows,
-            self.model.nms_threshold if nms is None else nms,
-            prior=self.model.prior if use_prior else None,
-            top_k=self.config.top_k,
-            min_score=self.config.min_score,
-            vote_iou=self.config.vote_iou,
-        )
+        return {
+            "nms_iou": self.model.nms_threshold if nms is None else nms,
+            "prior": self.model.prior if use_prior else None,
+            "top_k": self.config.top_k,
+            "min_score": self.config.min_score,
+            "vote_iou": self.config.vote_iou,
+        }
 
     def score_windows(
         self,

@@ -30,6 +30,7 @@ from scnn.model import C3D, fold_batch_norm
 from scnn.modelfile import LoadedModel
 from scnn.parallel_decode import iter_frames_parallel
 from scnn.records import ScoredWindows
+from scnn.video import READ_TIMEOUT_S, iter_frames
 from scnn.windows import WindowConfig, Windows, window_grid
 
 # Clips per network call. On a CPU small batches win: at most CPU_BATCH_SIZE clips, and only
@@ -185,19 +186,23 @@ def _background_chunks(
     stop = threading.Event()
     done = object()
 
+    def offer(item: object) -> bool:
+        """Put ``item`` in the handoff unless the consumer has stopped (then it never takes
+        it: a plain put could wait on a full queue for ever, and the consumer's join with it)."""
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                handoff.put(item, timeout=0.1)
+                return True
+        return False
+
     def produce() -> None:
         try:
             for frames in chunks:
-                chunk = torch.from_numpy(frames).pin_memory() if pin else frames
-                while not stop.is_set():
-                    with contextlib.suppress(queue.Full):
-                        handoff.put(chunk, timeout=0.1)
-                        break
-                if stop.is_set():
+                if not offer(torch.from_numpy(frames).pin_memory() if pin else frames):
                     return
-            handoff.put(done)
+            offer(done)
         except BaseException as exc:  # handed to the consumer, which raises it
-            handoff.put(exc)
+            offer(exc)
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
@@ -307,21 +312,57 @@ def score_segment(
     :func:`chunk_windows`). ``progress`` is called with each chunk's new frames; ``stop``,
     once set (by another lane), ends the segment early."""
     segment = Segment()
-    proposals, survivors = ClipQueue(), ClipQueue()
-    offset = 0  # windows of earlier chunks
     with torch.inference_mode():
-        for step in chunk_windows(chunks, windows, networks.clip, networks.device, first_end):
+        for step in scored_steps(chunks, networks, windows, first_end):
             if stop is not None and stop.is_set():
                 return segment
-            proposals.push(step.clips, offset + np.arange(len(step.windows)))
             segment.grid_parts.append(step.windows)
-            offset += len(step.windows)
-            segment.scored += networks.flush(proposals, survivors, final=False)
+            segment.scored += step.scored
             segment.frames = step.frames_seen
             if progress is not None and step.new_frames:
                 progress(step.new_frames)
-        segment.scored += networks.flush(proposals, survivors, final=True)
     return segment
+
+
+@dataclass(frozen=True)
+class ScoredStep:
+    """What one decoded chunk leads to: its new windows (rows ``first_row`` on, counted over
+    the whole stream), the localization network's batches scored meanwhile (of these or of
+    earlier windows), and the rows still queued for either network, not yet scored."""
+
+    windows: Windows
+    first_row: int
+    scored: list[ScoredBatch]
+    waiting: np.ndarray  # rows, in no particular order
+    frames_seen: int
+    new_frames: int
+    final: bool = False  # the step after the last chunk: queues flushed, nothing waits
+
+
+def scored_steps(
+    chunks: Iterator[np.ndarray | torch.Tensor],
+    networks: Networks,
+    windows: WindowConfig,
+    first_end: int = 0,
+) -> Iterator[ScoredStep]:
+    """:func:`chunk_windows`' steps through both networks, one :class:`ScoredStep` per chunk
+    and a final one that scores what the queues hold. The networks see the same batches
+    however the steps are consumed, so a consumer that acts step by step (scnn.live) gets
+    exactly the scores of :func:`score_segment`."""
+    proposals, survivors = ClipQueue(), ClipQueue()
+    first_row, frames_seen = 0, 0
+    for step in chunk_windows(chunks, windows, networks.clip, networks.device, first_end):
+        proposals.push(step.clips, first_row + np.arange(len(step.windows)))
+        with torch.inference_mode():
+            scored = networks.flush(proposals, survivors, final=False)
+        waiting = np.concatenate([np.zeros(0, np.int64), *proposals.rows, *survivors.rows])
+        frames_seen = step.frames_seen
+        yield ScoredStep(step.windows, first_row, scored, waiting, frames_seen, step.new_frames)
+        first_row += len(step.windows)
+    with torch.inference_mode():
+        scored = networks.flush(proposals, survivors, final=True)
+    none = Windows(*(np.zeros(0, np.int64) for _ in range(3)))
+    yield ScoredStep(none, first_row, scored, np.zeros(0, np.int64), frames_seen, 0, final=True)
 
 
 def score_video(
@@ -361,6 +402,17 @@ def video_chunks(
     background thread (by ``decode_processes`` processes when > 1), page-locked on a GPU."""
     chunks = iter_frames_parallel(video, decode_processes, fps=fps, size=clip.frame_size)
     return _background_chunks(chunks, pin=device.type == "cuda")
+
+
+def source_steps(
+    source: str | Path, networks: Networks, model: LoadedModel, timeout_s: float = READ_TIMEOUT_S
+) -> Iterator[ScoredStep]:
+    """:func:`scored_steps` of a source decoded once, as :func:`score_video` decodes it (one
+    process, a background thread), and never probed first: standard input, a pipe or a URL
+    cannot be read twice. A source silent for ``timeout_s`` seconds is given up."""
+    chunks = iter_frames(source, model.fps, model.clip.frame_size, timeout_s=timeout_s)
+    chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
+    yield from scored_steps(chunks, networks, model.windows)
 
 
 def scored_windows(

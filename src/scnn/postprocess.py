@@ -130,14 +130,7 @@ def postprocess(
     """
     if vote_iou is not None and not 0.0 < vote_iou <= 1.0:
         raise ScnnError(f"the voting IoU must be in (0, 1], got {vote_iou}")
-    keep = np.flatnonzero(windows.label_index > 0)
-    scores = windows.score[keep].copy()
-    labels = windows.label_index[keep]
-    if prior is not None:
-        scores *= _prior_weights(prior, windows.window_frames[keep], labels)
-    if min_score is not None:
-        above = scores >= min_score
-        keep, scores, labels = keep[above], scores[above], labels[above]
+    keep, scores, labels = weighted_scores(windows, prior, min_score)
     videos = windows.videos[keep]
     group_order = np.lexsort((labels, videos))
     segments = np.stack([windows.start_s[keep], windows.end_s[keep]], axis=1)
@@ -190,6 +183,25 @@ def vote_boundaries(
     weights = np.where(temporal_iou(kept, windows) >= vote_iou, scores[None, :], 0.0)
     total = weights.sum(axis=1, keepdims=True)
     return np.where(total > 0, weights @ windows / np.where(total > 0, total, 1.0), kept)
+
+
+def weighted_scores(
+    windows: ScoredWindows,
+    prior: Mapping[int, np.ndarray] | None = None,
+    min_score: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The windows NMS sees (:func:`postprocess` before NMS): the indices of those not labelled
+    background and, with the prior, scoring at least ``min_score``; their weighted scores and
+    their labels (1..K)."""
+    keep = np.flatnonzero(windows.label_index > 0)
+    scores = windows.score[keep].copy()
+    labels = windows.label_index[keep]
+    if prior is not None:
+        scores *= _prior_weights(prior, windows.window_frames[keep], labels)
+    if min_score is not None:
+        above = scores >= min_score
+        keep, scores, labels = keep[above], scores[above], labels[above]
+    return keep, scores, labels
 
 
 def _prior_weights(

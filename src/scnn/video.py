@@ -12,12 +12,14 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import select
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
@@ -33,6 +35,11 @@ MAX_FRAME_PIXELS = 8192 * 8192  # larger declared frames are refused before any 
 # Suffixes (any case) of the files a folder's videos are found by; also stripped from the video
 # names of submitted detections (the official kits strip ".mpeg" and ".mp4").
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
+
+STDIN = "-"  # the source name that reads standard input
+# A source that starts with a scheme (``http://``, ``rtsp://``, ``udp://``...) is a URL that
+# FFmpeg opens with its own protocols; anything else is a path.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 # An output frame whose time lies within this fraction of a frame of a source frame's start
 # counts as starting there: container timestamps are rounded (e.g. to 1 ms in WebM).
@@ -62,6 +69,22 @@ def num_frames(info: VideoInfo, fps: float = FPS) -> int:
     Callers use it to reject videos shorter than the shortest window before decoding them.
     """
     return math.floor(info.duration_s * fps + _TIME_TOLERANCE_FRAMES)
+
+
+def is_url(source: str | Path) -> bool:
+    """Whether ``source`` names a URL for FFmpeg rather than a file (a Path never does)."""
+    return isinstance(source, str) and _URL.match(source) is not None
+
+
+def video_name(source: str | Path) -> str:
+    """The name detections give a video: a file's stem, the stem of a URL's last path part
+    (else its host), ``stdin`` for standard input; the same source always gets the same name."""
+    if str(source) == STDIN:
+        return "stdin"
+    if is_url(source):
+        parts = urlsplit(str(source))
+        return Path(parts.path).stem or parts.hostname or parts.scheme
+    return Path(source).stem
 
 
 def probe(path: str | Path, timeout_s: float = READ_TIMEOUT_S) -> VideoInfo:
@@ -383,8 +406,17 @@ def _reason(exc: BaseException) -> str:
 
 
 def _open(path: str | Path, timeout_s: float) -> av.container.InputContainer:
-    """Open ``path`` for decoding, turning every way it can fail into one VideoError line."""
-    file = Path(path)
+    """Open ``path`` for decoding, turning every way it can fail into one VideoError line.
+
+    ``path`` may also be :data:`STDIN` (read like a pipe) or a URL (:func:`is_url`), which
+    FFmpeg opens and reads with ``timeout_s`` as its timeout.
+    """
+    if is_url(path):
+        try:
+            return av.open(str(path), mode="r", timeout=timeout_s)
+        except (av.FFmpegError, OSError) as exc:
+            raise VideoError(f"cannot open the stream ({_reason(exc)})", path) from exc
+    file = Path("/dev/stdin" if str(path) == STDIN else path)
     try:
         mode = file.stat().st_mode
     except FileNotFoundError:

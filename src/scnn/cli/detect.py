@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scnn.cli.common import (
     EXIT_OK,
@@ -14,6 +16,14 @@ from scnn.cli.common import (
     print_failures,
     torchrun_world,
 )
+from scnn.errors import ScnnError
+
+if TYPE_CHECKING:
+    from scnn.detect import Detector
+
+# Options a live run refuses: files written once the whole video is known (the library
+# refuses --top-k, a whole video's ranking, and --vote-iou, which moves boundaries after it).
+LIVE_UNSUPPORTED = {"--save-windows": "save_windows", "--report": "report"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +36,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "weight by the window-length prior and run per-class NMS (method.md section 4). "
         "A video that fails is reported and the others go on. Under torchrun the videos are "
         "split over the processes by duration, each finished video is recorded in OUT.parts/ "
-        "(a re-run skips those) and rank 0 merges them into OUT.",
+        "(a re-run skips those) and rank 0 merges them into OUT. With --live, one source (a file, "
+        "a named pipe or device, - for standard input, or a URL FFmpeg opens) is read as a "
+        "stream and each detection is printed as a JSON line the moment it is final "
+        "(docs/live.md).",
     )
-    parser.add_argument("videos", type=Path, nargs="+", help="video files or folders of them")
+    parser.add_argument(
+        "videos",
+        nargs="+",
+        help="video files or folders of them; with --live one source: a file, a pipe, - "
+        "(standard input) or a URL (http://, rtsp://, udp://...)",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="print each detection as a JSON line (video, start, end, label, score) as soon as "
+        "it is final, to OUT (default -: standard output, which then carries only those lines)",
+    )
     parser.add_argument(
         "--model",
         type=Path,
@@ -39,9 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-o",
         "--out",
         type=Path,
-        required=True,
-        help="output by extension: .json (ActivityNet), .csv, .txt (THUMOS14), .vtt or .srt "
-        "(subtitles: one file per video; with several videos, OUT's folder gets <video>.vtt)",
+        default=None,
+        help="output by extension (required without --live): .json (ActivityNet), .csv, .txt "
+        "(THUMOS14), .vtt or .srt (subtitles: one file per video; with several videos, OUT's "
+        "folder gets <video>.vtt); with --live a .jsonl file or - (standard output)",
     )
     parser.add_argument(
         "--save-windows",
@@ -116,27 +141,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Detect (and, with --report, write the HTML report of what was found)."""
-    from scnn import detect, formats, sharded
+    from scnn import formats, sharded
     from scnn.video import find_videos
 
+    if args.live:
+        return run_live(args)
+    if args.out is None:
+        raise ScnnError("-o/--out is required (only --live writes to standard output)")
     formats.get_writer(args.out)  # an unknown format fails before any decoding
     videos = find_videos(args.videos)  # so do missing inputs and empty folders
     world = torchrun_world()
-    detector = detect.Detector.load(
-        args.model,
-        device=network_device(args.device, world),
-        proposal_threshold=args.proposal_threshold,
-        nms_threshold=args.nms,
-        use_prior=args.prior,
-        min_score=args.min_score,
-        top_k=args.top_k,
-        vote_iou=args.vote_iou,
-        batch_size=args.batch_size,
-        decode_processes=args.decode_processes,
-        lanes=args.lanes,
-        precision=args.precision,
-        compile=args.compile,
-    )
+    detector = load_detector(args, network_device(args.device, world))
     result = sharded.detect_files(
         detector,
         videos,
@@ -159,3 +174,41 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"HTML report: {index}")
     return EXIT_SOME_FAILED if result.failures else EXIT_OK
+
+
+def load_detector(args: argparse.Namespace, device: str) -> Detector:
+    """The model and the prediction settings given on the command line."""
+    from scnn.detect import Detector
+
+    return Detector.load(
+        args.model,
+        device=device,
+        proposal_threshold=args.proposal_threshold,
+        nms_threshold=args.nms,
+        use_prior=args.prior,
+        min_score=args.min_score,
+        top_k=args.top_k,
+        vote_iou=args.vote_iou,
+        batch_size=args.batch_size,
+        decode_processes=args.decode_processes,
+        lanes=args.lanes,
+        precision=args.precision,
+        compile=args.compile,
+    )
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """``--live``: one source, detection lines as they become final, the summary on stderr."""
+    from scnn.live import STDOUT, write_live
+
+    if len(args.videos) != 1:
+        raise ScnnError(f"--live reads one source, not {len(args.videos)}")
+    unsupported = [flag for flag, value in LIVE_UNSUPPORTED.items() if getattr(args, value)]
+    if unsupported or torchrun_world() is not None:
+        what = ", ".join(unsupported) or "torchrun"
+        raise ScnnError(f"--live cannot be combined with {what}")
+    out = args.out or STDOUT
+    source = args.videos[0]
+    found = write_live(load_detector(args, args.device), source, out, quiet=args.quiet)
+    print(f"{found} detections in {source} -> {out}", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,303 @@
+"""Live detection (method.md §4.1): the detections of a stream, file, pipe or URL, each given out
+the moment it is final, while the stream goes on.
+
+The networks score windows as the offline run does, the same batches in the same order
+(pipeline.scored_steps), so every score is the offline one. Greedy NMS per class then runs
+incrementally: after each decoded chunk it is run again over the windows whose fate is still
+open and the decided ones that overlap them, and a window is decided once nothing still to be
+scored can change its fate. The windows not scored yet are the grid's windows still to come and
+those waiting in a network's queue for a full batch: their places are known, not their scores.
+A window is *exposed* while one of them has an IoU with it over the NMS threshold (it could
+suppress it). A window's fate is final when neither it nor any open window it depends on (above
+it in NMS order, IoU over the threshold, recursively: an NMS chain) is exposed. Decided windows
+are forgotten once no open or future window can overlap them, so memory stays flat on an endless
+stream. At the end of a finite stream every window is decided and the kept ones are exactly the
+offline detections. With the default grid and NMS 0.4 a detection is final at most 30.7 s of
+video after its end (:func:`latency_bound_frames`: 767 frames; 511 with batch size 1), unless an
+NMS chain or the localization network's queue, waiting for a full batch, holds it back.
+``--top-k`` ranks a whole video, which a stream never is: live detection refuses it; so it
+does ``--vote-iou`` (boundary voting moves detections after NMS and runs NMS again).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from tqdm import tqdm
+
+from scnn.detect import Detector
+from scnn.errors import ScnnError
+from scnn.pipeline import ScoredBatch, source_steps
+from scnn.postprocess import weighted_scores
+from scnn.records import Detection, ScoredWindows
+from scnn.video import READ_TIMEOUT_S, video_name
+from scnn.windows import WindowConfig, Windows, temporal_iou, window_grid
+
+STDOUT = "-"  # the output name that writes detection lines to standard output
+
+
+@dataclass(frozen=True)
+class LiveDetection:
+    """A detection that became final, with when: the frames decoded by then, and whether an
+    NMS chain held it back after the frontier had passed its own end."""
+
+    detection: Detection
+    frames_seen: int
+    chained: bool
+
+
+@dataclass
+class Candidate:
+    """A window that takes part in NMS: its place, its weighted score, its fate so far."""
+
+    detection: Detection
+    row: int  # its place in the offline ScoredWindows: NMS takes the later of equal scores first
+    start_frame: int
+    end_frame: int
+    kept: bool | None = None  # None while open
+    chained: bool = False
+
+
+def _first_start(frames_seen: int, length: int, stride: int) -> int:
+    """The start of the first window of this length to end after frame ``frames_seen``."""
+    return 1 + max(0, -(-(frames_seen - length + 1) // stride)) * stride
+
+
+def next_window_start(frames_seen: int, windows: WindowConfig) -> int:
+    """The first frame of the earliest grid window still to come: each window ending after
+    frame ``frames_seen`` starts there or later (a window starts at 1 + k·stride)."""
+    return min(
+        _first_start(frames_seen, length, windows.stride_frames(length))
+        for length in windows.lengths_frames
+    )
+
+
+def upcoming_windows(frames_seen: int, windows: WindowConfig, before_frame: int) -> Windows:
+    """The grid windows still to come (ending after frame ``frames_seen``) that start before
+    frame ``before_frame``: those that may overlap a window ending there."""
+    lengths, starts = [], []
+    for length in windows.lengths_frames:
+        stride = windows.stride_frames(length)
+        start = np.arange(_first_start(frames_seen, length, stride), before_frame, stride)
+        starts.append(start)
+        lengths.append(np.full(len(start), length, np.int64))
+    length_frames, start_frame = np.concatenate(lengths), np.concatenate(starts)
+    return Windows(length_frames, start_frame, start_frame + length_frames - 1)
+
+
+def latency_bound_frames(
+    windows: WindowConfig, iou_threshold: float, chunk_frames: int, batch_size: int
+) -> int:
+    """Frames that may follow a window's last frame before its detection is final, NMS chains
+    and the localization network's queue aside.
+
+    The window is safe from windows to come once the last grid window whose IoU with it is
+    over the threshold has arrived (its *reach*: computed here over every window length and
+    position); the chunk that brings that frame ends up to ``chunk - 1`` frames later. With
+    batches, the proposal network's partial batch (the latest chunk's last windows) waits for
+    the next chunk: one chunk more.
+    """
+    longest = max(windows.lengths_frames)
+    grid = window_grid(6 * longest, windows)
+    middle = (grid.start_frame > 2 * longest) & (grid.end_frame <= 4 * longest)
+    segments = grid.segments_s(1.0)
+    suppressors = temporal_iou(segments[middle], segments) > iou_threshold
+    last_end = np.where(suppressors, grid.end_frame[None, :], 0).max(axis=1)
+    reach = int((last_end - grid.end_frame[middle]).max())
+    return reach + chunk_frames - 1 + (chunk_frames if batch_size > 1 else 0)
+
+
+class LiveNms:
+    """Greedy temporal NMS per class (postprocess.nms, its tie rule included) over windows
+    that arrive over time; :meth:`settle` decides the windows whose fate is final."""
+
+    def __init__(self, iou_threshold: float, windows: WindowConfig, fps: float):
+        self.iou_threshold = iou_threshold
+        self.windows = windows
+        self.fps = fps
+        self._classes: dict[str, list[Candidate]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(candidates) for candidates in self._classes.values())
+
+    def add(self, candidate: Candidate) -> None:
+        self._classes.setdefault(candidate.detection.label, []).append(candidate)
+
+    def settle(self, frames_seen: int | None, waiting: Windows) -> list[Candidate]:
+        """The windows kept whose fate became final, now that ``frames_seen`` frames were
+        decoded and the ``waiting`` windows are queued for a network (``None``: the stream has
+        ended and everything is scored). A window not scored yet may suppress an open window
+        it overlaps with IoU over the threshold: such a window is *exposed*."""
+        if frames_seen is None:
+            unscored, frontier = np.zeros((0, 2)), math.inf
+        else:
+            ends = [c.end_frame for cs in self._classes.values() for c in cs if c.kept is None]
+            coming = upcoming_windows(frames_seen, self.windows, max(ends, default=0))
+            unscored = np.concatenate([coming.segments_s(self.fps), waiting.segments_s(self.fps)])
+            starts = [next_window_start(frames_seen, self.windows), *waiting.start_frame.tolist()]
+            frontier = min(starts)
+        final = []
+        for label, candidates in self._classes.items():
+            final += self._settle_class(candidates, unscored)
+            horizon = min([frontier] + [c.start_frame for c in candidates if c.kept is None])
+            self._classes[label] = [
+                c for c in candidates if c.kept is None or c.end_frame > horizon
+            ]
+        return final
+
+    def _settle_class(self, candidates: list[Candidate], unscored: np.ndarray) -> list[Candidate]:
+        """One class: greedy NMS in the offline order (score, then row, both descending), each
+        open window decided unless it, or an open window above it with IoU over the threshold
+        (recursively), is exposed to the ``unscored`` segments."""
+        candidates.sort(key=lambda c: (c.detection.score, c.row), reverse=True)
+        segments = np.array([(c.detection.start_s, c.detection.end_s) for c in candidates])
+        overlaps = temporal_iou(segments, segments) > self.iou_threshold
+        exposed = (temporal_iou(segments, unscored) > self.iou_threshold).any(axis=1)
+        kept = np.zeros(len(candidates), bool)
+        blocked = np.zeros(len(candidates), bool)
+        final = []
+        for i, candidate in enumerate(candidates):
+            above = overlaps[:i, i]
+            if candidate.kept is not None:
+                kept[i] = candidate.kept
+                continue
+            kept[i] = not (above & kept[:i]).any()
+            blocked[i] = exposed[i] or (above & blocked[:i]).any()
+            if not blocked[i]:
+                candidate.kept = bool(kept[i])
+                if candidate.kept:
+                    final.append(candidate)
+            elif not exposed[i]:
+                candidate.chained = True
+        return final
+
+
+class _Grid:
+    """The stream's windows by row, kept while a row may still come out of the networks."""
+
+    def __init__(self) -> None:
+        self.first_row = 0
+        self.columns = np.zeros((3, 0), np.int64)  # length, start, end
+
+    def add(self, windows: Windows) -> None:
+        new = np.stack([windows.length_frames, windows.start_frame, windows.end_frame])
+        self.columns = np.concatenate([self.columns, new], axis=1)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.columns[:, rows - self.first_row]
+
+    def forget_before(self, row: int) -> None:
+        self.columns = self.columns[:, row - self.first_row :]
+        self.first_row = row
+
+
+def live_detections(
+    detector: Detector,
+    source: str | Path,
+    timeout_s: float = READ_TIMEOUT_S,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[LiveDetection]:
+    """The detections of ``source`` (a file, pipe, :data:`scnn.video.STDIN` or URL) in the
+    order they become final. A source that fails raises VideoError after the detections
+    final by then. ``progress`` is called with each chunk's decoded frames."""
+    settings = detector.postprocess_settings()
+    if settings["top_k"] is not None:
+        raise ScnnError("--top-k ranks a whole video; live detection cannot honour it")
+    if settings["vote_iou"] is not None:
+        raise ScnnError("--vote-iou moves boundaries after NMS; live detection cannot honour it")
+    model, name = detector.model, video_name(source)
+    nms, grid = LiveNms(settings["nms_iou"], model.windows, model.fps), _Grid()
+    for step in source_steps(source, detector.networks, model, timeout_s):
+        grid.add(step.windows)
+        for batch in step.scored:
+            for candidate in _candidates(batch, grid, name, detector, settings):
+                nms.add(candidate)
+        grid.forget_before(int(step.waiting.min(initial=step.first_row + len(step.windows))))
+        waiting = Windows(*grid.take(step.waiting))
+        for candidate in nms.settle(None if step.final else step.frames_seen, waiting):
+            yield LiveDetection(candidate.detection, step.frames_seen, candidate.chained)
+        if progress is not None and step.new_frames:
+            progress(step.new_frames)
+
+
+def _candidates(
+    batch: ScoredBatch, grid: _Grid, name: str, detector: Detector, settings: dict
+) -> list[Candidate]:
+    """The windows of a scored batch that take part in NMS, weighted as postprocess weighs."""
+    rows, labels, scores = batch
+    lengths, starts, ends = grid.take(rows)
+    fps = detector.model.fps
+    windows = ScoredWindows(
+        videos=np.full(len(rows), name, dtype=object),
+        window_frames=lengths,
+        start_frame=starts,
+        end_frame=ends,
+        start_s=starts / fps,
+        end_s=ends / fps,
+        label_index=labels.astype(np.int64),
+        score=scores.astype(np.float64),
+        classes=detector.classes,
+    )
+    keep, weighted, labels = weighted_scores(windows, settings["prior"], settings["min_score"])
+    return [
+        Candidate(
+            Detection(
+                name,
+                float(windows.start_s[k]),
+                float(windows.end_s[k]),
+                detector.classes[label - 1],
+                float(score),
+            ),
+            int(rows[k]),
+            int(starts[k]),
+            int(ends[k]),
+        )
+        for k, score, label in zip(keep, weighted, labels, strict=True)
+    ]
+
+
+def detection_line(detection: Detection) -> str:
+    """One JSON line: ``video``, ``start``, ``end`` (seconds), ``label``, ``score``."""
+    fields = {
+        "video": detection.video,
+        "start": detection.start_s,
+        "end": detection.end_s,
+        "label": detection.label,
+        "score": detection.score,
+    }
+    return json.dumps(fields) + "\n"
+
+
+def write_live(
+    detector: Detector,
+    source: str | Path,
+    out: str | Path = STDOUT,
+    *,
+    timeout_s: float = READ_TIMEOUT_S,
+    quiet: bool = False,
+) -> int:
+    """``scnn detect SOURCE --live``: each detection as a JSON line on ``out`` (a file, started
+    afresh, or :data:`STDOUT`), flushed the moment it is final, so a line is never cut and a
+    reader sees it at once; progress goes to stderr. Returns the number of detections; a
+    source that fails raises after the lines written so far."""
+    count = 0
+    with ExitStack() as stack:
+        lines: IO[str] = sys.stdout
+        if str(out) != STDOUT:
+            lines = stack.enter_context(open(out, "w", encoding="utf-8"))
+        bar = stack.enter_context(
+            tqdm(desc=video_name(source), unit="frame", disable=quiet, file=sys.stderr)
+        )
+        for found in live_detections(detector, source, timeout_s, bar.update):
+            lines.write(detection_line(found.detection))
+            lines.flush()
+            count += 1
+    return count

@@ -1,0 +1,314 @@
+"""Live detection: streams through a pipe, HTTP and standard input; detections while the stream
+goes on, and at its end exactly the offline detections; bad sources end in one line."""
+
+import http.server
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from tiny import small_model
+from videos import numbered_frames, write_video
+
+from scnn import cli
+from scnn.detect import Detector
+from scnn.errors import VideoError
+from scnn.live import (
+    Candidate,
+    LiveNms,
+    latency_bound_frames,
+    live_detections,
+    next_window_start,
+)
+from scnn.pipeline import _background_chunks
+from scnn.postprocess import postprocess
+from scnn.records import Detection, ScoredWindows
+from scnn.video import CHUNK_FRAMES, video_name
+from scnn.windows import WindowConfig, window_grid
+
+SETTINGS = {"proposal_threshold": 0.0, "precision": "fp32"}  # every window reaches both networks
+VIDEO_FRAMES = 750  # 30 s: three decode chunks, so detections come before the end
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return small_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def detector(model_dir):
+    return Detector.load(model_dir, **SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    """MPEG-TS, a container that streams: no index to seek to."""
+    rng = np.random.default_rng(1)
+    frames = numbered_frames(VIDEO_FRAMES, 64, 48)
+    frames = frames // 2 + rng.integers(0, 128, (VIDEO_FRAMES // 25, 1, 1, 3)).repeat(25, 0)
+    return write_video(tmp_path_factory.mktemp("videos") / "cam.ts", frames.astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def offline(detector, stream):
+    """The offline detections of the stream's file, named as the live ones."""
+    found = detector(stream)
+    assert len(found) > 10
+    return found
+
+
+def renamed(detections, name: str) -> set[Detection]:
+    return {Detection(name, d.start_s, d.end_s, d.label, d.score) for d in detections}
+
+
+def parsed(lines: str) -> set[Detection]:
+    """JSON detection lines back to detections; every line must be one whole record."""
+    found = set()
+    for line in lines.splitlines():
+        fields = json.loads(line)
+        assert sorted(fields) == ["end", "label", "score", "start", "video"]
+        found.add(Detection(fields["video"], fields["start"], fields["end"], fields["label"],
+                            fields["score"]))  # fmt: skip
+    return found
+
+
+def feed(path: Path, data: bytes, pieces: int, pause_s: float, stop_at: float = 1.0) -> float:
+    """Write ``data`` into the pipe ``path`` in ``pieces`` at a fixed pace, the first
+    ``stop_at`` of it; then close (or, before the end, keep the pipe open and silent for
+    2 s: a stall). Returns when the last byte went in (time.monotonic)."""
+    sent = int(len(data) * stop_at)
+    with open(path, "wb") as pipe:
+        for k in range(pieces):
+            pipe.write(data[k * sent // pieces : (k + 1) * sent // pieces])
+            pipe.flush()
+            time.sleep(pause_s)
+        done = time.monotonic()
+        if stop_at < 1.0:
+            time.sleep(2.0)
+    return done
+
+
+def test_detections_arrive_while_a_paced_pipe_streams_and_end_as_offline(
+    detector, stream, offline, tmp_path
+):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    fed: list[float] = []
+    writer = threading.Thread(target=lambda: fed.append(feed(pipe, stream.read_bytes(), 30, 0.1)))
+    writer.start()
+    arrivals = []
+    for found in live_detections(detector, pipe):
+        arrivals.append((time.monotonic(), found))
+    writer.join()
+    early = [found for at, found in arrivals if at < fed[0]]
+    assert early and all(found.frames_seen < VIDEO_FRAMES for found in early)
+    assert {found.detection for _, found in arrivals} == renamed(offline, "pipe")
+    assert len(arrivals) == len(offline)
+
+
+def test_each_detection_is_final_within_the_bound_unless_a_chain_holds_it(detector, stream):
+    """Batch size 1: no queue waits; the bound is the grid's reach plus one chunk."""
+    one = detector.with_settings(batch_size=1)
+    bound = latency_bound_frames(one.model.windows, one.model.nms_threshold, CHUNK_FRAMES, 1)
+    assert bound == 16 + 255  # a 32-frame window holding a 16-frame one reaches 16 frames on
+    late = []
+    for found in live_detections(one, stream):
+        end_frame = round(found.detection.end_s * one.model.fps)
+        assert found.frames_seen - end_frame <= bound or found.chained
+        late.append(found.frames_seen - end_frame)
+    assert min(late) < bound // 2  # not all at the end of the stream
+
+
+def serve(directory: Path, cut_at: float = 1.0) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1 in a thread; it declares each file's full length but,
+    with ``cut_at`` < 1, sends only that fraction of it (a stream cut mid-packet)."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = (directory / urlsplit(self.path).path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: int(len(data) * cut_at)])
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_url_over_http_gives_the_offline_detections_as_lines_on_stdout(
+    model_dir, stream, offline, capsys
+):
+    server = serve(stream.parent)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}?camera=1"
+        argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", "-"]
+        argv += ["--proposal-threshold", "0", "--precision", "fp32"]
+        assert cli.main(argv) == 0
+    finally:
+        server.shutdown()
+    shown = capsys.readouterr()
+    assert parsed(shown.out) == renamed(offline, "cam")
+    assert f"{len(offline)} detections in {url}" in shown.err
+
+
+def test_mpeg_ts_on_standard_input(model_dir, stream, offline, tmp_path):
+    out = tmp_path / "live.jsonl"
+    argv = [sys.executable, "-m", "scnn", "--quiet", "--threads", "1", "detect", "-", "--live"]
+    argv += ["--model", str(model_dir), "-o", str(out), "--proposal-threshold", "0"]
+    argv += ["--precision", "fp32"]
+    with stream.open("rb") as stdin:
+        done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert parsed(out.read_text()) == renamed(offline, "stdin")
+
+
+def test_ctrl_c_ends_cleanly_with_whole_lines(model_dir, stream):
+    argv = [sys.executable, "-m", "scnn", "--quiet", "--threads", "1", "detect", "-", "--live"]
+    argv += ["--model", str(model_dir), "--proposal-threshold", "0", "--precision", "fp32"]
+    child = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False
+    )
+    data = stream.read_bytes()
+    child.stdin.write(data[: len(data) * 3 // 4])
+    child.stdin.flush()
+    first = child.stdout.readline()  # a detection is printed before the stream ends
+    child.send_signal(signal.SIGINT)
+    child.stdin.close()
+    rest, error = child.stdout.read(), child.stderr.read()
+    assert child.wait(timeout=60) == 130
+    assert error.decode().strip().endswith("scnn: interrupted")
+    assert parsed((first + rest).decode())
+
+
+def test_a_cut_stream_keeps_the_final_detections_and_fails_in_one_line(
+    model_dir, stream, offline, tmp_path, capsys
+):
+    server = serve(stream.parent, cut_at=0.8)
+    out = tmp_path / "live.jsonl"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
+        argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
+        argv += ["--proposal-threshold", "0", "--precision", "fp32"]
+        assert cli.main(argv) == 1
+    finally:
+        server.shutdown()
+    error = capsys.readouterr().err
+    assert error.startswith(f"scnn: error: {url}: decoding failed") and error.count("\n") == 1
+    kept = parsed(out.read_text())
+    assert kept and kept < renamed(offline, "cam")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:1/cam.ts", "Connection refused"),
+        ("http://unreachable.invalid/cam.ts", "cannot open the stream"),
+    ],
+)
+def test_a_source_that_cannot_be_reached_is_one_line(model_dir, tmp_path, capsys, url, reason):
+    out = tmp_path / "live.jsonl"
+    argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
+    assert cli.main(argv) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"scnn: error: {url}: ") and reason in error
+    assert error.count("\n") == 1 and out.read_text() == ""
+
+
+def test_a_stalled_pipe_is_given_up_after_the_timeout(detector, stream, offline, tmp_path):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=feed, args=(pipe, stream.read_bytes(), 4, 0.0, 0.8))
+    writer.start()
+    kept = []
+    with pytest.raises(VideoError, match="no data for 1 s"):
+        for found in live_detections(detector, pipe, timeout_s=1.0):
+            kept.append(found.detection)
+    writer.join()
+    assert kept and set(kept) < renamed(offline, "pipe")
+
+
+def test_options_that_need_the_whole_video_are_refused(model_dir, stream, capsys):
+    base = ["--quiet", "detect", str(stream), "--live", "--model", str(model_dir)]
+    assert cli.main([*base, "--top-k", "3"]) == 1
+    assert cli.main([*base, "--vote-iou", "0.4"]) == 1
+    assert cli.main([*base, "--report", "html"]) == 1
+    assert cli.main(["--quiet", "detect", str(stream), str(stream), "--live"]) == 1
+    assert cli.main(["--quiet", "detect", str(stream)]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert [e.split(": ")[2].split(" ")[0] for e in errors] == [
+        "--top-k",
+        "--vote-iou",
+        "--live",
+        "--live",
+        "-o/--out",
+    ]
+
+
+def test_stopping_early_never_waits_for_a_decoder_that_has_finished():
+    """Ctrl-C while both handoff places are full and decoding has just ended: the decoding
+    thread must not wait for ever to hand over its end, and the consumer with it."""
+    chunks = _background_chunks(iter([np.zeros(1)] * 3))
+    next(chunks)
+    time.sleep(0.5)  # the other two chunks fill the handoff; the end waits behind them
+    closing = threading.Thread(target=chunks.close, daemon=True)
+    closing.start()
+    closing.join(timeout=5)
+    assert not closing.is_alive()
+
+
+def test_sources_are_named_the_same_way_every_time():
+    assert video_name("videos/cam one.mp4") == "cam one"
+    assert video_name("-") == "stdin"
+    assert video_name("http://example.org/live/cam3.ts?token=1") == "cam3"
+    assert video_name("rtsp://10.0.0.7:554/") == "10.0.0.7"
+    assert video_name("udp://@:1234") == "udp"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_nms_decides_as_greedy_nms_over_everything(seed):
+    """Random labels and scores on a small grid, many equal scores (the tie rule) and long
+    NMS chains; windows arrive as the pipeline makes them, chunk by chunk."""
+    rng = np.random.default_rng(seed)
+    config, chunk, frames = WindowConfig((16, 32, 64)), 40, 1200
+    grid = window_grid(frames, config)
+    order = np.lexsort((grid.start_frame, grid.length_frames, -(-grid.end_frame // chunk)))
+    lengths, starts, ends = (a[order] for a in (grid.length_frames, grid.start_frame,
+                                                 grid.end_frame))  # fmt: skip
+    labels = rng.integers(0, 3, len(order))
+    scores = rng.integers(1, 6, len(order)) / 5.0
+    windows = ScoredWindows(np.full(len(order), "v", object), lengths, starts, ends, starts / 25,
+                            ends / 25, labels, scores, ("a", "b"))  # fmt: skip
+    offline = postprocess(windows, 0.3)
+    nms, live, most = LiveNms(0.3, config, 25), [], 0
+    none = window_grid(0, config)
+    for seen in [*range(chunk, frames + 1, chunk), math.inf]:
+        arrived = np.flatnonzero((ends <= seen) & (ends > seen - chunk) & (labels > 0))
+        for row in arrived:
+            detection = Detection("v", starts[row] / 25, ends[row] / 25, "ab"[labels[row] - 1],
+                                  float(scores[row]))  # fmt: skip
+            nms.add(Candidate(detection, int(row), int(starts[row]), int(ends[row])))
+        decoded = None if seen == math.inf else seen
+        live += [candidate.detection for candidate in nms.settle(decoded, none)]
+        most = max(most, len(nms))
+    assert sorted(live, key=str) == sorted(offline, key=str) and len(live) == len(set(live))
+    assert most < len(window_grid(3 * 64, config))  # flat: a few longest windows' worth
+
+
+def test_the_frontier_is_the_first_frame_of_the_next_window():
+    config = WindowConfig((16, 32))
+    for seen in range(0, 300, 7):
+        later = window_grid(seen + 200, config)
+        assert next_window_start(seen, config) == later.start_frame[later.end_frame > seen].min()
