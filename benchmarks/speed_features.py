@@ -8,7 +8,6 @@ video and model in the same run, and the peak RSS of feature extraction on a 10-
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,14 +20,13 @@ from harness import (
     FeatureConfig,
     Row,
     existing_model_dir,
-    make_video,
     model_source,
     num_frames,
     own_peak_rss_mb,
     probe,
     section_or_child_main,
 )
-from speed_memory import MEMORY_SOURCE_SIZE, MEMORY_VIDEOS_S
+from speed_memory import peak_rss_rows
 
 LAYER = "fc6"  # the default of `scnn features`
 
@@ -72,23 +70,7 @@ def measure(bench: Bench) -> None:
                 note=f"{result.rows / wall_s:.0f} features/s, {result.rows} x {result.dim}",
             )
         )
-    peaks = {}
-    for video_s in MEMORY_VIDEOS_S:
-        video = make_video(bench.work / f"memory_{video_s}s.mp4", video_s, MEMORY_SOURCE_SIZE)
-        command = [*bench.child_command(__file__), "--peak-rss-of", str(video)]
-        start = time.perf_counter()
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        peaks[video_s] = float(output.split()[-1])
-        bench.add(
-            Row(
-                "memory",
-                f"features peak RSS, {video_s / 60:g}-minute video",
-                peaks[video_s],
-                "MB",
-                note=f"{video_s / (time.perf_counter() - start):.0f}x real time incl. start-up",
-            )
-        )
-    bench.extra["features_peak_rss_mb"] = peaks
+    bench.extra["features_peak_rss_mb"] = peak_rss_rows(bench, __file__, "features")
 
 
 def peak_rss_of(args: argparse.Namespace) -> None:

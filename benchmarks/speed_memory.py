@@ -27,24 +27,29 @@ MEMORY_SOURCE_SIZE = (96, 72)  # small source frames: the 2-hour video encodes i
 
 def measure(bench: Bench) -> None:
     """Each video detected in a child process, whose peak RSS is that of detection alone."""
+    bench.extra["peak_rss_mb"] = peak_rss_rows(bench, __file__, "detection")
+
+
+def peak_rss_rows(bench: Bench, script: str, job: str) -> dict[int, float]:
+    """The peak RSS in MB of ``script``'s child (``--peak-rss-of VIDEO``) on each memory video,
+    a row each, by video duration in seconds."""
     results = {}
     for duration_s in MEMORY_VIDEOS_S:
         video = make_video(bench.work / f"memory_{duration_s}s.mp4", duration_s, MEMORY_SOURCE_SIZE)
-        command = [*bench.child_command(__file__), "--peak-rss-of", str(video)]
+        command = [*bench.child_command(script), "--peak-rss-of", str(video)]
         start = time.perf_counter()
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        peak_mb = float(output.split()[-1])
-        results[duration_s] = peak_mb
+        results[duration_s] = float(output.split()[-1])
         bench.add(
             Row(
                 "memory",
-                f"detection peak RSS, {duration_s / 60:g}-minute video",
-                peak_mb,
+                f"{job} peak RSS, {duration_s / 60:g}-minute video",
+                results[duration_s],
                 "MB",
                 note=f"{duration_s / (time.perf_counter() - start):.0f}x real time incl. start-up",
             )
         )
-    bench.extra["peak_rss_mb"] = results
+    return results
 
 
 def peak_rss_of(args: argparse.Namespace) -> None:
