@@ -164,3 +164,14 @@ def test_wrong_frame_size_and_missing_rng_are_refused():
         assemble_clips(_coded_frames(16), np.array([1]), np.array([16]), RAW, train=True)
     with pytest.raises(ValueError, match="does not fit"):
         ClipConfig(crop_size=130)
+
+
+def test_a_constant_mean_cube_is_the_per_channel_mean():
+    config = ClipConfig(frame_size=(40, 32), crop_size=24, std_rgb=(58.0, 57.0, 57.0), bgr=True)
+    clips = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 16, 24, 24, 3)))
+    clips = clips.to(torch.uint8)
+    cube = torch.tensor(config.mean_rgb).expand(16, 24, 24, 3)
+    per_channel = normalize_clips(clips, config)
+    assert torch.equal(normalize_clips(clips, config, mean_cube=cube), per_channel)
+    per_clip = cube.expand(2, 16, 24, 24, 3)  # one cube per clip, as training crops them
+    assert torch.equal(normalize_clips(clips, config, mean_cube=per_clip), per_channel)

@@ -145,6 +145,24 @@ def test_clip_dataset_evaluation_is_the_centre_crop(tmp_path, video):
     assert label == 0
 
 
+def test_the_mean_cube_is_cropped_and_mirrored_with_each_clip(tmp_path):
+    """The cube is the video's own 16 frames, so only a cube cropped at each clip's offsets and
+    mirrored with it leaves exactly zero (Caffe subtracts it from the whole frames)."""
+    frames = np.random.default_rng(0).integers(0, 256, (16, 32, 40, 3), dtype=np.uint8)
+    cache = FrameCache(tmp_path / "cache", CLIP.frame_size)
+    cache.path("clip_a").parent.mkdir()
+    np.save(cache.path("clip_a"), frames)
+    ones = np.ones(8, np.int64)
+    samples = Samples(("clip_a",), ones * 0, ones, ones * 16, ones, ones.astype(np.float32))
+    cube = torch.from_numpy(frames).float()
+    for train in (True, False):
+        data = ClipDataset(samples, cache, CLIP, train=train, seed=3, mean_cube=cube)
+        clips = data.__getitems__(range(8))[0]
+        assert torch.equal(clips, torch.zeros_like(clips))
+    plain = ClipDataset(samples, cache, CLIP, train=True, seed=3).__getitems__(range(8))[0]
+    assert len({tuple(clip[:, 0, 0, 0].tolist()) for clip in plain}) > 4  # crops differ
+
+
 def test_clip_dataset_works_in_worker_processes(tmp_path, video):
     cache = FrameCache(tmp_path / "cache", CLIP.frame_size)
     cache.frames("clip_a", video)

@@ -5,20 +5,21 @@ and a re-run skips the videos done with the same settings."""
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from caffe_writer import c3d_arrays, write_caffemodel
+from caffe_writer import c3d_arrays, write_caffemodel, write_mean
 from launch import torchrun
 from tiny import MODEL_OPTIONS, random_model, small_model
 from videos import numbered_frames, read_numbers, write_video
 
 from scnn import cli, features
-from scnn.caffe import SPORTS1M_FC8, load_caffe_weights
-from scnn.clips import ClipConfig, assemble_clips
+from scnn.caffe import CAFFE_OPTIONS, SPORTS1M_FC8, load_caffe_weights
+from scnn.clips import ClipConfig, assemble_clips, crop_mean_cube
 from scnn.errors import ModelError, ScnnError
-from scnn.features import Extractor, FeatureConfig, model_source, npy_header
+from scnn.features import SPORTS1M_CLIP, Extractor, FeatureConfig, model_source, npy_header
 from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import C3D, FEATURE_LAYERS, build_network, load_sports1m_weights
 from scnn.modelfile import load_model
@@ -240,3 +241,39 @@ def test_two_processes_under_torchrun_write_what_one_does(model_dir, tmp_path):
     for name in "abc":
         assert (two / f"{name}.npy").read_bytes() == (tmp_path / "one" / f"{name}.npy").read_bytes()
     assert (two / "features.json").read_text() == (tmp_path / "one" / "features.json").read_text()
+
+
+def test_the_sports1m_mean_file_shifts_the_input_by_its_cube(video, tmp_path, monkeypatch):
+    """``--mean``: each clip's input is the per-channel one shifted by (per-channel mean − the
+    cube's centre crop), BGR; features.json names the file, and a re-run into the same folder
+    extracts again rather than skipping. A 1/16-width network keeps the test small."""
+    small = replace(CAFFE_OPTIONS, width=1 / 16)
+    monkeypatch.setattr(
+        features, "build_network", lambda outputs, _, clip: build_network(outputs, small, clip)
+    )
+    torch.save(build_network(487, small, SPORTS1M_CLIP).state_dict(), tmp_path / "c3d.pt")
+    cube_bgr = np.random.default_rng(0).uniform(0, 255, (3, 16, 128, 171)).astype(np.float32)
+    mean = write_mean(tmp_path / "mean.binaryproto", cube_bgr)
+    inputs = []
+    original = features.normalize_clips
+
+    def normalize(*args):
+        inputs.append(original(*args))
+        return inputs[-1]
+
+    monkeypatch.setattr(features, "normalize_clips", normalize)
+    common = [video, "--init-from", tmp_path / "c3d.pt", "--precision", "fp32"]
+    assert extract(common, tmp_path)[0] == cli.EXIT_OK
+    plain = torch.cat(inputs)
+    inputs.clear()
+    code, out = extract([*common, "--mean", mean], tmp_path)
+    assert code == cli.EXIT_OK
+    shifted = torch.cat(inputs)
+    cube = torch.from_numpy(cube_bgr[::-1].copy()).permute(1, 2, 3, 0)
+    shift = (torch.tensor(SPORTS1M_CLIP.mean_rgb) - crop_mean_cube(cube, SPORTS1M_CLIP)).flip(3)
+    assert shifted.shape == plain.shape == (9, 3, 16, 112, 112)
+    expected = shift.permute(3, 0, 1, 2).expand_as(plain)  # up to float32 rounding
+    torch.testing.assert_close(shifted - plain, expected, rtol=0, atol=1e-4)
+    assert json.loads((out / "features.json").read_text())["mean"] == str(mean)
+    code, _ = extract([video, "--model", tmp_path / "model", "--mean", mean], tmp_path)
+    assert code == cli.EXIT_ERROR

@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+from caffe_writer import write_mean
 from tiny import SYNTH, TINY, random_model
 
-from scnn import cli, train
+from scnn import cli, dataset, train
 from scnn.cli.train import config_overrides
 from scnn.clips import ClipConfig
 from scnn.config import config_from_dict
-from scnn.errors import ScnnError
+from scnn.errors import ModelError, ScnnError
 from scnn.model import ModelOptions, build_network
-from scnn.modelfile import LoadedModel, load_model, load_state
-from scnn.pretrained import fc8_rows, load_pretrained, trained_stages
+from scnn.modelfile import MEAN_CUBE, LoadedModel, load_model, load_state
+from scnn.pretrained import fc8_rows, load_pretrained, trained_stages, training_mean_cube
 from scnn.synth import generate
 
 # The source model has the tiny problem's network and input, and one of its two classes.
@@ -173,3 +175,46 @@ def test_classification_starts_from_the_models_localization_body(source, synth_r
     assert body_equal(after.proposal, before.proposal, fc8=True)
     assert set(after.metrics) == set(names)
     assert description["config"]["started_from"]["trained_stages"] == names
+
+
+def test_a_models_mean_cube_is_trained_with_and_carried_over(synth_root, tmp_path, monkeypatch):
+    """A model imported from Caffe subtracts a per-pixel mean: fine-tuning subtracts it from
+    every clip and the fine-tuned model directory holds the same file, byte for byte."""
+    cube = torch.rand(16, 32, 40, 3, generator=torch.Generator().manual_seed(0)) * 255
+    source = random_model(
+        tmp_path / "source",
+        classes=SOURCE_CLASSES,
+        clip=TINY_CLIP,
+        options=TINY_OPTIONS,
+        mean_cube=cube,
+    )
+    means, original = [], dataset.normalize_clips
+
+    def normalize(clips, clip, mean_cube):
+        means.append(mean_cube)
+        return original(clips, clip, mean_cube=mean_cube)
+
+    monkeypatch.setattr(dataset, "normalize_clips", normalize)
+    finetune(source, synth_root, tmp_path / "run")
+    assert means and all(mean.shape[1:] == (16, 32, 32, 3) for mean in means)
+    copied = (tmp_path / "run" / "model" / MEAN_CUBE).read_bytes()
+    assert copied == (source / MEAN_CUBE).read_bytes()
+    with pytest.raises(ScnnError, match="own mean cube: leave out --mean"):
+        training_mean_cube(config_from_dict({**TINY, "init_from": str(source), "mean": "m"}))
+
+
+def test_a_mean_file_is_subtracted_and_written_into_the_model(synth_root, tmp_path):
+    """``--mean MEAN.binaryproto`` (as with the Sports-1M Caffe weights): the model directory
+    carries its cube, and the config names the file."""
+    cube_bgr = np.random.default_rng(0).uniform(0, 255, (3, 16, 32, 40)).astype(np.float32)
+    mean = write_mean(tmp_path / "mean.binaryproto", cube_bgr)
+    args = cli.build_parser().parse_args(["train", "data", "--out", "run", "--mean", str(mean)])
+    config = config_from_dict({**TINY, "steps": 2, **config_overrides(args)})
+    annotations, videos = synth_root / "annotations.json", synth_root / "videos"
+    model_dir = train.run(config, annotations, videos, tmp_path / "run", progress=False)
+    model = load_model(model_dir)
+    assert torch.equal(model.mean_cube, torch.from_numpy(cube_bgr[::-1].copy()).permute(1, 2, 3, 0))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["mean"] == str(mean)
+    wrong = write_mean(tmp_path / "wrong.binaryproto", cube_bgr[:, :, :16])
+    with pytest.raises(ModelError, match=r"wrong.binaryproto: mean cube has shape \(16, 16, 40"):
+        training_mean_cube(replace(config, mean=str(wrong)))

@@ -77,6 +77,7 @@ def random_model(
     options: ModelOptions = MODEL_OPTIONS,
     windows: WindowConfig = MODEL_WINDOWS,
     prior: Mapping[int, np.ndarray] | None = None,
+    mean_cube: torch.Tensor | None = None,
 ) -> Path:
     """A model directory with seeded random weights: detection runs end to end, nothing is
     learnt. The prior defaults to uniform (1 / number of window lengths)."""
@@ -94,6 +95,7 @@ def random_model(
         clip=clip,
         config={},
         metrics={},
+        mean_cube=mean_cube,
     )
     return path
 

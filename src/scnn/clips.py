@@ -154,8 +154,9 @@ def normalize_clips(
 ) -> torch.Tensor:
     """Gathered uint8 clips as network input: ``(x − mean) / std`` per channel (computed in
     float32), then ``dtype``, shaped ``(B, 3, clip_frames, crop, crop)``. ``mean_cube``, a
-    ``(clip_frames, crop, crop, 3)`` RGB per-pixel mean (:func:`crop_mean_cube`), replaces
-    the per-channel ``config.mean_rgb``.
+    ``(clip_frames, crop, crop, 3)`` RGB per-pixel mean (:func:`crop_mean_cube`), or one
+    ``(B, clip_frames, crop, crop, 3)`` per clip (training crops each clip elsewhere),
+    replaces the per-channel ``config.mean_rgb``.
 
     The tensor is stored channels-last (``torch.channels_last_3d``), the layout the gathered
     frames already have, so no copy is made; C3D runs about 1.9× faster on it on a CPU
@@ -169,7 +170,7 @@ def normalize_clips(
     if mean_cube is None:
         mean = torch.tensor(config.mean_rgb, device=clips.device).repeat(crop)
     else:
-        mean = mean_cube.to(clips.device).reshape(clip_frames, crop, crop * 3)
+        mean = mean_cube.to(clips.device).reshape(-1, clip_frames, crop, crop * 3)
     std = torch.tensor(config.std_rgb, device=clips.device).repeat(crop)
     flat = clips.reshape(batch, clip_frames, crop, crop * 3).float()
     flat = flat.sub_(mean).div_(std).to(dtype)

@@ -269,6 +269,10 @@ class ClipDataset(torch.utils.data.Dataset):
     mirror of draw p come from a generator seeded by (seed, p). So the clips a run sees are a
     function of the seed and the step alone, and a resumed run sees exactly the clips an
     uninterrupted one would. In evaluation the index is the sample and the crop is central.
+
+    ``mean_cube``: a ``(clip_frames, H, W, 3)`` RGB per-pixel mean of the decoded frames,
+    subtracted instead of ``clip.mean_rgb``, cropped and mirrored with each clip: C3D's Caffe
+    data layer subtracts the cube from the whole frames, then crops and mirrors.
     """
 
     def __init__(
@@ -279,12 +283,14 @@ class ClipDataset(torch.utils.data.Dataset):
         *,
         train: bool,
         seed: int = 0,
+        mean_cube: torch.Tensor | None = None,
     ):
         self.samples = samples
         self.cache_paths = tuple(cache.path(key) for key in samples.videos)
         self.clip = clip
         self.train = train
         self.seed = seed
+        self.mean_cube = mean_cube
         self._frames: dict[int, np.ndarray] = {}
         self._permutation: tuple[int, np.ndarray] | None = None
 
@@ -302,18 +308,29 @@ class ClipDataset(torch.utils.data.Dataset):
             self._permutation = (epoch, order)
         return int(self._permutation[1][offset])
 
+    def _crop_rng(self, index: int) -> np.random.Generator | None:
+        """The generator of draw ``index``'s random crop and mirror (None in evaluation)."""
+        return np.random.default_rng((self.seed, 1 << 32, index)) if self.train else None
+
+    def _mean_crop(self, index: int) -> torch.Tensor:
+        """The mean cube cropped and mirrored as the clip of ``index``: gathered as a clip of
+        frames 1…clip_frames with the same random draws."""
+        first, length = np.ones(1), np.full(1, self.clip.clip_frames)
+        return gather_clips(
+            self.mean_cube, first, length, self.clip, self.train, self._crop_rng(index)
+        )
+
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
         """A batch ``(clips (B, 3, F, S, S), labels (B,), ious (B,))``: each clip gathered as
         uint8, then the batch normalised in one pass, with no stacking afterwards (a DataLoader
         calls this with a batch's indices; give it ``collate_fn=ClipDataset.collate``). A
         training batch of 16 small clips loads in ~2 ms instead of ~6 ms one by one."""
         rows = [self._sample_of(i) if self.train else i for i in indices]
-        gathered = []
+        gathered, means = [], []
         for index, i in zip(indices, rows, strict=True):
             v = int(self.samples.video[i])
             if v not in self._frames:
                 self._frames[v] = np.load(self.cache_paths[v], mmap_mode="r")
-            rng = np.random.default_rng((self.seed, 1 << 32, index)) if self.train else None
             gathered.append(
                 gather_clips(
                     self._frames[v],
@@ -321,11 +338,14 @@ class ClipDataset(torch.utils.data.Dataset):
                     self.samples.length_frames[i : i + 1],
                     self.clip,
                     train=self.train,
-                    rng=rng,
+                    rng=self._crop_rng(index),
                 )
             )
+            if self.mean_cube is not None:
+                means.append(self._mean_crop(index))
+        mean_cube = torch.cat(means) if means else None
         return (
-            normalize_clips(torch.cat(gathered), self.clip),
+            normalize_clips(torch.cat(gathered), self.clip, mean_cube=mean_cube),
             torch.from_numpy(self.samples.label[rows]),
             torch.from_numpy(self.samples.iou[rows]),
         )

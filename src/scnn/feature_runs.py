@@ -149,6 +149,7 @@ def _index(extractor: Extractor, run: FeatureRun) -> dict:
         "stride_frames": config.stride_frames,
         "frame_size": list(source.clip.frame_size),
         "crop_size": source.clip.crop_size,
+        "mean": source.mean_file or list(source.clip.mean_rgb),
         "videos": {
             stem: {
                 "file": f"{stem}.npy",

@@ -22,13 +22,19 @@ import numpy as np
 import torch
 
 from scnn.allocator import keep_large_allocations
-from scnn.caffe import CAFFE_OPTIONS, SPORTS1M_FC8, is_caffe_model, load_caffe_weights
+from scnn.caffe import (
+    CAFFE_OPTIONS,
+    SPORTS1M_FC8,
+    is_caffe_model,
+    load_caffe_weights,
+    read_mean_cube,
+)
 from scnn.clips import ClipConfig, crop_mean_cube, normalize_clips
 from scnn.detect import BUNDLED_MODEL, PRECISIONS
 from scnn.errors import ModelError, ScnnError, VideoError
 from scnn.fileio import atomic_write
 from scnn.model import C3D, FEATURE_LAYERS, build_network, load_sports1m_weights
-from scnn.modelfile import MODEL_JSON, load_model, state_bytes
+from scnn.modelfile import MEAN_CUBE, MODEL_JSON, check_mean_cube, load_model, state_bytes
 from scnn.pipeline import (
     GPU_BATCH_SIZE,
     ClipQueue,
@@ -49,7 +55,7 @@ NETWORKS = ("localization", "proposal")  # the networks of a model directory
 DTYPES = ("float32", "float16")  # of the rows written
 SPORTS1M_CLASSES = 487  # fc8 of the Sports-1M C3D
 # The input the Sports-1M C3D was trained on in Caffe: 171×128 frames, the centre 112×112,
-# minus the mean (the per-channel stand-in for its mean cube), BGR.
+# minus the mean (its mean cube with --mean, else the per-channel stand-in), BGR.
 SPORTS1M_CLIP = ClipConfig(bgr=True, mirror=False)
 NPY_HEADER_BYTES = 128  # the .npy preamble and header, padded: room for any (rows, dim) shape
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"  # the .npy format, version 1.0
@@ -65,13 +71,15 @@ class FeatureSource:
     name: str  # the model, as features.json names it
     network_name: str  # localization, proposal, or sports1m
     mean_cube: torch.Tensor | None = None  # per-pixel mean (models imported from Caffe)
+    mean_file: str = ""  # the file of mean_cube, as features.json names it
 
 
 def model_source(path: str | Path | None, network: str = "localization") -> FeatureSource:
     """One network of a model directory (the bundled model when ``path`` is None)."""
     if network not in NETWORKS:
         raise ScnnError(f"network '{network}' is not one of {', '.join(NETWORKS)}")
-    model = load_model(BUNDLED_MODEL if path is None else path)
+    model_dir = BUNDLED_MODEL if path is None else Path(path)
+    model = load_model(model_dir)
     return FeatureSource(
         network=getattr(model, network),
         clip=model.clip,
@@ -79,21 +87,36 @@ def model_source(path: str | Path | None, network: str = "localization") -> Feat
         name="bundled" if path is None else str(path),
         network_name=network,
         mean_cube=model.mean_cube,
+        mean_file="" if model.mean_cube is None else str(model_dir / MEAN_CUBE),
     )
 
 
-def sports1m_source(path: str | Path) -> FeatureSource:
+def sports1m_source(path: str | Path, mean: str | Path | None = None) -> FeatureSource:
     """The Sports-1M C3D of a weight file: the PyTorch port's state dict, or the C3D-v1.0 Caffe
-    model; decoded at 25 fps, with the input those weights were trained on (SPORTS1M_CLIP)."""
+    model; decoded at 25 fps, with the input those weights were trained on (SPORTS1M_CLIP),
+    minus the per-pixel cube of the mean file ``mean`` (sport1m_train16_128_mean.binaryproto)
+    when given."""
     path = Path(path)
     if (path / MODEL_JSON).is_file():
         raise ModelError("a model directory: pass it with --model, not as weights", path)
+    mean_cube = None
+    if mean is not None:
+        mean_cube = read_mean_cube(mean)
+        check_mean_cube(mean_cube, SPORTS1M_CLIP, Path(mean))
     network = build_network(SPORTS1M_CLASSES, CAFFE_OPTIONS, SPORTS1M_CLIP)
     if is_caffe_model(path):
         load_caffe_weights(network, path, fc8_layer=SPORTS1M_FC8)
     else:
         load_sports1m_weights(network, path, fc8=True)
-    return FeatureSource(network.eval(), SPORTS1M_CLIP, FPS, str(path), "sports1m")
+    return FeatureSource(
+        network.eval(),
+        SPORTS1M_CLIP,
+        FPS,
+        str(path),
+        "sports1m",
+        mean_cube=mean_cube,
+        mean_file="" if mean is None else str(mean),
+    )
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,13 @@ from scnn.loss import overlap_loss
 from scnn.model import C3D, build_network
 from scnn.modelfile import load_state, save_model, state_bytes, training_prior
 from scnn.precision import native_bf16
-from scnn.pretrained import copy_proposal, load_pretrained, started_from, trained_stages
+from scnn.pretrained import (
+    copy_proposal,
+    load_pretrained,
+    started_from,
+    trained_stages,
+    training_mean_cube,
+)
 from scnn.stages import (
     LOCALIZATION,
     PROPOSAL,
@@ -99,6 +105,7 @@ class _Run:
     autocast: torch.autocast
     lam: float  # λ of the overlap loss; 0 for a cross-entropy stage
     start_step: int  # the last finished step: 0, or the checkpoint's when resuming
+    mean_cube: torch.Tensor | None  # the input's per-pixel mean (pretrained.training_mean_cube)
 
 
 def _setup(
@@ -154,6 +161,7 @@ def _setup(
         autocast=_autocast(config, device),
         lam=config.overlap_lambda if stage.overlap else 0.0,
         start_step=start_step,
+        mean_cube=training_mean_cube(config),
     )
 
 
@@ -215,7 +223,9 @@ def _loader(run: _Run, data: TrainingData) -> torch.utils.data.DataLoader:
         )
     positions = DrawPositions(run.start_step, config.steps, config.batch_size, run.world)
     return torch.utils.data.DataLoader(
-        ClipDataset(samples, data.cache, config.clip, train=True, seed=config.seed),
+        ClipDataset(
+            samples, data.cache, config.clip, train=True, seed=config.seed, mean_cube=run.mean_cube
+        ),
         batch_size=positions.rank_batch,
         sampler=positions,  # this rank's draw positions, see ClipDataset
         collate_fn=ClipDataset.collate,
@@ -318,7 +328,15 @@ def _finish(run: _Run, data: TrainingData, training_log: _TrainingLog) -> dict[s
     save_checkpoint(run.stage_dir / CHECKPOINT, config.steps, run.net, run.optimizer, run.scheduler)
     atomic_write_bytes(run.stage_dir / WEIGHTS, state_bytes(run.net))
     val_samples = stage_samples(stage, config, data, train=False)
-    metrics = validate(run.net, val_samples, data.cache, config, lam=run.lam, device=run.device)
+    metrics = validate(
+        run.net,
+        val_samples,
+        data.cache,
+        config,
+        lam=run.lam,
+        device=run.device,
+        mean_cube=run.mean_cube,
+    )
     training_log.validation(metrics)
     atomic_write_text(run.stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
     log.info("%s: validation %s", stage.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
@@ -394,13 +412,15 @@ def validate(
     *,
     lam: float = 0.0,
     device: torch.device | str = "cpu",
+    mean_cube: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Window accuracy (argmax = label) and mean loss on ``samples``, centre crops, eval mode."""
+    """Window accuracy (argmax = label) and mean loss on ``samples``, centre crops, eval mode;
+    ``mean_cube``: see ClipDataset."""
     device = torch.device(device)
     if len(samples) == 0:
         return {"accuracy": float("nan"), "loss": float("nan"), "windows": 0}
     loader = torch.utils.data.DataLoader(
-        ClipDataset(samples, cache, config.clip, train=False),
+        ClipDataset(samples, cache, config.clip, train=False, mean_cube=mean_cube),
         batch_size=max(config.batch_size, 16),
         collate_fn=ClipDataset.collate,
         num_workers=config.workers,
@@ -432,7 +452,8 @@ def model_ready(out_dir: str | Path) -> bool:
 
 def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData) -> Path:
     """Assemble ``out_dir/model`` from the trained proposal and localization networks, the
-    window-length prior of the training instances, the config and every stage's metrics."""
+    window-length prior of the training instances, the config, every stage's metrics and the
+    mean cube the networks learnt with (pretrained.training_mean_cube)."""
     out_dir = Path(out_dir)
     networks = {}
     for stage in (PROPOSAL, LOCALIZATION):
@@ -457,6 +478,7 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         config={**config_dict(config), "started_from": started_from(config, data.classes)},
         metrics=metrics,
         use_prior=config.use_prior,
+        mean_cube=training_mean_cube(config),
     )
     return model_dir
 
@@ -486,7 +508,8 @@ def run(
     rank 0 decodes the videos into the frame cache while the other ranks wait."""
     out_dir = Path(out_dir)
     device = training_device(config, world)
-    trained = trained_stages(config)  # checked before any video is decoded
+    trained = trained_stages(config)  # checked before any video is decoded, as the mean is
+    training_mean_cube(config)
     with distributed.process_group(world, distributed.backend_for(device)):
         write_run_config(out_dir, config, resume=resume, world=world)
         with distributed.local_rank_first(world):

@@ -48,6 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "C3D-v1.0 Caffe model; 25 fps, 171x128 BGR frames minus the C3D mean, centre crop 112",
     )
     parser.add_argument(
+        "--mean",
+        type=Path,
+        default=None,
+        metavar="MEAN.binaryproto",
+        help="with --init-from: C3D's per-pixel mean file (sport1m_train16_128_mean.binaryproto) "
+        "subtracted instead of the per-channel mean (default: the per-channel mean)",
+    )
+    parser.add_argument(
         "--network",
         choices=NETWORKS,
         default=None,
@@ -97,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.init_from is not None and args.network is not None:
         raise ScnnError("--network picks a network of a model directory, not of --init-from")
+    if args.mean is not None and args.init_from is None:
+        raise ScnnError("--mean goes with --init-from; a model directory has its own mean")
     videos = find_videos(args.videos)
     world = torchrun_world()
     config = features.FeatureConfig(
@@ -108,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     if args.init_from is not None:
-        source = features.sports1m_source(args.init_from)
+        source = features.sports1m_source(args.init_from, args.mean)
     else:
         source = features.model_source(args.model, args.network or "localization")
     extractor = features.Extractor(source, config, network_device(args.device, world))

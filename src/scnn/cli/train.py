@@ -84,6 +84,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "classification stages",
     )
     parser.add_argument(
+        "--mean",
+        metavar="MEAN.binaryproto",
+        help="C3D's per-pixel mean file (e.g. sport1m_train16_128_mean.binaryproto, with the "
+        "Sports-1M .caffemodel): subtracted instead of the per-channel mean, in training and "
+        "by the model directory written (a model directory of --init-from brings its own)",
+    )
+    parser.add_argument(
         "--finetune-stages",
         nargs="+",
         choices=[stage.name for stage in STAGES],
@@ -115,6 +122,7 @@ CONFIG_FLAGS = (
     "device",
     "seed",
     "init_from",
+    "mean",
     "finetune_stages",
     "deterministic",
 )
