@@ -96,6 +96,16 @@ def test_a_model_of_another_shape_is_one_error_naming_both_values(source):
     assert "dropout" not in message and str(source) in message and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value"), [("bgr", True), ("std_rgb", (1.0, 1.0, 1.0)), ("mean_rgb", (0.0, 0.0, 0.0))]
+)
+def test_a_model_trained_on_other_input_is_refused(source, key, value):
+    clip = replace(TINY_CLIP, **{key: value})
+    network = build_network(3, TINY_OPTIONS, clip)
+    with pytest.raises(ScnnError, match=f"clip.{key}=.* in the model, clip.{key}=.* in the config"):
+        load_pretrained(network, source, binary=False, options=TINY_OPTIONS, clip=clip, classes=())
+
+
 def test_a_folder_that_is_not_a_model_directory_is_named(source):
     network = build_network(3, TINY_OPTIONS, TINY_CLIP)
     with pytest.raises(ScnnError, match=r"source\S*: a folder without model.json"):

@@ -114,8 +114,9 @@ def copy_proposal(config: TrainConfig, weights: Path) -> None:
 def check_compatible(
     source: LoadedModel, options: ModelOptions, clip: ClipConfig, path: Path
 ) -> None:
-    """A model's weights fit the run only with the same network shape and input: one ScnnError
-    naming each value that differs, the model's and the config's (dropout may differ)."""
+    """A model's weights fit the run only with the same network shape and input (channel order
+    and normalisation included: the network learnt on that input): one ScnnError naming each
+    value that differs, the model's and the config's (dropout may differ)."""
     pairs = {
         "model.width": (source.options.width, options.width),
         "model.batch_norm": (source.options.batch_norm, options.batch_norm),
@@ -123,7 +124,11 @@ def check_compatible(
         "clip.frame_size": (source.clip.frame_size, clip.frame_size),
         "clip.crop_size": (source.clip.crop_size, clip.crop_size),
         "clip.clip_frames": (source.clip.clip_frames, clip.clip_frames),
+        "clip.bgr": (source.clip.bgr, clip.bgr),
+        "clip.std_rgb": (source.clip.std_rgb, clip.std_rgb),
     }
+    if source.mean_cube is None:  # a model's mean cube replaces the per-channel mean
+        pairs["clip.mean_rgb"] = (source.clip.mean_rgb, clip.mean_rgb)
     differ = [
         f"{key}={theirs!r} in the model, {key}={ours!r} in the config"
         for key, (theirs, ours) in pairs.items()
