@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("model", "config", "modelfile", "postprocess", "evaluate", "stages", "report"),
     # 4 the method: streaming detection, training, the Caffe import, the diagnosis
     ("pipeline", "lanes", "detect", "caffe", "pretrained", "train", "diagnose",
-     "features"),
+     "features", "training_log"),
     # 5 runs over many files: batches, torchrun shards, the HTML report, the demo
     ("batch", "sharded", "html_report", "demo", "live",
      "feature_runs"),

@@ -2,8 +2,8 @@
 
 The proposal, classification and localization networks differ only in data, output size and
 loss, so one :func:`train` runs any of them, as its :class:`~scnn.stages.Stage` record says
-(stages.py). The loop reads top to bottom in :func:`train`; setup, logging, checkpointing and
-validation are the functions it calls.
+(stages.py). The loop reads top to bottom in :func:`train`; setup, checkpointing and validation
+are the functions it calls, and it reports to a :class:`~scnn.training_log.TrainingLog`.
 
 A run writes, under its output folder::
 
@@ -19,14 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from scnn import distributed
 from scnn.allocator import keep_large_allocations
@@ -56,13 +52,13 @@ from scnn.stages import (
     prepare_data,
     stage_samples,
 )
+from scnn.training_log import TRAIN_LOG, TrainingLog
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.safetensors"
 METRICS = "metrics.json"
-TRAIN_LOG = "log.jsonl"
 MODEL_DIR = "model"
 
 
@@ -250,75 +246,13 @@ def train_step(run: _Run, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return loss.item()
 
 
-class _TrainingLog:
-    """Where a stage reports: the progress bar, and on rank 0 log.jsonl and TensorBoard. Every
-    ``log_every`` steps (and at the last) a record of the mean loss since the last one."""
-
-    def __init__(self, run: _Run, *, progress: bool):
-        self.run = run
-        self.board = _tensorboard(run.stage_dir) if run.world.is_main else None
-        self.bar = tqdm(
-            total=run.config.steps,
-            initial=run.start_step,
-            desc=run.stage.name,
-            unit="step",
-            disable=not (progress and run.world.is_main),
-        )
-        self.losses: list[float] = []
-        self.tick = time.perf_counter()
-
-    def __enter__(self) -> _TrainingLog:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.bar.close()
-
-    def maybe_log(self, step: int, loss: float) -> None:
-        run = self.run
-        self.losses.append(loss)
-        self.bar.update()
-        if step % run.config.log_every != 0 and step != run.config.steps:
-            return
-        elapsed = time.perf_counter() - self.tick
-        values = {
-            "loss": distributed.mean_over_ranks(float(np.mean(self.losses)), run.world, run.device),
-            "lr": run.optimizer.param_groups[0]["lr"],
-            "clips_per_s": len(self.losses) * run.config.batch_size / elapsed,
-        }
-        if run.world.is_main:
-            with open(run.stage_dir / TRAIN_LOG, "a", encoding="utf-8") as jsonl:
-                jsonl.write(json.dumps({"step": step, **values}) + "\n")
-        self._scalars(values, step, "")
-        self.bar.set_postfix(loss=f"{values['loss']:.4f}", clips_s=f"{values['clips_per_s']:.1f}")
-        self.losses, self.tick = [], time.perf_counter()
-
-    def validation(self, metrics: Mapping[str, float]) -> None:
-        self._scalars(metrics, self.run.config.steps, "val_")
-        if self.board is not None:
-            self.board.close()
-
-    def _scalars(self, values: Mapping[str, float], step: int, prefix: str) -> None:
-        if self.board is not None:
-            for key, value in values.items():
-                self.board.add_scalar(f"{self.run.stage.name}/{prefix}{key}", value, step)
-
-
-def _tensorboard(stage_dir: Path):
-    """A TensorBoard writer when the tensorboard package is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(stage_dir / "tensorboard"))
-
-
 def maybe_checkpoint(run: _Run, step: int, *, stop: bool) -> None:
     """Rank 0 saves a checkpoint every ``checkpoint_every`` steps, and before stopping early."""
     if (step % run.config.checkpoint_every == 0 or stop) and run.world.is_main:
         save_checkpoint(run.stage_dir / CHECKPOINT, step, run.net, run.optimizer, run.scheduler)
 
 
-def _finish(run: _Run, data: TrainingData, training_log: _TrainingLog) -> dict[str, float]:
+def _finish(run: _Run, data: TrainingData, training_log: TrainingLog) -> dict[str, float]:
     """After the last step: rank 0 writes the final checkpoint and the weights, validates and
     writes the metrics, while the other ranks wait; every rank returns the metrics."""
     if not run.world.is_main:
@@ -391,7 +325,17 @@ def train(
     device = device or training_device(config, world)
     run = _setup(stage, config, data, out_dir, device=device, resume=resume, world=world)
     loader = _loader(run, data)
-    with sigint_flag() as interrupted, _TrainingLog(run, progress=progress) as logs:
+    logs = TrainingLog(
+        stage_dir,
+        stage.name,
+        config,
+        world,
+        device,
+        run.optimizer,
+        start_step=run.start_step,
+        progress=progress,
+    )
+    with sigint_flag() as interrupted, logs:
         for step, batch in enumerate(loader, start=run.start_step + 1):
             loss = train_step(run, batch)
             stop = distributed.any_rank(interrupted[0], world, device)
