@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from detecting import long_video, tinted_video
+from detecting import long_video
 from tiny import MODEL_CLASSES as CLASSES
-from tiny import random_model, small_model
+from tiny import small_model
 from videos import numbered_frames, write_audio, write_video
 
 from scnn import batch, cli, detect, lanes
@@ -18,16 +18,6 @@ from scnn.errors import ScnnError
 from scnn.formats import load_detections
 from scnn.formats.windows_csv import read_windows_csv
 from scnn.video import find_videos
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return random_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return tinted_video(tmp_path_factory.mktemp("videos") / "clip one.mp4")
 
 
 def test_batch_goes_past_bad_files_and_writes_every_format(model_dir, video, tmp_path):

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from detecting import tinted_video
 from tiny import MODEL_CLASSES as CLASSES
 from tiny import MODEL_CLIP as CLIP
 from tiny import MODEL_OPTIONS as OPTIONS
@@ -15,16 +14,6 @@ from scnn.formats import load_detections
 from scnn.modelfile import save_model
 from scnn.postprocess import postprocess
 from scnn.windows import WindowConfig
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return random_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return tinted_video(tmp_path_factory.mktemp("videos") / "clip one.mp4")
 
 
 def test_detections_are_sorted_and_suppressed(model_dir, video):

@@ -30,11 +30,6 @@ SQUARE_CLIP = ClipConfig(frame_size=(48, 48), crop_size=48, std_rgb=(58.0, 57.0,
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return random_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
 def video(tmp_path_factory):
     """80 frames at 25 fps, 64×48 like the test model's frames."""
     return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", numbered_frames(80))

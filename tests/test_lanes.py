@@ -3,17 +3,11 @@
 import pytest
 import torch
 from detecting import EVERY_WINDOW, assert_same_windows, long_video
-from tiny import random_model
 from videos import numbered_frames, write_video
 
 from scnn.detect import Detector
 from scnn.errors import VideoError
 from scnn.lanes import lane_ends
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return random_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from detecting import EVERY_WINDOW, assert_same_windows, long_video, tinted_video
+from detecting import EVERY_WINDOW, assert_same_windows, long_video
 from tiny import MODEL_CLIP as CLIP
-from tiny import random_model
 from videos import numbered_frames, write_video
 
 from scnn.clips import assemble_clips
@@ -14,16 +13,6 @@ from scnn.errors import VideoError
 from scnn.pipeline import chunk_windows, cpu_batch_size
 from scnn.video import read_frames
 from scnn.windows import WindowConfig, window_grid
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return random_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return tinted_video(tmp_path_factory.mktemp("videos") / "clip one.mp4")
 
 
 def whole_video_scores(detector: Detector, path) -> tuple[np.ndarray, ...]:
