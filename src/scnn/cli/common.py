@@ -44,9 +44,10 @@ def add_vote_option(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="IOU",
-        help="beyond S-CNN: move each detection's boundaries to the score-weighted mean of the "
-        "same-class windows with IoU >= this with it (docs/accuracy.md; default: off, the "
-        "windows' own boundaries)",
+        help="beyond S-CNN: move each detection's boundaries to the confidence-weighted mean "
+        "of the same-class windows with IoU >= this with it (docs/accuracy.md); 0: off, the "
+        "windows' own boundaries (default: the model's: 0.4 for the bundled model, off for "
+        "models trained with the faithful config)",
     )
 
 
