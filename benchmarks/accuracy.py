@@ -2,6 +2,7 @@
 
     nice -n 10 python3 benchmarks/accuracy.py --threads 1                   # everything
     nice -n 10 python3 benchmarks/accuracy.py --threads 1 --part inference  # minutes
+    python3 benchmarks/accuracy.py --threads 1 --part speed   # S-CNN's settings vs the bundled
 
 Two parts, each printing mAP (activitynet and scnn protocols; tIoU 0.5, 0.7 and the average
 over 0.5:0.95) as mean ± sample std over sets or seeds, then ``scnn diagnose``'s counts at
@@ -20,6 +21,10 @@ proposal network, NMS 0.4, boundary voting at 0.4) and, for comparison, with S-C
 boundaries and float32 scores. Each variant shares its seed's classification network.
 Training one stage takes ~10 min on one quiet core.
 
+``speed``: ``scnn detect``'s wall time on the first video of each fresh set with the bundled
+model's settings and with S-CNN's (P(action) ≥ 0.7, no voting), alternated SPEED_ROUNDS times
+in one run; the ratio is what to read (a shared machine is noisy).
+
 The networks score every test window once (benchmarks/ablation.py's ``window_logits``,
 cached); the detector's settings are then applied offline, as ``scnn detect`` does
 (tests/test_ablation.py). Layout under --work::
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +57,7 @@ from ablation_offline import VideoGrid, grid_of_videos, scored_windows  # noqa: 
 
 from scnn.config import TrainConfig, load_config  # noqa: E402
 from scnn.dataset import FrameCache, cache_videos  # noqa: E402
-from scnn.detect import BUNDLED_MODEL  # noqa: E402
+from scnn.detect import BUNDLED_MODEL, DetectConfig, Detector  # noqa: E402
 from scnn.diagnose import ERROR_TYPES, diagnose  # noqa: E402
 from scnn.evaluate import evaluate  # noqa: E402
 from scnn.fileio import atomic_write  # noqa: E402
@@ -65,7 +71,7 @@ from scnn.stages import CLASSIFICATION, LOCALIZATION  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.train import WEIGHTS  # noqa: E402
 from scnn.train import run as train_run  # noqa: E402
-from scnn.video import video_files  # noqa: E402
+from scnn.video import num_frames, probe, video_files  # noqa: E402
 
 # Test sets that chose the variants (the voting IoU on 2101; its second NMS after 2201-2203;
 # the float64 scores, the proposal filter and the log-odds weights on all four).
@@ -79,6 +85,7 @@ REPORT_IOUS = (0.5, 0.7)
 AVERAGE_IOUS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2))  # ActivityNet's 0.5:0.95
 DIAGNOSIS_IOU = 0.5
 NMS_IOU = 0.4  # the bundled model's
+SPEED_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -262,6 +269,37 @@ def training_part(work: Path) -> None:
     print(table(rows))
 
 
+def speed_part(work: Path) -> None:
+    model = load_model(BUNDLED_MODEL)
+    videos = []
+    for seed in FRESH_SEEDS:
+        gt = test_set(seed, work, model.classes)
+        videos.append(
+            video_files(work / f"test{seed}" / "data" / "videos", gt.videos)[gt.videos[0]]
+        )
+    duration_s = sum(num_frames(probe(v)) for v in videos) / model.fps
+    detectors = {
+        "the bundled model's settings": Detector(model),
+        "S-CNN's: P(action) ≥ 0.7, no voting": Detector(
+            model, DetectConfig(proposal_threshold=0.7, vote_iou=0.0)
+        ),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in detectors}
+    for _ in range(SPEED_ROUNDS):
+        for name, detector in detectors.items():
+            start = time.perf_counter()
+            for video in videos:
+                detector(video)
+            seconds[name].append(time.perf_counter() - start)
+    base = min(seconds[next(reversed(seconds))])
+    print(f"\nscnn detect on {len(videos)} videos ({duration_s:.0f} s), "
+          f"best of {SPEED_ROUNDS} alternated rounds:\n")  # fmt: skip
+    print("| settings | wall s | x real time | speed vs S-CNN's |\n|---|---|---|---|")
+    for name, times in seconds.items():
+        best = min(times)
+        print(f"| {name} | {best:.1f} | {duration_s / best:.1f} | {base / best:.2f} |")
+
+
 def table(rows: dict[str, list[tuple[dict[str, float], np.ndarray]]]) -> str:
     """Markdown: mAP mean ± std over the rows' entries, then the diagnosis counts summed."""
     columns = list(next(iter(rows.values()))[0][0])
@@ -284,13 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("runs") / "accuracy")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--part", choices=("all", "inference", "training"), default="all")
+    parser.add_argument("--part", choices=("all", "inference", "training", "speed"), default="all")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.part in ("all", "inference"):
         inference_part(args.work)
     if args.part in ("all", "training"):
         training_part(args.work)
+    if args.part in ("all", "speed"):
+        speed_part(args.work)
     return 0
 
 
