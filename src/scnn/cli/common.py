@@ -37,8 +37,9 @@ def add_class_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_vote_option(parser: argparse.ArgumentParser) -> None:
-    """``--vote-iou``: boundary voting after NMS (postprocess.vote_boundaries)."""
+def add_vote_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--vote-iou``: boundary voting after NMS (postprocess.vote_boundaries); ``default``
+    says what happens without it."""
     parser.add_argument(
         "--vote-iou",
         type=float,
@@ -46,8 +47,7 @@ def add_vote_option(parser: argparse.ArgumentParser) -> None:
         metavar="IOU",
         help="beyond S-CNN: move each detection's boundaries to the confidence-weighted mean "
         "of the same-class windows with IoU >= this with it (docs/accuracy.md); 0: off, the "
-        "windows' own boundaries (default: the model's: 0.4 for the bundled model, off for "
-        "models trained with the faithful config)",
+        f"windows' own boundaries (default: {default})",
     )
 
 
