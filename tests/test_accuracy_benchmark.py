@@ -46,12 +46,18 @@ def test_table_gives_mean_and_sample_std_per_variant_and_summed_counts():
     rows = {
         "a": [({"m": 0.5}, np.arange(6)), ({"m": 0.7}, np.arange(6))],
         "b": [({"m": 1.5}, np.ones(6)), ({"m": 1.7}, np.ones(6))],
+        "one seed": [({"m": 0.25}, np.zeros(6))],
     }
     lines = table(rows).splitlines()
-    assert lines[:4] == [
+    assert lines[:5] == [
         "| variant | m |",
         "|---|---|",
         "| a | 0.600 ± 0.141 |",
         "| b | 1.600 ± 0.141 |",
+        "| one seed | 0.250 |",
     ]
-    assert lines[-2:] == ["| a | 0 | 2 | 4 | 6 | 8 | 10 |", "| b | 2 | 2 | 2 | 2 | 2 | 2 |"]
+    assert lines[-3:] == [
+        "| a | 0 | 2 | 4 | 6 | 8 | 10 |",
+        "| b | 2 | 2 | 2 | 2 | 2 | 2 |",
+        "| one seed | 0 | 0 | 0 | 0 | 0 | 0 |",
+    ]
