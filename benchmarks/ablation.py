@@ -59,13 +59,14 @@ from ablation_offline import (  # noqa: E402
 from ablation_report import write_report  # noqa: E402
 from single_frame import SingleFrameNet, train_single_frame  # noqa: E402
 
-from scnn.clips import assemble_clips  # noqa: E402
+from scnn.clips import ClipConfig, assemble_clips  # noqa: E402
 from scnn.config import TrainConfig, load_config, write_run_config  # noqa: E402
 from scnn.dataset import cache_videos  # noqa: E402
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402
 from scnn.formats import load_ground_truth  # noqa: E402
 from scnn.model import build_network  # noqa: E402
 from scnn.modelfile import load_state, state_bytes  # noqa: E402
+from scnn.pipeline import probabilities  # noqa: E402
 from scnn.postprocess import window_length_prior  # noqa: E402
 from scnn.records import GroundTruth  # noqa: E402
 from scnn.stages import (  # noqa: E402
@@ -246,14 +247,14 @@ def training_keys(network: str) -> tuple[str, ...]:
 
 
 @torch.inference_mode()
-def window_probabilities(
+def window_logits(
     network: torch.nn.Module,
     grid: VideoGrid,
     frames: Mapping[str, np.ndarray],
-    config: TrainConfig,
+    clip: ClipConfig,
     device: torch.device,
 ) -> np.ndarray:
-    """Softmax of ``network`` on every window of ``grid`` (centre crops), ``(N, outputs)``."""
+    """``network``'s outputs on every window of ``grid`` (centre crops), ``(N, outputs)``."""
     network.to(device).eval()
     parts = []
     for video in dict.fromkeys(grid.videos):
@@ -261,15 +262,22 @@ def window_probabilities(
         for first in range(0, len(rows), SCORE_BATCH):
             batch = rows[first : first + SCORE_BATCH]
             clips = assemble_clips(
-                frames[video],
-                grid.start_frame[batch],
-                grid.window_frames[batch],
-                config.clip,
-                train=False,
+                frames[video], grid.start_frame[batch], grid.window_frames[batch], clip, False
             )
-            logits = network(clips.to(device))
-            parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-    return np.concatenate(parts).astype(np.float32)
+            parts.append(network(clips.to(device)).float().cpu().numpy())
+    return np.concatenate(parts)
+
+
+def window_probabilities(
+    network: torch.nn.Module,
+    grid: VideoGrid,
+    frames: Mapping[str, np.ndarray],
+    config: TrainConfig,
+    device: torch.device,
+) -> np.ndarray:
+    """Softmax of ``network`` on every window of ``grid``, in float64 as ``scnn detect``'s."""
+    logits = window_logits(network, grid, frames, config.clip, device)
+    return probabilities(torch.from_numpy(logits)).numpy()
 
 
 def score_networks(

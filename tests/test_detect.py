@@ -39,9 +39,22 @@ def test_top_k_and_min_score(model_dir, video):
     assert all(d.score >= cut for d in detector.with_settings(min_score=cut)(video))
 
 
+def test_the_model_directory_decides_voting_unless_told(video, tmp_path):
+    path = random_model(tmp_path / "voting", vote_iou=0.4)
+    detector = Detector.load(path, proposal_threshold=0.0, nms_threshold=0.4)
+    assert detector.model.vote_iou == 0.4
+    windows = detector.score_windows(video)
+    voted = postprocess(windows, 0.4, prior=detector.model.prior, vote_iou=0.4)
+    assert detector.detections(windows) == voted
+    plain = detector.with_settings(vote_iou=0.0).detections(windows)
+    assert plain == postprocess(windows, 0.4, prior=detector.model.prior)
+    assert plain != voted
+
+
 def test_vote_iou_reaches_postprocess(model_dir, video):
     detector = Detector.load(model_dir, proposal_threshold=0.0, nms_threshold=0.4)
     windows = detector.score_windows(video)
+    assert detector.model.vote_iou is None  # a model saved without it does not vote
     voted = detector.with_settings(vote_iou=0.5).detections(windows)
     assert voted == postprocess(windows, 0.4, prior=detector.model.prior, vote_iou=0.5)
     assert voted != detector.detections(windows)

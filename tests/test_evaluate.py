@@ -258,7 +258,7 @@ def test_cli_postprocess_votes_boundaries(tmp_path, capsys):
     windows = tmp_path / "w.csv"
     windows.write_text(
         "video,window_frames,start_frame,end_frame,start_s,end_s,loc_class,loc_score\n"
-        "a,16,1,16,0.04,0.64,B,0.5\na,16,5,20,0.2,0.8,B,0.9\n"  # IoU 0.44 / 0.76 = 0.58
+        "a,16,1,16,0.04,0.64,B,0.75\na,16,5,20,0.2,0.8,B,0.9\n"  # IoU 0.44 / 0.76 = 0.58
     )
     (tmp_path / "classes.csv").write_text("index,name\n1,A\n2,B\n")
     out = tmp_path / "d.csv"
@@ -266,11 +266,15 @@ def test_cli_postprocess_votes_boundaries(tmp_path, capsys):
             "--nms", "0.4", "--out", str(out), "--vote-iou"]  # fmt: skip
     assert main([*args, "0.5"]) == 0
     (found,) = load_detections(out, classes=("A", "B"))
+    # Weights: the log-odds of 0.75 and 0.9, log 3 and log 9 = 2 log 3.
     assert (found.start_s, found.end_s, found.score) == pytest.approx(
-        ((0.5 * 0.04 + 0.9 * 0.2) / 1.4, (0.5 * 0.64 + 0.9 * 0.8) / 1.4, 0.9), abs=1e-5
+        ((0.04 + 2 * 0.2) / 3, (0.64 + 2 * 0.8) / 3, 0.9), abs=1e-5
     )
+    assert main([*args, "0"]) == 0  # off: the window's own boundaries
+    (found,) = load_detections(out, classes=("A", "B"))
+    assert (found.start_s, found.end_s) == pytest.approx((0.2, 0.8), abs=1e-5)
     assert main([*args, "1.5"]) == 1
-    assert "voting IoU must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert "voting IoU must be in [0, 1] (0: off), got 1.5" in capsys.readouterr().err
 
 
 def test_cli_paper_table_at_05_through_the_bundled_names(tmp_path):

@@ -240,6 +240,13 @@ def test_a_stalled_pipe_is_given_up_after_the_timeout(detector, stream, offline,
     assert kept and set(kept) < renamed(offline, "pipe")
 
 
+def test_a_models_own_voting_is_left_out_live(stream, offline, tmp_path):
+    voting = Detector.load(small_model(tmp_path / "voting", vote_iou=0.4), **SETTINGS)
+    assert voting(stream) != offline  # offline, the model's voting moves boundaries
+    live = {found.detection for found in live_detections(voting, stream)}
+    assert live == renamed(offline, video_name(stream))
+
+
 def test_options_that_need_the_whole_video_are_refused(model_dir, stream, capsys):
     base = ["--quiet", "detect", str(stream), "--live", "--model", str(model_dir)]
     assert cli.main([*base, "--top-k", "3"]) == 1

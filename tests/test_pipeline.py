@@ -10,7 +10,7 @@ from videos import numbered_frames, write_video
 from scnn.clips import assemble_clips
 from scnn.detect import Detector
 from scnn.errors import VideoError
-from scnn.pipeline import chunk_windows, cpu_batch_size
+from scnn.pipeline import chunk_windows, cpu_batch_size, probabilities
 from scnn.video import read_frames
 from scnn.windows import WindowConfig, window_grid
 
@@ -59,10 +59,28 @@ def test_streaming_equals_whole_video_computation(model_dir, video):
     assert set(windows.videos) == {"clip one"}
 
 
-def test_every_grid_window_reaches_the_networks_at_threshold_zero(model_dir, video):
-    windows = Detector.load(model_dir, proposal_threshold=0.0).score_windows(video)
+class _NotToBeRun(torch.nn.Module):
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the proposal network ran")
+
+
+def test_every_grid_window_reaches_the_localization_network_alone_at_threshold_zero(
+    model_dir, video
+):
+    detector = Detector.load(model_dir, proposal_threshold=0.0, lanes=1)
+    detector.networks.proposal = _NotToBeRun()
+    windows = detector.score_windows(video)
     # L = 16..512, stride L/4, last frame <= 700: 172 + 84 + 40 + 18 + 7 + 2 windows
     assert len(windows) == len(window_grid(700)) == 323
+
+
+def test_probabilities_near_one_keep_their_order():
+    logits = torch.tensor([[0.0, 20.0], [0.0, 30.0]])
+    assert torch.softmax(logits, dim=1)[:, 1].tolist() == [1.0, 1.0]  # float32 ties them
+    p = probabilities(logits)[:, 1]
+    assert p.dtype == torch.float64
+    assert p.tolist() == pytest.approx([1 / (1 + np.exp(-20)), 1 / (1 + np.exp(-30))], rel=1e-15)
+    assert p[0] < p[1] < 1.0
 
 
 @pytest.mark.parametrize("first_end", [0, 400])

@@ -5,6 +5,7 @@ import pytest
 
 from scnn.errors import ScnnError
 from scnn.postprocess import (
+    log_odds,
     nms,
     postprocess,
     reference_nms,
@@ -123,21 +124,33 @@ def test_window_length_missing_from_the_prior_is_an_error():
         postprocess(_windows_of_lengths((32, 128)), nms_iou=1.0, prior=prior)
 
 
-def test_vote_boundaries_is_the_score_weighted_mean_of_the_overlapping_windows():
+def _scores_of_log_odds(log_odds: list[float]) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.array(log_odds)))
+
+
+def test_vote_boundaries_is_the_log_odds_weighted_mean_of_the_overlapping_windows():
     windows = np.array([[0.0, 4.0], [0.0, 2.0], [1.0, 5.0], [10.0, 12.0]])
-    scores = np.array([0.6, 0.3, 0.1, 0.9])
+    scores = _scores_of_log_odds([3.0, 2.0, 1.0, 5.0])
     # IoU with [0, 4]: 1, 0.5, 0.6, 0; the last is too far to vote.
     voted = vote_boundaries(windows[:1], windows, scores, 0.5)
-    np.testing.assert_allclose(voted, [[(0.6 * 0 + 0.3 * 0 + 0.1 * 1) / 1.0, (2.4 + 0.6 + 0.5)]])
-    # At 0.55 the half-length window no longer votes: (0.6 [0, 4] + 0.1 [1, 5]) / 0.7.
+    np.testing.assert_allclose(voted, [[(3 * 0 + 2 * 0 + 1 * 1) / 6, (3 * 4 + 2 * 2 + 1 * 5) / 6]])
+    # At 0.55 the half-length window no longer votes: (3 [0, 4] + 1 [1, 5]) / 4.
     voted = vote_boundaries(windows[:1], windows, scores, 0.55)
-    np.testing.assert_allclose(voted, [[0.1 / 0.7, (2.4 + 0.5) / 0.7]])
+    np.testing.assert_allclose(voted, [[1 / 4, (12 + 5) / 4]])
 
 
-def test_vote_boundaries_keeps_a_segment_whose_voters_all_score_zero():
+def test_vote_boundaries_keeps_a_segment_whose_voters_all_score_at_most_one_half():
     windows = np.array([[0.0, 4.0], [1.0, 5.0]])
-    voted = vote_boundaries(windows, windows, np.zeros(2), 0.5)
+    voted = vote_boundaries(windows, windows, np.array([0.5, 0.2]), 0.5)
     np.testing.assert_array_equal(voted, windows)
+
+
+def test_log_odds_is_finite_at_one_and_floored_at_zero():
+    np.testing.assert_allclose(
+        log_odds(np.array([0.75, 0.9, 0.5, 0.1])), [np.log(3), np.log(9), 0, 0]
+    )
+    at_one = log_odds(np.array([1.0, 1.0 - 1e-12]))
+    assert np.isfinite(at_one).all() and at_one[0] > at_one[1] > 27
 
 
 def test_postprocess_votes_within_video_and_class_after_nms():
@@ -150,7 +163,10 @@ def test_postprocess_votes_within_video_and_class_after_nms():
         ("a", "B", 0.5),
     ]
     assert detections[0].start_s == pytest.approx(0.04)
-    assert detections[0].end_s == pytest.approx((0.9 * 0.64 + 0.6 * 1.28) / 1.5)
+    weights = np.log(9), np.log(1.5)  # the log-odds of 0.9 and 0.6
+    assert detections[0].end_s == pytest.approx(
+        (weights[0] * 0.64 + weights[1] * 1.28) / sum(weights)
+    )
     assert (detections[1].start_s, detections[1].end_s) == pytest.approx((0.36, 0.96))
     assert (detections[2].start_s, detections[2].end_s) == pytest.approx((4.04, 4.64))
     plain = postprocess(_windows(), nms_iou=0.4)
@@ -171,7 +187,9 @@ def test_postprocess_suppresses_again_what_voting_moved_together():
         classes=("A",),
     )
     # NMS at 0.4 keeps [0, 4] and [3, 7] (IoU 1/7); [1.5, 5.5] (IoU 5/11 with each) votes
-    # for both, which moves them to IoU 0.44 with each other: the second goes.
+    # for both, which moves them to [0.58, 4.58] and [2.25, 6.25], IoU 0.41: the second goes.
     assert len(postprocess(windows, nms_iou=0.4)) == 2
     (voted,) = postprocess(windows, nms_iou=0.4, vote_iou=0.45)
-    assert (voted.start_s, voted.end_s) == pytest.approx((1.2 / 1.7, (3.6 + 4.4) / 1.7))
+    high, low = np.log(9), np.log(4)  # the log-odds of 0.9 and 0.8
+    expected = (low * 1.5 / (high + low), (high * 4 + low * 5.5) / (high + low))
+    assert (voted.start_s, voted.end_s) == pytest.approx(expected)

@@ -54,6 +54,19 @@ def test_training_windows_labelled_by_stage_with_trimmed_clips_appended(tmp_path
     assert (classification.label[-1], classification.iou[-1]) == (1, 1.0)
 
 
+def test_the_localization_stage_may_draw_its_own_share_of_background(tmp_path):
+    data = training_data(tmp_path, {})
+    richer = replace(CONFIG, data=replace(CONFIG.data, localization_background_ratio=12.0))
+    # One positive window; background per positive (binary) or per class (2 classes).
+    counts = {
+        stage.name: int((stage_samples(stage, richer, data, train=True).label == 0).sum())
+        for stage in STAGES
+    }
+    assert counts == {"proposal": 4, "classification": 2, "localization": 6}
+    same = stage_samples(LOCALIZATION, CONFIG, data, train=True)
+    assert int((same.label == 0).sum()) == 2
+
+
 def test_validation_windows_are_evenly_spaced_and_leave_out_trimmed_clips(tmp_path):
     data = training_data(tmp_path, {"clip": 1})
     kept = stage_samples(PROPOSAL, CONFIG, data, train=False)

@@ -137,6 +137,10 @@ def test_scnn_train_writes_a_model_directory(synth_root, tmp_path):
         "3",
         "--set",
         "log_every=1",
+        "--set",
+        "proposal_threshold=0.5",
+        "--set",
+        "vote_iou=0.3",
     ]
     assert cli.main(argv) == 0
     saved = json.loads((out / "config.json").read_text())
@@ -146,6 +150,7 @@ def test_scnn_train_writes_a_model_directory(synth_root, tmp_path):
     assert list(model.prior) == [16, 32, 64]  # the config's window lengths
     assert all(weights.shape == (2,) for weights in model.prior.values())  # 2 classes
     assert set(model.metrics) == {"proposal", "classification", "localization"}
+    assert (model.proposal_threshold, model.vote_iou) == (0.5, 0.3)  # detection's defaults
     localization = build_network(3, model.options, model.clip)
     localization.load_state_dict(load_file(out / "localization" / "weights.safetensors"))
     clips = torch.randn(2, 3, 16, 32, 32)

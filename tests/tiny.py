@@ -78,6 +78,7 @@ def random_model(
     windows: WindowConfig = MODEL_WINDOWS,
     prior: Mapping[int, np.ndarray] | None = None,
     mean_cube: torch.Tensor | None = None,
+    vote_iou: float | None = None,
 ) -> Path:
     """A model directory with seeded random weights: detection runs end to end, nothing is
     learnt. The prior defaults to uniform (1 / number of window lengths)."""
@@ -96,6 +97,7 @@ def random_model(
         config={},
         metrics={},
         mean_cube=mean_cube,
+        vote_iou=vote_iou,
     )
     return path
 
@@ -106,7 +108,7 @@ SMALL_WINDOWS = WindowConfig((16, 32))
 SMALL_CLASSES = ("jump", "run")
 
 
-def small_model(path: Path) -> Path:
+def small_model(path: Path, vote_iou: float | None = None) -> Path:
     """A random model with two classes and two window lengths (16, 32 frames) on 64x48 frames:
     cheap enough to load once per bad input."""
     prior = {length: np.full(len(SMALL_CLASSES), 0.5) for length in SMALL_WINDOWS.lengths_frames}
@@ -117,6 +119,7 @@ def small_model(path: Path) -> Path:
         options=SMALL_OPTIONS,
         windows=SMALL_WINDOWS,
         prior=prior,
+        vote_iou=vote_iou,
     )
 
 

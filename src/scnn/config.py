@@ -65,7 +65,10 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast where the device computes bf16 natively (precision.py)
     channels_last: bool = True  # channels_last_3d memory format (faster on CPU and GPU)
     compile: str = ""  # torch.compile mode of the training step (COMPILE_MODES); "": eager
-    use_prior: bool = True  # detection weights scores by the window-length prior (method.md §4)
+    # Detection's defaults written into the model directory (modelfile.LoadedModel):
+    use_prior: bool = True  # weight scores by the window-length prior (method.md §4)
+    proposal_threshold: float = 0.7  # P(action) to reach the localization network; 0: no filter
+    vote_iou: float = 0.0  # boundary voting (postprocess.vote_boundaries); 0: off, as S-CNN
     seed: int = 0
     deterministic: bool = False  # deterministic kernels: a resumed run equals an uninterrupted one
 
@@ -76,6 +79,9 @@ class TrainConfig:
         for name in ("batch_size", "steps", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ScnnError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("proposal_threshold", "vote_iou"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ScnnError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 # --- configs: TOML files that list only what differs from the defaults ---------------------

@@ -35,6 +35,8 @@ class DataConfig:
     train_subset: str = "training"  # subset of the annotations that trains (all if no subsets)
     val_subset: str = "validation"  # held-out subset for the validation of each stage
     background_ratio: float = 1.0  # background windows per positive (binary) or per class
+    # the localization stage's own background_ratio (beyond S-CNN, docs/accuracy.md); 0: the same
+    localization_background_ratio: float = 0.0
     val_samples: int = 1000  # at most this many validation windows per stage (evenly spaced)
 
 

@@ -41,7 +41,7 @@ class DetectConfig:
     top_k: int | None = None
     batch_size: int | None = None  # None: cpu_batch_size on a CPU, GPU_BATCH_SIZE on CUDA
     use_prior: bool | None = None  # weight scores by the window-length prior
-    vote_iou: float | None = None  # boundary voting after NMS (postprocess.vote_boundaries)
+    vote_iou: float | None = None  # boundary voting after NMS (postprocess.vote_boundaries); 0: off
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
     compile: str = ""  # torch.compile mode for both networks (e.g. "default"); "": eager
     # Processes decoding one long video by time segments (parallel_decode.py). None: 1 on a
@@ -128,12 +128,13 @@ class Detector:
         the model's defaults where the config leaves them; also what scnn.live applies."""
         nms, use_prior = self.config.nms_threshold, self.config.use_prior
         use_prior = self.model.use_prior if use_prior is None else use_prior
+        vote_iou = self.model.vote_iou if self.config.vote_iou is None else self.config.vote_iou
         return {
             "nms_iou": self.model.nms_threshold if nms is None else nms,
             "prior": self.model.prior if use_prior else None,
             "top_k": self.config.top_k,
             "min_score": self.config.min_score,
-            "vote_iou": self.config.vote_iou,
+            "vote_iou": vote_iou,
         }
 
     def score_windows(

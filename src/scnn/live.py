@@ -211,8 +211,9 @@ def live_detections(
     settings = detector.postprocess_settings()
     if settings["top_k"] is not None:
         raise ScnnError("--top-k ranks a whole video; live detection cannot honour it")
-    if settings["vote_iou"] is not None:
+    if detector.config.vote_iou:
         raise ScnnError("--vote-iou moves boundaries after NMS; live detection cannot honour it")
+    settings["vote_iou"] = None  # nor the model's default: live gives the windows' boundaries
     model, name = detector.model, video_name(source)
     nms, grid = LiveNms(settings["nms_iou"], model.windows, model.fps), _Grid()
     for step in source_steps(source, detector.networks, model, timeout_s):

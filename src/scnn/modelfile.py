@@ -64,6 +64,8 @@ class LoadedModel:
     # (clip_frames, height, width, 3) RGB per-pixel mean of the decoded frames, subtracted
     # instead of clip.mean_rgb (scnn.clips.crop_mean_cube); None: the per-channel mean
     mean_cube: torch.Tensor | None = None
+    # boundary voting's IoU by default (postprocess.vote_boundaries); None: off, as S-CNN
+    vote_iou: float | None = None
 
 
 def state_bytes(model: torch.nn.Module) -> bytes:
@@ -123,11 +125,13 @@ def save_model(
     fps: float = FPS,
     use_prior: bool = True,
     mean_cube: torch.Tensor | None = None,
+    proposal_threshold: float = PROPOSAL_THRESHOLD,
+    vote_iou: float | None = None,
 ) -> None:
     """Write the model directory at ``path``; each file is written atomically, model.json last,
     so a directory with a model.json is complete. ``prior`` maps each of ``windows``' lengths
     to the weight of each class; model.json holds its rows in the order of those lengths.
-    ``mean_cube``: see LoadedModel."""
+    ``mean_cube``, ``proposal_threshold``, ``vote_iou``: detection's defaults, see LoadedModel."""
     prior_rows = _prior_rows(prior, windows, len(classes), path)
     path = Path(path)
     atomic_write_bytes(path / PROPOSAL_WEIGHTS, state_bytes(proposal))
@@ -145,9 +149,10 @@ def save_model(
         "clip": dataclasses.asdict(clip),
         "model": dataclasses.asdict(options),
         "thresholds": {
-            "proposal": PROPOSAL_THRESHOLD,
+            "proposal": proposal_threshold,
             "nms": NMS_THRESHOLD,
             "use_prior": use_prior,
+            "vote_iou": vote_iou,
         },
         "mean_cube": mean_cube is not None,
         "config": config,
@@ -212,6 +217,8 @@ def load_model(path: str | Path) -> LoadedModel:
         proposal_threshold = float(description["thresholds"]["proposal"])
         nms_threshold = float(description["thresholds"]["nms"])
         use_prior = bool(description["thresholds"].get("use_prior", True))
+        vote_iou = description["thresholds"].get("vote_iou")
+        vote_iou = None if vote_iou is None else float(vote_iou)
         config, metrics = description["config"], description["metrics"]
         has_mean_cube = bool(description.get("mean_cube", False))
     except (ValueError, KeyError, TypeError) as exc:
@@ -249,6 +256,7 @@ def load_model(path: str | Path) -> LoadedModel:
         config=config,
         metrics=metrics,
         mean_cube=mean_cube,
+        vote_iou=vote_iou,
     )
 
 

@@ -103,7 +103,8 @@ class ClipQueue:
 class Networks:
     """Both networks as prediction runs them (:func:`inference_network`), and how a batch of
     clips goes through them: the proposal network, then the localization network for the
-    windows with P(action) ≥ ``proposal_threshold``."""
+    windows with P(action) ≥ ``proposal_threshold`` (a threshold ≤ 0 skips the proposal
+    network: every window goes to the localization network)."""
 
     proposal: torch.nn.Module
     localization: torch.nn.Module
@@ -154,6 +155,9 @@ class Networks:
         size, scored = self.batch_size, []
         while len(proposals) >= size or (final and len(proposals)):
             clips, rows = proposals.pop(size)
+            if self.proposal_threshold <= 0:  # every window passes: the network is not run
+                survivors.push(clips, rows)
+                continue
             p_action = self._softmax(self.proposal, self._input(clips))[:, 1]
             keep = (p_action >= self.proposal_threshold).numpy()
             survivors.push(clips[torch.from_numpy(keep).to(clips.device)], rows[keep])
@@ -173,8 +177,14 @@ class Networks:
         if self.padded and count < self.batch_size:
             padding = clips[:1].expand(self.batch_size - count, *clips.shape[1:])
             clips = torch.cat([clips, padding]).contiguous(memory_format=torch.channels_last_3d)
-        logits = network(clips)
-        return torch.softmax(logits[:count].float(), dim=1).cpu()
+        return probabilities(network(clips)[:count]).cpu()
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """The softmax of ``logits`` in float64: a float32 softmax rounds every P > 1 − 3e-8 to
+    exactly 1, and the windows it ties then lose the order NMS and AP rank them by (a trained
+    localization network scores many windows that high; docs/accuracy.md)."""
+    return torch.softmax(logits.double(), dim=1)
 
 
 def _background_chunks(

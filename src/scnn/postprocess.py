@@ -123,13 +123,13 @@ def postprocess(
     :func:`window_length_prior` over ``windows.classes``; a length it lacks is an error),
     optionally drops scores below ``min_score``, runs :func:`nms` per video and class,
     optionally moves each kept window's boundaries by :func:`vote_boundaries` (``vote_iou``;
-    None: the windows' own, as S-CNN) and runs NMS again on the moved ones (voting can move two
+    None or 0: the windows' own, as S-CNN) and runs NMS again on the moved ones (voting can move two
     onto one instance), and optionally keeps each video's ``top_k`` best.
     Equal scores keep the authors' order: video name, class index, NMS pick order (their
     results depend on it after 5-digit rounding).
     """
-    if vote_iou is not None and not 0.0 < vote_iou <= 1.0:
-        raise ScnnError(f"the voting IoU must be in (0, 1], got {vote_iou}")
+    if vote_iou is not None and not 0.0 <= vote_iou <= 1.0:
+        raise ScnnError(f"the voting IoU must be in [0, 1] (0: off), got {vote_iou}")
     keep, scores, labels = weighted_scores(windows, prior, min_score)
     videos = windows.videos[keep]
     group_order = np.lexsort((labels, videos))
@@ -146,7 +146,7 @@ def postprocess(
     for group in np.split(group_order, bounds):
         if len(group):
             kept = group[nms(segments[group], scores[group], nms_iou)]
-            if vote_iou is not None:
+            if vote_iou:
                 bounds_s[kept] = vote_boundaries(
                     segments[kept], segments[group], scores[group], vote_iou
                 )
@@ -171,18 +171,28 @@ def postprocess(
 def vote_boundaries(
     kept: np.ndarray, windows: np.ndarray, scores: np.ndarray, vote_iou: float
 ) -> np.ndarray:
-    """Each kept segment's start and end as the score-weighted mean of those of the
-    ``windows`` (same video and class, kept ones included) whose IoU with it is ≥ ``vote_iou``.
+    """Each kept segment's start and end as the mean of those of the ``windows`` (same video
+    and class, kept ones included) whose IoU with it is ≥ ``vote_iou``, each weighted by the
+    log-odds of its score, log(s / (1 − s)), floored at 0.
 
     Beyond S-CNN (box voting, Gidaris and Komodakis, ICCV 2015): the grid's lengths double
     from one to the next, so an instance between two lengths fits no window well; the windows
-    that agree on it, weighted by confidence, place its boundaries between the grid's.
-    ``kept`` ``(M, 2)``, ``windows`` ``(N, 2)``, ``scores`` ``(N,)``; returns ``(M, 2)``. A
-    segment whose voters all score 0 keeps its boundaries.
+    that agree on it, weighted by confidence, place its boundaries between the grid's. The
+    log-odds, not the score, weigh them: the localization network's scores crowd against 1,
+    where a window at 1 − 1e-9 and one at 1 − 1e-3 would otherwise count alike.
+    ``kept`` ``(M, 2)``, ``windows`` ``(N, 2)``, ``scores`` ``(N,)`` in [0, 1]; returns
+    ``(M, 2)``. A segment whose voters all score ≤ 0.5 keeps its boundaries.
     """
-    weights = np.where(temporal_iou(kept, windows) >= vote_iou, scores[None, :], 0.0)
+    weights = np.where(temporal_iou(kept, windows) >= vote_iou, log_odds(scores)[None, :], 0.0)
     total = weights.sum(axis=1, keepdims=True)
     return np.where(total > 0, weights @ windows / np.where(total > 0, total, 1.0), kept)
+
+
+def log_odds(scores: np.ndarray) -> np.ndarray:
+    """``log(s / (1 − s))`` floored at 0 and capped at float64's resolution below 1 (a score
+    of exactly 1 gives ≈ 36.7, not infinity)."""
+    clipped = np.clip(np.asarray(scores, dtype=np.float64), 0.5, 1.0 - np.finfo(np.float64).epsneg)
+    return np.log(clipped) - np.log1p(-clipped)
 
 
 def weighted_scores(

@@ -129,7 +129,12 @@ def _settings_key(detector: Detector) -> str:
         },
         "device": detector.device.type,  # precision "auto" depends on it
         "prior": [weights.tolist() for weights in model.prior.values()],
-        "thresholds": [model.proposal_threshold, model.nms_threshold, model.use_prior],
+        "thresholds": [
+            model.proposal_threshold,
+            model.nms_threshold,
+            model.use_prior,
+            model.vote_iou,
+        ],
         "windows": dataclasses.asdict(model.windows),
         "clip": dataclasses.asdict(model.clip),
         "fps": model.fps,

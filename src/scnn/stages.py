@@ -126,13 +126,16 @@ def stage_samples(stage: Stage, config: TrainConfig, data: TrainingData, *, trai
     """The labelled windows a stage trains on (plus trimmed clips) or validates on (at most
     ``config.data.val_samples``, evenly spaced so every video is represented)."""
     rng = np.random.default_rng((config.seed, STAGES.index(stage) if stage in STAGES else 0))
+    background_ratio = config.data.background_ratio
+    if stage is LOCALIZATION and config.data.localization_background_ratio > 0:
+        background_ratio = config.data.localization_background_ratio
     samples = window_samples(
         data.train_gt if train else data.val_gt,
         data.train_frames if train else data.val_frames,
         binary=stage.binary,
         windows=config.windows,
         labels=config.labels,
-        background_ratio=config.data.background_ratio,
+        background_ratio=background_ratio,
         rng=rng,
     )
     if train and data.trimmed:

@@ -423,6 +423,8 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         metrics=metrics,
         use_prior=config.use_prior,
         mean_cube=training_mean_cube(config),
+        proposal_threshold=config.proposal_threshold,
+        vote_iou=config.vote_iou or None,
     )
     return model_dir
 

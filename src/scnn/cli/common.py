@@ -37,16 +37,17 @@ def add_class_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_vote_option(parser: argparse.ArgumentParser) -> None:
-    """``--vote-iou``: boundary voting after NMS (postprocess.vote_boundaries)."""
+def add_vote_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--vote-iou``: boundary voting after NMS (postprocess.vote_boundaries); ``default``
+    says what happens without it."""
     parser.add_argument(
         "--vote-iou",
         type=float,
         default=None,
         metavar="IOU",
-        help="beyond S-CNN: move each detection's boundaries to the score-weighted mean of the "
-        "same-class windows with IoU >= this with it (docs/accuracy.md; default: off, the "
-        "windows' own boundaries)",
+        help="beyond S-CNN: move each detection's boundaries to the confidence-weighted mean "
+        "of the same-class windows with IoU >= this with it (docs/accuracy.md); 0: off, the "
+        f"windows' own boundaries (default: {default})",
     )
 
 

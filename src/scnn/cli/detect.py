@@ -86,8 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--proposal-threshold",
         type=float,
         default=None,
-        help="P(action) a window needs to reach the localization network (default: the "
-        "model's, 0.7)",
+        help="P(action) a window needs to reach the localization network; 0: every window, "
+        "without running the proposal network (default: the model's: 0.7 for the faithful "
+        "config, 0 for the bundled model)",
     )
     parser.add_argument(
         "--nms",
@@ -104,7 +105,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--min-score", type=float, default=None, help="drop scores below (off)")
     parser.add_argument("--top-k", type=int, default=None, help="keep the best K per video (off)")
-    add_vote_option(parser)
+    add_vote_option(
+        parser, "the model's: 0.4 for the bundled model, off for models of the faithful config"
+    )
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -49,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--min-score", type=float, default=None, help="drop weighted scores below this (off)"
     )
-    add_vote_option(parser)
+    add_vote_option(parser, "off")
     parser.set_defaults(run=run)
 
 
