@@ -124,8 +124,9 @@ class Detector:
         return postprocess(windows, **self.postprocess_settings())
 
     def postprocess_settings(self) -> dict:
-        """:func:`postprocess`'s settings (``nms_iou``, ``prior``, ``top_k``, ``min_score``),
-        the model's defaults where the config leaves them; also what scnn.live applies."""
+        """:func:`postprocess`'s settings (``nms_iou``, ``prior``, ``top_k``, ``min_score``,
+        ``vote_iou``), the model's defaults where the config leaves them; also what scnn.live
+        applies (without voting)."""
         nms, use_prior = self.config.nms_threshold, self.config.use_prior
         use_prior = self.model.use_prior if use_prior is None else use_prior
         vote_iou = self.model.vote_iou if self.config.vote_iou is None else self.config.vote_iou
