@@ -9,6 +9,7 @@ reproduce the paper's table (benchmarks/thumos14_table.py).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -207,7 +208,8 @@ def vote_boundaries(
     ``kept`` ``(M, 2)``, ``windows`` ``(N, 2)``, ``scores`` ``(N,)`` in [0, 1]; returns
     ``(M, 2)``. A segment whose voters all score ≤ 0.5 keeps its boundaries.
     Each kept segment is compared only with the windows it overlaps in time, so time and
-    memory grow with M + N, not M·N.
+    memory grow with M + N, not M·N; the sums are exactly rounded (math.fsum), so a
+    segment's boundaries depend on its voters alone, not on their order or on the others.
     """
     kept = np.asarray(kept, dtype=np.float64).reshape(-1, 2)
     windows = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
@@ -217,9 +219,10 @@ def vote_boundaries(
     for k, (first, last) in enumerate(zip(*index.ranges(kept), strict=True)):
         near = index.between(first, last)
         near = near[temporal_iou(kept[k], windows[near])[0] >= vote_iou]
-        total = weights[near].sum()
+        total = math.fsum(weights[near])
         if total > 0:
-            voted[k] = weights[near] @ windows[near] / total
+            products = weights[near, None] * windows[near]
+            voted[k] = math.fsum(products[:, 0]) / total, math.fsum(products[:, 1]) / total
     return voted
 
 
