@@ -83,31 +83,35 @@ def _rss_mb() -> float:
 
 
 def child(args: argparse.Namespace) -> None:
-    """One job on one video; prints a JSON line: peak RSS, RSS per video minute, and for
-    live detection each detection's finality delay."""
-    frames, trace = 0, []
+    """One job on one video. Prints JSON lines as it goes, so a run cut short still tells
+    what it saw: the RSS after each minute of video (``rss_mb``), for live detection each
+    detection's finality delay (``delay_s``, at ``frames``), and at the end the peak
+    (``peak_mb``) with the job's count."""
+    frames, minutes = 0, 0
+
+    def say(**fields) -> None:
+        print(json.dumps(fields), flush=True)
 
     def progress(new_frames: int) -> None:
-        nonlocal frames
+        nonlocal frames, minutes
         frames += new_frames
-        while frames >= (len(trace) + 1) * 60 * FPS:
-            trace.append(_rss_mb())
+        while frames >= (minutes + 1) * 60 * FPS:
+            minutes += 1
+            say(minute=minutes, rss_mb=_rss_mb())
 
-    video, result = args.child_video, {}
+    video, count = args.child_video, 0
     start = time.perf_counter()
     if args.job == "detect":
-        result["detections"] = len(Detector.load()(video, progress))
+        count = len(Detector.load()(video, progress))
     elif args.job == "live":
-        delays = []
         for found in live_detections(Detector.load(), video, progress=progress):
-            delays.append((found.frames_seen / FPS - found.detection.end_s, found.frames_seen))
-        result["delays"] = delays
+            count += 1
+            say(delay_s=found.frames_seen / FPS - found.detection.end_s, frames=found.frames_seen)
     else:
         with tempfile.TemporaryDirectory() as out:
             extractor = Extractor(model_source(None), FeatureConfig())
-            result["rows"] = extractor(video, Path(out) / "video.npy", progress).rows
-    result |= {"seconds": time.perf_counter() - start, "trace_mb": trace}
-    print(json.dumps(result | {"peak_mb": own_peak_rss_mb()}))
+            count = extractor(video, Path(out) / "video.npy", progress).rows
+    say(peak_mb=own_peak_rss_mb(), count=count, seconds=time.perf_counter() - start)
 
 
 def start_child(args: argparse.Namespace, job: str, video: Path) -> subprocess.Popen:
@@ -118,11 +122,25 @@ def start_child(args: argparse.Namespace, job: str, video: Path) -> subprocess.P
 
 
 def child_result(process: subprocess.Popen) -> dict:
-    """The JSON line of a child from :func:`start_child`, once it has ended."""
+    """What a child from :func:`start_child` printed, once it has ended: ``trace_mb`` (RSS
+    per minute), ``delays`` ((delay, frames) pairs) and its last line's fields."""
     output, _ = process.communicate()
     if process.returncode:
         raise SystemExit(f"{' '.join(process.args)} failed ({process.returncode})")
-    return json.loads(output.splitlines()[-1])
+    return read_child_lines(output.splitlines())
+
+
+def read_child_lines(lines: list[str]) -> dict:
+    """The lines of :func:`child` gathered: see :func:`child_result`."""
+    result: dict = {"trace_mb": [], "delays": []}
+    for line in map(json.loads, lines):
+        if "rss_mb" in line:
+            result["trace_mb"].append(line["rss_mb"])
+        elif "delay_s" in line:
+            result["delays"].append((line["delay_s"], line["frames"]))
+        else:
+            result |= line
+    return result
 
 
 def measure(bench: Bench) -> None:
@@ -149,7 +167,7 @@ def measure_all(
     for job in ("detect", "features"):
         for minutes in lengths_min:
             found = results[job][minutes]
-            extra = f"{found['detections']} detections" if job == "detect" else ""
+            extra = f"{found['count']} detections" if job == "detect" else ""
             add(
                 Row(
                     "memory",
