@@ -23,6 +23,7 @@ from caffe_writer import (
 from tiny import MODEL_CLIP, MODEL_OPTIONS, random_model
 from videos import write_video
 
+from scnn import train
 from scnn.bundled_data import resolve_ground_truth
 from scnn.caffe import (
     CAFFE_NAMES,
@@ -32,7 +33,7 @@ from scnn.caffe import (
     load_caffe_weights,
     read_mean_cube,
 )
-from scnn.cli import main
+from scnn.cli import EXIT_ERROR, main
 from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError, ScnnError
 from scnn.formats import load_ground_truth
@@ -40,7 +41,7 @@ from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import C3D, ModelOptions
 from scnn.modelfile import load_model
 from scnn.postprocess import window_length_prior
-from scnn.pretrained import load_pretrained
+from scnn.pretrained import load_pretrained, training_config
 from scnn.video import read_frames
 from scnn.windows import window_grid
 
@@ -440,3 +441,33 @@ def test_init_from_tells_a_caffe_model_a_model_directory_and_a_pickle_apart(tmp_
     model = C3D(21, **SMALL)
     _init(model, pickle)
     assert torch.equal(model.fc6.bias, source.proposal.fc6.bias)
+
+
+def test_a_caffe_file_trains_on_bgr_frames_and_a_contradiction_is_one_error(tmp_path, capsys):
+    """The Sports-1M C3D learnt on BGR frames with Caffe's pooling: as ``--init-from`` it sets
+    both, and a config that says otherwise is refused, never trained on RGB by accident."""
+    weights = tmp_path / "conv3d_deepnetA_sport1m_iter_1900000"
+    weights.write_bytes(message_field(1, b"conv3d_deepnetA"))  # a NetParameter begins so
+    config = training_config("thumos14", {"init_from": str(weights)})
+    assert config.clip.bgr and config.model.pooling == "caffe"
+    assert (config.clip.frame_size, config.clip.crop_size, config.clip.std_rgb) == (
+        (171, 128),
+        112,
+        (1.0, 1.0, 1.0),
+    )
+    assert not training_config("thumos14").clip.bgr  # other weights: the config's own
+    assert training_config("thumos14", {"init_from": str(weights), "clip.bgr": True}) == config
+    command = ["train", "--config", "thumos14", "--annotations", "thumos14-val"]
+    command += ["--videos", str(tmp_path), "--out", str(tmp_path / "run")]
+    command += ["--init-from", str(weights), "--set", "clip.bgr=false"]
+    assert main(command) == EXIT_ERROR
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "clip.bgr=false contradicts the weights" in error
+    assert str(weights) in error and not (tmp_path / "run").exists()
+    with pytest.raises(ScnnError, match=r"model.pooling=\"padded\" contradicts"):
+        training_config("thumos14", {"init_from": str(weights), "model.pooling": "padded"})
+    with pytest.raises(ScnnError, match=r"model.width=0.125, model.batch_norm=true, .*contradicts"):
+        training_config("synthetic_cpu", {"init_from": str(weights)})
+    rgb = replace(config, clip=replace(config.clip, bgr=False))  # the library call is checked too
+    with pytest.raises(ScnnError, match="clip.bgr=false contradicts the weights"):
+        train.run(rgb, "thumos14-val", tmp_path, tmp_path / "run", progress=False)

@@ -38,6 +38,7 @@ from scnn.model import C3D, build_network
 from scnn.modelfile import load_state, save_model, state_bytes, training_prior
 from scnn.precision import native_bf16
 from scnn.pretrained import (
+    check_follows_weights,
     copy_proposal,
     load_pretrained,
     started_from,
@@ -461,6 +462,7 @@ def run(
     out_dir = Path(out_dir)
     device = training_device(config, world)
     trained = trained_stages(config)  # checked before any video is decoded, as the input is
+    check_follows_weights(config)
     training_convention(config)
     with distributed.process_group(world, distributed.backend_for(device)):
         write_run_config(out_dir, config, resume=resume, world=world)
