@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from detecting import EVERY_WINDOW, assert_same_windows, long_video
-from tiny import MODEL_CLIP as CLIP
+from tiny import MODEL_CLIP
 from videos import numbered_frames, write_video
 
 from scnn.clips import assemble_clips
@@ -13,6 +13,8 @@ from scnn.errors import VideoError
 from scnn.pipeline import chunk_windows, cpu_batch_size, probabilities
 from scnn.video import read_frames
 from scnn.windows import WindowConfig, window_grid
+
+CLIP = MODEL_CLIP.convention()
 
 
 def whole_video_scores(detector: Detector, path) -> tuple[np.ndarray, ...]:
