@@ -13,8 +13,8 @@ from videos import numbered_frames, write_video
 from scnn import cli
 from scnn.cli import build_parser
 from scnn.detect import BUNDLED_MODEL, PRECISIONS
-from scnn.modelfile import load_model
 from scnn.evaluate import PROTOCOLS
+from scnn.modelfile import load_model
 from scnn.stages import STAGES
 
 
