@@ -1,6 +1,6 @@
 """Time `evaluate` on 1 000 000 detections against the THUMOS14 test ground truth.
 
-Target (issue 3): under 10 s per protocol, all of its thresholds together. The detections are
+Target: under 10 s per protocol, all of its thresholds together. The detections are
 made on the spot: 30 % are jittered copies of ground-truth instances (so matching has work to
 do), 70 % random segments with random classes; scores have 3 decimals, so ties are common.
 
