@@ -2,9 +2,11 @@
 check against a reference forward written from Caffe's definitions (tests/caffe_writer.py
 writes the files, independently of the reader)."""
 
+import contextlib
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from caffe_writer import (
     write_caffemodel,
     write_mean,
 )
+from readme import readme_command
 from tiny import MODEL_CLIP, MODEL_OPTIONS, random_model
 from videos import write_video
 
@@ -45,6 +48,7 @@ from scnn.pretrained import load_pretrained, training_config
 from scnn.video import read_frames
 from scnn.windows import window_grid
 
+IMPORT_FILES = ("--proposal", "--localization", "--mean")  # of `scnn import-caffe`
 SMALL = dict(width=1 / 16, crop_size=32)  # a C3D small enough to fill quickly
 SMALL_CHANNELS = (4, 8, 16, 16, 32, 32, 32, 32)
 SMALL_FC = 256
@@ -324,21 +328,34 @@ def _test_frames() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def authors_model(tmp_path_factory):
-    """Full-size random-weight proposal and localization files, a mean file, their import."""
+    """Full-size random-weight proposal and localization files and a mean file, where the
+    README's path (a) has them, imported by the README's own command."""
     folder = tmp_path_factory.mktemp("authors")
+    command = readme_command("scnn", "import-caffe")
+    paths = {option: folder / command[command.index(option) + 1] for option in IMPORT_FILES}
     rng = np.random.default_rng(7)
-    arrays = {"proposal": c3d_arrays(rng, 2), "localization": c3d_arrays(rng, 21)}
-    files = {
-        name: write_caffemodel(folder / f"SCNN_{name}_iter_30000", weights)
-        for name, weights in arrays.items()
-    }
+    arrays = {"--proposal": c3d_arrays(rng, 2), "--localization": c3d_arrays(rng, 21)}
+    for option, weights in arrays.items():
+        paths[option].parent.mkdir(parents=True, exist_ok=True)
+        write_caffemodel(paths[option], weights)
     mean_bgr = rng.uniform(60, 140, (3, 16, 128, 171)).astype(np.float32)
-    mean = write_mean(folder / "train01_16_128_171_mean.binaryproto", mean_bgr)
-    out = folder / "model"
-    command = ["import-caffe", "--proposal", str(files["proposal"])]
-    command += ["--localization", str(files["localization"]), "--mean", str(mean), "-o", str(out)]
-    assert main(command) == 0
+    write_mean(paths["--mean"], mean_bgr)
+    with contextlib.chdir(folder):
+        assert main(command[1:]) == 0
+    out = folder / command[command.index("-o") + 1]
+    arrays = {"proposal": arrays["--proposal"], "localization": arrays["--localization"]}
     return out, arrays, mean_bgr
+
+
+def test_the_readmes_detect_command_runs_on_the_imported_model(authors_model):
+    out, _, _ = authors_model
+    command = readme_command("scnn", "detect", "my_video.mp4")
+    write_video(out.parent / command[2], _test_frames(), codec="ffv1", pix_fmt="bgr0")
+    with contextlib.chdir(out.parent):
+        assert main(command[1:]) == 0
+        results = json.loads(Path(command[command.index("-o") + 1]).read_text())["results"]
+    labels = {d["label"] for found in results.values() for d in found}
+    assert set(results) <= {"my_video"} and labels <= set(class_names("thumos14"))
 
 
 def test_imported_model_directory(authors_model):
