@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +24,7 @@ from scnn.errors import ScnnError, VideoError
 from scnn.records import GroundTruth, Instance
 from scnn.windows import LabelConfig, WindowConfig
 
-CLIP = ClipConfig(frame_size=(40, 32), crop_size=24)
+CLIP = ClipConfig(frame_size=(40, 32), crop_size=24).convention()
 
 
 def gradient_frames(count: int) -> np.ndarray:
@@ -154,9 +157,9 @@ def test_the_mean_cube_is_cropped_and_mirrored_with_each_clip(tmp_path):
     np.save(cache.path("clip_a"), frames)
     ones = np.ones(8, np.int64)
     samples = Samples(("clip_a",), ones * 0, ones, ones * 16, ones, ones.astype(np.float32))
-    cube = torch.from_numpy(frames).float()
+    convention = replace(CLIP, mean=torch.from_numpy(frames).float())
     for train in (True, False):
-        data = ClipDataset(samples, cache, CLIP, train=train, seed=3, mean_cube=cube)
+        data = ClipDataset(samples, cache, convention, train=train, seed=3)
         clips = data.__getitems__(range(8))[0]
         assert torch.equal(clips, torch.zeros_like(clips))
     plain = ClipDataset(samples, cache, CLIP, train=True, seed=3).__getitems__(range(8))[0]
@@ -193,10 +196,18 @@ def test_trimmed_clips_give_one_positive_each(tmp_path):
         trimmed_samples({"short": 1}, {"short": 12}, binary=True, clip_frames=16)
 
 
-def test_trimmed_folder_of_unknown_class_is_an_error(tmp_path):
-    encode(tmp_path / "trimmed" / "swim" / "s.mp4", gradient_frames(20))
-    with pytest.raises(ScnnError, match="swim"):
-        trimmed_clip_paths(tmp_path / "trimmed", ("jump", "run"))
+def test_trimmed_folders_of_other_classes_are_left_out_in_one_line(tmp_path, caplog):
+    """UCF101 holds 101 class folders, THUMOS14 trains on 20: the others are counted once."""
+    for name in ("swim", "surf", "jump", "dive", "yoga"):
+        encode(tmp_path / "trimmed" / name / "s.mp4", gradient_frames(20))
+    with caplog.at_level(logging.INFO, logger="scnn.dataset"):
+        clips = trimmed_clip_paths(tmp_path / "trimmed", ("jump", "run"))
+    assert list(clips) == ["trimmed/jump/s"]
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "4 of 5 folders are not among the 2 classes, left out (dive, surf, swim, …)"
+    ]
+    with pytest.raises(ScnnError, match="no folder is named after one of the 1 classes"):
+        trimmed_clip_paths(tmp_path / "trimmed", ("run",))
 
 
 def test_damaged_frame_cache_entries_are_rebuilt(tmp_path):

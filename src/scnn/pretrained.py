@@ -8,24 +8,34 @@
 - else a ``torch.save``-d state dict, the PyTorch port of the Sports-1M C3D: conv1 … fc7.
 
 From a model directory only the stages of ``config.finetune_stages`` train; the proposal
-network, when left out, is the model's own (:func:`trained_stages`). A model directory's
-per-pixel mean cube carries over too (:func:`training_mean_cube`).
+network, when left out, is the model's own (:func:`trained_stages`). The input convention a
+run trains with and records follows its weights (:func:`training_convention`); a Caffe file
+sets the settings its network and input dictate (:func:`training_config`), and a config that
+contradicts them is refused, so BGR-trained weights never get RGB frames by accident.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from scnn.caffe import is_caffe_model, load_caffe_weights, read_mean_cube
-from scnn.clips import ClipConfig
-from scnn.config import TrainConfig
-from scnn.errors import ScnnError
+from scnn.caffe import (
+    CAFFE_OPTIONS,
+    caffe_convention,
+    is_caffe_model,
+    load_caffe_weights,
+    read_mean_cube,
+)
+from scnn.clips import ClipConfig, InputConvention
+from scnn.config import TrainConfig, config_from_dict, config_values, dotted_keys
+from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes
 from scnn.model import C3D, ModelOptions, build_network, copy_pretrained, load_sports1m_weights
-from scnn.modelfile import MODEL_JSON, LoadedModel, check_mean_cube, load_model, state_bytes
+from scnn.modelfile import MODEL_JSON, LoadedModel, load_model, state_bytes
 from scnn.stages import LOCALIZATION, PROPOSAL, STAGES, Stage
 
 BACKGROUND = "background"  # fc8 row 0 of both networks
@@ -84,21 +94,92 @@ def load_pretrained(
         load_sports1m_weights(model, path)
 
 
-def training_mean_cube(config: TrainConfig) -> torch.Tensor | None:
-    """The per-pixel mean a run subtracts instead of ``clip.mean_rgb`` and writes into its
-    model directory: the cube of ``config.mean`` (C3D's mean file), else that of the model
-    directory it starts from, so the network sees the input its weights learnt on; None: none.
-    """
-    own = load_model(config.init_from).mean_cube if is_model_dir(config.init_from) else None
-    if not config.mean:
-        return own
-    if own is not None:
+def weights_settings(init_from: str | Path) -> dict[str, Any]:
+    """The config settings the starting weights dictate, by dotted key: for a C3D Caffe file
+    (the Sports-1M C3D, the authors' networks) its network (caffe.CAFFE_OPTIONS) and input
+    (caffe.caffe_convention: BGR frames of 171×128, crop 112, no scaling); none otherwise (a
+    model directory is checked against its own record, check_compatible)."""
+    if not init_from or is_model_dir(init_from) or not is_caffe_model(init_from):
+        return {}
+    convention = caffe_convention()
+    return {
+        "model.width": CAFFE_OPTIONS.width,
+        "model.batch_norm": CAFFE_OPTIONS.batch_norm,
+        "model.pooling": CAFFE_OPTIONS.pooling,
+        "clip.frame_size": convention.frame_size,
+        "clip.crop_size": convention.crop_size,
+        "clip.clip_frames": convention.clip_frames,
+        "clip.bgr": convention.bgr,
+        "clip.std_rgb": convention.std,
+    }
+
+
+def training_config(name_or_path: str | Path, overrides: Mapping[str, Any] = {}) -> TrainConfig:
+    """``scnn train``'s config (config.load_config) with the settings its ``init_from``
+    weights dictate (:func:`weights_settings`) filled in; settings the config file or the
+    command line give otherwise are one ScnnError naming each and the weights."""
+    values, path = config_values(name_or_path, overrides)
+    given = dotted_keys(values)
+    dictated = weights_settings(given.get("init_from", ""))
+    _check_settings(given, dictated, given.get("init_from", ""))
+    for key, wanted in dictated.items():
+        section, name = key.split(".")
+        values.setdefault(section, {})[name] = list(wanted) if isinstance(wanted, tuple) else wanted
+    return config_from_dict(values, path)
+
+
+def check_follows_weights(config: TrainConfig) -> None:
+    """A config must hold every setting its ``init_from`` weights dictate: a BGR-trained
+    network is never trained on RGB frames, nor a Caffe-pooled one with another pooling."""
+    dictated = weights_settings(config.init_from)
+    given = {
+        key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in dictated
+    }
+    _check_settings(given, dictated, config.init_from)
+
+
+def _check_settings(given: Mapping[str, Any], dictated: Mapping[str, Any], weights: str) -> None:
+    """One ScnnError naming every setting of ``given`` that differs from ``dictated``."""
+    differ = [key for key in dictated if key in given and not _same(given[key], dictated[key])]
+    if differ:
+        ours = ", ".join(f"{key}={_toml(given[key])}" for key in differ)
+        theirs = ", ".join(f"{key}={_toml(dictated[key])}" for key in differ)
         raise ScnnError(
-            "the model directory has its own mean cube: leave out --mean", config.init_from
+            f"{ours} contradicts the weights, which need {theirs}: leave {', '.join(differ)} out",
+            weights,
         )
-    mean_cube = read_mean_cube(config.mean)
-    check_mean_cube(mean_cube, config.clip, Path(config.mean))
-    return mean_cube
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    """Whether a setting has the value the weights need (a TOML list equals a tuple)."""
+    if isinstance(value, list | tuple):
+        return tuple(value) == tuple(wanted)
+    return value is wanted if isinstance(wanted, bool) else value == wanted
+
+
+def _toml(value: Any) -> str:
+    """A setting as the command line writes it: ``true``, ``[171, 128]``, ``"caffe"``."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def training_convention(config: TrainConfig) -> InputConvention:
+    """The input convention a run trains with and writes into its model directory: that of
+    the model directory it starts from, so the network sees the input its weights learnt on;
+    else the clip config's, with the per-pixel cube of ``config.mean`` (C3D's mean file)
+    instead of ``clip.mean_rgb`` when given."""
+    if is_model_dir(config.init_from):
+        if config.mean:
+            raise ScnnError(
+                "the model directory has its own input convention: leave out --mean",
+                config.init_from,
+            )
+        return load_model(config.init_from).convention
+    if not config.mean:
+        return config.clip.convention()
+    try:
+        return config.clip.convention(read_mean_cube(config.mean))
+    except ValueError as exc:
+        raise ModelError(str(exc), config.mean) from exc
 
 
 def copy_proposal(config: TrainConfig, weights: Path) -> None:
@@ -127,7 +208,7 @@ def check_compatible(
         "clip.bgr": (source.clip.bgr, clip.bgr),
         "clip.std_rgb": (source.clip.std_rgb, clip.std_rgb),
     }
-    if source.mean_cube is None:  # a model's mean cube replaces the per-channel mean
+    if source.convention.mean_cube is None:  # a model's mean cube replaces the per-channel mean
         pairs["clip.mean_rgb"] = (source.clip.mean_rgb, clip.mean_rgb)
     differ = [
         f"{key}={theirs!r} in the model, {key}={ours!r} in the config"
