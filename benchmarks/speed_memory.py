@@ -225,7 +225,7 @@ def plot(results: dict, path: Path) -> None:
     axes.set_xlabel("video length (minutes)")
     axes.set_ylabel("MB")
     axes.set_title("scnn memory against video length (bundled model, 96x72, fires often)")
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=7, loc="center right")
     figure.savefig(path, dpi=100)
 
 
