@@ -18,7 +18,6 @@ into the network's tensor, so a 300 MB model needs its network's memory and one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +27,17 @@ import torch
 from torch import nn
 
 from scnn.bundled_data import resolve_class_table, resolve_ground_truth
+from scnn.caffe_res3d import RES3D_CLIP, RES3D_OPTIONS, load_res3d_weights
+from scnn.caffe_wire import (
+    LENGTH_DELIMITED,
+    NET_LAYERS,
+    NET_V1_LAYERS,
+    V11,
+    VARINT,
+    Wire,
+    caffe_release,
+    read_floats,
+)
 from scnn.clips import CLIP_FRAMES, CROP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, ClipConfig
 from scnn.errors import ModelError
 from scnn.formats import load_ground_truth, read_class_table
@@ -56,9 +66,6 @@ TYPE_NAMES = {
 }
 MAX_POOLING = 0  # PoolingParameter.PoolMethod.MAX
 
-# Wire types of protobuf's encoding.
-VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
-NET_LAYERS, NET_NEW_LAYERS = 2, 100
 LAYER_NAME, LAYER_TYPE, LAYER_BLOBS = 4, 5, 6
 LAYER_PARAMS = {10: "convolution", 17: "inner_product", 19: "pooling"}
 BLOB_DIMS, BLOB_DATA = (1, 2, 3, 4, 5), 6
@@ -104,57 +111,7 @@ class Layer:
     params: dict[str, int]  # the fields of its convolution/pooling/inner-product parameters
 
 
-class _Wire:
-    """Protobuf wire-format fields of a message lying in ``file`` between two offsets."""
-
-    def __init__(self, file: BinaryIO, path: Path):
-        self.file = file
-        self.path = path
-        self.size = file.seek(0, 2)
-
-    def fail(self, what: str, where: str) -> ModelError:
-        return ModelError(f"{where}: {what} (not a C3D-v1.0 Caffe model, or truncated)", self.path)
-
-    def _varint(self, offset: int, end: int, where: str) -> tuple[int, int]:
-        self.file.seek(offset)
-        head = self.file.read(min(10, end - offset))
-        value = 0
-        for index, byte in enumerate(head):
-            value |= (byte & 0x7F) << (7 * index)
-            if byte < 0x80:
-                return value, offset + index + 1
-        raise self.fail("a number runs past its message", where)
-
-    def fields(self, start: int, end: int, where: str) -> Iterator[tuple[int, int, int, int]]:
-        """(field number, wire type, value, offset): ``value`` is a varint's value or the
-        byte length of a length-delimited field, whose bytes start at ``offset``."""
-        if end > self.size:
-            raise self.fail(f"needs {end} bytes, the file has {self.size}", where)
-        offset = start
-        while offset < end:
-            key, offset = self._varint(offset, end, where)
-            number, wire = key >> 3, key & 7
-            if wire == VARINT:
-                value, offset = self._varint(offset, end, where)
-                yield number, wire, value, offset
-                continue
-            if wire == LENGTH_DELIMITED:
-                value, offset = self._varint(offset, end, where)
-            elif wire in (FIXED32, FIXED64):
-                value = 4 if wire == FIXED32 else 8
-            else:
-                raise self.fail(f"field {number} has wire type {wire}", where)
-            if offset + value > end:
-                raise self.fail(f"field {number} runs past its message", where)
-            yield number, wire, value, offset
-            offset += value
-
-    def text(self, offset: int, length: int) -> str:
-        self.file.seek(offset)
-        return self.file.read(length).decode("utf-8", errors="replace")
-
-
-def _blob(wire: _Wire, start: int, end: int, where: str) -> Blob:
+def _blob(wire: Wire, start: int, end: int, where: str) -> Blob:
     dims = dict.fromkeys(BLOB_DIMS, 0)
     data: tuple[int, int] | None = None
     for number, kind, value, offset in wire.fields(start, end, where):
@@ -174,7 +131,7 @@ def _blob(wire: _Wire, start: int, end: int, where: str) -> Blob:
     return Blob(shape, data[0], count)
 
 
-def _params(wire: _Wire, kind: str, start: int, end: int, where: str) -> dict[str, int]:
+def _params(wire: Wire, kind: str, start: int, end: int, where: str) -> dict[str, int]:
     known = PARAM_FIELDS[kind]
     params = {name: default for name, default in known.values()}
     for number, wire_type, value, _ in wire.fields(start, end, where):
@@ -183,7 +140,7 @@ def _params(wire: _Wire, kind: str, start: int, end: int, where: str) -> dict[st
     return params
 
 
-def _layer(wire: _Wire, start: int, end: int, index: int) -> Layer:
+def _layer(wire: Wire, start: int, end: int, index: int) -> Layer:
     name, layer_type, blobs, params = f"#{index + 1}", 0, [], {}
     for number, kind, value, offset in wire.fields(start, end, f"layer {name}"):
         if number == LAYER_NAME and kind == LENGTH_DELIMITED:
@@ -200,9 +157,9 @@ def _layer(wire: _Wire, start: int, end: int, index: int) -> Layer:
 
 
 def is_caffe_model(path: str | Path) -> bool:
-    """Whether ``path`` starts as a NetParameter does (its name, field 1, or a layer, field 2),
-    which neither a torch.save zip ("PK") nor a pickle (0x80) does. The authors' files have
-    no suffix (``conv3d_deepnetA_sport1m_iter_1900000``), so the content tells."""
+    """Whether ``path`` starts as a NetParameter does (its name, field 1, or a layer, field 2
+    or 100), which neither a torch.save zip ("PK") nor a pickle (0x80) does. The authors'
+    files have no suffix (``conv3d_deepnetA_sport1m_iter_1900000``), so the content tells."""
     path = Path(path)
     if path.suffix == ".caffemodel":
         return True
@@ -213,7 +170,8 @@ def is_caffe_model(path: str | Path) -> bool:
         return False
     return first in (
         bytes([1 << 3 | LENGTH_DELIMITED]),
-        bytes([NET_LAYERS << 3 | LENGTH_DELIMITED]),
+        bytes([NET_V1_LAYERS << 3 | LENGTH_DELIMITED]),
+        bytes([(NET_LAYERS << 3 | LENGTH_DELIMITED) & 0x7F | 0x80]),  # a varint's first byte
     )
 
 
@@ -224,15 +182,16 @@ def read_layers(path: str | Path) -> dict[str, Layer]:
         raise ModelError("Caffe model file not found", path)
     layers: dict[str, Layer] = {}
     with path.open("rb") as file:
-        wire = _Wire(file, path)
+        wire = Wire(file, path)
         for number, kind, value, offset in wire.fields(0, wire.size, "NetParameter"):
-            if number == NET_NEW_LAYERS:
+            if number == NET_LAYERS:
                 raise ModelError(
-                    "layers in BVLC Caffe's later format (NetParameter field 100); the S-CNN "
-                    "and Sports-1M C3D models are C3D-v1.0 files (field 2)",
+                    "layers in C3D-v1.1's format (BVLC Caffe's later one, NetParameter field "
+                    "100), a Res3D-18 model: it goes with model.backbone res3d18; the C3D "
+                    "models are C3D-v1.0 files (field 2)",
                     path,
                 )
-            if number == NET_LAYERS and kind == LENGTH_DELIMITED:
+            if number == NET_V1_LAYERS and kind == LENGTH_DELIMITED:
                 layer = _layer(wire, offset, offset + value, len(layers))
                 if layer.name in layers:
                     raise ModelError(f"layer {layer.name} appears twice", path)
@@ -330,11 +289,7 @@ def load_caffe_weights(
 
 
 def _read_values(file: BinaryIO, blob: Blob, path: Path) -> torch.Tensor:
-    file.seek(blob.offset)
-    values = np.fromfile(file, dtype="<f4", count=blob.count)
-    if len(values) != blob.count:
-        raise ModelError("truncated blob data", path)
-    return torch.from_numpy(values)
+    return read_floats(file, blob.offset, blob.count, path)
 
 
 def read_mean_cube(path: str | Path) -> torch.Tensor:
@@ -344,7 +299,7 @@ def read_mean_cube(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise ModelError("mean file not found", path)
     with path.open("rb") as file:
-        wire = _Wire(file, path)
+        wire = Wire(file, path)
         blob = _blob(wire, 0, wire.size, "mean BlobProto")
         if blob.shape[:2] != (1, 3):
             raise ModelError(f"mean blob has shape {blob.shape}, expected (1, 3, L, H, W)", path)
@@ -384,31 +339,50 @@ def class_names(table: str | Path) -> tuple[str, ...]:
 def import_caffe(
     proposal: str | Path,
     localization: str | Path,
-    mean: str | Path,
+    mean: str | Path | None,
     out: str | Path,
     *,
     classes: str | Path = "thumos14",
     prior_from: str | Path = "thumos14-val",
 ) -> None:
     """Write a model directory from the authors' proposal and localization ``.caffemodel``
-    files and their mean file: the THUMOS14 classes in fc8's order and the window-length
-    prior of the THUMOS14 val annotations by default, as the authors computed it."""
+    files: the THUMOS14 classes in fc8's order and the window-length prior of the THUMOS14
+    val annotations by default, as the authors computed it. The release is told by the
+    files: C3D-v1.0 (C3D) needs the mean file ``mean``; C3D-v1.1 (Res3D-18) subtracts the
+    value 128 and takes none."""
     names = class_names(classes)
-    mean_cube = read_mean_cube(mean)
-    expected = (CLIP_FRAMES, FRAME_HEIGHT, FRAME_WIDTH, 3)
-    if tuple(mean_cube.shape) != expected:
-        shape = (1, 3, *mean_cube.shape[:3])
-        raise ModelError(
-            f"mean blob has shape {shape}, the networks need (1, 3, 16, 128, 171)", mean
-        )
-    clip = caffe_clip_config(mean_cube)
+    release = caffe_release(proposal)
+    if caffe_release(localization) != release:
+        raise ModelError(f"not a {release} file as the proposal network is", localization)
+    if release == V11:
+        if mean is not None:
+            raise ModelError("the C3D-v1.1 networks subtract the value 128: leave out --mean", mean)
+        options, clip, mean_cube = RES3D_OPTIONS, RES3D_CLIP, None
+    else:
+        if mean is None:
+            raise ModelError(
+                "a C3D-v1.0 network: give its mean file (--mean "
+                "train01_16_128_171_mean.binaryproto)",
+                proposal,
+            )
+        mean_cube = read_mean_cube(mean)
+        expected = (CLIP_FRAMES, FRAME_HEIGHT, FRAME_WIDTH, 3)
+        if tuple(mean_cube.shape) != expected:
+            shape = (1, 3, *mean_cube.shape[:3])
+            raise ModelError(
+                f"mean blob has shape {shape}, the networks need (1, 3, 16, 128, 171)", mean
+            )
+        options, clip = CAFFE_OPTIONS, caffe_clip_config(mean_cube)
     networks = {}
     for name, path, outputs in (
         ("proposal", proposal, 2),
         ("localization", localization, len(names) + 1),
     ):
-        network = build_network(outputs, CAFFE_OPTIONS, clip)
-        load_caffe_weights(network, path)
+        network = build_network(outputs, options, clip)
+        if release == V11:
+            load_res3d_weights(network, path)
+        else:
+            load_caffe_weights(network, path)
         networks[name] = network.eval()
     windows = WindowConfig()
     prior = window_length_prior(
@@ -420,14 +394,15 @@ def import_caffe(
         localization=networks["localization"],
         classes=names,
         prior=prior,
-        options=CAFFE_OPTIONS,
+        options=options,
         windows=windows,
         clip=clip,
         config={
             "imported_from": {
+                "release": release,
                 "proposal": Path(proposal).name,
                 "localization": Path(localization).name,
-                "mean": Path(mean).name,
+                "mean": None if mean is None else Path(mean).name,
                 "classes": str(classes),
                 "prior_from": str(prior_from),
             }

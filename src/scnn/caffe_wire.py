@@ -1,0 +1,118 @@
+"""Protobuf's wire format, read from a Caffe file a field at a time (no protobuf package).
+
+Both of the S-CNN authors' releases are read with it: C3D-v1.0 (scnn.caffe) and C3D-v1.1
+(scnn.caffe_res3d). Only headers are decoded in memory; the packed floats of a blob are read
+from the file straight into a tensor (:func:`read_floats`), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from scnn.errors import ModelError
+
+# Wire types of protobuf's encoding.
+VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
+# NetParameter's layers: V1LayerParameter ``layers`` (C3D-v1.0), LayerParameter ``layer``
+# (C3D-v1.1, as BVLC Caffe's later releases).
+NET_V1_LAYERS, NET_LAYERS = 2, 100
+V10, V11 = "C3D-v1.0", "C3D-v1.1"
+
+
+class Wire:
+    """Protobuf wire-format fields of a message lying in ``file`` between two offsets;
+    ``release`` names the format expected, in errors."""
+
+    def __init__(self, file: BinaryIO, path: Path, release: str = V10):
+        self.file = file
+        self.path = path
+        self.release = release
+        self.size = file.seek(0, 2)
+
+    def fail(self, what: str, where: str) -> ModelError:
+        return ModelError(
+            f"{where}: {what} (not a {self.release} Caffe model, or truncated)", self.path
+        )
+
+    def _varint(self, offset: int, end: int, where: str) -> tuple[int, int]:
+        self.file.seek(offset)
+        head = self.file.read(min(10, end - offset))
+        value = 0
+        for index, byte in enumerate(head):
+            value |= (byte & 0x7F) << (7 * index)
+            if byte < 0x80:
+                return value, offset + index + 1
+        raise self.fail("a number runs past its message", where)
+
+    def fields(self, start: int, end: int, where: str) -> Iterator[tuple[int, int, int, int]]:
+        """(field number, wire type, value, offset): ``value`` is a varint's value or the
+        byte length of a length-delimited or fixed-size field, whose bytes start at
+        ``offset``."""
+        if end > self.size:
+            raise self.fail(f"needs {end} bytes, the file has {self.size}", where)
+        offset = start
+        while offset < end:
+            key, offset = self._varint(offset, end, where)
+            number, wire = key >> 3, key & 7
+            if wire == VARINT:
+                value, offset = self._varint(offset, end, where)
+                yield number, wire, value, offset
+                continue
+            if wire == LENGTH_DELIMITED:
+                value, offset = self._varint(offset, end, where)
+            elif wire in (FIXED32, FIXED64):
+                value = 4 if wire == FIXED32 else 8
+            else:
+                raise self.fail(f"field {number} has wire type {wire}", where)
+            if offset + value > end:
+                raise self.fail(f"field {number} runs past its message", where)
+            yield number, wire, value, offset
+            offset += value
+
+    def varints(self, offset: int, length: int, where: str) -> list[int]:
+        """The values of a packed repeated varint field (a BlobShape's dims)."""
+        values, end = [], offset + length
+        while offset < end:
+            value, offset = self._varint(offset, end, where)
+            values.append(value)
+        return values
+
+    def float32(self, offset: int) -> float:
+        """A fixed32 field's value as a float (a BatchNormParameter's eps)."""
+        self.file.seek(offset)
+        return struct.unpack("<f", self.file.read(4))[0]
+
+    def text(self, offset: int, length: int) -> str:
+        self.file.seek(offset)
+        return self.file.read(length).decode("utf-8", errors="replace")
+
+
+def caffe_release(path: str | Path) -> str:
+    """V10 or V11: which of the authors' releases wrote the Caffe model ``path``, told by its
+    layers' field in NetParameter (2 or 100). Reads only the top-level field headers."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("Caffe model file not found", path)
+    with path.open("rb") as file:
+        wire = Wire(file, path, f"{V10} or {V11}")
+        for number, kind, _, _ in wire.fields(0, wire.size, "NetParameter"):
+            if kind == LENGTH_DELIMITED and number == NET_V1_LAYERS:
+                return V10
+            if kind == LENGTH_DELIMITED and number == NET_LAYERS:
+                return V11
+    raise ModelError(f"no layers (not a {V10} or {V11} Caffe model)", path)
+
+
+def read_floats(file: BinaryIO, offset: int, count: int, path: Path) -> torch.Tensor:
+    """``count`` little-endian float32 values at ``offset`` of ``file``."""
+    file.seek(offset)
+    values = np.fromfile(file, dtype="<f4", count=count)
+    if len(values) != count:
+        raise ModelError("truncated blob data", path)
+    return torch.from_numpy(values)
