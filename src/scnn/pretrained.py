@@ -5,6 +5,8 @@
   localization stages) carries over whole, except the rows of fc8 for classes the model does
   not know, which start fresh; the network and clip options must be those of the model;
 - a C3D-v1.0 Caffe model, e.g. the authors' Sports-1M C3D (scnn.caffe): conv1a … fc7-1;
+- a C3D-v1.1 Caffe model for a Res3D-18 network, e.g. the Sports-1M Res3D
+  (``c3d_resnet18_sports1m_r2_iter_2800000.caffemodel``, scnn.caffe_res3d): all but fc8;
 - else a ``torch.save``-d state dict, the PyTorch port of the Sports-1M C3D: conv1 … fc7.
 
 From a model directory only the stages of ``config.finetune_stages`` train; the proposal
@@ -20,12 +22,20 @@ from typing import Any
 import torch
 
 from scnn.caffe import is_caffe_model, load_caffe_weights, read_mean_cube
+from scnn.caffe_res3d import load_res3d_weights
 from scnn.clips import ClipConfig
 from scnn.config import TrainConfig
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write_bytes
-from scnn.model import C3D, ModelOptions, build_network, copy_pretrained, load_sports1m_weights
+from scnn.model import (
+    ModelOptions,
+    Network,
+    build_network,
+    copy_pretrained,
+    load_sports1m_weights,
+)
 from scnn.modelfile import MODEL_JSON, LoadedModel, check_mean_cube, load_model, state_bytes
+from scnn.res3d import Res3D
 from scnn.stages import LOCALIZATION, PROPOSAL, STAGES, Stage
 
 BACKGROUND = "background"  # fc8 row 0 of both networks
@@ -53,7 +63,7 @@ def trained_stages(config: TrainConfig) -> tuple[Stage, ...]:
 
 
 def load_pretrained(
-    model: C3D,
+    model: Network,
     init_from: str | Path,
     *,
     binary: bool,
@@ -78,8 +88,12 @@ def load_pretrained(
                 model.fc8.bias[target] = state["fc8.bias"][row]
     elif path.is_dir():
         raise ScnnError(f"a folder without {MODEL_JSON}: give a model directory (OUT/model)", path)
+    elif is_caffe_model(path) and isinstance(model, Res3D):
+        load_res3d_weights(model, path, fc8=False)
     elif is_caffe_model(path):
         load_caffe_weights(model, path, fc8=False)
+    elif isinstance(model, Res3D):
+        raise ScnnError("a Res3D-18 network starts from a C3D-v1.1 .caffemodel", path)
     else:
         load_sports1m_weights(model, path)
 
@@ -118,6 +132,7 @@ def check_compatible(
     and normalisation included: the network learnt on that input): one ScnnError naming each
     value that differs, the model's and the config's (dropout may differ)."""
     pairs = {
+        "model.backbone": (source.options.backbone, options.backbone),
         "model.width": (source.options.width, options.width),
         "model.batch_norm": (source.options.batch_norm, options.batch_norm),
         "model.pooling": (source.options.pooling, options.pooling),
