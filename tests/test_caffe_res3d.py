@@ -13,7 +13,7 @@ from caffe_writer import c3d_arrays, write_caffemodel
 from videos import write_video
 
 from scnn.caffe import class_names, load_caffe_weights
-from scnn.caffe_res3d import RES3D_CLIP, RES3D_OPTIONS, load_res3d_weights
+from scnn.caffe_res3d import RES3D_OPTIONS, load_res3d_weights
 from scnn.cli import main
 from scnn.errors import ModelError
 from scnn.formats.windows_csv import read_windows_csv
@@ -259,8 +259,15 @@ def authors_res3d(tmp_path_factory):
 def test_imported_res3d_model_directory(authors_res3d, tmp_path, capsys):
     out, arrays, files = authors_res3d
     model = load_model(out)
-    assert model.options == RES3D_OPTIONS and model.clip == RES3D_CLIP
-    assert model.clip.mean_rgb == (128, 128, 128) and model.clip.bgr and model.mean_cube is None
+    assert model.options == RES3D_OPTIONS
+    assert model.convention.describe() == {  # the prototxts' data layer
+        "frame_size": [171, 128],
+        "crop_size": 112,
+        "clip_frames": 16,
+        "channels": "BGR",
+        "mean": 128.0,
+        "std": [1.0, 1.0, 1.0],
+    }
     assert isinstance(model.localization, Res3D)
     assert model.classes == class_names("thumos14")
     assert model.config["imported_from"]["release"] == "C3D-v1.1"

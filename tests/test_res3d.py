@@ -166,7 +166,7 @@ def test_features_of_a_res3d_model_default_to_pool5(res3d_dir, video, tmp_path):
     model = load_model(res3d_dir)
     frames = read_frames(video, model.fps, model.clip.frame_size)
     starts = 1 + 8 * np.arange(len(rows))
-    clips = assemble_clips(frames, starts, np.full(len(rows), 16), model.clip, train=False)
+    clips = assemble_clips(frames, starts, np.full(len(rows), 16), model.convention, train=False)
     with torch.no_grad():
         expected = model.localization.activations(clips, "pool5").numpy()
     assert rows.shape == (5, 32 * 2)  # (48 − 16) / 8 + 1 snippets; 32 channels × 2 times

@@ -38,7 +38,7 @@ from scnn.caffe_wire import (
     Wire,
     read_floats,
 )
-from scnn.clips import CLIP_FRAMES, CROP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, ClipConfig
+from scnn.clips import CLIP_FRAMES, CROP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, InputConvention
 from scnn.errors import ModelError
 from scnn.model import ModelOptions
 from scnn.res3d import BLOCK_NAMES, CaffeBatchNorm3d, Res3D
@@ -46,14 +46,13 @@ from scnn.res3d import BLOCK_NAMES, CaffeBatchNorm3d, Res3D
 # The authors' networks and their input (the prototxts' data layer): 16 frames of 171×128,
 # BGR, minus mean_value 128 on every channel, centre crop 112, no scaling.
 RES3D_OPTIONS = ModelOptions(width=1.0, dropout=0.0, backbone="res3d18")
-RES3D_CLIP = ClipConfig(
+RES3D_CONVENTION = InputConvention(
     frame_size=(FRAME_WIDTH, FRAME_HEIGHT),
     crop_size=CROP_SIZE,
     clip_frames=CLIP_FRAMES,
-    mean_rgb=(128.0, 128.0, 128.0),
-    std_rgb=(1.0, 1.0, 1.0),
     bgr=True,
-    mirror=False,
+    mean=128.0,
+    std=(1.0, 1.0, 1.0),
 )
 FC8_LAYER = "fc8-pro"  # fc8's name in the S-CNN networks (the Sports-1M model's fc8 is new)
 

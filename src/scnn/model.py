@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from scnn import kernels
-from scnn.clips import ClipConfig
+from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError
 from scnn.res3d import RES3D_FEATURE_LAYERS, Res3D
 
@@ -230,7 +230,9 @@ def feature_layers(network: Network) -> tuple[str, ...]:
     return RES3D_FEATURE_LAYERS if isinstance(network, Res3D) else FEATURE_LAYERS
 
 
-def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> Network:
+def build_network(
+    num_outputs: int, options: ModelOptions, clip: ClipConfig | InputConvention
+) -> Network:
     """A network of ``options.backbone`` with ``num_outputs`` outputs for clips of
     ``clip``'s frames and crop size."""
     if options.backbone == "res3d18":
