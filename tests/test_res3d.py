@@ -15,13 +15,14 @@ from videos import numbered_frames, write_video
 from scnn import cli
 from scnn.clips import ClipConfig, assemble_clips
 from scnn.config import load_config
+from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import ModelOptions, build_network, clip_gflops, fold_batch_norm
 from scnn.modelfile import load_model, save_model
 from scnn.precision import exact_fp32
 from scnn.res3d import BLOCK_NAMES, RES3D_FEATURE_LAYERS, CaffeBatchNorm3d, Res3D
 from scnn.synth import generate
 from scnn.video import read_frames
-from scnn.windows import WindowConfig
+from scnn.windows import WindowConfig, window_grid
 
 SMALL_CHANNELS = (4, 8, 16, 32)  # width 1/16
 
@@ -45,7 +46,7 @@ def test_the_networks_geometry_is_the_authors_prototxt():
         assert conv.stride == (params["temporal_stride"], *[params["stride"]] * 2), name
         assert conv.bias is None, name
     assert model.res2b.branch1 is None and model.res2a.branch1 is not None  # res2a projects
-    assert model.pool5.kernel_size == (1, 7, 7) and model.fc8.in_features == 512 * 2
+    assert model.pool5_kernel == (1, 7, 7) and model.fc8.in_features == 512 * 2
     assert sum(p.numel() for p in model.parameters()) == 33_192_021
 
 
@@ -156,6 +157,19 @@ def test_a_res3d_model_directory_loads_as_saved(res3d_dir):
     model = load_model(res3d_dir)
     assert isinstance(model.localization, Res3D) and model.options == OPTIONS
     assert model.localization.res3a.bn_branch1.scale_factor.shape == ()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_detect_runs_a_res3d_model(res3d_dir, video, tmp_path, precision):
+    windows_csv = tmp_path / "windows.csv"
+    argv = ["--quiet", "detect", str(video), "--model", str(res3d_dir), "-o"]
+    argv += [str(tmp_path / "d.json"), "--save-windows", str(windows_csv)]
+    argv += ["--proposal-threshold", "0", "--precision", precision]
+    assert cli.main(argv) == cli.EXIT_OK
+    scored = read_windows_csv(windows_csv, ("Jump", "Run"))
+    grid = window_grid(48, WindowConfig((16, 32)))
+    assert scored.window_frames.tolist() == grid.length_frames.tolist()
+    assert np.all((scored.score > 0) & (scored.score <= 1))
 
 
 def test_features_of_a_res3d_model_default_to_pool5(res3d_dir, video, tmp_path):

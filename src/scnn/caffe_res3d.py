@@ -271,7 +271,7 @@ def expected_layers(model: Res3D, fc8_layer: str | None = FC8_LAYER) -> dict[str
             caffe_names = (f"bn{stage}_{conv}", f"scale{stage}_{conv}")
             layers |= _normalization(getattr(block, norm), caffe_names)
         layers[name] = _Expected(ELTWISE, {"operation": ELTWISE_SUM, "coeff": ()}, ())
-    depth, size = model.pool5.kernel_size[:2]
+    depth, size = model.pool5_kernel[:2]
     pool = {
         "pool": AVE_POOLING,
         "kernel_depth": depth,

@@ -7,7 +7,8 @@ convolutions, each followed by batch norm (Caffe's BatchNorm then Scale), the su
 block's input or its projection (branch1: 1×1×1, res2a stride 1, res3a/res4a/res5a stride 2),
 ReLU; pool5 averages each time step over space; fc8 reads pool5 in (channel, time) order.
 At 16×112×112 input: 16×56×56 after conv1, 8×28×28, 4×14×14, 2×7×7, pool5 2×1×1, so fc8
-sees 1024 values. 33.2 M parameters; 40.9 G multiply-adds per clip (81.7 GFLOP).
+sees 1024 values. 33.2 M parameters; 40.9 G multiply-adds in the convolutions per clip
+(C3D: 38.5 G).
 
 Module names follow the Caffe layers, so weights load by name: ``conv1``/``bn_conv1``, block
 ``res2a`` with ``branch1``, ``branch2a``, ``branch2b`` and batch norms ``bn_branch1`` …
@@ -135,7 +136,7 @@ class Res3D(nn.Module):
         for name, c_in, c_out, stride, projection in plan:
             setattr(self, name, Block(c_in, c_out, stride, projection))
         t, h, w = stage_sizes(clip_frames, crop_size)[-1]
-        self.pool5 = nn.AvgPool3d((1, h, w), stride=1)
+        self.pool5_kernel = (1, h, w)  # an average over res5b's whole height and width
         self.fc8 = nn.Linear(plan[-1][2] * t, num_classes)
         self._init_weights()
 
@@ -187,7 +188,8 @@ class Res3D(nn.Module):
             x = getattr(self, name)(x)
             if name == layer:
                 return torch.flatten(x, 1)
-        x = torch.flatten(self.pool5(x), 1)
+        # the mean of each time step: PyTorch's CPU avg_pool3d has no bf16 kernel
+        x = torch.flatten(x.mean(dim=(3, 4)), 1)
         if layer == "pool5":
             return x
         return self.fc8(x)
