@@ -18,6 +18,7 @@ import platform
 import torch
 from harness import best_rate
 
+from scnn.allocator import keep_large_allocations
 from scnn.caffe import CAFFE_OPTIONS
 from scnn.caffe_res3d import RES3D_CONVENTION, RES3D_OPTIONS
 from scnn.model import build_network, clip_gflops
@@ -58,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    keep_large_allocations()  # as scnn detect on a CPU
     torch.manual_seed(0)
     networks = {
         name: build_network(21, options, RES3D_CONVENTION).eval()

@@ -80,11 +80,13 @@ class Block(nn.Module):
         return [(self, branch, f"bn_{branch}") for branch in branches]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(kernels.normalize(self.bn_branch2a, kernels.convolve(self.branch2a, x)))
+        # ReLU and the sum in place, as Caffe's layers are: no fresh activation-sized tensor
+        # (autograd allows it: neither the batch norm's output nor the sum is saved for backward)
+        y = F.relu_(kernels.normalize(self.bn_branch2a, kernels.convolve(self.branch2a, x)))
         y = kernels.normalize(self.bn_branch2b, kernels.convolve(self.branch2b, y))
         if self.branch1 is not None:
             x = kernels.normalize(self.bn_branch1, kernels.convolve(self.branch1, x))
-        return F.relu(y + x)
+        return F.relu_(y.add_(x))
 
 
 def _block_plan(width: float) -> list[tuple[str, int, int, int, bool]]:
@@ -183,7 +185,7 @@ class Res3D(nn.Module):
                 f"Res3D expects input (batch, {', '.join(map(str, expected))}), "
                 f"got {tuple(x.shape)}"
             )
-        x = F.relu(kernels.normalize(self.bn_conv1, kernels.convolve(self.conv1, x)))
+        x = F.relu_(kernels.normalize(self.bn_conv1, kernels.convolve(self.conv1, x)))
         for name in BLOCK_NAMES:
             x = getattr(self, name)(x)
             if name == layer:
