@@ -18,11 +18,9 @@ into the network's tensor, so a 300 MB model needs its network's memory and one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -32,11 +30,15 @@ from scnn.caffe_wire import (
     LENGTH_DELIMITED,
     NET_LAYERS,
     NET_V1_LAYERS,
+    V10,
     V11,
     VARINT,
+    Blob,
+    Layer,
     Wire,
     caffe_release,
     read_floats,
+    read_net,
 )
 from scnn.clips import (
     C3D_MEAN_RGB,
@@ -100,25 +102,6 @@ PARAM_FIELDS = {
 }
 
 
-@dataclass(frozen=True)
-class Blob:
-    """Where one parameter blob's float32 values lie in the file."""
-
-    shape: tuple[int, int, int, int, int]  # (num, channels, length, height, width)
-    offset: int  # bytes from the start of the file
-    count: int  # float32 values
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer of a Caffe model file: its type, blobs and the geometry it was built with."""
-
-    name: str
-    type: int
-    blobs: tuple[Blob, ...]
-    params: dict[str, int]  # the fields of its convolution/pooling/inner-product parameters
-
-
 def _blob(wire: Wire, start: int, end: int, where: str) -> Blob:
     dims = dict.fromkeys(BLOB_DIMS, 0)
     data: tuple[int, int] | None = None
@@ -131,12 +114,7 @@ def _blob(wire: Wire, start: int, end: int, where: str) -> Blob:
             dims[number] = value
         elif number == BLOB_DATA:
             data = (offset, value)
-    shape = tuple(dims[n] for n in BLOB_DIMS)
-    count = int(np.prod(shape))
-    if data is None or data[1] != 4 * count:
-        stored = 0 if data is None else data[1] // 4
-        raise wire.fail(f"blob of shape {shape} holds {stored} values, not {count}", where)
-    return Blob(shape, data[0], count)
+    return wire.blob(tuple(dims[n] for n in BLOB_DIMS), data, where)
 
 
 def _params(wire: Wire, kind: str, start: int, end: int, where: str) -> dict[str, int]:
@@ -185,28 +163,7 @@ def is_caffe_model(path: str | Path) -> bool:
 
 def read_layers(path: str | Path) -> dict[str, Layer]:
     """The layers of a C3D-v1.0 ``.caffemodel`` by name; blob values stay in the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError("Caffe model file not found", path)
-    layers: dict[str, Layer] = {}
-    with path.open("rb") as file:
-        wire = Wire(file, path)
-        for number, kind, value, offset in wire.fields(0, wire.size, "NetParameter"):
-            if number == NET_LAYERS:
-                raise ModelError(
-                    "layers in C3D-v1.1's format (BVLC Caffe's later one, NetParameter field "
-                    "100), a Res3D-18 model: it goes with model.backbone res3d18; the C3D "
-                    "models are C3D-v1.0 files (field 2)",
-                    path,
-                )
-            if number == NET_V1_LAYERS and kind == LENGTH_DELIMITED:
-                layer = _layer(wire, offset, offset + value, len(layers))
-                if layer.name in layers:
-                    raise ModelError(f"layer {layer.name} appears twice", path)
-                layers[layer.name] = layer
-    if not layers:
-        raise ModelError("no layers (not a C3D-v1.0 Caffe model)", path)
-    return layers
+    return read_net(path, V10, _layer, V11)
 
 
 def _expected_params(module: nn.Module) -> dict[str, int]:

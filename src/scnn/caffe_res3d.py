@@ -31,12 +31,14 @@ from torch import nn
 from scnn.caffe_wire import (
     FIXED32,
     LENGTH_DELIMITED,
-    NET_LAYERS,
-    NET_V1_LAYERS,
+    V10,
     V11,
     VARINT,
+    Blob,
+    Layer,
     Wire,
     read_floats,
+    read_net,
 )
 from scnn.clips import CLIP_FRAMES, CROP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, InputConvention
 from scnn.errors import ModelError
@@ -103,25 +105,6 @@ PARAM_MESSAGES = {
 }
 
 
-@dataclass(frozen=True)
-class Blob:
-    """Where one parameter blob's float32 values lie in the file."""
-
-    shape: tuple[int, ...]
-    offset: int  # bytes from the start of the file
-    count: int  # float32 values
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer of a C3D-v1.1 model file: its type, blobs and parameters."""
-
-    name: str
-    type: str
-    blobs: tuple[Blob, ...]
-    params: dict[str, object]  # its type's parameter message, caffe.proto's defaults filled in
-
-
 def _signed(value: int) -> int:
     """A varint read as int32/int64: negative numbers are stored as 2^64 − |n|."""
     return value - (1 << 64) if value >= 1 << 63 else value
@@ -149,11 +132,7 @@ def _blob(wire: Wire, start: int, end: int, where: str) -> Blob:
             legacy[number] = value
     if shape is None:
         shape = [legacy[n] for n in BLOB_LEGACY_DIMS]
-    count = int(np.prod(shape))
-    if data is None or data[1] != 4 * count:
-        stored = 0 if data is None else data[1] // 4
-        raise wire.fail(f"blob of shape {tuple(shape)} holds {stored} values, not {count}", where)
-    return Blob(tuple(shape), data[0], count)
+    return wire.blob(tuple(shape), data, where)
 
 
 def _params(wire: Wire, layer_type: str, start: int, end: int, where: str) -> dict[str, object]:
@@ -199,27 +178,7 @@ def _layer(wire: Wire, start: int, end: int, index: int) -> Layer:
 
 def read_layers(path: str | Path) -> dict[str, Layer]:
     """The layers of a C3D-v1.1 ``.caffemodel`` by name; blob values stay in the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError("Caffe model file not found", path)
-    layers: dict[str, Layer] = {}
-    with path.open("rb") as file:
-        wire = Wire(file, path, V11)
-        for number, kind, value, offset in wire.fields(0, wire.size, "NetParameter"):
-            if number == NET_V1_LAYERS:
-                raise ModelError(
-                    "layers in C3D-v1.0's format (NetParameter field 2), a C3D model: it goes "
-                    "with model.backbone c3d",
-                    path,
-                )
-            if number == NET_LAYERS and kind == LENGTH_DELIMITED:
-                layer = _layer(wire, offset, offset + value, len(layers))
-                if layer.name in layers:
-                    raise ModelError(f"layer {layer.name} appears twice", path)
-                layers[layer.name] = layer
-    if not layers:
-        raise ModelError(f"no layers (not a {V11} Caffe model)", path)
-    return layers
+    return read_net(path, V11, _layer, V10)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from the file straight into a tensor (:func:`read_floats`), so memory stays boun
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -23,6 +24,32 @@ VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 # (C3D-v1.1, as BVLC Caffe's later releases).
 NET_V1_LAYERS, NET_LAYERS = 2, 100
 V10, V11 = "C3D-v1.0", "C3D-v1.1"
+# What a file of the other release is, for the error that refuses it.
+OTHER_NETWORK = {
+    V10: "a Res3D-18 model (C3D-v1.1, BVLC Caffe's later format), which goes with "
+    "model.backbone res3d18",
+    V11: "a C3D model, which goes with model.backbone c3d",
+}
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Where one parameter blob's float32 values lie in the file."""
+
+    shape: tuple[int, ...]
+    offset: int  # bytes from the start of the file
+    count: int  # float32 values
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a Caffe model file: its type (C3D-v1.0: an enum value, C3D-v1.1: a
+    string), its blobs and the parameters of its type's message."""
+
+    name: str
+    type: int | str
+    blobs: tuple[Blob, ...]
+    params: dict[str, Any]
 
 
 class Wire:
@@ -91,6 +118,48 @@ class Wire:
     def text(self, offset: int, length: int) -> str:
         self.file.seek(offset)
         return self.file.read(length).decode("utf-8", errors="replace")
+
+    def blob(self, shape: tuple[int, ...], data: tuple[int, int] | None, where: str) -> Blob:
+        """The blob of ``shape`` whose packed floats lie at ``data`` (offset, bytes), checked
+        to hold exactly as many values as the shape needs."""
+        count = int(np.prod(shape))
+        if data is None or data[1] != 4 * count:
+            stored = 0 if data is None else data[1] // 4
+            raise self.fail(f"blob of shape {shape} holds {stored} values, not {count}", where)
+        return Blob(shape, data[0], count)
+
+
+LayerParser = Callable[[Wire, int, int, int], Layer]  # (wire, start, end, index) -> Layer
+
+
+def read_net(
+    path: str | Path, release: str, parse_layer: LayerParser, other_release: str
+) -> dict[str, Layer]:
+    """The layers of a ``release`` model file by name, each parsed by ``parse_layer``; blob
+    values stay in the file. A file of ``other_release`` (its layers in the other field) is
+    a ModelError saying so."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("Caffe model file not found", path)
+    own, other = (NET_V1_LAYERS, NET_LAYERS) if release == V10 else (NET_LAYERS, NET_V1_LAYERS)
+    layers: dict[str, Layer] = {}
+    with path.open("rb") as file:
+        wire = Wire(file, path, release)
+        for number, kind, value, offset in wire.fields(0, wire.size, "NetParameter"):
+            if number == other:
+                raise ModelError(
+                    f"layers in {other_release}'s format (NetParameter field {other}), not "
+                    f"{release}'s (field {own}): {OTHER_NETWORK[release]}",
+                    path,
+                )
+            if number == own and kind == LENGTH_DELIMITED:
+                layer = parse_layer(wire, offset, offset + value, len(layers))
+                if layer.name in layers:
+                    raise ModelError(f"layer {layer.name} appears twice", path)
+                layers[layer.name] = layer
+    if not layers:
+        raise ModelError(f"no layers (not a {release} Caffe model)", path)
+    return layers
 
 
 def caffe_release(path: str | Path) -> str:
