@@ -13,7 +13,6 @@ kept: the least disturbed estimate on a shared machine.
 from __future__ import annotations
 
 import argparse
-import platform
 
 import torch
 from harness import best_rate
@@ -74,7 +73,7 @@ def main() -> None:
                 best[name, bf16] = max(best.get((name, bf16), 0.0), measured)
     torch.set_num_threads(threads)
 
-    print(f"{platform.processor() or platform.machine()}, {args.threads} threads")
+    print(f"{args.threads} torch thread(s)")
     columns = " | ".join(f"{'bf16' if b else 'fp32'} clips/s" for b in precisions)
     print(f"| network | conv G multiply-adds / clip | GFLOP / clip | parameters | {columns} |")
     print("|---|---|---|---|" + "---|" * len(precisions))
