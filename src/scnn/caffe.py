@@ -1,10 +1,11 @@
-"""The S-CNN authors' Caffe files (C3D-v1.0) read without Caffe, and imported as a model directory.
+"""The S-CNN authors' Caffe files (C3D-v1.0) read without Caffe, and either release's pair of
+networks imported as a model directory (C3D-v1.1, Res3D-18, is read by scnn.caffe_res3d).
 
 The reader follows the field numbers of the C3D-v1.0 fork's ``caffe.proto`` (zhengshou/scnn,
 ``C3D-v1.0/C3D_overlap_loss/src/caffe/proto/caffe.proto``); protobuf's wire format is decoded
-here, a few dozen lines, so no protobuf package or generated code is needed:
+by scnn.caffe_wire, so no protobuf package or generated code is needed:
 
-    NetParameter    name 1, layers 2 (V1 LayerParameter; BVLC's later ``layer`` is 100)
+    NetParameter    name 1, layers 2 (V1 LayerParameter; C3D-v1.1's ``layer`` is 100)
     LayerParameter  name 4, type 5 (enum), blobs 6, convolution_param 10,
                     inner_product_param 17, pooling_param 19
     BlobProto       num 1, channels 2, length 3, height 4, width 5, data 6 (packed float32)

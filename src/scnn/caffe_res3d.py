@@ -135,9 +135,15 @@ def _blob(wire: Wire, start: int, end: int, where: str) -> Blob:
     return wire.blob(tuple(shape), data, where)
 
 
+def _defaults(layer_type: str) -> dict[str, object]:
+    """caffe.proto's defaults of ``layer_type``'s parameter message (none for other types)."""
+    fields = PARAM_MESSAGES.get(layer_type, (None, {}))[1]
+    return {field: default for field, default in fields.values()}
+
+
 def _params(wire: Wire, layer_type: str, start: int, end: int, where: str) -> dict[str, object]:
     known = PARAM_MESSAGES[layer_type][1]
-    params: dict[str, object] = {name: default for name, default in known.values()}
+    params = _defaults(layer_type)
     coeffs: list[float] = []
     for number, kind, value, offset in wire.fields(start, end, where):
         if number not in known:
@@ -164,10 +170,8 @@ def _layer(wire: Wire, start: int, end: int, index: int) -> Layer:
         elif number == LAYER_TYPE and kind == LENGTH_DELIMITED:
             layer_type = wire.text(offset, value)
     where = f"layer {name}"
-    blobs, params = [], {}
+    blobs, params = [], _defaults(layer_type)
     message = PARAM_MESSAGES.get(layer_type, (None, {}))[0]
-    if message is not None:
-        params = {name: default for name, default in PARAM_MESSAGES[layer_type][1].values()}
     for number, kind, value, offset in wire.fields(start, end, where):
         if number == LAYER_BLOBS and kind == LENGTH_DELIMITED:
             blobs.append(_blob(wire, offset, offset + value, f"{where}, blob {len(blobs)}"))
