@@ -113,7 +113,7 @@ def test_sports1m_model_loads_without_fc8(tmp_path):
         ),
         (
             lambda p: p.write_bytes(_write_small(p, _small(21)).read_bytes()[:-3000]),
-            "not a C3D-v1.1 Caffe model, or truncated",
+            "layer fc8-pro: the file ends 3000 bytes before the layer does",
         ),
         (
             lambda p: write_caffemodel(p, c3d_arrays(np.random.default_rng(0), 21, (4,) * 8, 8, 1)),

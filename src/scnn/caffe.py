@@ -164,7 +164,7 @@ def is_caffe_model(path: str | Path) -> bool:
 
 def read_layers(path: str | Path) -> dict[str, Layer]:
     """The layers of a C3D-v1.0 ``.caffemodel`` by name; blob values stay in the file."""
-    return read_net(path, V10, _layer, V11)
+    return read_net(path, V10, _layer, V11, LAYER_NAME)
 
 
 def _expected_params(module: nn.Module) -> dict[str, int]:

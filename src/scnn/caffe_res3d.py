@@ -182,7 +182,7 @@ def _layer(wire: Wire, start: int, end: int, index: int) -> Layer:
 
 def read_layers(path: str | Path) -> dict[str, Layer]:
     """The layers of a C3D-v1.1 ``.caffemodel`` by name; blob values stay in the file."""
-    return read_net(path, V11, _layer, V10)
+    return read_net(path, V11, _layer, V10, LAYER_NAME)
 
 
 @dataclass(frozen=True)

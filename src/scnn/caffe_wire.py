@@ -77,10 +77,13 @@ class Wire:
                 return value, offset + index + 1
         raise self.fail("a number runs past its message", where)
 
-    def fields(self, start: int, end: int, where: str) -> Iterator[tuple[int, int, int, int]]:
+    def fields(
+        self, start: int, end: int, where: str, cut: bool = False
+    ) -> Iterator[tuple[int, int, int, int]]:
         """(field number, wire type, value, offset): ``value`` is a varint's value or the
         byte length of a length-delimited or fixed-size field, whose bytes start at
-        ``offset``."""
+        ``offset``. ``cut``: a field that runs past ``end`` is yielded, not refused (a
+        truncated file's last layer, whose name is still read)."""
         if end > self.size:
             raise self.fail(f"needs {end} bytes, the file has {self.size}", where)
         offset = start
@@ -97,7 +100,7 @@ class Wire:
                 value = 4 if wire == FIXED32 else 8
             else:
                 raise self.fail(f"field {number} has wire type {wire}", where)
-            if offset + value > end:
+            if offset + value > end and not cut:
                 raise self.fail(f"field {number} runs past its message", where)
             yield number, wire, value, offset
             offset += value
@@ -132,12 +135,28 @@ class Wire:
 LayerParser = Callable[[Wire, int, int, int], Layer]  # (wire, start, end, index) -> Layer
 
 
+def _cut_layer_name(wire: Wire, start: int, name_field: int) -> str:
+    """The name of the layer a truncated file ends in, where its bytes still hold it."""
+    try:
+        for number, kind, value, offset in wire.fields(start, wire.size, "", cut=True):
+            if number == name_field and kind == LENGTH_DELIMITED and offset + value <= wire.size:
+                return wire.text(offset, value)
+    except ModelError:  # the file ends inside a field's header
+        pass
+    return "?"
+
+
 def read_net(
-    path: str | Path, release: str, parse_layer: LayerParser, other_release: str
+    path: str | Path,
+    release: str,
+    parse_layer: LayerParser,
+    other_release: str,
+    name_field: int,
 ) -> dict[str, Layer]:
     """The layers of a ``release`` model file by name, each parsed by ``parse_layer``; blob
     values stay in the file. A file of ``other_release`` (its layers in the other field) is
-    a ModelError saying so."""
+    a ModelError saying so; a truncated one names the layer it ends in (``name_field``: the
+    layer name's field number)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError("Caffe model file not found", path)
@@ -145,7 +164,15 @@ def read_net(
     layers: dict[str, Layer] = {}
     with path.open("rb") as file:
         wire = Wire(file, path, release)
-        for number, kind, value, offset in wire.fields(0, wire.size, "NetParameter"):
+        for number, kind, value, offset in wire.fields(0, wire.size, "NetParameter", cut=True):
+            if offset + value > wire.size and kind != VARINT:
+                name = _cut_layer_name(wire, offset, name_field) if number == own else "?"
+                missing = offset + value - wire.size
+                raise ModelError(
+                    f"layer {name}: the file ends {missing} bytes before the layer does "
+                    "(truncated)",
+                    path,
+                )
             if number == other:
                 raise ModelError(
                     f"layers in {other_release}'s format (NetParameter field {other}), not "
