@@ -12,15 +12,17 @@ from caffe_v11_writer import res3d_arrays, res3d_layers, write_res3d_caffemodel
 from tiny import SYNTH, TINY, toml_text
 from videos import numbered_frames, write_video
 
-from scnn import cli
+from scnn import cli, stages, train
 from scnn.clips import ClipConfig, assemble_clips
-from scnn.config import load_config
+from scnn.config import config_from_dict, load_config
 from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import ModelOptions, build_network, clip_gflops, fold_batch_norm
-from scnn.modelfile import load_model, save_model
+from scnn.modelfile import load_model, load_state, save_model
 from scnn.precision import exact_fp32
 from scnn.res3d import BLOCK_NAMES, RES3D_FEATURE_LAYERS, CaffeBatchNorm3d, Res3D
+from scnn.stages import CLASSIFICATION
 from scnn.synth import generate
+from scnn.train import WEIGHTS
 from scnn.video import read_frames
 from scnn.windows import WindowConfig, window_grid
 
@@ -203,12 +205,29 @@ def test_the_authors_res3d_config():
     assert config.clip.bgr and (config.lr, config.fc8_lr_mult, config.batch_size) == (1e-3, 10, 8)
 
 
-def test_train_from_the_sports1m_res3d_then_fine_tune(tmp_path):
-    """scnn train --init-from the Sports-1M Res3D .caffemodel (its 487-way fc8 left out), with
-    lr 0 so the weights stay the file's and only the batch norms' averages move, as Caffe's
-    do; then scnn train --init-from the model directory."""
-    root = tmp_path / "synth"
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
     generate(root, SYNTH, quiet=True)
+    return root
+
+
+# A 1/16-width Res3D on the tiny problem's 40×32 frames, the authors' input otherwise; lr 0, so
+# the weights stay where they started and only the batch norms' running averages move.
+RES3D_TINY = {
+    **TINY,
+    "model": {"backbone": "res3d18", "width": 0.0625, "dropout": 0.0},
+    "clip": {"frame_size": [40, 32], "crop_size": 32, "mean_rgb": [128.0] * 3, "bgr": True},
+    "optimizer": "sgd",
+    "lr": 0.0,
+    "batch_size": 4,
+    "steps": 1,
+}
+
+
+def test_a_stage_trains_from_the_sports1m_res3d(synth_root, tmp_path):
+    """The Sports-1M Res3D .caffemodel as init_from (its 487-way fc8 left out): one training
+    step on batch statistics continues each batch norm's Caffe average."""
     arrays = res3d_arrays(np.random.default_rng(3), 487, SMALL_CHANNELS)
     sports1m = write_res3d_caffemodel(
         tmp_path / "c3d_resnet18_sports1m_r2_iter_2800000.caffemodel",
@@ -216,39 +235,56 @@ def test_train_from_the_sports1m_res3d_then_fine_tune(tmp_path):
         channels=SMALL_CHANNELS,
         rename={"fc8-pro": "fc8", "pool5": ""},  # its pool5 is for 112×112 crops
     )
-    values = {
-        **TINY,
-        "model": {"backbone": "res3d18", "width": 0.0625, "dropout": 0.0},
-        "clip": {"frame_size": [40, 32], "crop_size": 32, "mean_rgb": [128.0] * 3, "bgr": True},
-        "optimizer": "sgd",
-        "lr": 0.0,
-        "batch_size": 4,
-        "steps": 1,
-    }
-    config = tmp_path / "res3d.toml"
-    config.write_text(toml_text(values))
-    out = tmp_path / "run"
-    argv = ["--quiet", "train", str(root), "--config", str(config), "--out", str(out)]
-    assert cli.main([*argv, "--init-from", str(sports1m)]) == cli.EXIT_OK
-    model = load_model(out / "model")
-    network = model.localization
-    assert isinstance(network, Res3D)
+    config = config_from_dict({**RES3D_TINY, "init_from": str(sports1m)})
+    data = stages.prepare_data(
+        config, synth_root / "annotations.json", synth_root / "videos", tmp_path / "cache",
+        progress=False,
+    )  # fmt: skip
+    train.train(CLASSIFICATION, config, data, tmp_path / "run", progress=False)
+    network = build_network(3, config.model, config.clip)
+    load_state(network, tmp_path / "run" / "classification" / WEIGHTS)
     assert torch.equal(network.res4a.branch2b.weight, torch.from_numpy(arrays["res4a_branch2b"][0]))
     gamma = torch.from_numpy(arrays["scale3b_branch2a"][0])
     assert torch.equal(network.res3b.bn_branch2a.weight, gamma)
-    stored = arrays["bn2b_branch2b"][2][0]
-    trained = network.res2b.bn_branch2b.scale_factor.item()
-    # one step of the classification stage, then one of the localization stage
-    assert trained == pytest.approx((stored * 0.999 + 1) * 0.999 + 1, rel=1e-6)
-    assert network.fc8.out_features == 3  # background + 2 classes: fc8 new
+    for name in ("bn_conv1", "bn2b_branch2b", "bn5a_branch1"):
+        stored = arrays[name][2][0]
+        norm = network.bn_conv1 if name == "bn_conv1" else None
+        if norm is None:
+            block, branch = f"res{name[2:4]}", name.split("_")[1]
+            norm = getattr(getattr(network, block), f"bn_{branch}")
+        assert norm.scale_factor.item() == pytest.approx(stored * 0.999 + 1, rel=1e-6)
 
-    tuned = tmp_path / "tuned"
-    argv = ["--quiet", "train", str(root), "--config", str(config), "--out", str(tuned)]
-    assert cli.main([*argv, "--init-from", str(out / "model")]) == cli.EXIT_OK
-    again = load_model(tuned / "model").localization
-    assert torch.equal(again.conv1.weight, network.conv1.weight)
-    assert torch.equal(again.fc8.weight, network.fc8.weight)  # its classes' rows carried over
-    for name in BLOCK_NAMES:  # one more step of the localization stage
-        before = getattr(network, name).bn_branch2a.scale_factor.item()
-        after = getattr(again, name).bn_branch2a.scale_factor.item()
+
+def test_scnn_train_takes_res3d_and_its_input_from_the_caffe_file(synth_root, tmp_path, capsys):
+    """A C3D-v1.1 file dictates Res3D-18 at width 1 and BGR frames minus 128: a config that
+    says otherwise is one line naming the settings."""
+    sports1m = write_res3d_caffemodel(
+        tmp_path / "sports1m.caffemodel", res3d_arrays(np.random.default_rng(4), 487)
+    )
+    config = tmp_path / "res3d.toml"
+    config.write_text(toml_text(RES3D_TINY))
+    argv = ["--quiet", "train", str(synth_root), "--config", str(config)]
+    argv += ["--out", str(tmp_path / "run"), "--init-from", str(sports1m)]
+    assert cli.main(argv) != cli.EXIT_OK
+    err = capsys.readouterr().err.strip()
+    assert "model.width=0.0625" in err and "model.width=1.0" in err and "\n" not in err
+    assert "clip.frame_size=[40, 32]" in err and str(sports1m) in err
+
+
+def test_fine_tuning_a_res3d_model_continues_its_batch_norms(synth_root, res3d_dir, tmp_path):
+    """scnn train --init-from a Res3D model directory: the networks carry over, fc8's rows by
+    class, and each batch norm's average continues for the localization stage's step."""
+    values = {**RES3D_TINY, "clip": {**RES3D_TINY["clip"], "mirror": True}}
+    config = tmp_path / "res3d.toml"
+    config.write_text(toml_text(values))
+    out = tmp_path / "tuned"
+    argv = ["--quiet", "train", str(synth_root), "--config", str(config), "--out", str(out)]
+    assert cli.main([*argv, "--init-from", str(res3d_dir)]) == cli.EXIT_OK
+    source = load_model(res3d_dir)
+    tuned = load_model(out / "model")
+    assert torch.equal(tuned.localization.conv1.weight, source.localization.conv1.weight)
+    assert torch.equal(tuned.proposal.fc8.weight, source.proposal.fc8.weight)  # copied whole
+    for name in BLOCK_NAMES:
+        before = getattr(source.localization, name).bn_branch2a.scale_factor.item()
+        after = getattr(tuned.localization, name).bn_branch2a.scale_factor.item()
         assert after == pytest.approx(before * 0.999 + 1, rel=1e-6)

@@ -11,20 +11,31 @@
 
 From a model directory only the stages of ``config.finetune_stages`` train; the proposal
 network, when left out, is the model's own (:func:`trained_stages`). The input convention a
-run trains with and records follows its weights (:func:`training_convention`).
+run trains with and records follows its weights (:func:`training_convention`); a Caffe file
+sets the settings its network and input dictate (:func:`training_config`), and a config that
+contradicts them is refused, so BGR-trained weights never get RGB frames by accident.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from scnn.caffe import is_caffe_model, load_caffe_weights, read_mean_cube
-from scnn.caffe_res3d import load_res3d_weights
+from scnn.caffe import (
+    CAFFE_OPTIONS,
+    caffe_convention,
+    is_caffe_model,
+    load_caffe_weights,
+    read_mean_cube,
+)
+from scnn.caffe_res3d import RES3D_CONVENTION, RES3D_OPTIONS, load_res3d_weights
+from scnn.caffe_wire import V11, caffe_release
 from scnn.clips import ClipConfig, InputConvention
-from scnn.config import TrainConfig
+from scnn.config import TrainConfig, config_from_dict, config_values, dotted_keys
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes
 from scnn.model import (
@@ -96,6 +107,85 @@ def load_pretrained(
         raise ScnnError("a Res3D-18 network starts from a C3D-v1.1 .caffemodel", path)
     else:
         load_sports1m_weights(model, path)
+
+
+def weights_settings(init_from: str | Path) -> dict[str, Any]:
+    """The config settings the starting weights dictate, by dotted key: for a C3D-v1.0 Caffe
+    file (the Sports-1M C3D, the authors' networks) its network (caffe.CAFFE_OPTIONS) and
+    input (caffe.caffe_convention: BGR frames of 171×128, crop 112, no scaling); for a
+    C3D-v1.1 one (the Sports-1M Res3D-18) Res3D-18 and its input (the same frames minus 128,
+    as the authors fine-tuned it); none otherwise (a model directory is checked against its
+    own record, check_compatible)."""
+    if not init_from or is_model_dir(init_from) or not is_caffe_model(init_from):
+        return {}
+    if caffe_release(init_from) == V11:
+        options, convention = RES3D_OPTIONS, RES3D_CONVENTION
+        network = {"model.backbone": options.backbone, "model.width": options.width}
+        network["clip.mean_rgb"] = (float(convention.mean),) * 3
+    else:
+        options, convention = CAFFE_OPTIONS, caffe_convention()
+        network = {
+            "model.backbone": options.backbone,
+            "model.width": options.width,
+            "model.batch_norm": options.batch_norm,
+            "model.pooling": options.pooling,
+        }
+    return {
+        **network,
+        "clip.frame_size": convention.frame_size,
+        "clip.crop_size": convention.crop_size,
+        "clip.clip_frames": convention.clip_frames,
+        "clip.bgr": convention.bgr,
+        "clip.std_rgb": convention.std,
+    }
+
+
+def training_config(name_or_path: str | Path, overrides: Mapping[str, Any] = {}) -> TrainConfig:
+    """``scnn train``'s config (config.load_config) with the settings its ``init_from``
+    weights dictate (:func:`weights_settings`) filled in; settings the config file or the
+    command line give otherwise are one ScnnError naming each and the weights."""
+    values, path = config_values(name_or_path, overrides)
+    given = dotted_keys(values)
+    dictated = weights_settings(given.get("init_from", ""))
+    _check_settings(given, dictated, given.get("init_from", ""))
+    for key, wanted in dictated.items():
+        section, name = key.split(".")
+        values.setdefault(section, {})[name] = list(wanted) if isinstance(wanted, tuple) else wanted
+    return config_from_dict(values, path)
+
+
+def check_follows_weights(config: TrainConfig) -> None:
+    """A config must hold every setting its ``init_from`` weights dictate: a BGR-trained
+    network is never trained on RGB frames, nor a Caffe-pooled one with another pooling."""
+    dictated = weights_settings(config.init_from)
+    given = {
+        key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in dictated
+    }
+    _check_settings(given, dictated, config.init_from)
+
+
+def _check_settings(given: Mapping[str, Any], dictated: Mapping[str, Any], weights: str) -> None:
+    """One ScnnError naming every setting of ``given`` that differs from ``dictated``."""
+    differ = [key for key in dictated if key in given and not _same(given[key], dictated[key])]
+    if differ:
+        ours = ", ".join(f"{key}={_toml(given[key])}" for key in differ)
+        theirs = ", ".join(f"{key}={_toml(dictated[key])}" for key in differ)
+        raise ScnnError(
+            f"{ours} contradicts the weights, which need {theirs}: leave {', '.join(differ)} out",
+            weights,
+        )
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    """Whether a setting has the value the weights need (a TOML list equals a tuple)."""
+    if isinstance(value, list | tuple):
+        return tuple(value) == tuple(wanted)
+    return value is wanted if isinstance(wanted, bool) else value == wanted
+
+
+def _toml(value: Any) -> str:
+    """A setting as the command line writes it: ``true``, ``[171, 128]``, ``"caffe"``."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
 
 
 def training_convention(config: TrainConfig) -> InputConvention:

@@ -13,6 +13,7 @@ from scnn.cli.common import (
     add_precision_option,
     add_vote_option,
     network_device,
+    note_bundled_model,
     print_failures,
     torchrun_world,
 )
@@ -113,7 +114,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="clips per network call (default: 256 on a GPU; on a CPU as many as keep "
-        "conv1's output under 64 MB, at most 16)",
+        "conv1's output under 32 MiB, at most 16)",
     )
     add_precision_option(parser)
     parser.add_argument(
@@ -183,6 +184,8 @@ def load_detector(args: argparse.Namespace, device: str) -> Detector:
     """The model and the prediction settings given on the command line."""
     from scnn.detect import Detector
 
+    if args.model is None:
+        note_bundled_model()
     return Detector.load(
         args.model,
         device=device,

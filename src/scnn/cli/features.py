@@ -10,6 +10,7 @@ from scnn.cli.common import (
     EXIT_SOME_FAILED,
     add_precision_option,
     network_device,
+    note_bundled_model,
     print_failures,
     torchrun_world,
 )
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     if args.init_from is not None:
         source = features.sports1m_source(args.init_from, args.mean)
     else:
+        if args.model is None:
+            note_bundled_model()
         source = features.model_source(args.model, args.network or "localization")
     config = features.FeatureConfig(
         layer=args.layer or features.default_layer(source.network),
