@@ -190,19 +190,19 @@ def read_net(
 
 
 def caffe_release(path: str | Path) -> str:
-    """V10 or V11: which of the authors' releases wrote the Caffe model ``path``, told by its
-    layers' field in NetParameter (2 or 100). Reads only the top-level field headers."""
+    """V11 when the Caffe model ``path`` holds its layers in NetParameter's field 100, as
+    C3D-v1.1 writes them, else V10, whose reader says what is wrong with a file that is
+    neither. Reads only the top-level field headers (a truncated file is the reader's to
+    name)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError("Caffe model file not found", path)
     with path.open("rb") as file:
         wire = Wire(file, path, f"{V10} or {V11}")
-        for number, kind, _, _ in wire.fields(0, wire.size, "NetParameter"):
-            if kind == LENGTH_DELIMITED and number == NET_V1_LAYERS:
-                return V10
-            if kind == LENGTH_DELIMITED and number == NET_LAYERS:
-                return V11
-    raise ModelError(f"no layers (not a {V10} or {V11} Caffe model)", path)
+        for number, kind, _, _ in wire.fields(0, wire.size, "NetParameter", cut=True):
+            if kind == LENGTH_DELIMITED and number in (NET_V1_LAYERS, NET_LAYERS):
+                return V11 if number == NET_LAYERS else V10
+    return V10
 
 
 def read_floats(file: BinaryIO, offset: int, count: int, path: Path) -> torch.Tensor:
