@@ -5,6 +5,8 @@
   localization stages) carries over whole, except the rows of fc8 for classes the model does
   not know, which start fresh; the network and clip options must be those of the model;
 - a C3D-v1.0 Caffe model, e.g. the authors' Sports-1M C3D (scnn.caffe): conv1a … fc7-1;
+- a C3D-v1.1 Caffe model for a Res3D-18 network, e.g. the Sports-1M Res3D
+  (``c3d_resnet18_sports1m_r2_iter_2800000.caffemodel``, scnn.caffe_res3d): all but fc8;
 - else a ``torch.save``-d state dict, the PyTorch port of the Sports-1M C3D: conv1 … fc7.
 
 From a model directory only the stages of ``config.finetune_stages`` train; the proposal
@@ -30,12 +32,21 @@ from scnn.caffe import (
     load_caffe_weights,
     read_mean_cube,
 )
+from scnn.caffe_res3d import RES3D_CONVENTION, RES3D_OPTIONS, load_res3d_weights
+from scnn.caffe_wire import V11, caffe_release
 from scnn.clips import ClipConfig, InputConvention
 from scnn.config import TrainConfig, config_from_dict, config_values, dotted_keys
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes
-from scnn.model import C3D, ModelOptions, build_network, copy_pretrained, load_sports1m_weights
+from scnn.model import (
+    ModelOptions,
+    Network,
+    build_network,
+    copy_pretrained,
+    load_sports1m_weights,
+)
 from scnn.modelfile import MODEL_JSON, LoadedModel, load_model, state_bytes
+from scnn.res3d import Res3D
 from scnn.stages import LOCALIZATION, PROPOSAL, STAGES, Stage
 
 BACKGROUND = "background"  # fc8 row 0 of both networks
@@ -63,7 +74,7 @@ def trained_stages(config: TrainConfig) -> tuple[Stage, ...]:
 
 
 def load_pretrained(
-    model: C3D,
+    model: Network,
     init_from: str | Path,
     *,
     binary: bool,
@@ -88,24 +99,39 @@ def load_pretrained(
                 model.fc8.bias[target] = state["fc8.bias"][row]
     elif path.is_dir():
         raise ScnnError(f"a folder without {MODEL_JSON}: give a model directory (OUT/model)", path)
+    elif is_caffe_model(path) and isinstance(model, Res3D):
+        load_res3d_weights(model, path, fc8=False)
     elif is_caffe_model(path):
         load_caffe_weights(model, path, fc8=False)
+    elif isinstance(model, Res3D):
+        raise ScnnError("a Res3D-18 network starts from a C3D-v1.1 .caffemodel", path)
     else:
         load_sports1m_weights(model, path)
 
 
 def weights_settings(init_from: str | Path) -> dict[str, Any]:
-    """The config settings the starting weights dictate, by dotted key: for a C3D Caffe file
-    (the Sports-1M C3D, the authors' networks) its network (caffe.CAFFE_OPTIONS) and input
-    (caffe.caffe_convention: BGR frames of 171×128, crop 112, no scaling); none otherwise (a
-    model directory is checked against its own record, check_compatible)."""
+    """The config settings the starting weights dictate, by dotted key: for a C3D-v1.0 Caffe
+    file (the Sports-1M C3D, the authors' networks) its network (caffe.CAFFE_OPTIONS) and
+    input (caffe.caffe_convention: BGR frames of 171×128, crop 112, no scaling); for a
+    C3D-v1.1 one (the Sports-1M Res3D-18) Res3D-18 and its input (the same frames minus 128,
+    as the authors fine-tuned it); none otherwise (a model directory is checked against its
+    own record, check_compatible)."""
     if not init_from or is_model_dir(init_from) or not is_caffe_model(init_from):
         return {}
-    convention = caffe_convention()
+    if caffe_release(init_from) == V11:
+        options, convention = RES3D_OPTIONS, RES3D_CONVENTION
+        network = {"model.backbone": options.backbone, "model.width": options.width}
+        network["clip.mean_rgb"] = (float(convention.mean),) * 3
+    else:
+        options, convention = CAFFE_OPTIONS, caffe_convention()
+        network = {
+            "model.backbone": options.backbone,
+            "model.width": options.width,
+            "model.batch_norm": options.batch_norm,
+            "model.pooling": options.pooling,
+        }
     return {
-        "model.width": CAFFE_OPTIONS.width,
-        "model.batch_norm": CAFFE_OPTIONS.batch_norm,
-        "model.pooling": CAFFE_OPTIONS.pooling,
+        **network,
         "clip.frame_size": convention.frame_size,
         "clip.crop_size": convention.crop_size,
         "clip.clip_frames": convention.clip_frames,
@@ -199,6 +225,7 @@ def check_compatible(
     and normalisation included: the network learnt on that input): one ScnnError naming each
     value that differs, the model's and the config's (dropout may differ)."""
     pairs = {
+        "model.backbone": (source.options.backbone, options.backbone),
         "model.width": (source.options.width, options.width),
         "model.batch_norm": (source.options.batch_norm, options.batch_norm),
         "model.pooling": (source.options.pooling, options.pooling),

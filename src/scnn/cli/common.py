@@ -83,7 +83,8 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
+        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX; "
+        "fp32 is full fp32 on a GPU too, without TF32)",
     )
 
 
