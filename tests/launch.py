@@ -15,7 +15,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(*args: str, processes: int = 2, timeout_s: float = 120) -> subprocess.CompletedProcess:
+def torchrun(*args: str, processes: int = 2, timeout_s: float = 600) -> subprocess.CompletedProcess:
     """``torchrun --nproc-per-node N -m scnn ARGS`` on localhost (gloo, 1 thread each)."""
     command = [
         sys.executable,

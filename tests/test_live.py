@@ -1,6 +1,7 @@
 """Live detection: streams through a pipe, HTTP and standard input; detections while the stream
 goes on, and at its end exactly the offline detections; bad sources end in one line."""
 
+import contextlib
 import http.server
 import json
 import math
@@ -9,12 +10,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from pause import Pause
 from tiny import small_model
 from videos import numbered_frames, write_video
 
@@ -80,37 +81,35 @@ def parsed(lines: str) -> set[Detection]:
     return found
 
 
-def feed(path: Path, data: bytes, pieces: int, pause_s: float, stop_at: float = 1.0) -> float:
-    """Write ``data`` into the pipe ``path`` in ``pieces`` at a fixed pace, the first
-    ``stop_at`` of it; then close (or, before the end, keep the pipe open and silent for
-    2 s: a stall). Returns when the last byte went in (time.monotonic)."""
-    sent = int(len(data) * stop_at)
+def feed(path: Path, data: bytes, go_on: threading.Event) -> None:
+    """Write the first three quarters of ``data`` into the pipe ``path``, then wait for
+    ``go_on`` and write the rest (a stream that goes on only once the test says so)."""
     with open(path, "wb") as pipe:
-        for k in range(pieces):
-            pipe.write(data[k * sent // pieces : (k + 1) * sent // pieces])
-            pipe.flush()
-            time.sleep(pause_s)
-        done = time.monotonic()
-        if stop_at < 1.0:
-            time.sleep(2.0)
-    return done
+        pipe.write(data[: len(data) * 3 // 4])
+        pipe.flush()
+        go_on.wait()
+        with contextlib.suppress(BrokenPipeError):  # the reader may have given up
+            pipe.write(data[len(data) * 3 // 4 :])
 
 
-def test_detections_arrive_while_a_paced_pipe_streams_and_end_as_offline(
+def test_detections_arrive_while_a_pipe_streams_and_end_as_offline(
     detector, stream, offline, tmp_path
 ):
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
-    fed: list[float] = []
-    writer = threading.Thread(target=lambda: fed.append(feed(pipe, stream.read_bytes(), 30, 0.1)))
+    first_seen = threading.Event()
+    writer = threading.Thread(target=feed, args=(pipe, stream.read_bytes(), first_seen))
     writer.start()
     arrivals = []
-    for found in live_detections(detector, pipe):
-        arrivals.append((time.monotonic(), found))
-    writer.join()
-    early = [found for at, found in arrivals if at < fed[0]]
-    assert early and all(found.frames_seen < VIDEO_FRAMES for found in early)
-    assert {found.detection for _, found in arrivals} == renamed(offline, "pipe")
+    try:
+        for found in live_detections(detector, pipe):
+            first_seen.set()  # the rest of the stream is sent only now
+            arrivals.append(found)
+    finally:
+        first_seen.set()
+        writer.join()
+    assert arrivals[0].frames_seen < VIDEO_FRAMES
+    assert {found.detection for found in arrivals} == renamed(offline, "pipe")
     assert len(arrivals) == len(offline)
 
 
@@ -169,28 +168,39 @@ def test_mpeg_ts_on_standard_input(model_dir, stream, offline, tmp_path):
     argv += ["--model", str(model_dir), "-o", str(out), "--proposal-threshold", "0"]
     argv += ["--precision", "fp32"]
     with stream.open("rb") as stdin:
-        done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert parsed(out.read_text()) == renamed(offline, "stdin")
 
 
-def test_ctrl_c_ends_cleanly_with_whole_lines(model_dir, stream):
-    argv = [sys.executable, "-m", "scnn", "--quiet", "--threads", "1", "detect", "-", "--live"]
+def test_ctrl_c_ends_cleanly_with_whole_lines(model_dir, stream, tmp_path):
+    """Ctrl-C while the second detection is on its way out, the stream still open."""
+    pause = Pause(tmp_path / "pause", "scnn.live:detection_line", at_call=2)
+    argv = [*pause.command, "--quiet", "--threads", "1", "detect", "-", "--live"]
     argv += ["--model", str(model_dir), "--proposal-threshold", "0", "--precision", "fp32"]
-    child = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False
-    )
+    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)  # fmt: skip
     data = stream.read_bytes()
-    child.stdin.write(data[: len(data) * 3 // 4])
-    child.stdin.flush()
-    first = child.stdout.readline()  # a detection is printed before the stream ends
+    writer = threading.Thread(
+        target=write_until_closed, args=(child.stdin, data[: len(data) * 3 // 4])
+    )
+    writer.start()
+    pause.wait(child)
     child.send_signal(signal.SIGINT)
-    child.stdin.close()
-    rest, error = child.stdout.read(), child.stderr.read()
-    assert child.wait(timeout=60) == 130
+    pause.release(child)
+    lines, error = child.stdout.read(), child.stderr.read()
+    assert child.wait() == 130
+    writer.join()
     assert error.decode().strip().endswith("scnn: interrupted")
-    assert parsed((first + rest).decode())
+    assert len(parsed(lines.decode())) == 1
+
+
+def write_until_closed(pipe, data: bytes) -> None:
+    """Write ``data`` into a child's standard input, which stays open until the child ends."""
+    with contextlib.suppress(BrokenPipeError):
+        pipe.write(data)
+        pipe.flush()
 
 
 def test_a_cut_stream_keeps_the_final_detections_and_fails_in_one_line(
@@ -228,15 +238,20 @@ def test_a_source_that_cannot_be_reached_is_one_line(model_dir, tmp_path, capsys
 
 
 def test_a_stalled_pipe_is_given_up_after_the_timeout(detector, stream, offline, tmp_path):
+    """The writer sends three quarters of the stream and then nothing, its end still open."""
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
-    writer = threading.Thread(target=feed, args=(pipe, stream.read_bytes(), 4, 0.0, 0.8))
+    release = threading.Event()
+    writer = threading.Thread(target=feed, args=(pipe, stream.read_bytes(), release))
     writer.start()
     kept = []
-    with pytest.raises(VideoError, match="no data for 1 s"):
-        for found in live_detections(detector, pipe, timeout_s=1.0):
-            kept.append(found.detection)
-    writer.join()
+    try:
+        with pytest.raises(VideoError, match="no data for 1 s"):
+            for found in live_detections(detector, pipe, timeout_s=1.0):
+                kept.append(found.detection)
+    finally:
+        release.set()
+        writer.join()
     assert kept and set(kept) < renamed(offline, "pipe")
 
 
@@ -267,12 +282,18 @@ def test_options_that_need_the_whole_video_are_refused(model_dir, stream, capsys
 def test_stopping_early_never_waits_for_a_decoder_that_has_finished():
     """Ctrl-C while both handoff places are full and decoding has just ended: the decoding
     thread must not wait for ever to hand over its end, and the consumer with it."""
-    chunks = _background_chunks(iter([np.zeros(1)] * 3))
+    decoded = threading.Event()
+
+    def three_chunks():
+        yield from [np.zeros(1)] * 3
+        decoded.set()  # the two chunks after the first wait in the handoff: it is full
+
+    chunks = _background_chunks(three_chunks())
     next(chunks)
-    time.sleep(0.5)  # the other two chunks fill the handoff; the end waits behind them
+    decoded.wait()
     closing = threading.Thread(target=chunks.close, daemon=True)
     closing.start()
-    closing.join(timeout=5)
+    closing.join(timeout=600)  # a guard against hanging the suite; it takes a moment
     assert not closing.is_alive()
 
 
