@@ -1,9 +1,10 @@
 """A ``scnn`` command that stops at a chosen call of a library function until the test lets it
 go: the tests of Ctrl-C and SIGKILL act at a known point, whatever the machine's load.
 
-The command runs a small script that wraps the function; at the chosen call it opens the FIFO
-``reached`` for writing (so :meth:`Pause.wait` returns once it is there) and then the FIFO
-``go`` for reading, where it waits until :meth:`Pause.release` (or for ever, for a SIGKILL).
+The command runs a small script that wraps the function; at the chosen call it writes its
+process id into the FIFO ``reached`` (:meth:`Pause.wait` returns it once the command is there),
+then opens the FIFO ``go`` for reading, where it waits until :meth:`Pause.release` (or for
+ever, for a SIGKILL).
 The waits on a process that may have ended meanwhile retry every 10 ms: they only make sure a
 test cannot hang, they decide nothing.
 """
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 SCRIPT = """\
-import importlib, sys
+import importlib, os, sys
 from scnn import cli
 
 owner = importlib.import_module({module!r})
@@ -32,7 +33,8 @@ def paused(*args, **kwargs):
     global calls
     calls += 1
     if calls == {at_call}:
-        open({reached!r}, "w").close()
+        with open({reached!r}, "w") as reached:
+            reached.write(str(os.getpid()))
         open({go!r}).close()
     return original(*args, **kwargs)
 
@@ -70,14 +72,17 @@ class Pause:
         """The command line that stands for ``scnn`` (``python -m scnn``)."""
         return [sys.executable, str(self.script)]
 
-    def wait(self, process: subprocess.Popen) -> None:
-        """Return once ``process`` has reached the call; fail if it ends first."""
+    def wait(self, process: subprocess.Popen) -> int:
+        """Return once ``process`` (or a process it started) has reached the call, with the
+        id of the process that did; fail if ``process`` ends first."""
         passed = threading.Event()
         watcher = threading.Thread(target=self._unblock, args=(process, passed), daemon=True)
         watcher.start()
-        with open(self.reached):  # returns when the command opens it, or the watcher does
+        with open(self.reached) as reached:  # opened once the command, or the watcher, opens it
             passed.set()
+            pid = reached.read()
         assert process.poll() is None, f"the command ended ({process.returncode}) before the call"
+        return int(pid)
 
     def _unblock(self, process: subprocess.Popen, passed: threading.Event) -> None:
         """Once ``process`` has ended, open ``reached`` in its place until :meth:`wait` is past

@@ -135,8 +135,9 @@ def test_sigkilled_torchrun_detection_resumes_without_redoing_videos(
     argv += [str(root / "videos"), "--model", str(root / "model"), "-o", str(out)]
     argv += ["--proposal-threshold", "0.3"]
     job = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
-    pause.wait(job)
-    os.killpg(job.pid, signal.SIGKILL)
+    worker = pause.wait(job)
+    os.killpg(job.pid, signal.SIGKILL)  # torchrun and its group
+    os.kill(worker, signal.SIGKILL)  # the worker, which torchrun starts in a session of its own
     job.wait()
     recorded = {p.stem: p.stat().st_mtime_ns for p in parts_dir(out).glob("*.json")}
     assert not out.exists() and 0 < len(set(recorded) & set(VIDEO_FRAMES)) < len(VIDEO_FRAMES)
