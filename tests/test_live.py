@@ -126,17 +126,34 @@ def test_each_detection_is_final_within_the_bound_unless_a_chain_holds_it(detect
     assert min(late) < bound // 2  # not all at the end of the stream
 
 
-def serve(directory: Path, cut_at: float = 1.0) -> http.server.ThreadingHTTPServer:
-    """An HTTP server on 127.0.0.1 in a thread; it declares each file's full length but,
-    with ``cut_at`` < 1, sends only that fraction of it (a stream cut mid-packet)."""
+def serve(
+    directory: Path, cut_at: float = 1.0, framing: str = "length"
+) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1 in a thread. Its response declares each file's length
+    (``framing`` "length"), comes in chunks ("chunked") or just ends when the server closes
+    the connection ("close"); with ``cut_at`` < 1 it sends only that fraction of the file (a
+    stream cut mid-packet)."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if framing == "chunked" else "HTTP/1.0"
+
         def do_GET(self) -> None:
             data = (directory / urlsplit(self.path).path.lstrip("/")).read_bytes()
+            sent = data[: int(len(data) * cut_at)]
             self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
+            if framing == "length":
+                self.send_header("Content-Length", str(len(data)))
+            if framing == "chunked":
+                self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.wfile.write(data[: int(len(data) * cut_at)])
+            if framing != "chunked":
+                self.wfile.write(sent)
+                return
+            for start in range(0, len(sent), 4096):
+                piece = sent[start : start + 4096]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True
 
         def log_message(self, *args) -> None:
             pass
@@ -160,6 +177,23 @@ def test_a_url_over_http_gives_the_offline_detections_as_lines_on_stdout(
     shown = capsys.readouterr()
     assert parsed(shown.out) == renamed(offline, "cam")
     assert f"{len(offline)} detections in {url}" in shown.err
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_a_whole_stream_of_no_declared_length_ends_cleanly(
+    model_dir, stream, offline, tmp_path, framing
+):
+    """Without a length, the server closing the connection (or the last chunk) is the end."""
+    server = serve(stream.parent, framing=framing)
+    out = tmp_path / "live.jsonl"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
+        argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
+        argv += ["--proposal-threshold", "0", "--precision", "fp32"]
+        assert cli.main(argv) == 0
+    finally:
+        server.shutdown()
+    assert parsed(out.read_text()) == renamed(offline, "cam")
 
 
 def test_mpeg_ts_on_standard_input(model_dir, stream, offline, tmp_path):
@@ -230,11 +264,24 @@ def test_a_cut_stream_keeps_the_final_detections_and_fails_in_one_line(
 )
 def test_a_source_that_cannot_be_reached_is_one_line(model_dir, tmp_path, capsys, url, reason):
     out = tmp_path / "live.jsonl"
+    out.write_text("an earlier result\n")
     argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
     assert cli.main(argv) == 1
     error = capsys.readouterr().err
     assert error.startswith(f"scnn: error: {url}: ") and reason in error
-    assert error.count("\n") == 1 and out.read_text() == ""
+    assert error.count("\n") == 1
+    assert out.read_text() == "an earlier result\n"  # started afresh only once frames come
+
+
+def test_a_source_that_is_no_video_keeps_an_earlier_result(model_dir, tmp_path, capsys):
+    garbage = tmp_path / "garbage.ts"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    out = tmp_path / "live.jsonl"
+    out.write_text("an earlier result\n")
+    argv = ["--quiet", "detect", str(garbage), "--live", "--model", str(model_dir), "-o", str(out)]
+    assert cli.main(argv) == 1
+    assert "not a readable video" in capsys.readouterr().err
+    assert out.read_text() == "an earlier result\n"
 
 
 def test_a_stalled_pipe_is_given_up_after_the_timeout(detector, stream, offline, tmp_path):

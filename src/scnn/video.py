@@ -9,6 +9,7 @@ Every failure, from a missing file to a truncated stream, is raised as :class:`V
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -234,7 +235,7 @@ def _decode(
             return _repeat(frame, last - first, scaler, width, height)
 
         try:
-            for frame in container.decode(stream):
+            for frame in _decoded_frames(container, stream, path):
                 time_s = _relative_time_s(frame, origin_s, previous, previous_s + gap_s)
                 if origin_s is None:
                     origin_s = frame.time or 0.0
@@ -316,6 +317,24 @@ def _relative_time_s(
 def _frames_before(time_s: float, fps: float) -> int:
     """How many output frames have a time strictly before ``time_s`` (within tolerance)."""
     return max(0, math.ceil(time_s * fps - _TIME_TOLERANCE_FRAMES))
+
+
+def _decoded_frames(
+    container: av.container.InputContainer, stream: av.VideoStream, path: str | Path
+) -> Iterator[av.VideoFrame]:
+    """The stream's frames. An HTTP response of no declared length, neither sized nor chunked,
+    ends when the server closes the connection; FFmpeg reports that as an input/output error,
+    which there is then nothing to tell from a cut: the end of the stream, with the frames the
+    decoder still holds. A response that declared its length and stops short stays an error."""
+    try:
+        yield from container.decode(stream)
+    except OSError as exc:
+        http = urlsplit(str(path)).scheme in ("http", "https") and is_url(path)
+        if not (http and exc.errno == errno.EIO and container.size < 0):
+            raise
+        for frame in stream.codec_context.decode(None):
+            frame.time_base = stream.time_base  # as stream.decode sets it
+            yield frame
 
 
 def _repeat(
