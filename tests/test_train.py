@@ -269,3 +269,14 @@ def test_checkpoint_with_a_pickle_payload_is_refused_unrun(synth_run, tmp_path):
         train.train(stages.PROPOSAL, config, prepared, out, resume=True, progress=False)
     assert "checkpoint.pt" in str(caught.value)
     assert not marker.exists()
+
+
+def test_resume_finishes_a_stage_whose_weights_are_missing(data, tmp_path):
+    """metrics.json without weights is no finished stage: resuming writes the weights again."""
+    config = config_from_dict({**TINY, "steps": 4})
+    train.train(PROPOSAL, config, data, tmp_path, progress=False)
+    weights = tmp_path / "proposal" / "weights.safetensors"
+    trained = weights.read_bytes()
+    weights.unlink()
+    train.train(PROPOSAL, config, data, tmp_path, resume=True, progress=False)
+    assert weights.read_bytes() == trained
