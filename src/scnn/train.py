@@ -303,8 +303,8 @@ def train(
 ) -> dict[str, float]:
     """Train one stage for ``config.steps`` steps, validate it, and return its metrics.
 
-    With ``resume``, a finished stage (its weights and metrics written) is skipped and an
-    unfinished one continues from its last checkpoint. Ctrl-C writes a checkpoint after the current step, then raises
+    With ``resume``, a stage with weights is skipped and an unfinished one continues from its
+    last checkpoint. Ctrl-C writes a checkpoint after the current step, then raises
     KeyboardInterrupt. Validation reports window accuracy and loss on the validation subset;
     the localization stage's detection mAP needs the whole detector and is measured on the
     model directory by ``scnn detect`` + ``scnn evaluate`` (see the README). ``device``: the
