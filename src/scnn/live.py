@@ -290,6 +290,8 @@ def write_live(
     earlier file as it was; or :data:`STDOUT`), flushed the moment it is final, so a line is
     never cut and a reader sees it at once; progress goes to stderr. Returns the number of
     detections; a source that fails raises after the lines written so far."""
+    if str(out) == STDOUT and sys.stdout is None:  # started with its descriptor closed
+        raise ScnnError("standard output is closed: nowhere to write the lines")
     count = 0
     with ExitStack() as stack:
         lines: list[IO[str]] = [sys.stdout] if str(out) == STDOUT else []

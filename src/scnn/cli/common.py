@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -17,6 +18,45 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
+
+
+def positive_int(text: str) -> int:
+    """An option's whole number >= 1 (argparse type)."""
+    return _whole(text, 1)
+
+
+def count(text: str) -> int:
+    """An option's whole number >= 0 (argparse type)."""
+    return _whole(text, 0)
+
+
+def _whole(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= {low}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An option's number in [0, 1]: an IoU, a threshold, a probability (argparse type)."""
+    value = finite(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def finite(text: str) -> float:
+    """An option's number, not NaN nor infinite (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
 
 
 def add_class_options(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +82,7 @@ def add_vote_option(parser: argparse.ArgumentParser, default: str) -> None:
     says what happens without it."""
     parser.add_argument(
         "--vote-iou",
-        type=float,
+        type=fraction,
         default=None,
         metavar="IOU",
         help="beyond S-CNN: move each detection's boundaries to the confidence-weighted mean "

@@ -10,6 +10,7 @@ from scnn.cli.common import (
     EXIT_SOME_FAILED,
     add_precision_option,
     network_device,
+    positive_int,
     print_failures,
     torchrun_world,
 )
@@ -88,7 +89,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_precision_option(parser)
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="clips per network call (default: as `scnn detect`: 256 on a GPU, at most 16 on "
         "a CPU)",
