@@ -107,7 +107,6 @@ def test_python_m_scnn_is_the_command():
         (["detect", "v.mp4", "--nms", "5"], "--nms"),
         (["detect", "v.mp4", "--min-score", "nan"], "--min-score"),
         (["detect", "v.mp4", "--proposal-threshold", "nan"], "--proposal-threshold"),
-        (["detect", "v.mp4", "--vote-iou", "inf"], "--vote-iou"),
         (["postprocess", "w.csv", "--nms", "nan", "-o", "d.json"], "--nms"),
         (["postprocess", "w.csv", "--top-k", "0", "-o", "d.json"], "--top-k"),
         (
@@ -118,7 +117,6 @@ def test_python_m_scnn_is_the_command():
             ["evaluate", "--gt", "g.csv", "--pred", "p.csv", "--protocol", "scnn", "--iou", "-0.2"],
             "--iou",
         ),  # fmt: skip
-        (["diagnose", "--gt", "g.csv", "--pred", "p.csv", "--iou", "2", "-o", "d"], "--iou"),
     ],
 )
 def test_numbers_out_of_range_are_a_bad_command_line(argv, option, capsys):

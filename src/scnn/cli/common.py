@@ -82,7 +82,7 @@ def add_vote_option(parser: argparse.ArgumentParser, default: str) -> None:
     says what happens without it."""
     parser.add_argument(
         "--vote-iou",
-        type=fraction,
+        type=float,
         default=None,
         metavar="IOU",
         help="beyond S-CNN: move each detection's boundaries to the confidence-weighted mean "

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from scnn.bundled_data import resolve_ground_truth
-from scnn.cli.common import EXIT_OK, add_class_options, class_table, fraction
+from scnn.cli.common import EXIT_OK, add_class_options, class_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--pred", type=Path, required=True, help="detections: THUMOS14 .txt, .json or .csv"
     )
     parser.add_argument(
-        "--iou", type=fraction, default=0.5, help="tIoU of a true positive (default 0.5)"
+        "--iou", type=float, default=0.5, help="tIoU of a true positive (default 0.5)"
     )
     parser.add_argument(
         "--subset",
