@@ -4,6 +4,7 @@ writes the files, independently of the reader)."""
 
 import json
 import math
+import subprocess
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +21,7 @@ from caffe_writer import (
     write_caffemodel,
     write_mean,
 )
+from pause import Pause
 from tiny import MODEL_CLIP, MODEL_OPTIONS, random_model
 from videos import write_video
 
@@ -351,6 +353,26 @@ def test_imported_model_directory(authors_model):
     assert torch.equal(
         model.localization.fc8.bias, torch.from_numpy(arrays["localization"]["fc8"][1].reshape(-1))
     )
+
+
+def test_an_import_killed_while_writing_leaves_the_model_it_replaces(authors_model, tmp_path):
+    """SIGKILL once the new proposal weights are written, before the localization ones."""
+    out, _, _ = authors_model
+    existing = random_model(tmp_path / "model")  # another model: every file differs
+    before = {p.name: p.read_bytes() for p in existing.iterdir()}
+    pause = Pause(tmp_path / "pause", "scnn.modelfile:atomic_write_bytes", at_call=2)
+    folder = out.parent
+    argv = [*pause.command, "--quiet", "--threads", "1", "import-caffe"]
+    argv += ["--proposal", str(folder / "SCNN_proposal_iter_30000")]
+    argv += ["--localization", str(folder / "SCNN_localization_iter_30000")]
+    argv += ["--mean", str(folder / "train01_16_128_171_mean.binaryproto"), "-o", str(existing)]
+    argv += ["--classes", "thumos14"]
+    process = subprocess.Popen(argv)
+    pause.wait(process)
+    process.kill()
+    process.wait()
+    assert {p.name: p.read_bytes() for p in existing.iterdir()} == before
+    load_model(existing)
 
 
 def test_detect_on_an_imported_pair_matches_caffes_definitions(authors_model, tmp_path):

@@ -28,7 +28,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from scnn.clips import ClipConfig
 from scnn.errors import ModelError, ScnnError
-from scnn.fileio import atomic_write_bytes, atomic_write_text
+from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
 from scnn.model import C3D, ModelOptions, build_network
 from scnn.postprocess import window_length_prior
 from scnn.records import GroundTruth
@@ -146,17 +146,14 @@ def save_model(
     proposal_threshold: float = PROPOSAL_THRESHOLD,
     vote_iou: float | None = None,
 ) -> None:
-    """Write the model directory at ``path``; each file is written atomically, model.json last,
-    so a directory with a model.json is complete. ``prior`` maps each of ``windows``' lengths
+    """Write the model directory at ``path`` all at once (fileio.replaced_directory): a run
+    killed while writing leaves the one that was there. ``prior`` maps each of ``windows``' lengths
     to the weight of each class; model.json holds its rows in the order of those lengths.
     ``mean_cube``, ``proposal_threshold``, ``vote_iou``: detection's defaults, see LoadedModel."""
     prior_rows = _prior_rows(prior, windows, len(classes), path)
     path = Path(path)
-    atomic_write_bytes(path / PROPOSAL_WEIGHTS, state_bytes(proposal))
-    atomic_write_bytes(path / LOCALIZATION_WEIGHTS, state_bytes(localization))
     if mean_cube is not None:
         check_mean_cube(mean_cube, clip, path)
-        atomic_write_bytes(path / MEAN_CUBE, safetensors_bytes({"mean": mean_cube.contiguous()}))
     description = {
         "format_version": FORMAT_VERSION,
         "classes": list(classes),
@@ -176,7 +173,13 @@ def save_model(
         "config": config,
         "metrics": metrics,
     }
-    atomic_write_text(path / MODEL_JSON, json.dumps(description, indent=1) + "\n")
+    with replaced_directory(path) as folder:
+        atomic_write_bytes(folder / PROPOSAL_WEIGHTS, state_bytes(proposal))
+        atomic_write_bytes(folder / LOCALIZATION_WEIGHTS, state_bytes(localization))
+        if mean_cube is not None:
+            mean = safetensors_bytes({"mean": mean_cube.contiguous()})
+            atomic_write_bytes(folder / MEAN_CUBE, mean)
+        atomic_write_text(folder / MODEL_JSON, json.dumps(description, indent=1) + "\n")
 
 
 def training_prior(ground_truth: GroundTruth, windows: WindowConfig) -> dict[int, np.ndarray]:
