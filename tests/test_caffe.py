@@ -18,6 +18,7 @@ from caffe_writer import (
     c3d_arrays,
     layer,
     message_field,
+    varint_field,
     write_caffemodel,
     write_mean,
 )
@@ -207,6 +208,19 @@ def test_other_geometry_in_the_file_is_refused(tmp_path):
 
 
 # --- the mean cube ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dims", [(1, 3, 1, 2**32, 2**32), (1, 3, 0, 2**69, 2), (1, 3, 2, 2, 2**66)]
+)
+def test_a_mean_file_whose_dimensions_overflow_is_one_line(tmp_path, dims):
+    """Dimensions whose product wraps round (to the 0 values stored) or passes 64 bits."""
+    path = tmp_path / "mean.binaryproto"
+    fields = b"".join(varint_field(number, d) for number, d in enumerate(dims, start=1))
+    path.write_bytes(fields + message_field(6, b""))
+    with pytest.raises(ModelError, match="mean BlobProto: blob of shape") as caught:
+        read_mean_cube(path)
+    assert str(caught.value).startswith(f"{path}: ")
 
 
 def test_mean_cube_comes_back_rgb_frame_by_frame(tmp_path):

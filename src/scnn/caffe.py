@@ -167,7 +167,9 @@ def _blob(wire: _Wire, start: int, end: int, where: str) -> Blob:
         elif number == BLOB_DATA:
             data = (offset, value)
     shape = tuple(dims[n] for n in BLOB_DIMS)
-    count = int(np.prod(shape))
+    if max(shape) > wire.size:  # beside a 0, any number makes a product of 0
+        raise wire.fail(f"blob of shape {shape} has a dimension beyond the file's size", where)
+    count = int(np.prod(shape, dtype=object))  # exact: 64 bits would wrap round
     if data is None or data[1] != 4 * count:
         stored = 0 if data is None else data[1] // 4
         raise wire.fail(f"blob of shape {shape} holds {stored} values, not {count}", where)
