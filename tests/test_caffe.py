@@ -30,6 +30,7 @@ from scnn.bundled_data import resolve_ground_truth
 from scnn.caffe import (
     CAFFE_NAMES,
     CAFFE_OPTIONS,
+    MAX_LAYERS,
     caffe_clip_config,
     class_names,
     load_caffe_weights,
@@ -188,6 +189,16 @@ def test_a_file_that_is_not_such_a_model_is_one_line_naming_it(tmp_path, make, m
     with pytest.raises(ModelError, match=message) as caught:
         load_caffe_weights(C3D(21, **SMALL), path)
     assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_a_file_of_endless_layers_is_refused_at_the_limit(tmp_path):
+    """A C3D has a few dozen layers; a file of many thousands is not read to its end."""
+    path = tmp_path / "many.caffemodel"
+    dummies = (layer(f"dummy{k}", "RELU", {}) for k in range(MAX_LAYERS + 1))
+    path.write_bytes(b"".join(message_field(2, dummy) for dummy in dummies))
+    with pytest.raises(ModelError, match=f"more than {MAX_LAYERS} layers") as caught:
+        load_caffe_weights(C3D(21, **SMALL), path)
+    assert str(caught.value).startswith(f"{path}: ")
 
 
 def test_other_geometry_in_the_file_is_refused(tmp_path):

@@ -55,6 +55,7 @@ TYPE_NAMES = {
     INNER_PRODUCT: "INNER_PRODUCT",
 }
 MAX_POOLING = 0  # PoolingParameter.PoolMethod.MAX
+MAX_LAYERS = 1000  # a C3D has a few dozen: a file of more is refused before it fills memory
 
 # Wire types of protobuf's encoding.
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
@@ -235,6 +236,8 @@ def read_layers(path: str | Path) -> dict[str, Layer]:
                     path,
                 )
             if number == NET_LAYERS and kind == LENGTH_DELIMITED:
+                if len(layers) == MAX_LAYERS:
+                    raise ModelError(f"more than {MAX_LAYERS} layers: not a C3D model", path)
                 layer = _layer(wire, offset, offset + value, len(layers))
                 if layer.name in layers:
                     raise ModelError(f"layer {layer.name} appears twice", path)
