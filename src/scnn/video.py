@@ -97,7 +97,7 @@ def probe(path: str | Path, timeout_s: float = READ_TIMEOUT_S) -> VideoInfo:
                 1 for packet in container.demux(stream) if packet.size > 0
             )
         except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"reading failed: {_reason(exc)}", path) from exc
+            raise VideoError(f"reading failed: {failure_reason(exc)}", path) from exc
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         return VideoInfo(
             path=str(path),
@@ -259,9 +259,9 @@ def _decode(
         except (av.FFmpegError, OSError) as exc:
             if pending:
                 yield np.stack(pending)
+            reason = failure_reason(exc)
             raise VideoError(
-                f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {_reason(exc)}",
-                path,
+                f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {reason}", path
             ) from exc
         reached_end = stop_frame is None or emitted < stop_frame
         if previous is not None and reached_end:
@@ -420,7 +420,9 @@ class _TimedPipe(io.RawIOBase):
         super().close()
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """Why FFmpeg or the system failed, in words: the message alone, not ``[Errno N]`` (an
+    FFmpeg error code, e.g. 1094995529) nor the path, which the VideoError names."""
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
@@ -434,14 +436,14 @@ def _open(path: str | Path, timeout_s: float) -> av.container.InputContainer:
         try:
             return av.open(str(path), mode="r", timeout=timeout_s)
         except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"cannot open the stream ({_reason(exc)})", path) from exc
+            raise VideoError(f"cannot open the stream ({failure_reason(exc)})", path) from exc
     file = Path("/dev/stdin" if str(path) == STDIN else path)
     try:
         mode = file.stat().st_mode
     except FileNotFoundError:
         raise VideoError("no such file", path) from None
     except OSError as exc:  # e.g. a folder on the way that we may not enter
-        raise VideoError(f"cannot access ({_reason(exc)})", path) from exc
+        raise VideoError(f"cannot access ({failure_reason(exc)})", path) from exc
     if stat.S_ISDIR(mode):
         raise VideoError("is a directory, not a video file", path)
     regular = stat.S_ISREG(mode)
@@ -455,7 +457,7 @@ def _open(path: str | Path, timeout_s: float) -> av.container.InputContainer:
     except (av.FFmpegError, OSError) as exc:
         if isinstance(source, _TimedPipe):
             source.close()
-        raise VideoError(f"not a readable video file ({_reason(exc)})", path) from exc
+        raise VideoError(f"not a readable video file ({failure_reason(exc)})", path) from exc
 
 
 def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
