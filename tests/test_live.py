@@ -127,12 +127,16 @@ def test_each_detection_is_final_within_the_bound_unless_a_chain_holds_it(detect
 
 
 def serve(
-    directory: Path, cut_at: float = 1.0, framing: str = "length"
+    directory: Path,
+    cut_at: float = 1.0,
+    framing: str = "length",
+    hold: threading.Event | None = None,
 ) -> http.server.ThreadingHTTPServer:
     """An HTTP server on 127.0.0.1 in a thread. Its response declares each file's length
     (``framing`` "length"), comes in chunks ("chunked") or just ends when the server closes
     the connection ("close"); with ``cut_at`` < 1 it sends only that fraction of the file (a
-    stream cut mid-packet)."""
+    stream cut mid-packet), and with ``hold`` it then keeps the connection open, silent, until
+    ``hold`` is set (a stalled stream)."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         protocol_version = "HTTP/1.1" if framing == "chunked" else "HTTP/1.0"
@@ -148,6 +152,9 @@ def serve(
             self.end_headers()
             if framing != "chunked":
                 self.wfile.write(sent)
+                self.wfile.flush()
+                if hold is not None:
+                    hold.wait()
                 return
             for start in range(0, len(sent), 4096):
                 piece = sent[start : start + 4096]
@@ -300,6 +307,22 @@ def test_a_stalled_pipe_is_given_up_after_the_timeout(detector, stream, offline,
         release.set()
         writer.join()
     assert kept and set(kept) < renamed(offline, "pipe")
+
+
+def test_a_stalled_url_is_given_up_after_the_timeout(detector, stream, offline):
+    release = threading.Event()
+    server = serve(stream.parent, cut_at=0.75, hold=release)
+    url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
+    kept = []
+    try:
+        with pytest.raises(VideoError, match="no data for 1 s") as caught:
+            for found in live_detections(detector, url, timeout_s=1.0):
+                kept.append(found.detection)
+    finally:
+        release.set()
+        server.shutdown()
+    assert str(caught.value).startswith(f"{url}: decoding failed at ")
+    assert kept and set(kept) < renamed(offline, "cam")
 
 
 def test_a_models_own_voting_is_left_out_live(stream, offline, tmp_path):

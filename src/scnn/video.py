@@ -259,7 +259,7 @@ def _decode(
         except (av.FFmpegError, OSError) as exc:
             if pending:
                 yield np.stack(pending)
-            reason = failure_reason(exc)
+            reason = failure_reason(exc, timeout_s)
             raise VideoError(
                 f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {reason}", path
             ) from exc
@@ -420,9 +420,12 @@ class _TimedPipe(io.RawIOBase):
         super().close()
 
 
-def failure_reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException, timeout_s: float | None = None) -> str:
     """Why FFmpeg or the system failed, in words: the message alone, not ``[Errno N]`` (an
-    FFmpeg error code, e.g. 1094995529) nor the path, which the VideoError names."""
+    FFmpeg error code, e.g. 1094995529) nor the path, which the VideoError names. PyAV ends
+    a read that waited ``timeout_s`` for data with FFmpeg's "Immediate exit requested"."""
+    if isinstance(exc, av.ExitError) and timeout_s is not None:
+        return f"no data for {timeout_s:g} s"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
@@ -436,7 +439,8 @@ def _open(path: str | Path, timeout_s: float) -> av.container.InputContainer:
         try:
             return av.open(str(path), mode="r", timeout=timeout_s)
         except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"cannot open the stream ({failure_reason(exc)})", path) from exc
+            reason = failure_reason(exc, timeout_s)
+            raise VideoError(f"cannot open the stream ({reason})", path) from exc
     file = Path("/dev/stdin" if str(path) == STDIN else path)
     try:
         mode = file.stat().st_mode
