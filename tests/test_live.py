@@ -220,8 +220,15 @@ def test_ctrl_c_ends_cleanly_with_whole_lines(model_dir, stream, tmp_path):
     pause = Pause(tmp_path / "pause", "scnn.live:detection_line", at_call=2)
     argv = [*pause.command, "--quiet", "--threads", "1", "detect", "-", "--live"]
     argv += ["--model", str(model_dir), "--proposal-threshold", "0", "--precision", "fp32"]
-    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)  # fmt: skip
+    # Ctrl-C's default action, as in a terminal: a shell starts background jobs with SIGINT
+    # ignored, and Python then leaves it ignored.
+    child = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     data = stream.read_bytes()
     writer = threading.Thread(
         target=write_until_closed, args=(child.stdin, data[: len(data) * 3 // 4])
@@ -231,7 +238,7 @@ def test_ctrl_c_ends_cleanly_with_whole_lines(model_dir, stream, tmp_path):
     child.send_signal(signal.SIGINT)
     pause.release(child)
     lines, error = child.stdout.read(), child.stderr.read()
-    assert child.wait() == 130
+    assert child.wait() == 130, error.decode()
     writer.join()
     assert error.decode().strip().endswith("scnn: interrupted")
     assert len(parsed(lines.decode())) == 1
