@@ -191,16 +191,22 @@ def test_a_whole_stream_of_no_declared_length_ends_cleanly(
     model_dir, stream, offline, tmp_path, framing
 ):
     """Without a length, the server closing the connection (or the last chunk) is the end."""
-    server = serve(stream.parent, framing=framing)
     out = tmp_path / "live.jsonl"
+    code, _ = detect_live_url(model_dir, serve(stream.parent, framing=framing), stream, out)
+    assert code == 0
+    assert parsed(out.read_text()) == renamed(offline, "cam")
+
+
+def detect_live_url(model_dir, server, stream, out) -> tuple[int, str]:
+    """``scnn detect URL --live -o OUT`` in this process, ``server`` serving ``stream``: the
+    exit code and the URL."""
+    url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
+    argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
+    argv += ["--proposal-threshold", "0", "--precision", "fp32"]
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
-        argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
-        argv += ["--proposal-threshold", "0", "--precision", "fp32"]
-        assert cli.main(argv) == 0
+        return cli.main(argv), url
     finally:
         server.shutdown()
-    assert parsed(out.read_text()) == renamed(offline, "cam")
 
 
 def test_mpeg_ts_on_standard_input(model_dir, stream, offline, tmp_path):
@@ -254,15 +260,9 @@ def write_until_closed(pipe, data: bytes) -> None:
 def test_a_cut_stream_keeps_the_final_detections_and_fails_in_one_line(
     model_dir, stream, offline, tmp_path, capsys
 ):
-    server = serve(stream.parent, cut_at=0.8)
     out = tmp_path / "live.jsonl"
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
-        argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
-        argv += ["--proposal-threshold", "0", "--precision", "fp32"]
-        assert cli.main(argv) == 1
-    finally:
-        server.shutdown()
+    code, url = detect_live_url(model_dir, serve(stream.parent, cut_at=0.8), stream, out)
+    assert code == 1
     error = capsys.readouterr().err
     assert error.startswith(f"scnn: error: {url}: decoding failed") and error.count("\n") == 1
     kept = parsed(out.read_text())
