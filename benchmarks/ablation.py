@@ -262,7 +262,11 @@ def window_logits(
         for first in range(0, len(rows), SCORE_BATCH):
             batch = rows[first : first + SCORE_BATCH]
             clips = assemble_clips(
-                frames[video], grid.start_frame[batch], grid.window_frames[batch], clip, False
+                frames[video],
+                grid.start_frame[batch],
+                grid.window_frames[batch],
+                clip.convention(),
+                False,
             )
             parts.append(network(clips.to(device)).float().cpu().numpy())
     return np.concatenate(parts)

@@ -278,7 +278,7 @@ def make_model_dir(path: Path, size: ModelSize, video: Path) -> tuple[Path, floa
     grid = window_grid(len(frames), windows)
     pick = np.linspace(0, len(grid) - 1, min(len(grid), 128)).round().astype(int)
     clips = assemble_clips(
-        frames, grid.start_frame[pick], grid.length_frames[pick], size.clip, False
+        frames, grid.start_frame[pick], grid.length_frames[pick], model.convention, False
     )
     with torch.inference_mode():
         p_action = torch.softmax(model.proposal(clips), 1)[:, 1].numpy()

@@ -72,9 +72,10 @@ def train_single_frame(
         ClipDataset(
             stage_samples(stage, config, data, train=True),
             data.cache,
-            config.clip,
+            config.clip.convention(),
             train=True,
             seed=config.seed,
+            mirror=config.clip.mirror,
         ),
         batch_size=positions.rank_batch,
         sampler=positions,

@@ -54,7 +54,7 @@ def measure(bench: Bench) -> None:
     )
     source = torch.from_numpy(frames).to(bench.device) if bench.device.type == "cuda" else frames
     ours = best_rate(
-        lambda: assemble_clips(source, starts, lengths, clip, False),
+        lambda: assemble_clips(source, starts, lengths, clip.convention(), False),
         bench.batch,
         bench.device,
         bench.args.seconds,

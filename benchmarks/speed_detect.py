@@ -50,7 +50,11 @@ def baseline_detect(
                 part = rows[first : first + batch]
                 clips = (
                     assemble_clips(
-                        frames, grid.start_frame[part], grid.length_frames[part], model.clip, False
+                        frames,
+                        grid.start_frame[part],
+                        grid.length_frames[part],
+                        model.convention,
+                        False,
                     )
                     .contiguous()
                     .to(device)

@@ -31,7 +31,7 @@ from scnn.caffe import (
     CAFFE_NAMES,
     CAFFE_OPTIONS,
     MAX_LAYERS,
-    caffe_clip_config,
+    caffe_convention,
     class_names,
     load_caffe_weights,
     read_mean_cube,
@@ -80,11 +80,11 @@ def test_the_networks_geometry_is_the_authors_prototxts():
             assert module.out_features == params["num_output"], name
     assert model.fc6.in_features == 512 * 1 * 4 * 4  # pool5: 2×7×7 -> 1×4×4
     assert (model.clip_frames, model.crop_size) == (16, 112)
-    clip = caffe_clip_config(torch.zeros(16, 128, 171, 3))
-    assert clip.frame_size == (AUTHORS_DATA["new_width"], AUTHORS_DATA["new_height"])
-    assert clip.clip_frames == AUTHORS_DATA["new_length"]
-    assert clip.crop_size == AUTHORS_DATA["crop_size"] and clip.bgr
-    assert clip.std_rgb == (1.0, 1.0, 1.0)  # no scaling
+    convention = caffe_convention(torch.zeros(16, 128, 171, 3))
+    assert convention.frame_size == (AUTHORS_DATA["new_width"], AUTHORS_DATA["new_height"])
+    assert convention.clip_frames == AUTHORS_DATA["new_length"]
+    assert convention.crop_size == AUTHORS_DATA["crop_size"] and convention.bgr
+    assert convention.std == (1.0, 1.0, 1.0)  # no scaling
 
 
 def test_caffe_pooling_cuts_the_last_window_short():
@@ -371,9 +371,9 @@ def test_imported_model_directory(authors_model):
     out, arrays, mean_bgr = authors_model
     model = load_model(out)
     assert model.classes == class_names("thumos14")
-    assert model.options == CAFFE_OPTIONS and model.clip.bgr
+    assert model.options == CAFFE_OPTIONS and model.convention.bgr and model.clip.bgr
     assert torch.equal(
-        model.mean_cube[3, 10, 20], torch.from_numpy(mean_bgr[::-1, 3, 10, 20].copy())
+        model.convention.mean_cube[3, 10, 20], torch.from_numpy(mean_bgr[::-1, 3, 10, 20].copy())
     )
     assert torch.equal(
         model.localization.fc8.bias, torch.from_numpy(arrays["localization"]["fc8"][1].reshape(-1))

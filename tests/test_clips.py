@@ -1,5 +1,3 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -7,13 +5,14 @@ import torch
 from scnn.clips import (
     C3D_MEAN_RGB,
     ClipConfig,
+    InputConvention,
     assemble_clips,
     gather_clips,
     normalize_clips,
     sample_frame_indices,
 )
 
-RAW = ClipConfig(mean_rgb=(0.0, 0.0, 0.0))  # no normalisation: output pixels = input values
+RAW = InputConvention(mean=0.0)  # no normalisation: output pixels = input values
 
 
 def _coded_frames(num_frames: int, first_frame: int = 1, width: int = 171, height: int = 128):
@@ -49,7 +48,7 @@ def test_sample_frame_indices_for_each_length(length, expected):
 def test_gather_then_normalize_in_bf16_is_the_float32_clip_rounded_once():
     """The Detector queues uint8 clips and normalises each batch in the network's dtype."""
     frames = _coded_frames(80)
-    config = ClipConfig(std_rgb=(58.0, 57.0, 57.0))
+    config = InputConvention(std=(58.0, 57.0, 57.0))
     gathered = gather_clips(frames, np.array([1, 17]), np.array([16, 64]), config, train=False)
     assert gathered.dtype == torch.uint8 and gathered.shape == (2, 16, 112, 112, 3)
     assert gathered[1, :, 0, 0, 0].tolist() == list(range(17, 81, 4))
@@ -94,7 +93,8 @@ def test_first_frame_offsets_a_streaming_buffer():
 def test_training_crops_are_random_windows_of_the_frame_and_mirror_sometimes():
     frames = _coded_frames(16)
     rng = np.random.default_rng(0)
-    clips = assemble_clips(frames, np.ones(64, np.int64), np.full(64, 16), RAW, train=True, rng=rng)
+    starts, lengths = np.ones(64, np.int64), np.full(64, 16)
+    clips = assemble_clips(frames, starts, lengths, RAW, train=True, rng=rng, mirror=True)
     cols = clips[:, 1, 0, 0, :]  # x of the crop's first row, left to right
     rows = clips[:, 2, 0, :, 0]
     steps = cols[:, 1:] - cols[:, :-1]
@@ -109,26 +109,21 @@ def test_training_crops_are_random_windows_of_the_frame_and_mirror_sometimes():
     assert (clips[:, 1:] == clips[:, 1:, :1]).all()
     # Same generator state, same clips.
     again = assemble_clips(
-        frames,
-        np.ones(64, np.int64),
-        np.full(64, 16),
-        RAW,
-        train=True,
-        rng=np.random.default_rng(0),
+        frames, starts, lengths, RAW, train=True, rng=np.random.default_rng(0), mirror=True
     )
     assert torch.equal(clips, again)
 
 
 def test_mirror_off_keeps_left_to_right():
     frames = _coded_frames(16)
-    no_mirror = dataclasses.replace(RAW, mirror=False)
     clips = assemble_clips(
         frames,
         np.ones(64, np.int64),
         np.full(64, 16),
-        no_mirror,
+        RAW,
         train=True,
         rng=np.random.default_rng(0),
+        mirror=False,
     )
     cols = clips[:, 1, 0, 0, :]
     assert (cols[:, 1:] - cols[:, :-1] == 1).all()
@@ -138,18 +133,22 @@ def test_normalisation_values():
     frames = np.full((16, 128, 171, 3), 200, dtype=np.uint8)
     frames[..., 1] = 100
     frames[..., 2] = 0
-    config = ClipConfig(mean_rgb=(100.0, 50.0, 10.0), std_rgb=(50.0, 25.0, 5.0))
+    config = ClipConfig(mean_rgb=(100.0, 50.0, 10.0), std_rgb=(50.0, 25.0, 5.0)).convention()
     clips = assemble_clips(frames, np.array([1]), np.array([16]), config, train=False)
     assert clips[0, :, 0, 0, 0].tolist() == [2.0, 2.0, -2.0]
-    default = assemble_clips(frames, np.array([1]), np.array([16]), ClipConfig(), train=False)
+    default = assemble_clips(frames, np.array([1]), np.array([16]), InputConvention(), train=False)
     expected = torch.tensor([200.0, 100.0, 0.0]) - torch.tensor(C3D_MEAN_RGB)
     torch.testing.assert_close(default[0, :, 3, 5, 7], expected)
-    bgr = assemble_clips(frames, np.array([1]), np.array([16]), ClipConfig(bgr=True), train=False)
+    bgr = InputConvention(bgr=True)
+    bgr = assemble_clips(frames, np.array([1]), np.array([16]), bgr, train=False)
     torch.testing.assert_close(bgr[0, :, 3, 5, 7], expected.flip(0))
+    value = InputConvention(mean=128.0, bgr=True)  # Res3D's convention: the mean is one value
+    value = assemble_clips(frames, np.array([1]), np.array([16]), value, train=False)
+    assert value[0, :, 3, 5, 7].tolist() == [-128.0, -28.0, 72.0]
 
 
 def test_small_cpu_geometry():
-    config = ClipConfig(frame_size=(64, 64), crop_size=56)
+    config = InputConvention(frame_size=(64, 64), crop_size=56)
     frames = _coded_frames(32, width=64, height=64)
     clips = assemble_clips(frames, np.array([1]), np.array([32]), config, train=False)
     assert clips.shape == (1, 3, 16, 56, 56)
@@ -164,14 +163,32 @@ def test_wrong_frame_size_and_missing_rng_are_refused():
         assemble_clips(_coded_frames(16), np.array([1]), np.array([16]), RAW, train=True)
     with pytest.raises(ValueError, match="does not fit"):
         ClipConfig(crop_size=130)
+    with pytest.raises(ValueError, match=r"mean cube has shape \(16, 32, 32, 3\)"):
+        InputConvention(frame_size=(40, 32), crop_size=24, mean=torch.zeros(16, 32, 32, 3))
 
 
 def test_a_constant_mean_cube_is_the_per_channel_mean():
     config = ClipConfig(frame_size=(40, 32), crop_size=24, std_rgb=(58.0, 57.0, 57.0), bgr=True)
     clips = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 16, 24, 24, 3)))
     clips = clips.to(torch.uint8)
-    cube = torch.tensor(config.mean_rgb).expand(16, 24, 24, 3)
-    per_channel = normalize_clips(clips, config)
-    assert torch.equal(normalize_clips(clips, config, mean_cube=cube), per_channel)
-    per_clip = cube.expand(2, 16, 24, 24, 3)  # one cube per clip, as training crops them
-    assert torch.equal(normalize_clips(clips, config, mean_cube=per_clip), per_channel)
+    cube = torch.tensor(config.mean_rgb).expand(16, 32, 40, 3)
+    per_channel = normalize_clips(clips, config.convention())
+    assert torch.equal(normalize_clips(clips, config.convention(cube)), per_channel)
+    per_clip = cube[:, :24, :24].expand(2, 16, 24, 24, 3)  # one crop per clip, as in training
+    assert torch.equal(
+        normalize_clips(clips, config.convention(cube), mean_crops=per_clip), per_channel
+    )
+
+
+def test_the_convention_comes_back_from_its_description():
+    """model.json's record: a value, per-channel values, or a cube named by its file."""
+    cube = torch.rand(16, 32, 40, 3)
+    for convention in (
+        InputConvention(frame_size=(40, 32), crop_size=24, mean=128.0, bgr=True),
+        InputConvention(mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0)),
+        InputConvention(frame_size=(40, 32), crop_size=24, mean=cube, bgr=True),
+    ):
+        description = convention.describe("mean_cube.safetensors")
+        back = InputConvention.from_description(description, cube)
+        assert back.describe("mean_cube.safetensors") == description
+        assert torch.equal(back.centre_mean, convention.centre_mean)

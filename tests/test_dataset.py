@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,7 @@ from scnn.errors import ScnnError, VideoError
 from scnn.records import GroundTruth, Instance
 from scnn.windows import LabelConfig, WindowConfig
 
-CLIP = ClipConfig(frame_size=(40, 32), crop_size=24)
+CLIP = ClipConfig(frame_size=(40, 32), crop_size=24).convention()
 
 
 def gradient_frames(count: int) -> np.ndarray:
@@ -154,9 +156,9 @@ def test_the_mean_cube_is_cropped_and_mirrored_with_each_clip(tmp_path):
     np.save(cache.path("clip_a"), frames)
     ones = np.ones(8, np.int64)
     samples = Samples(("clip_a",), ones * 0, ones, ones * 16, ones, ones.astype(np.float32))
-    cube = torch.from_numpy(frames).float()
+    convention = replace(CLIP, mean=torch.from_numpy(frames).float())
     for train in (True, False):
-        data = ClipDataset(samples, cache, CLIP, train=train, seed=3, mean_cube=cube)
+        data = ClipDataset(samples, cache, convention, train=train, seed=3)
         clips = data.__getitems__(range(8))[0]
         assert torch.equal(clips, torch.zeros_like(clips))
     plain = ClipDataset(samples, cache, CLIP, train=True, seed=3).__getitems__(range(8))[0]

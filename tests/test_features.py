@@ -16,10 +16,10 @@ from tiny import MODEL_OPTIONS, random_model, small_model
 from videos import numbered_frames, read_numbers, write_video
 
 from scnn import cli, features
-from scnn.caffe import CAFFE_OPTIONS, SPORTS1M_FC8, load_caffe_weights
-from scnn.clips import ClipConfig, assemble_clips, crop_mean_cube
+from scnn.caffe import CAFFE_OPTIONS, SPORTS1M_FC8, caffe_convention, load_caffe_weights
+from scnn.clips import C3D_MEAN_RGB, ClipConfig, assemble_clips
 from scnn.errors import ModelError, ScnnError
-from scnn.features import SPORTS1M_CLIP, Extractor, FeatureConfig, model_source, npy_header
+from scnn.features import Extractor, FeatureConfig, model_source, npy_header
 from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import C3D, FEATURE_LAYERS, build_network, load_sports1m_weights
 from scnn.modelfile import load_model
@@ -82,7 +82,7 @@ def test_a_row_is_the_networks_activations_on_its_clip(model_dir, video, tmp_pat
     model = load_model(model_dir)
     frames = read_frames(video, model.fps, model.clip.frame_size)
     starts = 1 + 8 * np.arange(len(rows))  # stride 8 frames by default
-    clips = assemble_clips(frames, starts, np.full(len(rows), 16), model.clip, train=False)
+    clips = assemble_clips(frames, starts, np.full(len(rows), 16), model.convention, train=False)
     expected = direct_activations(model.localization, clips, layer).numpy()
     assert rows.shape == expected.shape == (9, expected.shape[1])  # (80 - 16) / 8 + 1
     assert rows.dtype == np.float32
@@ -246,7 +246,7 @@ def test_the_sports1m_mean_file_shifts_the_input_by_its_cube(video, tmp_path, mo
     monkeypatch.setattr(
         features, "build_network", lambda outputs, _, clip: build_network(outputs, small, clip)
     )
-    torch.save(build_network(487, small, SPORTS1M_CLIP).state_dict(), tmp_path / "c3d.pt")
+    torch.save(build_network(487, small, caffe_convention()).state_dict(), tmp_path / "c3d.pt")
     cube_bgr = np.random.default_rng(0).uniform(0, 255, (3, 16, 128, 171)).astype(np.float32)
     mean = write_mean(tmp_path / "mean.binaryproto", cube_bgr)
     inputs = []
@@ -265,7 +265,8 @@ def test_the_sports1m_mean_file_shifts_the_input_by_its_cube(video, tmp_path, mo
     assert code == cli.EXIT_OK
     shifted = torch.cat(inputs)
     cube = torch.from_numpy(cube_bgr[::-1].copy()).permute(1, 2, 3, 0)
-    shift = (torch.tensor(SPORTS1M_CLIP.mean_rgb) - crop_mean_cube(cube, SPORTS1M_CLIP)).flip(3)
+    centre = caffe_convention(cube).centre_mean.view(16, 112, 112, 3)
+    shift = (torch.tensor(C3D_MEAN_RGB) - centre).flip(3)
     assert shifted.shape == plain.shape == (9, 3, 16, 112, 112)
     expected = shift.permute(3, 0, 1, 2).expand_as(plain)  # up to float32 rounding
     torch.testing.assert_close(shifted - plain, expected, rtol=0, atol=1e-4)

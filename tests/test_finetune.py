@@ -19,7 +19,7 @@ from scnn.config import config_from_dict
 from scnn.errors import ModelError, ScnnError
 from scnn.model import ModelOptions, build_network
 from scnn.modelfile import MEAN_CUBE, LoadedModel, load_model, load_state
-from scnn.pretrained import fc8_rows, load_pretrained, trained_stages, training_mean_cube
+from scnn.pretrained import fc8_rows, load_pretrained, trained_stages, training_convention
 from scnn.synth import generate
 
 # The source model has the tiny problem's network and input, and one of its two classes.
@@ -196,21 +196,22 @@ def test_a_models_mean_cube_is_trained_with_and_carried_over(synth_root, tmp_pat
         classes=SOURCE_CLASSES,
         clip=TINY_CLIP,
         options=TINY_OPTIONS,
-        mean_cube=cube,
+        convention=TINY_CLIP.convention(cube),
     )
     means, original = [], dataset.normalize_clips
 
-    def normalize(clips, clip, mean_cube):
-        means.append(mean_cube)
-        return original(clips, clip, mean_cube=mean_cube)
+    def normalize(clips, convention, mean_crops):
+        means.append(mean_crops)
+        return original(clips, convention, mean_crops=mean_crops)
 
     monkeypatch.setattr(dataset, "normalize_clips", normalize)
     finetune(source, synth_root, tmp_path / "run")
-    assert means and all(mean.shape[1:] == (16, 32, 32, 3) for mean in means)
+    crops = [mean for mean in means if mean is not None]  # validation: the centre crop
+    assert crops and all(mean.shape[1:] == (16, 32, 32, 3) for mean in crops)
     copied = (tmp_path / "run" / "model" / MEAN_CUBE).read_bytes()
     assert copied == (source / MEAN_CUBE).read_bytes()
-    with pytest.raises(ScnnError, match="own mean cube: leave out --mean"):
-        training_mean_cube(config_from_dict({**TINY, "init_from": str(source), "mean": "m"}))
+    with pytest.raises(ScnnError, match="own input convention: leave out --mean"):
+        training_convention(config_from_dict({**TINY, "init_from": str(source), "mean": "m"}))
 
 
 def test_a_mean_file_is_subtracted_and_written_into_the_model(synth_root, tmp_path):
@@ -223,8 +224,9 @@ def test_a_mean_file_is_subtracted_and_written_into_the_model(synth_root, tmp_pa
     annotations, videos = synth_root / "annotations.json", synth_root / "videos"
     model_dir = train.run(config, annotations, videos, tmp_path / "run", progress=False)
     model = load_model(model_dir)
-    assert torch.equal(model.mean_cube, torch.from_numpy(cube_bgr[::-1].copy()).permute(1, 2, 3, 0))
+    expected = torch.from_numpy(cube_bgr[::-1].copy()).permute(1, 2, 3, 0)
+    assert torch.equal(model.convention.mean_cube, expected)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["mean"] == str(mean)
     wrong = write_mean(tmp_path / "wrong.binaryproto", cube_bgr[:, :, :16])
     with pytest.raises(ModelError, match=r"wrong.binaryproto: mean cube has shape \(16, 16, 40"):
-        training_mean_cube(replace(config, mean=str(wrong)))
+        training_convention(replace(config, mean=str(wrong)))

@@ -10,6 +10,7 @@ import torch
 from tiny import CreatesAFileWhenUnpickled, small_model
 
 from scnn.clips import ClipConfig
+from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError
 from scnn.model import ModelOptions, build_network
 from scnn.modelfile import (
@@ -68,6 +69,35 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
     assert loaded.fps == 25.0
     assert loaded.metrics == {"proposal": {"accuracy": 0.9}}
     assert loaded.config == {"steps": 5}
+
+
+def test_model_json_records_the_input_convention(tmp_path):
+    """model.json's "input" is what detection applies; a directory written before it had the
+    record (the bundled model's) gets the one its clip config and mean cube made."""
+    write(tmp_path / "model")
+    description = json.loads((tmp_path / "model" / MODEL_JSON).read_text())
+    assert description["input"] == {
+        "frame_size": [40, 32],
+        "crop_size": 32,
+        "clip_frames": 16,
+        "channels": "RGB",
+        "mean": list(CLIP.mean_rgb),
+        "std": [58.0, 57.0, 57.0],
+    }
+    del description["input"]
+    (tmp_path / "model" / MODEL_JSON).write_text(json.dumps(description))
+    assert load_model(tmp_path / "model").convention.describe() == CLIP.convention().describe()
+    bundled = load_model(BUNDLED_MODEL)
+    assert bundled.convention.describe() == bundled.clip.convention().describe()
+
+
+def test_an_input_convention_that_does_not_fit_the_networks_is_refused(tmp_path):
+    write(tmp_path / "model")
+    description = json.loads((tmp_path / "model" / MODEL_JSON).read_text())
+    description["input"]["crop_size"] = 24
+    (tmp_path / "model" / MODEL_JSON).write_text(json.dumps(description))
+    with pytest.raises(ModelError, match="the networks take"):
+        load_model(tmp_path / "model")
 
 
 def test_missing_weights_file_is_named(tmp_path):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scnn.clips import ClipConfig
+from scnn.clips import ClipConfig, InputConvention
 from scnn.model import ModelOptions, build_network
 from scnn.modelfile import save_model
 from scnn.synth import SynthConfig
@@ -77,7 +77,7 @@ def random_model(
     options: ModelOptions = MODEL_OPTIONS,
     windows: WindowConfig = MODEL_WINDOWS,
     prior: Mapping[int, np.ndarray] | None = None,
-    mean_cube: torch.Tensor | None = None,
+    convention: InputConvention | None = None,
     vote_iou: float | None = None,
 ) -> Path:
     """A model directory with seeded random weights: detection runs end to end, nothing is
@@ -96,7 +96,7 @@ def random_model(
         clip=clip,
         config={},
         metrics={},
-        mean_cube=mean_cube,
+        convention=convention,
         vote_iou=vote_iou,
     )
     return path

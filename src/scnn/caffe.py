@@ -28,7 +28,15 @@ import torch
 from torch import nn
 
 from scnn.bundled_data import resolve_class_table, resolve_ground_truth
-from scnn.clips import CLIP_FRAMES, CROP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, ClipConfig
+from scnn.clips import (
+    C3D_MEAN_RGB,
+    CLIP_FRAMES,
+    CROP_SIZE,
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    ClipConfig,
+    InputConvention,
+)
 from scnn.errors import ModelError
 from scnn.formats import load_ground_truth, read_class_table
 from scnn.model import C3D, CONV_NAMES, ModelOptions, build_network
@@ -361,17 +369,33 @@ def read_mean_cube(path: str | Path) -> torch.Tensor:
 CAFFE_OPTIONS = ModelOptions(width=1.0, dropout=0.5, batch_norm=False, pooling="caffe")
 
 
-def caffe_clip_config(mean_cube: torch.Tensor) -> ClipConfig:
-    """The authors' test-time input (their prototxts' data layer): 16 frames of 171×128,
-    BGR, minus the per-pixel mean cube, centre crop 112, no scaling. ``mean_rgb`` records the
-    cube's per-channel average; the cube itself is what is subtracted."""
-    return ClipConfig(
+def caffe_convention(mean_cube: torch.Tensor | None = None) -> InputConvention:
+    """The input the authors' C3D networks (and the Sports-1M C3D they start from) learnt on,
+    their prototxts' data layer: 16 frames of 171×128, BGR, minus the per-pixel cube of their
+    mean file (``mean_cube``; without it, its per-channel stand-in), centre crop 112, no
+    scaling."""
+    return InputConvention(
         frame_size=(FRAME_WIDTH, FRAME_HEIGHT),
         crop_size=CROP_SIZE,
         clip_frames=CLIP_FRAMES,
-        mean_rgb=tuple(round(float(v), 3) for v in mean_cube.mean(dim=(0, 1, 2))),
-        std_rgb=(1.0, 1.0, 1.0),
         bgr=True,
+        mean=C3D_MEAN_RGB if mean_cube is None else mean_cube,
+        std=(1.0, 1.0, 1.0),
+    )
+
+
+def caffe_clip_config(convention: InputConvention) -> ClipConfig:
+    """The clip config of a model directory imported from Caffe: ``convention``'s frames,
+    crop and channels, no mirroring; ``mean_rgb`` records a cube's per-channel average."""
+    cube = convention.mean_cube
+    mean = convention.mean if cube is None else cube.mean(dim=(0, 1, 2))
+    return ClipConfig(
+        frame_size=convention.frame_size,
+        crop_size=convention.crop_size,
+        clip_frames=convention.clip_frames,
+        mean_rgb=tuple(round(float(v), 3) for v in mean),
+        std_rgb=convention.std,
+        bgr=convention.bgr,
         mirror=False,
     )
 
@@ -406,7 +430,8 @@ def import_caffe(
         raise ModelError(
             f"mean blob has shape {shape}, the networks need (1, 3, 16, 128, 171)", mean
         )
-    clip = caffe_clip_config(mean_cube)
+    convention = caffe_convention(mean_cube)
+    clip = caffe_clip_config(convention)
     networks = {}
     for name, path, outputs in (
         ("proposal", proposal, 2),
@@ -438,5 +463,5 @@ def import_caffe(
             }
         },
         metrics={},
-        mean_cube=mean_cube,
+        convention=convention,
     )

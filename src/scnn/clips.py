@@ -8,7 +8,9 @@ array: no Python loop per frame or per window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +25,107 @@ CROP_SIZE = 112  # pixels, square crop fed to the network
 C3D_MEAN_RGB = (101.4, 97.7, 90.3)
 
 
+# The mean a network's input has subtracted: one value for every channel, one per channel
+# (R, G, B), or a per-pixel cube (clip_frames, height, width, 3) RGB of the decoded frames.
+Mean = float | tuple[float, float, float] | torch.Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class InputConvention:
+    """How decoded frames become a network's input, as its weights learnt it: one record that
+    a weights reader returns (scnn.caffe), the model directory stores (scnn.modelfile) and the
+    clip code applies (:func:`gather_clips`, :func:`normalize_clips`).
+
+    ``frame_size``: (width, height) the frames are decoded at; ``crop_size``: the square cut
+    from them; ``bgr``: the network takes its channels in B, G, R order (Caffe networks learnt
+    on OpenCV frames); ``mean``: see :data:`Mean` (C3D's Caffe mean file is a cube, which
+    Caffe subtracts from the whole frames before cropping; Res3D's is the value 128);
+    ``std``: the per-channel (R, G, B) divisor after the mean, 1 for none.
+    """
+
+    frame_size: tuple[int, int] = (FRAME_WIDTH, FRAME_HEIGHT)  # (width, height)
+    crop_size: int = CROP_SIZE
+    clip_frames: int = CLIP_FRAMES
+    bgr: bool = False
+    mean: Mean = C3D_MEAN_RGB
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        width, height = self.frame_size
+        if not 0 < self.crop_size <= min(width, height):
+            raise ValueError(f"crop {self.crop_size} px does not fit frames of {width}×{height} px")
+        cube = self.mean_cube
+        expected = (self.clip_frames, height, width, 3)
+        if cube is not None and tuple(cube.shape) != expected:
+            raise ValueError(f"mean cube has shape {tuple(cube.shape)}, expected {expected}")
+
+    @property
+    def mean_cube(self) -> torch.Tensor | None:
+        """The per-pixel mean, or None when the mean is a value or one per channel."""
+        return self.mean if isinstance(self.mean, torch.Tensor) else None
+
+    @property
+    def channels(self) -> str:
+        return "BGR" if self.bgr else "RGB"
+
+    def to(self, device: torch.device | str) -> InputConvention:
+        """The same convention with a mean cube on ``device``."""
+        cube = self.mean_cube
+        return self if cube is None else replace(self, mean=cube.to(device))
+
+    @cached_property
+    def centre_mean(self) -> torch.Tensor:
+        """The mean subtracted from a test-time (centre-cropped) clip, in the gathered
+        ``(…, crop·3)`` layout: a cube's centre crop ``(clip_frames, crop, crop·3)``, else
+        the channels' values repeated across a row."""
+        crop, cube = self.crop_size, self.mean_cube
+        if cube is None:
+            values = self.mean if isinstance(self.mean, tuple) else (float(self.mean),) * 3
+            return torch.tensor(values).repeat(crop)
+        top, left = centre_crop_offsets(cube.shape[1], cube.shape[2], crop)
+        centre = cube[:, top : top + crop, left : left + crop]
+        return centre.reshape(self.clip_frames, crop, crop * 3).contiguous()
+
+    def describe(self, cube_file: str = "") -> dict[str, Any]:
+        """The record as JSON values; a cube is named by ``cube_file``, where it is stored."""
+        if self.mean_cube is not None:
+            mean: Any = cube_file
+        else:
+            mean = list(self.mean) if isinstance(self.mean, tuple) else self.mean
+        return {
+            "frame_size": list(self.frame_size),
+            "crop_size": self.crop_size,
+            "clip_frames": self.clip_frames,
+            "channels": self.channels,
+            "mean": mean,
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_description(
+        cls, values: dict[str, Any], cube: torch.Tensor | None = None
+    ) -> InputConvention:
+        """The record of :meth:`describe`'s values; ``cube``: the stored cube they name."""
+        if values["channels"] not in ("RGB", "BGR"):
+            raise ValueError(f"channels {values['channels']!r}: expected RGB or BGR")
+        mean = values["mean"]
+        return cls(
+            frame_size=tuple(values["frame_size"]),
+            crop_size=int(values["crop_size"]),
+            clip_frames=int(values["clip_frames"]),
+            bgr=values["channels"] == "BGR",
+            mean=cube if isinstance(mean, str) else tuple(mean) if isinstance(mean, list) else mean,
+            std=tuple(values["std"]),
+        )
+
+
 @dataclass(frozen=True)
 class ClipConfig:
-    """How windows are turned into network input.
+    """How windows are turned into network input, as a training config sets it; the network's
+    input convention is :meth:`convention`.
 
     ``bgr``: reverse the channel order after normalising. C3D was trained in Caffe on
-    OpenCV (BGR) frames, so set it when starting from the Sports-1M weights.
+    OpenCV (BGR) frames: a Caffe file as ``init_from`` sets it (scnn.pretrained).
     ``std_rgb``: C3D divides by nothing (1, 1, 1); a model trained from scratch on a CPU
     converges faster on unit-variance input, e.g. (58, 57, 57).
     ``mirror``: C3D's random horizontal mirror in training. Turn it off when classes are
@@ -45,9 +142,18 @@ class ClipConfig:
     mirror: bool = True
 
     def __post_init__(self) -> None:
-        width, height = self.frame_size
-        if not 0 < self.crop_size <= min(width, height):
-            raise ValueError(f"crop {self.crop_size} px does not fit frames of {width}×{height} px")
+        self.convention()  # checks that the crop fits the frames
+
+    def convention(self, mean_cube: torch.Tensor | None = None) -> InputConvention:
+        """The input convention these settings make; ``mean_cube`` replaces ``mean_rgb``."""
+        return InputConvention(
+            frame_size=self.frame_size,
+            crop_size=self.crop_size,
+            clip_frames=self.clip_frames,
+            bgr=self.bgr,
+            mean=self.mean_rgb if mean_cube is None else mean_cube,
+            std=self.std_rgb,
+        )
 
 
 def sample_frame_indices(
@@ -68,47 +174,51 @@ def assemble_clips(
     frames: np.ndarray | torch.Tensor,
     start_frames: np.ndarray,
     lengths_frames: np.ndarray,
-    config: ClipConfig,
+    convention: InputConvention,
     train: bool,
     rng: np.random.Generator | None = None,
     first_frame: int = 1,
+    *,
+    mirror: bool = False,
 ) -> torch.Tensor:
     """Clips for a batch of windows, as a ``(B, 3, clip_frames, crop, crop)`` float32 tensor:
     :func:`gather_clips` then :func:`normalize_clips` (see both)."""
-    return normalize_clips(
-        gather_clips(frames, start_frames, lengths_frames, config, train, rng, first_frame),
-        config,
+    gathered = gather_clips(
+        frames, start_frames, lengths_frames, convention, train, rng, first_frame, mirror=mirror
     )
+    return normalize_clips(gathered, convention)
 
 
 def gather_clips(
     frames: np.ndarray | torch.Tensor,
     start_frames: np.ndarray,
     lengths_frames: np.ndarray,
-    config: ClipConfig,
+    convention: InputConvention,
     train: bool,
     rng: np.random.Generator | None = None,
     first_frame: int = 1,
+    *,
+    mirror: bool = False,
 ) -> torch.Tensor:
     """The cropped pixels of each window's clip, ``(B, clip_frames, crop, crop, 3)`` uint8.
 
-    ``frames`` is ``(T, H, W, 3)`` uint8 RGB at ``config.frame_size``; ``frames[0]`` is frame
+    ``frames`` is ``(T, H, W, 3)`` uint8 RGB at ``convention.frame_size``; ``frames[0]`` is frame
     number ``first_frame`` (1-based), so a streaming reader can pass just the frames it holds.
     A torch tensor of frames gives clips on its device: on a GPU each decoded frame is copied
     over once, not once per clip that samples it.
-    Training: a random crop position and a random horizontal mirror per window, drawn from
-    ``rng``, the same for all 16 frames of a clip. Otherwise: the centre crop
+    Training: a random crop position and (with ``mirror``) a random horizontal mirror per
+    window, drawn from ``rng``, the same for all 16 frames of a clip. Otherwise: the centre crop
     (:func:`centre_crop_offsets`).
     """
     num_frames, height, width, _ = frames.shape
-    if (width, height) != tuple(config.frame_size):
+    if (width, height) != tuple(convention.frame_size):
         raise ValueError(
-            f"frames are {width}×{height} px, the clip config expects "
-            f"{config.frame_size[0]}×{config.frame_size[1]}"
+            f"frames are {width}×{height} px, the input convention expects "
+            f"{convention.frame_size[0]}×{convention.frame_size[1]}"
         )
     starts = np.asarray(start_frames, dtype=np.int64).reshape(-1)
     lengths = np.asarray(lengths_frames, dtype=np.int64).reshape(-1)
-    time_index = sample_frame_indices(starts, lengths, config.clip_frames) - first_frame
+    time_index = sample_frame_indices(starts, lengths, convention.clip_frames) - first_frame
     if len(time_index) and (time_index.min() < 0 or time_index.max() >= num_frames):
         raise ValueError(
             f"windows need frames {time_index.min() + first_frame}.."
@@ -116,14 +226,14 @@ def gather_clips(
             f"{first_frame}..{first_frame + num_frames - 1}"
         )
 
-    batch, crop = len(starts), config.crop_size
+    batch, crop = len(starts), convention.crop_size
     if train:
         if rng is None:
             raise ValueError("training clips need a random generator")
         top = rng.integers(0, height - crop + 1, size=batch)
         left = rng.integers(0, width - crop + 1, size=batch)
-        mirror = (rng.random(batch) < 0.5) & config.mirror
-        clips = _gather_each(frames, time_index, top, left, mirror, crop)
+        flips = (rng.random(batch) < 0.5) & mirror
+        clips = _gather_each(frames, time_index, top, left, flips, crop)
     else:
         top, left = centre_crop_offsets(height, width, crop)
         region = frames[:, top : top + crop, left : left + crop]
@@ -137,26 +247,17 @@ def centre_crop_offsets(height: int, width: int, crop: int) -> tuple[int, int]:
     return (height - crop) // 2, (width - crop) // 2
 
 
-def crop_mean_cube(mean_cube: torch.Tensor, config: ClipConfig) -> torch.Tensor:
-    """The centre crop of a ``(clip_frames, H, W, 3)`` per-pixel mean, the part subtracted
-    from test clips: Caffe subtracts the whole cube from the frames, then crops, which is the
-    same as subtracting the cube's crop from the cropped clip."""
-    top, left = centre_crop_offsets(mean_cube.shape[1], mean_cube.shape[2], config.crop_size)
-    crop = config.crop_size
-    return mean_cube[:, top : top + crop, left : left + crop].contiguous()
-
-
 def normalize_clips(
     clips: torch.Tensor,
-    config: ClipConfig,
+    convention: InputConvention,
     dtype: torch.dtype = torch.float32,
-    mean_cube: torch.Tensor | None = None,
+    mean_crops: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Gathered uint8 clips as network input: ``(x − mean) / std`` per channel (computed in
-    float32), then ``dtype``, shaped ``(B, 3, clip_frames, crop, crop)``. ``mean_cube``, a
-    ``(clip_frames, crop, crop, 3)`` RGB per-pixel mean (:func:`crop_mean_cube`), or one
-    ``(B, clip_frames, crop, crop, 3)`` per clip (training crops each clip elsewhere),
-    replaces the per-channel ``config.mean_rgb``.
+    """Gathered uint8 clips as network input, as ``convention`` says: ``(x − mean) / std``
+    (computed in float32), the channels in the network's order, then ``dtype``, shaped
+    ``(B, 3, clip_frames, crop, crop)``. A mean cube is subtracted as centre-cropped, the
+    test-time crop; ``mean_crops``, ``(B, clip_frames, crop, crop, 3)``, gives instead each
+    clip's own crop of it (training crops and mirrors each clip, dataset.ClipDataset).
 
     The tensor is stored channels-last (``torch.channels_last_3d``), the layout the gathered
     frames already have, so no copy is made; C3D runs about 1.9× faster on it on a CPU
@@ -167,15 +268,15 @@ def normalize_clips(
     batch, clip_frames, crop = clips.shape[:3]
     # Normalise in the gathered (…, crop·3) layout: a contiguous inner dimension is ~3× faster
     # than broadcasting a 3-channel mean over the permuted tensor.
-    if mean_cube is None:
-        mean = torch.tensor(config.mean_rgb, device=clips.device).repeat(crop)
+    if mean_crops is None:
+        mean = convention.centre_mean.to(clips.device)
     else:
-        mean = mean_cube.to(clips.device).reshape(-1, clip_frames, crop, crop * 3)
-    std = torch.tensor(config.std_rgb, device=clips.device).repeat(crop)
+        mean = mean_crops.to(clips.device).reshape(-1, clip_frames, crop, crop * 3)
+    std = torch.tensor(convention.std, device=clips.device).repeat(crop)
     flat = clips.reshape(batch, clip_frames, crop, crop * 3).float()
     flat = flat.sub_(mean).div_(std).to(dtype)
     tensor = flat.view(batch, clip_frames, crop, crop, 3).permute(0, 4, 1, 2, 3)
-    if config.bgr:
+    if convention.bgr:
         tensor = tensor.flip(1)
     return tensor.contiguous(memory_format=torch.channels_last_3d)
 

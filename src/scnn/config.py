@@ -45,7 +45,7 @@ class TrainConfig:
     model: ModelOptions = field(default_factory=ModelOptions)
     init_from: str = ""  # starting weights (pretrained.py); "": from scratch
     # C3D's mean file (.binaryproto): its per-pixel cube replaces clip.mean_rgb, in training
-    # and in the model directory written (pretrained.training_mean_cube); "": none
+    # and in the model directory written (pretrained.training_convention); "": none
     mean: str = ""
     # the stages trained when init_from is an scnn model directory (fine-tuning); the
     # proposal network, when left out, is the model's own

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from scnn.clips import ClipConfig, gather_clips, normalize_clips
+from scnn.clips import InputConvention, gather_clips, normalize_clips
 from scnn.errors import ScnnError, VideoError
 from scnn.fileio import atomic_write
 from scnn.records import GroundTruth
@@ -272,27 +272,27 @@ class ClipDataset(torch.utils.data.Dataset):
     function of the seed and the step alone, and a resumed run sees exactly the clips an
     uninterrupted one would. In evaluation the index is the sample and the crop is central.
 
-    ``mean_cube``: a ``(clip_frames, H, W, 3)`` RGB per-pixel mean of the decoded frames,
-    subtracted instead of ``clip.mean_rgb``, cropped and mirrored with each clip: C3D's Caffe
-    data layer subtracts the cube from the whole frames, then crops and mirrors.
+    ``convention``: the network's input; its mean cube, if it has one, is cropped and mirrored
+    with each training clip: C3D's Caffe data layer subtracts the cube from the whole frames,
+    then crops and mirrors. ``mirror``: training's random horizontal mirror (ClipConfig).
     """
 
     def __init__(
         self,
         samples: Samples,
         cache: FrameCache,
-        clip: ClipConfig,
+        convention: InputConvention,
         *,
         train: bool,
         seed: int = 0,
-        mean_cube: torch.Tensor | None = None,
+        mirror: bool = True,
     ):
         self.samples = samples
         self.cache_paths = tuple(cache.path(key) for key in samples.videos)
-        self.clip = clip
+        self.convention = convention
         self.train = train
         self.seed = seed
-        self.mean_cube = mean_cube
+        self.mirror = mirror
         self._frames: dict[int, np.ndarray] = {}
         self._permutation: tuple[int, np.ndarray] | None = None
 
@@ -317,9 +317,15 @@ class ClipDataset(torch.utils.data.Dataset):
     def _mean_crop(self, index: int) -> torch.Tensor:
         """The mean cube cropped and mirrored as the clip of ``index``: gathered as a clip of
         frames 1…clip_frames with the same random draws."""
-        first, length = np.ones(1), np.full(1, self.clip.clip_frames)
+        first, length = np.ones(1), np.full(1, self.convention.clip_frames)
         return gather_clips(
-            self.mean_cube, first, length, self.clip, self.train, self._crop_rng(index)
+            self.convention.mean_cube,
+            first,
+            length,
+            self.convention,
+            self.train,
+            self._crop_rng(index),
+            mirror=self.mirror,
         )
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
@@ -338,16 +344,17 @@ class ClipDataset(torch.utils.data.Dataset):
                     self._frames[v],
                     self.samples.start_frame[i : i + 1],
                     self.samples.length_frames[i : i + 1],
-                    self.clip,
+                    self.convention,
                     train=self.train,
                     rng=self._crop_rng(index),
+                    mirror=self.mirror,
                 )
             )
-            if self.mean_cube is not None:
+            if self.train and self.convention.mean_cube is not None:
                 means.append(self._mean_crop(index))
-        mean_cube = torch.cat(means) if means else None
+        mean_crops = torch.cat(means) if means else None
         return (
-            normalize_clips(torch.cat(gathered), self.clip, mean_cube=mean_cube),
+            normalize_clips(torch.cat(gathered), self.convention, mean_crops=mean_crops),
             torch.from_numpy(self.samples.label[rows]),
             torch.from_numpy(self.samples.iou[rows]),
         )

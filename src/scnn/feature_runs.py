@@ -175,9 +175,9 @@ def _index(extractor: Extractor, run: FeatureRun) -> dict:
         "fps": source.fps,
         "snippet_frames": config.snippet_frames,
         "stride_frames": config.stride_frames,
-        "frame_size": list(source.clip.frame_size),
-        "crop_size": source.clip.crop_size,
-        "mean": source.mean_file or list(source.clip.mean_rgb),
+        "frame_size": list(source.convention.frame_size),
+        "crop_size": source.convention.crop_size,
+        "mean": source.convention.describe(source.mean_file)["mean"],
         "videos": {
             stem: {
                 "file": f"{stem}.npy",

@@ -25,16 +25,17 @@ from scnn.allocator import keep_large_allocations
 from scnn.caffe import (
     CAFFE_OPTIONS,
     SPORTS1M_FC8,
+    caffe_convention,
     is_caffe_model,
     load_caffe_weights,
     read_mean_cube,
 )
-from scnn.clips import ClipConfig, crop_mean_cube, normalize_clips
+from scnn.clips import InputConvention, normalize_clips
 from scnn.detect import BUNDLED_MODEL, PRECISIONS
 from scnn.errors import ModelError, ScnnError, VideoError
 from scnn.fileio import atomic_write
 from scnn.model import C3D, FEATURE_LAYERS, build_network, load_sports1m_weights
-from scnn.modelfile import MEAN_CUBE, MODEL_JSON, check_mean_cube, load_model, state_bytes
+from scnn.modelfile import MEAN_CUBE, MODEL_JSON, load_model, state_bytes
 from scnn.pipeline import (
     GPU_BATCH_SIZE,
     ClipQueue,
@@ -54,9 +55,6 @@ DEFAULT_LAYER = "fc6"  # C3D's classic video feature (Tran et al. 2015)
 NETWORKS = ("localization", "proposal")  # the networks of a model directory
 DTYPES = ("float32", "float16")  # of the rows written
 SPORTS1M_CLASSES = 487  # fc8 of the Sports-1M C3D
-# The input the Sports-1M C3D was trained on in Caffe: 171×128 frames, the centre 112×112,
-# minus the mean (its mean cube with --mean, else the per-channel stand-in), BGR.
-SPORTS1M_CLIP = ClipConfig(bgr=True, mirror=False)
 NPY_HEADER_BYTES = 128  # the .npy preamble and header, padded: room for any (rows, dim) shape
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"  # the .npy format, version 1.0
 
@@ -66,12 +64,11 @@ class FeatureSource:
     """The network whose activations are the features, and how its input is made."""
 
     network: C3D  # on the CPU, eval mode
-    clip: ClipConfig
+    convention: InputConvention
     fps: float  # frames per second the video is decoded at
     name: str  # the model, as features.json names it
     network_name: str  # localization, proposal, or sports1m
-    mean_cube: torch.Tensor | None = None  # per-pixel mean (models imported from Caffe)
-    mean_file: str = ""  # the file of mean_cube, as features.json names it
+    mean_file: str = ""  # the file of the convention's mean cube, as features.json names it
 
 
 def model_source(path: str | Path | None, network: str = "localization") -> FeatureSource:
@@ -82,39 +79,37 @@ def model_source(path: str | Path | None, network: str = "localization") -> Feat
     model = load_model(model_dir)
     return FeatureSource(
         network=getattr(model, network),
-        clip=model.clip,
+        convention=model.convention,
         fps=model.fps,
         name="bundled" if path is None else str(path),
         network_name=network,
-        mean_cube=model.mean_cube,
-        mean_file="" if model.mean_cube is None else str(model_dir / MEAN_CUBE),
+        mean_file="" if model.convention.mean_cube is None else str(model_dir / MEAN_CUBE),
     )
 
 
 def sports1m_source(path: str | Path, mean: str | Path | None = None) -> FeatureSource:
     """The Sports-1M C3D of a weight file: the PyTorch port's state dict, or the C3D-v1.0 Caffe
-    model; decoded at 25 fps, with the input those weights were trained on (SPORTS1M_CLIP),
-    minus the per-pixel cube of the mean file ``mean`` (sport1m_train16_128_mean.binaryproto)
-    when given."""
+    model; decoded at 25 fps, with the input those weights were trained on
+    (caffe.caffe_convention), minus the per-pixel cube of the mean file ``mean``
+    (sport1m_train16_128_mean.binaryproto) when given."""
     path = Path(path)
     if (path / MODEL_JSON).is_file():
         raise ModelError("a model directory: pass it with --model, not as weights", path)
-    mean_cube = None
-    if mean is not None:
-        mean_cube = read_mean_cube(mean)
-        check_mean_cube(mean_cube, SPORTS1M_CLIP, Path(mean))
-    network = build_network(SPORTS1M_CLASSES, CAFFE_OPTIONS, SPORTS1M_CLIP)
+    try:
+        convention = caffe_convention(None if mean is None else read_mean_cube(mean))
+    except ValueError as exc:
+        raise ModelError(str(exc), mean) from exc
+    network = build_network(SPORTS1M_CLASSES, CAFFE_OPTIONS, convention)
     if is_caffe_model(path):
         load_caffe_weights(network, path, fc8_layer=SPORTS1M_FC8)
     else:
         load_sports1m_weights(network, path, fc8=True)
     return FeatureSource(
         network.eval(),
-        SPORTS1M_CLIP,
+        convention,
         FPS,
         str(path),
         "sports1m",
-        mean_cube=mean_cube,
         mean_file="" if mean is None else str(mean),
     )
 
@@ -193,18 +188,17 @@ class Extractor:
         self.decode_processes = config.decode_processes or decode_processes_for(self.device)
         self.network = inference_network(source.network, self.device, self.bf16)
         self.grid = SnippetGrid((config.snippet_frames,), stride=config.stride_frames)
-        self.mean_cube = None
-        if source.mean_cube is not None:
-            self.mean_cube = crop_mean_cube(source.mean_cube, source.clip).to(self.device)
+        self.convention = source.convention.to(self.device)
 
     def settings_key(self) -> str:
         """A fingerprint of what the rows depend on: the network's weights, its input, the
         layer, the snippets and the precision (not the batch size, which leaves them alike)."""
         digest = hashlib.sha256(state_bytes(self.source.network))
-        if self.source.mean_cube is not None:
-            digest.update(self.source.mean_cube.numpy().tobytes())
+        cube = self.source.convention.mean_cube
+        if cube is not None:
+            digest.update(cube.numpy().tobytes())
         settings = {**asdict(self.config), "batch_size": None, "decode_processes": None}
-        extra = {"config": settings, "bf16": self.bf16, "clip": asdict(self.source.clip)}
+        extra = {"config": settings, "bf16": self.bf16, "input": self.convention.describe()}
         extra |= {"fps": self.source.fps, "device": self.device.type}
         digest.update(json.dumps(extra, sort_keys=True).encode())
         return digest.hexdigest()
@@ -216,12 +210,12 @@ class Extractor:
         ``progress`` is called with each chunk's new frames. A video shorter than one snippet
         is a VideoError."""
         chunks = video_chunks(
-            video, self.source.fps, self.source.clip, self.device, self.decode_processes
+            video, self.source.fps, self.convention, self.device, self.decode_processes
         )
         queue, rows, dim, frames = ClipQueue(), 0, 0, 0
         with atomic_write(out, "wb") as file, torch.inference_mode():
             file.write(bytes(NPY_HEADER_BYTES))  # replaced by the header once rows is known
-            for step in chunk_windows(chunks, self.grid, self.source.clip, self.device):
+            for step in chunk_windows(chunks, self.grid, self.convention, self.device):
                 queue.push(step.clips, step.windows.start_frame)
                 for batch in self._batches(queue, final=False):
                     rows, dim = rows + len(batch), batch.shape[1]
@@ -246,7 +240,7 @@ class Extractor:
         """The rows of each full batch waiting (and, when ``final``, of the rest), in order."""
         while len(queue) >= self.batch_size or (final and len(queue)):
             clips, _ = queue.pop(self.batch_size)
-            clips = normalize_clips(clips, self.source.clip, self.network_dtype, self.mean_cube)
+            clips = normalize_clips(clips, self.convention, self.network_dtype)
             activations = self.network.activations(clips, self.config.layer)
             yield activations.float().cpu().numpy().astype(self.config.dtype, copy=False)
 

@@ -69,7 +69,7 @@ def score_lanes(
             chunks = iter_frames(
                 video,
                 model.fps,
-                model.clip.frame_size,
+                model.convention.frame_size,
                 start_frame=max(0, first_end + 1 - longest),
                 stop_frame=last_end or None,
                 decoder_threads=1,

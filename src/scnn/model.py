@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from scnn import kernels
-from scnn.clips import ClipConfig
+from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError, load_refusal
 
 C3D_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)  # conv1 … conv5b at width 1
@@ -209,7 +209,9 @@ class ModelOptions:
             raise ScnnError(f"pooling '{self.pooling}' is not one of {', '.join(POOLING_RULES)}")
 
 
-def build_network(num_outputs: int, options: ModelOptions, clip: ClipConfig) -> C3D:
+def build_network(
+    num_outputs: int, options: ModelOptions, clip: ClipConfig | InputConvention
+) -> C3D:
     """A C3D with ``num_outputs`` outputs for clips of ``clip``'s frames and crop size."""
     return C3D(
         num_outputs,

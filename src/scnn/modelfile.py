@@ -3,9 +3,13 @@
     proposal.safetensors      weights of the proposal network (2 outputs)
     localization.safetensors  weights of the localization network (K+1 outputs)
     model.json                classes, window lengths, window-length prior, network options,
-                              fps, clip config, default thresholds, training config, metrics
-    mean_cube.safetensors     only in models imported from Caffe: the per-pixel mean that
-                              replaces the clip config's per-channel one
+                              fps, input convention, clip config, default thresholds,
+                              training config, metrics
+    mean_cube.safetensors     only when the input's mean is a per-pixel cube (C3D's Caffe
+                              mean file)
+
+Directories written before model.json held the input convention (``"input"``) have it made
+from their clip config and mean cube, as it was then.
 
 ``load_model`` rebuilds both networks from model.json alone, as whisper rebuilds its model
 from the dimensions stored in the checkpoint, and refuses a directory whose parts disagree.
@@ -26,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from scnn.clips import ClipConfig
+from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
 from scnn.model import C3D, ModelOptions, build_network
@@ -71,7 +75,8 @@ class LoadedModel:
     classes: tuple[str, ...]
     prior: Mapping[int, np.ndarray]  # window length (frames) -> weight of each class (§4)
     windows: WindowConfig
-    clip: ClipConfig
+    convention: InputConvention  # how decoded frames become the networks' input
+    clip: ClipConfig  # the clip config the networks trained with
     options: ModelOptions
     fps: float
     proposal_threshold: float
@@ -79,9 +84,6 @@ class LoadedModel:
     use_prior: bool  # whether detection weights scores by the prior by default (method.md §4)
     config: Mapping[str, Any]  # the resolved training config
     metrics: Mapping[str, Any]  # validation metrics of each stage
-    # (clip_frames, height, width, 3) RGB per-pixel mean of the decoded frames, subtracted
-    # instead of clip.mean_rgb (scnn.clips.crop_mean_cube); None: the per-channel mean
-    mean_cube: torch.Tensor | None = None
     # boundary voting's IoU by default (postprocess.vote_boundaries); None: off, as S-CNN
     vote_iou: float | None = None
 
@@ -142,18 +144,20 @@ def save_model(
     metrics: Mapping[str, Any],
     fps: float = FPS,
     use_prior: bool = True,
-    mean_cube: torch.Tensor | None = None,
+    convention: InputConvention | None = None,
     proposal_threshold: float = PROPOSAL_THRESHOLD,
     vote_iou: float | None = None,
 ) -> None:
     """Write the model directory at ``path`` all at once (fileio.replaced_directory): a run
     killed while writing leaves the one that was there. ``prior`` maps each of ``windows``' lengths
     to the weight of each class; model.json holds its rows in the order of those lengths.
-    ``mean_cube``, ``proposal_threshold``, ``vote_iou``: detection's defaults, see LoadedModel."""
+    ``convention``: the networks' input (None: the one ``clip`` makes); ``proposal_threshold``,
+    ``vote_iou``: detection's defaults, see LoadedModel."""
     prior_rows = _prior_rows(prior, windows, len(classes), path)
     path = Path(path)
-    if mean_cube is not None:
-        check_mean_cube(mean_cube, clip, path)
+    convention = convention or clip.convention()
+    check_convention(convention, clip, path)
+    cube = convention.mean_cube
     description = {
         "format_version": FORMAT_VERSION,
         "classes": list(classes),
@@ -161,6 +165,7 @@ def save_model(
         "window_overlap": windows.overlap,
         "prior": prior_rows.tolist(),
         "fps": fps,
+        "input": convention.describe(MEAN_CUBE),
         "clip": dataclasses.asdict(clip),
         "model": dataclasses.asdict(options),
         "thresholds": {
@@ -169,15 +174,15 @@ def save_model(
             "use_prior": use_prior,
             "vote_iou": vote_iou,
         },
-        "mean_cube": mean_cube is not None,
+        "mean_cube": cube is not None,
         "config": config,
         "metrics": metrics,
     }
     with replaced_directory(path) as folder:
         atomic_write_bytes(folder / PROPOSAL_WEIGHTS, state_bytes(proposal))
         atomic_write_bytes(folder / LOCALIZATION_WEIGHTS, state_bytes(localization))
-        if mean_cube is not None:
-            mean = safetensors_bytes({"mean": mean_cube.contiguous()})
+        if cube is not None:
+            mean = safetensors_bytes({"mean": cube.cpu().contiguous()})
             atomic_write_bytes(folder / MEAN_CUBE, mean)
         atomic_write_text(folder / MODEL_JSON, json.dumps(description, indent=1) + "\n")
 
@@ -243,6 +248,7 @@ def load_model(path: str | Path) -> LoadedModel:
         vote_iou = None if vote_iou is None else float(vote_iou)
         config, metrics = description["config"], description["metrics"]
         has_mean_cube = bool(description.get("mean_cube", False))
+        stored_input = description.get("input")
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"malformed model description: {exc!r}", description_path) from exc
     except ScnnError as exc:  # a config's own check, which knows no file
@@ -268,13 +274,22 @@ def load_model(path: str | Path) -> LoadedModel:
     localization = build_network(len(classes) + 1, options, clip)
     load_state(proposal, path / PROPOSAL_WEIGHTS)
     load_state(localization, path / LOCALIZATION_WEIGHTS)
-    mean_cube = _load_mean_cube(path / MEAN_CUBE, clip) if has_mean_cube else None
+    cube = _load_mean_cube(path / MEAN_CUBE) if has_mean_cube else None
+    try:
+        if stored_input is None:  # written before model.json held the input convention
+            convention = clip.convention(cube)
+        else:
+            convention = InputConvention.from_description(stored_input, cube)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"malformed input convention: {exc}", description_path) from exc
+    check_convention(convention, clip, description_path)
     return LoadedModel(
         proposal=proposal.eval(),
         localization=localization.eval(),
         classes=classes,
         prior=dict(zip(windows.lengths_frames, prior, strict=True)),
         windows=windows,
+        convention=convention,
         clip=clip,
         options=options,
         fps=fps,
@@ -283,7 +298,6 @@ def load_model(path: str | Path) -> LoadedModel:
         use_prior=use_prior,
         config=config,
         metrics=metrics,
-        mean_cube=mean_cube,
         vote_iou=vote_iou,
     )
 
@@ -314,20 +328,22 @@ def _check_values(description: dict[str, Any], path: Path) -> None:
                 raise ModelError(f"{label} {number:g} is not in [{low:g}, {high:g}]", path)
 
 
-def check_mean_cube(mean_cube: torch.Tensor, clip: ClipConfig, path: Path) -> None:
-    """A mean cube must cover a whole clip of decoded frames: (clip_frames, height, width, 3)."""
-    width, height = clip.frame_size
-    expected = (clip.clip_frames, height, width, 3)
-    if tuple(mean_cube.shape) != expected:
-        raise ModelError(f"mean cube has shape {tuple(mean_cube.shape)}, expected {expected}", path)
+def check_convention(convention: InputConvention, clip: ClipConfig, path: str | Path) -> None:
+    """The networks are built from ``clip``'s frames and crop: the input convention must give
+    clips of that shape."""
+    ours = (convention.frame_size, convention.crop_size, convention.clip_frames)
+    theirs = (clip.frame_size, clip.crop_size, clip.clip_frames)
+    if tuple(ours) != tuple(theirs):
+        raise ModelError(
+            f"input convention of frames, crop, clip frames {ours}; the networks take {theirs}",
+            path,
+        )
 
 
-def _load_mean_cube(path: Path, clip: ClipConfig) -> torch.Tensor:
+def _load_mean_cube(path: Path) -> torch.Tensor:
     if not path.is_file():
         raise ModelError("mean cube file missing", path)
     try:
-        mean_cube = load_file(path)["mean"].float()
+        return load_file(path)["mean"].float()
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise ModelError(f"cannot read the mean cube: {exc}", path) from exc
-    check_mean_cube(mean_cube, clip, path)
-    return mean_cube

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from scnn.allocator import MMAP_THRESHOLD_BYTES
-from scnn.clips import ClipConfig, crop_mean_cube, gather_clips, normalize_clips
+from scnn.clips import InputConvention, gather_clips, normalize_clips
 from scnn.errors import VideoError
 from scnn.model import C3D, fold_batch_norm
 from scnn.modelfile import LoadedModel
@@ -108,13 +108,12 @@ class Networks:
 
     proposal: torch.nn.Module
     localization: torch.nn.Module
-    clip: ClipConfig
+    convention: InputConvention  # on the device
     device: torch.device
     batch_size: int
     dtype: torch.dtype  # of the weights and the normalised clips
     proposal_threshold: float
     padded: bool = False  # every batch padded to batch_size: one shape for torch.compile
-    mean_cube: torch.Tensor | None = None  # per-pixel mean of models imported from Caffe, cropped
 
     @classmethod
     def build(
@@ -134,19 +133,15 @@ class Networks:
             proposal = torch.compile(proposal, mode=compile_mode, dynamic=False)
             localization = torch.compile(localization, mode=compile_mode, dynamic=False)
         dtype = torch.bfloat16 if bf16 else torch.float32
-        mean_cube = None
-        if model.mean_cube is not None:
-            mean_cube = crop_mean_cube(model.mean_cube, model.clip).to(device)
         return cls(
             proposal,
             localization,
-            model.clip,
+            model.convention.to(device),
             device,
             batch_size,
             dtype,
             proposal_threshold,
             padded=bool(compile_mode),
-            mean_cube=mean_cube,
         )
 
     def flush(self, proposals: ClipQueue, survivors: ClipQueue, final: bool) -> list[ScoredBatch]:
@@ -170,7 +165,7 @@ class Networks:
     def _input(self, clips: torch.Tensor) -> torch.Tensor:
         """A batch of gathered uint8 clips as the networks' input, normalised only now: the
         queues hold uint8 (4x smaller), and a batch's float copy stays in cache."""
-        return normalize_clips(clips, self.clip, self.dtype, self.mean_cube)
+        return normalize_clips(clips, self.convention, self.dtype)
 
     def _softmax(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         count = len(clips)
@@ -270,7 +265,7 @@ class ChunkWindows:
 def chunk_windows(
     chunks: Iterator[np.ndarray | torch.Tensor],
     windows: WindowConfig,
-    clip: ClipConfig,
+    convention: InputConvention,
     device: torch.device,
     first_end: int = 0,
 ) -> Iterator[ChunkWindows]:
@@ -280,7 +275,7 @@ def chunk_windows(
     ``first_end + 2 - longest`` or 1; no more frames than the longest window are kept.
     """
     longest = max(windows.lengths_frames)
-    buffer = _on_device(np.zeros((0, *clip.frame_size[::-1], 3), np.uint8), device)
+    buffer = _on_device(np.zeros((0, *convention.frame_size[::-1], 3), np.uint8), device)
     first_frame = max(0, first_end + 1 - longest) + 1  # frame number of buffer[0], 1-based
     for chunk in chunks:
         buffer = _concatenate(buffer, _on_device(chunk, device))
@@ -291,7 +286,7 @@ def chunk_windows(
             buffer,
             ready.start_frame,
             ready.length_frames,
-            clip,
+            convention,
             train=False,
             first_frame=first_frame,
         )
@@ -361,7 +356,7 @@ def scored_steps(
     exactly the scores of :func:`score_segment`."""
     proposals, survivors = ClipQueue(), ClipQueue()
     first_row, frames_seen = 0, 0
-    for step in chunk_windows(chunks, windows, networks.clip, networks.device, first_end):
+    for step in chunk_windows(chunks, windows, networks.convention, networks.device, first_end):
         proposals.push(step.clips, first_row + np.arange(len(step.windows)))
         with torch.inference_mode():
             scored = networks.flush(proposals, survivors, final=False)
@@ -388,7 +383,7 @@ def score_video(
     into time segments, one per process (parallel_decode.py), which pays on a GPU, where the
     networks leave the cores to the decoders. On a GPU the chunks come page-locked.
     """
-    chunks = video_chunks(video, model.fps, model.clip, networks.device, decode_processes)
+    chunks = video_chunks(video, model.fps, model.convention, networks.device, decode_processes)
     segment = score_segment(chunks, networks, model.windows, progress=progress)
     return scored_windows(video, [segment], model)
 
@@ -404,13 +399,13 @@ def decode_processes_for(device: torch.device) -> int:
 def video_chunks(
     video: str | Path,
     fps: float,
-    clip: ClipConfig,
+    convention: InputConvention,
     device: torch.device,
     decode_processes: int = 1,
 ) -> Iterator[np.ndarray | torch.Tensor]:
     """The decoded chunks of ``video`` as the networks' side reads them: decoded in a
     background thread (by ``decode_processes`` processes when > 1), page-locked on a GPU."""
-    chunks = iter_frames_parallel(video, decode_processes, fps=fps, size=clip.frame_size)
+    chunks = iter_frames_parallel(video, decode_processes, fps=fps, size=convention.frame_size)
     return _background_chunks(chunks, pin=device.type == "cuda")
 
 
@@ -420,7 +415,7 @@ def source_steps(
     """:func:`scored_steps` of a source decoded once, as :func:`score_video` decodes it (one
     process, a background thread), and never probed first: standard input, a pipe or a URL
     cannot be read twice. A source silent for ``timeout_s`` seconds is given up."""
-    chunks = iter_frames(source, model.fps, model.clip.frame_size, timeout_s=timeout_s)
+    chunks = iter_frames(source, model.fps, model.convention.frame_size, timeout_s=timeout_s)
     chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
     yield from scored_steps(chunks, networks, model.windows)
 

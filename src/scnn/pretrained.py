@@ -8,8 +8,8 @@
 - else a ``torch.save``-d state dict, the PyTorch port of the Sports-1M C3D: conv1 … fc7.
 
 From a model directory only the stages of ``config.finetune_stages`` train; the proposal
-network, when left out, is the model's own (:func:`trained_stages`). A model directory's
-per-pixel mean cube carries over too (:func:`training_mean_cube`).
+network, when left out, is the model's own (:func:`trained_stages`). The input convention a
+run trains with and records follows its weights (:func:`training_convention`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 import torch
 
 from scnn.caffe import is_caffe_model, load_caffe_weights, read_mean_cube
-from scnn.clips import ClipConfig
+from scnn.clips import ClipConfig, InputConvention
 from scnn.config import TrainConfig
-from scnn.errors import ScnnError
+from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes
 from scnn.model import C3D, ModelOptions, build_network, copy_pretrained, load_sports1m_weights
-from scnn.modelfile import MODEL_JSON, LoadedModel, check_mean_cube, load_model, state_bytes
+from scnn.modelfile import MODEL_JSON, LoadedModel, load_model, state_bytes
 from scnn.stages import LOCALIZATION, PROPOSAL, STAGES, Stage
 
 BACKGROUND = "background"  # fc8 row 0 of both networks
@@ -84,21 +84,24 @@ def load_pretrained(
         load_sports1m_weights(model, path)
 
 
-def training_mean_cube(config: TrainConfig) -> torch.Tensor | None:
-    """The per-pixel mean a run subtracts instead of ``clip.mean_rgb`` and writes into its
-    model directory: the cube of ``config.mean`` (C3D's mean file), else that of the model
-    directory it starts from, so the network sees the input its weights learnt on; None: none.
-    """
-    own = load_model(config.init_from).mean_cube if is_model_dir(config.init_from) else None
+def training_convention(config: TrainConfig) -> InputConvention:
+    """The input convention a run trains with and writes into its model directory: that of
+    the model directory it starts from, so the network sees the input its weights learnt on;
+    else the clip config's, with the per-pixel cube of ``config.mean`` (C3D's mean file)
+    instead of ``clip.mean_rgb`` when given."""
+    if is_model_dir(config.init_from):
+        if config.mean:
+            raise ScnnError(
+                "the model directory has its own input convention: leave out --mean",
+                config.init_from,
+            )
+        return load_model(config.init_from).convention
     if not config.mean:
-        return own
-    if own is not None:
-        raise ScnnError(
-            "the model directory has its own mean cube: leave out --mean", config.init_from
-        )
-    mean_cube = read_mean_cube(config.mean)
-    check_mean_cube(mean_cube, config.clip, Path(config.mean))
-    return mean_cube
+        return config.clip.convention()
+    try:
+        return config.clip.convention(read_mean_cube(config.mean))
+    except ValueError as exc:
+        raise ModelError(str(exc), config.mean) from exc
 
 
 def copy_proposal(config: TrainConfig, weights: Path) -> None:
@@ -127,7 +130,7 @@ def check_compatible(
         "clip.bgr": (source.clip.bgr, clip.bgr),
         "clip.std_rgb": (source.clip.std_rgb, clip.std_rgb),
     }
-    if source.mean_cube is None:  # a model's mean cube replaces the per-channel mean
+    if source.convention.mean_cube is None:  # a model's mean cube replaces the per-channel mean
         pairs["clip.mean_rgb"] = (source.clip.mean_rgb, clip.mean_rgb)
     differ = [
         f"{key}={theirs!r} in the model, {key}={ours!r} in the config"

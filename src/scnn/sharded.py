@@ -121,8 +121,8 @@ def _settings_key(detector: Detector) -> str:
     model = detector.model
     for network in (model.proposal, model.localization):
         digest.update(state_bytes(network))
-    if model.mean_cube is not None:
-        digest.update(model.mean_cube.numpy().tobytes())
+    if model.convention.mean_cube is not None:
+        digest.update(model.convention.mean_cube.numpy().tobytes())
     extra = {
         "config": {
             k: v for k, v in dataclasses.asdict(detector.config).items() if k not in _SPEED_ONLY
@@ -136,7 +136,7 @@ def _settings_key(detector: Detector) -> str:
             model.vote_iou,
         ],
         "windows": dataclasses.asdict(model.windows),
-        "clip": dataclasses.asdict(model.clip),
+        "input": model.convention.describe(),
         "fps": model.fps,
     }
     digest.update(json.dumps(extra, sort_keys=True, default=str).encode())

@@ -27,6 +27,7 @@ import torch
 from scnn import distributed
 from scnn.allocator import keep_large_allocations
 from scnn.checkpoint import load_checkpoint, save_checkpoint, sigint_flag
+from scnn.clips import InputConvention
 from scnn.config import TrainConfig, config_dict, write_run_config
 from scnn.dataset import ClipDataset, FrameCache, Samples
 from scnn.distributed import SINGLE, DrawPositions, World
@@ -41,7 +42,7 @@ from scnn.pretrained import (
     load_pretrained,
     started_from,
     trained_stages,
-    training_mean_cube,
+    training_convention,
 )
 from scnn.stages import (
     LOCALIZATION,
@@ -101,7 +102,7 @@ class _Run:
     autocast: torch.autocast
     lam: float  # λ of the overlap loss; 0 for a cross-entropy stage
     start_step: int  # the last finished step: 0, or the checkpoint's when resuming
-    mean_cube: torch.Tensor | None  # the input's per-pixel mean (pretrained.training_mean_cube)
+    convention: InputConvention  # the networks' input (pretrained.training_convention)
 
 
 def _setup(
@@ -157,7 +158,7 @@ def _setup(
         autocast=_autocast(config, device),
         lam=config.overlap_lambda if stage.overlap else 0.0,
         start_step=start_step,
-        mean_cube=training_mean_cube(config),
+        convention=training_convention(config),
     )
 
 
@@ -220,7 +221,12 @@ def _loader(run: _Run, data: TrainingData) -> torch.utils.data.DataLoader:
     positions = DrawPositions(run.start_step, config.steps, config.batch_size, run.world)
     return torch.utils.data.DataLoader(
         ClipDataset(
-            samples, data.cache, config.clip, train=True, seed=config.seed, mean_cube=run.mean_cube
+            samples,
+            data.cache,
+            run.convention,
+            train=True,
+            seed=config.seed,
+            mirror=config.clip.mirror,
         ),
         batch_size=positions.rank_batch,
         sampler=positions,  # this rank's draw positions, see ClipDataset
@@ -269,7 +275,7 @@ def _finish(run: _Run, data: TrainingData, training_log: TrainingLog) -> dict[st
         config,
         lam=run.lam,
         device=run.device,
-        mean_cube=run.mean_cube,
+        convention=run.convention,
     )
     training_log.validation(metrics)
     atomic_write_text(run.stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
@@ -356,15 +362,15 @@ def validate(
     *,
     lam: float = 0.0,
     device: torch.device | str = "cpu",
-    mean_cube: torch.Tensor | None = None,
+    convention: InputConvention | None = None,
 ) -> dict[str, float]:
     """Window accuracy (argmax = label) and mean loss on ``samples``, centre crops, eval mode;
-    ``mean_cube``: see ClipDataset."""
+    ``convention``: the network's input (None: the one ``config.clip`` makes)."""
     device = torch.device(device)
     if len(samples) == 0:
         return {"accuracy": float("nan"), "loss": float("nan"), "windows": 0}
     loader = torch.utils.data.DataLoader(
-        ClipDataset(samples, cache, config.clip, train=False, mean_cube=mean_cube),
+        ClipDataset(samples, cache, convention or config.clip.convention(), train=False),
         batch_size=max(config.batch_size, 16),
         collate_fn=ClipDataset.collate,
         num_workers=config.workers,
@@ -397,7 +403,7 @@ def model_ready(out_dir: str | Path) -> bool:
 def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData) -> Path:
     """Assemble ``out_dir/model`` from the trained proposal and localization networks, the
     window-length prior of the training instances, the config, every stage's metrics and the
-    mean cube the networks learnt with (pretrained.training_mean_cube)."""
+    input convention the networks learnt on (pretrained.training_convention)."""
     out_dir = Path(out_dir)
     networks = {}
     for stage in (PROPOSAL, LOCALIZATION):
@@ -422,7 +428,7 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         config={**config_dict(config), "started_from": started_from(config, data.classes)},
         metrics=metrics,
         use_prior=config.use_prior,
-        mean_cube=training_mean_cube(config),
+        convention=training_convention(config),
         proposal_threshold=config.proposal_threshold,
         vote_iou=config.vote_iou or None,
     )
@@ -454,8 +460,8 @@ def run(
     rank 0 decodes the videos into the frame cache while the other ranks wait."""
     out_dir = Path(out_dir)
     device = training_device(config, world)
-    trained = trained_stages(config)  # checked before any video is decoded, as the mean is
-    training_mean_cube(config)
+    trained = trained_stages(config)  # checked before any video is decoded, as the input is
+    training_convention(config)
     with distributed.process_group(world, distributed.backend_for(device)):
         write_run_config(out_dir, config, resume=resume, world=world)
         with distributed.local_rank_first(world):
