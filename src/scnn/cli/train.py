@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from scnn.bundled_data import resolve_ground_truth
-from scnn.cli.common import EXIT_OK, count, torchrun_world
+from scnn.cli.common import EXIT_OK, torchrun_world
 from scnn.errors import ScnnError
 from scnn.stages import STAGES
 
@@ -73,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, help="optimiser steps per stage")
     parser.add_argument("--batch-size", type=int, help="clips per step")
     parser.add_argument("--lr", type=float, help="base learning rate")
-    parser.add_argument("--workers", type=count, help="DataLoader worker processes (0: none)")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes (0: none)")
     parser.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, help="seed of weights, sample order and crops")
     parser.add_argument(
