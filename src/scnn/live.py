@@ -310,8 +310,9 @@ def write_live(
             bar.update(frames)
 
         for found in live_detections(detector, source, timeout_s, progress):
-            started().write(detection_line(found.detection))
-            started().flush()
+            output = started()
+            output.write(detection_line(found.detection))
+            output.flush()
             count += 1
         started()
     return count
