@@ -127,12 +127,12 @@ def test_numbers_out_of_range_are_a_bad_command_line(argv, option, capsys):
     assert f"argument {option}" in error and "Traceback" not in error
 
 
-@pytest.mark.parametrize("lr", ["nan", "-1", "0"])
-def test_a_learning_rate_that_is_no_positive_number_is_one_line(lr, tmp_path, capsys):
+@pytest.mark.parametrize("lr", ["nan", "-1", "inf"])
+def test_a_learning_rate_that_is_no_finite_number_ge_0_is_one_line(lr, tmp_path, capsys):
     argv = ["--quiet", "train", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
     assert cli.main([*argv, "--config", "synthetic_cpu", "--lr", lr]) == cli.EXIT_ERROR
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "lr must be a number > 0" in error
+    assert error.count("\n") == 1 and "lr must be a number >= 0" in error
 
 
 def test_live_lines_to_a_closed_standard_output_are_one_line(tmp_path):

@@ -83,9 +83,15 @@ class TrainConfig:
         for name in ("proposal_threshold", "vote_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ScnnError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 < self.lr < math.inf:  # NaN too
-            raise ScnnError(f"lr must be a number > 0, got {self.lr}")
-        for name in ("fc8_lr_mult", "momentum", "weight_decay", "overlap_lambda", "overlap_alpha"):
+        solver = (
+            "lr",
+            "fc8_lr_mult",
+            "momentum",
+            "weight_decay",
+            "overlap_lambda",
+            "overlap_alpha",
+        )
+        for name in solver:
             if not 0.0 <= getattr(self, name) < math.inf:
                 raise ScnnError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         if self.workers < 0:
