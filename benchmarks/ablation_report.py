@@ -285,7 +285,7 @@ def write_report(
             seconds[key.split("/")[0]] += value
     synth = dataclasses.asdict(header["synth"])
     lines = [
-        "# Ablations on the synthetic benchmark (issue 9)",
+        "# Ablations on the synthetic benchmark",
         "",
     ]
     if header["budget"] == "tiny":

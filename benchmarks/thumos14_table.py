@@ -4,13 +4,15 @@ windows CSV → drop background → window-length prior from thumos14-val → pe
 per-class NMS at (IoU − 0.1) → THUMOS14 submission (.txt, rounded as the authors' files) →
 evaluation at that IoU. Prints per-class AP and mAP under the S-CNN "updated" protocol (the
 paper's numbers: 47.7 / 43.5 / 36.3 / 28.7 / 19.0) and, for comparison, the mAP of the same
-files under the official THUMOS14 kit and the ActivityNet protocol.
+files under the official THUMOS14 kit and the ActivityNet protocol. ``--windows res3d``: the
+windows of the authors' second release (Res3D-18, C3D-v1.1) instead.
 
-    python3 benchmarks/thumos14_table.py
+    python3 benchmarks/thumos14_table.py [--windows res3d]
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -25,12 +27,16 @@ from scnn.postprocess import postprocess, window_length_prior
 THUMOS14 = Path(__file__).resolve().parents[1] / "tests/data/thumos14"
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 PAPER_MAP = (0.47719, 0.43535, 0.36276, 0.28702, 0.18970)
+WINDOWS = {"c3d": "scnn_c3d_test_windows.csv.gz", "res3d": "scnn_res3d_test_windows.csv.gz"}
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", choices=WINDOWS, default="c3d")
+    args = parser.parse_args()
     test = load_ground_truth(THUMOS14 / "annotations" / "test")
     val = load_ground_truth(resolve_ground_truth("thumos14-val"))
-    windows = read_windows_csv(THUMOS14 / "scnn_c3d_test_windows.csv.gz", test.classes)
+    windows = read_windows_csv(THUMOS14 / WINDOWS[args.windows], test.classes)
     prior = window_length_prior(val.instances, test.classes)
     ap = {name: np.zeros((len(IOU_THRESHOLDS), len(test.classes))) for name in PROTOCOLS}
     with tempfile.TemporaryDirectory() as folder:
@@ -47,7 +53,8 @@ def main() -> None:
         print(f"{name:<20}" + "".join(f"{v:8.4f}" for v in ap["scnn"][:, c]))
     print()
     print(f"{'mAP':<20}" + "".join(f"{iou:>8.1f}" for iou in IOU_THRESHOLDS))
-    print(f"{'paper (scnn kit)':<20}" + "".join(f"{v:8.4f}" for v in PAPER_MAP))
+    if args.windows == "c3d":
+        print(f"{'paper (scnn kit)':<20}" + "".join(f"{v:8.4f}" for v in PAPER_MAP))
     for name in PROTOCOLS:
         print(f"{name:<20}" + "".join(f"{v:8.4f}" for v in ap[name].mean(axis=1)))
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -15,8 +16,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(*args: str, processes: int = 2, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    """``torchrun --nproc-per-node N -m scnn ARGS`` on localhost (gloo, 1 thread each)."""
+def torchrun(
+    *args: str, processes: int = 2, timeout_s: float = 600, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node N -m scnn ARGS`` on localhost (gloo, 1 thread each), in
+    the folder ``cwd`` (None: this process's)."""
     command = [
         sys.executable,
         "-m",
@@ -34,5 +38,5 @@ def torchrun(*args: str, processes: int = 2, timeout_s: float = 600) -> subproce
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+        command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False, cwd=cwd
     )

@@ -2,10 +2,12 @@
 check against a reference forward written from Caffe's definitions (tests/caffe_writer.py
 writes the files, independently of the reader)."""
 
+import contextlib
 import json
 import math
 import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,20 +25,22 @@ from caffe_writer import (
     write_mean,
 )
 from pause import Pause
+from readme import readme_command
 from tiny import MODEL_CLIP, MODEL_OPTIONS, random_model
 from videos import write_video
 
+from scnn import train
 from scnn.bundled_data import resolve_ground_truth
 from scnn.caffe import (
     CAFFE_NAMES,
     CAFFE_OPTIONS,
-    MAX_LAYERS,
     caffe_convention,
     class_names,
     load_caffe_weights,
     read_mean_cube,
 )
-from scnn.cli import main
+from scnn.caffe_wire import MAX_LAYERS
+from scnn.cli import EXIT_ERROR, main
 from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError, ScnnError
 from scnn.formats import load_ground_truth
@@ -44,10 +48,11 @@ from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import C3D, ModelOptions
 from scnn.modelfile import load_model
 from scnn.postprocess import window_length_prior
-from scnn.pretrained import load_pretrained
+from scnn.pretrained import load_pretrained, training_config
 from scnn.video import read_frames
 from scnn.windows import window_grid
 
+IMPORT_FILES = ("--proposal", "--localization", "--mean")  # of `scnn import-caffe`
 SMALL = dict(width=1 / 16, crop_size=32)  # a C3D small enough to fill quickly
 SMALL_CHANNELS = (4, 8, 16, 16, 32, 32, 32, 32)
 SMALL_FC = 256
@@ -350,21 +355,34 @@ def _test_frames() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def authors_model(tmp_path_factory):
-    """Full-size random-weight proposal and localization files, a mean file, their import."""
+    """Full-size random-weight proposal and localization files and a mean file, where the
+    README's path (a) has them, imported by the README's own command."""
     folder = tmp_path_factory.mktemp("authors")
+    command = readme_command("scnn", "import-caffe")
+    paths = {option: folder / command[command.index(option) + 1] for option in IMPORT_FILES}
     rng = np.random.default_rng(7)
-    arrays = {"proposal": c3d_arrays(rng, 2), "localization": c3d_arrays(rng, 21)}
-    files = {
-        name: write_caffemodel(folder / f"SCNN_{name}_iter_30000", weights)
-        for name, weights in arrays.items()
-    }
+    arrays = {"--proposal": c3d_arrays(rng, 2), "--localization": c3d_arrays(rng, 21)}
+    for option, weights in arrays.items():
+        paths[option].parent.mkdir(parents=True, exist_ok=True)
+        write_caffemodel(paths[option], weights)
     mean_bgr = rng.uniform(60, 140, (3, 16, 128, 171)).astype(np.float32)
-    mean = write_mean(folder / "train01_16_128_171_mean.binaryproto", mean_bgr)
-    out = folder / "model"
-    command = ["import-caffe", "--proposal", str(files["proposal"])]
-    command += ["--localization", str(files["localization"]), "--mean", str(mean), "-o", str(out)]
-    assert main(command) == 0
+    write_mean(paths["--mean"], mean_bgr)
+    with contextlib.chdir(folder):
+        assert main(command[1:]) == 0
+    out = folder / command[command.index("-o") + 1]
+    arrays = {"proposal": arrays["--proposal"], "localization": arrays["--localization"]}
     return out, arrays, mean_bgr
+
+
+def test_the_readmes_detect_command_runs_on_the_imported_model(authors_model):
+    out, _, _ = authors_model
+    command = readme_command("scnn", "detect", "my_video.mp4")
+    write_video(out.parent / command[2], _test_frames(), codec="ffv1", pix_fmt="bgr0")
+    with contextlib.chdir(out.parent):
+        assert main(command[1:]) == 0
+        results = json.loads(Path(command[command.index("-o") + 1]).read_text())["results"]
+    labels = {d["label"] for found in results.values() for d in found}
+    assert set(results) <= {"my_video"} and labels <= set(class_names("thumos14"))
 
 
 def test_imported_model_directory(authors_model):
@@ -386,13 +404,12 @@ def test_an_import_killed_while_writing_leaves_the_model_it_replaces(authors_mod
     existing = random_model(tmp_path / "model")  # another model: every file differs
     before = {p.name: p.read_bytes() for p in existing.iterdir()}
     pause = Pause(tmp_path / "pause", "scnn.modelfile:atomic_write_bytes", at_call=2)
-    folder = out.parent
-    argv = [*pause.command, "--quiet", "--threads", "1", "import-caffe"]
-    argv += ["--proposal", str(folder / "SCNN_proposal_iter_30000")]
-    argv += ["--localization", str(folder / "SCNN_localization_iter_30000")]
-    argv += ["--mean", str(folder / "train01_16_128_171_mean.binaryproto"), "-o", str(existing)]
-    argv += ["--classes", "thumos14"]
-    process = subprocess.Popen(argv)
+    command = readme_command("scnn", "import-caffe")  # as authors_model ran it, in its folder
+    written = command.index("-o") + 1
+    folder = out.parents[len(Path(command[written]).parts) - 1]
+    command[written] = str(existing)
+    argv = [*pause.command, "--quiet", "--threads", "1", *command[1:]]
+    process = subprocess.Popen(argv, cwd=folder)
     pause.wait(process)
     process.kill()
     process.wait()
@@ -487,3 +504,33 @@ def test_init_from_tells_a_caffe_model_a_model_directory_and_a_pickle_apart(tmp_
     model = C3D(21, **SMALL)
     _init(model, pickle)
     assert torch.equal(model.fc6.bias, source.proposal.fc6.bias)
+
+
+def test_a_caffe_file_trains_on_bgr_frames_and_a_contradiction_is_one_error(tmp_path, capsys):
+    """The Sports-1M C3D learnt on BGR frames with Caffe's pooling: as ``--init-from`` it sets
+    both, and a config that says otherwise is refused, never trained on RGB by accident."""
+    weights = tmp_path / "conv3d_deepnetA_sport1m_iter_1900000"
+    weights.write_bytes(message_field(1, b"conv3d_deepnetA"))  # a NetParameter begins so
+    config = training_config("thumos14", {"init_from": str(weights)})
+    assert config.clip.bgr and config.model.pooling == "caffe"
+    assert (config.clip.frame_size, config.clip.crop_size, config.clip.std_rgb) == (
+        (171, 128),
+        112,
+        (1.0, 1.0, 1.0),
+    )
+    assert not training_config("thumos14").clip.bgr  # other weights: the config's own
+    assert training_config("thumos14", {"init_from": str(weights), "clip.bgr": True}) == config
+    command = ["train", "--config", "thumos14", "--annotations", "thumos14-val"]
+    command += ["--videos", str(tmp_path), "--out", str(tmp_path / "run")]
+    command += ["--init-from", str(weights), "--set", "clip.bgr=false"]
+    assert main(command) == EXIT_ERROR
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "clip.bgr=false contradicts the weights" in error
+    assert str(weights) in error and not (tmp_path / "run").exists()
+    with pytest.raises(ScnnError, match=r"model.pooling=\"padded\" contradicts"):
+        training_config("thumos14", {"init_from": str(weights), "model.pooling": "padded"})
+    with pytest.raises(ScnnError, match=r"model.width=0.125, model.batch_norm=true, .*contradicts"):
+        training_config("synthetic_cpu", {"init_from": str(weights)})
+    rgb = replace(config, clip=replace(config.clip, bgr=False))  # the library call is checked too
+    with pytest.raises(ScnnError, match="clip.bgr=false contradicts the weights"):
+        train.run(rgb, "thumos14-val", tmp_path, tmp_path / "run", progress=False)

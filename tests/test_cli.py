@@ -2,6 +2,7 @@
 exit codes, and errors as one line on stderr."""
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from videos import numbered_frames, write_video
 
 from scnn import cli
 from scnn.cli import build_parser
-from scnn.detect import PRECISIONS
+from scnn.detect import BUNDLED_MODEL, PRECISIONS
 from scnn.evaluate import PROTOCOLS
+from scnn.modelfile import load_model
 from scnn.stages import STAGES
 
 
@@ -146,3 +148,28 @@ def test_live_lines_to_a_closed_standard_output_are_one_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == cli.EXIT_ERROR
     assert done.stderr == "scnn: error: standard output is closed: nowhere to write the lines\n"
+
+
+@pytest.mark.parametrize("command", ["detect", "features"])
+def test_the_bundled_model_names_its_classes_on_one_stderr_line(command, tmp_path):
+    video = write_video(tmp_path / "v.mp4", numbered_frames(20), 25)
+    out = tmp_path / ("out.json" if command == "detect" else "features")
+    argv = [sys.executable, "-m", "scnn", "--threads", "1", command, str(video), "-o", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if "bundled model" in line]
+    assert len(notes) == 1
+    for name in load_model(BUNDLED_MODEL).classes:
+        assert name in notes[0]
+    assert "scnn import-caffe" in notes[0] and "path (a)" in notes[0]
+    quiet = subprocess.run([*argv, "--quiet"], capture_output=True, text=True, check=False)
+    assert quiet.returncode == 0 and "bundled model" not in quiet.stderr
+
+
+def test_a_model_of_ones_own_gets_no_bundled_model_line(tmp_path, caplog):
+    model = small_model(tmp_path / "model")
+    video = write_video(tmp_path / "v.mp4", numbered_frames(20), 25)
+    argv = ["detect", str(video), "--model", str(model), "-o", str(tmp_path / "out.json")]
+    with caplog.at_level(logging.INFO):
+        assert cli.main(argv) == cli.EXIT_OK
+    assert "bundled model" not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -195,10 +196,18 @@ def test_trimmed_clips_give_one_positive_each(tmp_path):
         trimmed_samples({"short": 1}, {"short": 12}, binary=True, clip_frames=16)
 
 
-def test_trimmed_folder_of_unknown_class_is_an_error(tmp_path):
-    encode(tmp_path / "trimmed" / "swim" / "s.mp4", gradient_frames(20))
-    with pytest.raises(ScnnError, match="swim"):
-        trimmed_clip_paths(tmp_path / "trimmed", ("jump", "run"))
+def test_trimmed_folders_of_other_classes_are_left_out_in_one_line(tmp_path, caplog):
+    """UCF101 holds 101 class folders, THUMOS14 trains on 20: the others are counted once."""
+    for name in ("swim", "surf", "jump", "dive", "yoga"):
+        encode(tmp_path / "trimmed" / name / "s.mp4", gradient_frames(20))
+    with caplog.at_level(logging.INFO, logger="scnn.dataset"):
+        clips = trimmed_clip_paths(tmp_path / "trimmed", ("jump", "run"))
+    assert list(clips) == ["trimmed/jump/s"]
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "4 of 5 folders are not among the 2 classes, left out (dive, surf, swim, …)"
+    ]
+    with pytest.raises(ScnnError, match="no folder is named after one of the 1 classes"):
+        trimmed_clip_paths(tmp_path / "trimmed", ("run",))
 
 
 def test_damaged_frame_cache_entries_are_rebuilt(tmp_path):

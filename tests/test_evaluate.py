@@ -41,6 +41,22 @@ def test_paper_table_from_the_authors_windows(tmp_path):
     np.testing.assert_allclose(result.average_precision[0], PAPER_AP_AT_05, atol=5e-5)
 
 
+def test_the_res3d_table_from_the_authors_windows(tmp_path):
+    """The authors' second release (Res3D-18): the same post-processing gives their table."""
+    test = load_ground_truth(THUMOS14_TEST)
+    val = load_ground_truth(THUMOS14_VAL)
+    windows = read_windows_csv(THUMOS14 / "scnn_res3d_test_windows.csv.gz", test.classes)
+    assert len(windows.start_frame) == 64116
+    prior = window_length_prior(val.instances, test.classes)
+    for iou, expected in ((0.3, 0.4064), (0.5, 0.2249)):
+        detections = postprocess(windows, nms_iou=round(iou - 0.1, 1), prior=prior)
+        write_detections(tmp_path / "det.txt", detections, test.classes)
+        submitted = load_detections(tmp_path / "det.txt", classes=test.classes)
+        assert evaluate(test, submitted, "scnn", [iou]).mean_ap[0] == pytest.approx(
+            expected, abs=1e-4
+        )
+
+
 def test_official_kit_example():
     val = load_ground_truth(THUMOS14_VAL)
     table = read_class_table(THUMOS14_CLASSES, id_column="thumos14_id")

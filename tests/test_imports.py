@@ -18,11 +18,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 1 decoding
     ("video", "parallel_decode", "encode"),
     # 2 data: windows, clips, files, training samples, the synthetic dataset
-    ("windows", "clips", "formats", "dataset", "synth"),
+    ("windows", "clips", "formats", "dataset", "synth", "caffe_wire"),
     # 3 model and scoring: networks, configs, model directories, post-processing, evaluation
-    ("model", "config", "modelfile", "postprocess", "evaluate", "stages", "report"),
+    ("model", "res3d", "config", "modelfile", "postprocess", "evaluate", "stages", "report"),
     # 4 the method: streaming detection, training, the Caffe import, the diagnosis
-    ("pipeline", "lanes", "detect", "caffe", "pretrained", "train", "diagnose",
+    ("pipeline", "lanes", "detect", "caffe", "caffe_res3d", "pretrained", "train", "diagnose",
      "features", "training_log"),
     # 5 runs over many files: batches, torchrun shards, the HTML report, the demo
     ("batch", "sharded", "html_report", "demo", "live",

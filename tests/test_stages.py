@@ -3,14 +3,24 @@ the samples come from the ground truth and the videos' frame counts)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
+from videos import numbered_frames, write_video
 
 from scnn.config import config_from_dict
 from scnn.dataset import FrameCache
 from scnn.records import GroundTruth, Instance
-from scnn.stages import CLASSIFICATION, LOCALIZATION, PROPOSAL, STAGES, TrainingData, stage_samples
+from scnn.stages import (
+    CLASSIFICATION,
+    LOCALIZATION,
+    PROPOSAL,
+    STAGES,
+    TrainingData,
+    prepare_data,
+    stage_samples,
+)
 
 CLASSES = ("jump", "run")
 # One 4-second video at 25 fps; "run" spans the 32-frame window at frame 1 (1/25 to 32/25 s).
@@ -76,3 +86,44 @@ def test_validation_windows_are_evenly_spaced_and_leave_out_trimmed_clips(tmp_pa
     middle = round((len(every) - 1) / 2)
     assert kept.start_frame.tolist() == every.start_frame[[0, middle, -1]].tolist()
     assert np.array_equal(kept.label, every.label[[0, middle, len(every) - 1]])
+
+
+def test_thumos14_facts_of_the_official_folders(tmp_path, caplog):
+    """As the downloads unpack: an empty class file keeps its class, Ambiguous is no class,
+    a 30 fps video is decoded at 25, the validation subset "" validates on nothing, a UCF101
+    clip shorter than a clip is left out with a line naming it, other classes' folders too."""
+    annotations = tmp_path / "annotation"
+    annotations.mkdir()
+    (annotations / "Jump_val.txt").write_text("video_validation_0000051 0.5 2.5\n")
+    (annotations / "Run_val.txt").write_text("")
+    (annotations / "Ambiguous_val.txt").write_text("video_validation_0000051 3.0 3.5\n")
+    videos = tmp_path / "validation"
+    videos.mkdir()
+    write_video(videos / "video_validation_0000051.mp4", numbered_frames(120), 30)  # 4 s
+    write_video(videos / "video_validation_0000052.mp4", numbered_frames(30), 30)  # unannotated
+    ucf = tmp_path / "UCF-101"
+    for name, frames in (("Jump", 20), ("Run", 10), ("Swim", 20)):
+        (ucf / name).mkdir(parents=True)
+        clip = ucf / name / f"v_{name}_g01_c01.avi"
+        write_video(clip, numbered_frames(frames), 25, codec="mpeg4", pix_fmt="yuv420p")
+    config = config_from_dict(
+        {
+            "data": {"train_subset": "val", "val_subset": ""},
+            "clip": {"frame_size": [64, 48], "crop_size": 32},
+        }
+    )
+    with caplog.at_level(logging.INFO):
+        data = prepare_data(
+            config, annotations, videos, tmp_path / "cache", trimmed_dir=ucf, progress=False
+        )
+    assert data.classes == ("Jump", "Run")
+    assert dict(data.train_frames) == {"video_validation_0000051": 100}  # 4 s at 25 fps
+    assert data.val_gt.videos == () and dict(data.val_frames) == {}
+    assert dict(data.trimmed) == {"trimmed/Jump/v_Jump_g01_c01": 1}
+    lines = [record.getMessage() for record in caplog.records if "left out" in record.getMessage()]
+    assert len(lines) == 2
+    assert "v_Run_g01_c01.avi: 10 frames at 25 fps, fewer than a clip's 16" in lines[1]
+    assert lines[0].endswith("1 of 3 folders are not among the 2 classes, left out (Swim)")
+    assert sorted(set(stage_samples(PROPOSAL, config, data, train=True).label)) == [0, 1]
+    assert set(stage_samples(LOCALIZATION, config, data, train=True).label) == {1}  # no Run
+    assert len(stage_samples(LOCALIZATION, config, data, train=False)) == 0

@@ -1,10 +1,11 @@
-"""The S-CNN authors' Caffe files (C3D-v1.0) read without Caffe, and imported as a model directory.
+"""The S-CNN authors' Caffe files (C3D-v1.0) read without Caffe, and either release's pair of
+networks imported as a model directory (C3D-v1.1, Res3D-18, is read by scnn.caffe_res3d).
 
 The reader follows the field numbers of the C3D-v1.0 fork's ``caffe.proto`` (zhengshou/scnn,
 ``C3D-v1.0/C3D_overlap_loss/src/caffe/proto/caffe.proto``); protobuf's wire format is decoded
-here, a few dozen lines, so no protobuf package or generated code is needed:
+by scnn.caffe_wire, so no protobuf package or generated code is needed:
 
-    NetParameter    name 1, layers 2 (V1 LayerParameter; BVLC's later ``layer`` is 100)
+    NetParameter    name 1, layers 2 (V1 LayerParameter; C3D-v1.1's ``layer`` is 100)
     LayerParameter  name 4, type 5 (enum), blobs 6, convolution_param 10,
                     inner_product_param 17, pooling_param 19
     BlobProto       num 1, channels 2, length 3, height 4, width 5, data 6 (packed float32)
@@ -18,16 +19,28 @@ into the network's tensor, so a 300 MB model needs its network's memory and one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import torch
 from torch import nn
 
 from scnn.bundled_data import resolve_class_table, resolve_ground_truth
+from scnn.caffe_res3d import RES3D_CONVENTION, RES3D_OPTIONS, load_res3d_weights
+from scnn.caffe_wire import (
+    LENGTH_DELIMITED,
+    NET_LAYERS,
+    NET_V1_LAYERS,
+    V10,
+    V11,
+    VARINT,
+    Blob,
+    Layer,
+    Wire,
+    caffe_release,
+    read_floats,
+    read_net,
+)
 from scnn.clips import (
     C3D_MEAN_RGB,
     CLIP_FRAMES,
@@ -63,11 +76,7 @@ TYPE_NAMES = {
     INNER_PRODUCT: "INNER_PRODUCT",
 }
 MAX_POOLING = 0  # PoolingParameter.PoolMethod.MAX
-MAX_LAYERS = 1000  # a C3D has a few dozen: a file of more is refused before it fills memory
 
-# Wire types of protobuf's encoding.
-VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
-NET_LAYERS, NET_NEW_LAYERS = 2, 100
 LAYER_NAME, LAYER_TYPE, LAYER_BLOBS = 4, 5, 6
 LAYER_PARAMS = {10: "convolution", 17: "inner_product", 19: "pooling"}
 BLOB_DIMS, BLOB_DATA = (1, 2, 3, 4, 5), 6
@@ -94,76 +103,7 @@ PARAM_FIELDS = {
 }
 
 
-@dataclass(frozen=True)
-class Blob:
-    """Where one parameter blob's float32 values lie in the file."""
-
-    shape: tuple[int, int, int, int, int]  # (num, channels, length, height, width)
-    offset: int  # bytes from the start of the file
-    count: int  # float32 values
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer of a Caffe model file: its type, blobs and the geometry it was built with."""
-
-    name: str
-    type: int
-    blobs: tuple[Blob, ...]
-    params: dict[str, int]  # the fields of its convolution/pooling/inner-product parameters
-
-
-class _Wire:
-    """Protobuf wire-format fields of a message lying in ``file`` between two offsets."""
-
-    def __init__(self, file: BinaryIO, path: Path):
-        self.file = file
-        self.path = path
-        self.size = file.seek(0, 2)
-
-    def fail(self, what: str, where: str) -> ModelError:
-        return ModelError(f"{where}: {what} (not a C3D-v1.0 Caffe model, or truncated)", self.path)
-
-    def _varint(self, offset: int, end: int, where: str) -> tuple[int, int]:
-        self.file.seek(offset)
-        head = self.file.read(min(10, end - offset))
-        value = 0
-        for index, byte in enumerate(head):
-            value |= (byte & 0x7F) << (7 * index)
-            if byte < 0x80:
-                return value, offset + index + 1
-        raise self.fail("a number runs past its message", where)
-
-    def fields(self, start: int, end: int, where: str) -> Iterator[tuple[int, int, int, int]]:
-        """(field number, wire type, value, offset): ``value`` is a varint's value or the
-        byte length of a length-delimited field, whose bytes start at ``offset``."""
-        if end > self.size:
-            raise self.fail(f"needs {end} bytes, the file has {self.size}", where)
-        offset = start
-        while offset < end:
-            key, offset = self._varint(offset, end, where)
-            number, wire = key >> 3, key & 7
-            if wire == VARINT:
-                value, offset = self._varint(offset, end, where)
-                yield number, wire, value, offset
-                continue
-            if wire == LENGTH_DELIMITED:
-                value, offset = self._varint(offset, end, where)
-            elif wire in (FIXED32, FIXED64):
-                value = 4 if wire == FIXED32 else 8
-            else:
-                raise self.fail(f"field {number} has wire type {wire}", where)
-            if offset + value > end:
-                raise self.fail(f"field {number} runs past its message", where)
-            yield number, wire, value, offset
-            offset += value
-
-    def text(self, offset: int, length: int) -> str:
-        self.file.seek(offset)
-        return self.file.read(length).decode("utf-8", errors="replace")
-
-
-def _blob(wire: _Wire, start: int, end: int, where: str) -> Blob:
+def _blob(wire: Wire, start: int, end: int, where: str) -> Blob:
     dims = dict.fromkeys(BLOB_DIMS, 0)
     data: tuple[int, int] | None = None
     for number, kind, value, offset in wire.fields(start, end, where):
@@ -175,17 +115,10 @@ def _blob(wire: _Wire, start: int, end: int, where: str) -> Blob:
             dims[number] = value
         elif number == BLOB_DATA:
             data = (offset, value)
-    shape = tuple(dims[n] for n in BLOB_DIMS)
-    if max(shape) > wire.size:  # beside a 0, any number makes a product of 0
-        raise wire.fail(f"blob of shape {shape} has a dimension beyond the file's size", where)
-    count = int(np.prod(shape, dtype=object))  # exact: 64 bits would wrap round
-    if data is None or data[1] != 4 * count:
-        stored = 0 if data is None else data[1] // 4
-        raise wire.fail(f"blob of shape {shape} holds {stored} values, not {count}", where)
-    return Blob(shape, data[0], count)
+    return wire.blob(tuple(dims[n] for n in BLOB_DIMS), data, where)
 
 
-def _params(wire: _Wire, kind: str, start: int, end: int, where: str) -> dict[str, int]:
+def _params(wire: Wire, kind: str, start: int, end: int, where: str) -> dict[str, int]:
     known = PARAM_FIELDS[kind]
     params = {name: default for name, default in known.values()}
     for number, wire_type, value, _ in wire.fields(start, end, where):
@@ -194,7 +127,7 @@ def _params(wire: _Wire, kind: str, start: int, end: int, where: str) -> dict[st
     return params
 
 
-def _layer(wire: _Wire, start: int, end: int, index: int) -> Layer:
+def _layer(wire: Wire, start: int, end: int, index: int) -> Layer:
     name, layer_type, blobs, params = f"#{index + 1}", 0, [], {}
     for number, kind, value, offset in wire.fields(start, end, f"layer {name}"):
         if number == LAYER_NAME and kind == LENGTH_DELIMITED:
@@ -211,9 +144,9 @@ def _layer(wire: _Wire, start: int, end: int, index: int) -> Layer:
 
 
 def is_caffe_model(path: str | Path) -> bool:
-    """Whether ``path`` starts as a NetParameter does (its name, field 1, or a layer, field 2),
-    which neither a torch.save zip ("PK") nor a pickle (0x80) does. The authors' files have
-    no suffix (``conv3d_deepnetA_sport1m_iter_1900000``), so the content tells."""
+    """Whether ``path`` starts as a NetParameter does (its name, field 1, or a layer, field 2
+    or 100), which neither a torch.save zip ("PK") nor a pickle (0x80) does. The authors'
+    files have no suffix (``conv3d_deepnetA_sport1m_iter_1900000``), so the content tells."""
     path = Path(path)
     if path.suffix == ".caffemodel":
         return True
@@ -224,35 +157,14 @@ def is_caffe_model(path: str | Path) -> bool:
         return False
     return first in (
         bytes([1 << 3 | LENGTH_DELIMITED]),
-        bytes([NET_LAYERS << 3 | LENGTH_DELIMITED]),
+        bytes([NET_V1_LAYERS << 3 | LENGTH_DELIMITED]),
+        bytes([(NET_LAYERS << 3 | LENGTH_DELIMITED) & 0x7F | 0x80]),  # a varint's first byte
     )
 
 
 def read_layers(path: str | Path) -> dict[str, Layer]:
     """The layers of a C3D-v1.0 ``.caffemodel`` by name; blob values stay in the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError("Caffe model file not found", path)
-    layers: dict[str, Layer] = {}
-    with path.open("rb") as file:
-        wire = _Wire(file, path)
-        for number, kind, value, offset in wire.fields(0, wire.size, "NetParameter"):
-            if number == NET_NEW_LAYERS:
-                raise ModelError(
-                    "layers in BVLC Caffe's later format (NetParameter field 100); the S-CNN "
-                    "and Sports-1M C3D models are C3D-v1.0 files (field 2)",
-                    path,
-                )
-            if number == NET_LAYERS and kind == LENGTH_DELIMITED:
-                if len(layers) == MAX_LAYERS:
-                    raise ModelError(f"more than {MAX_LAYERS} layers: not a C3D model", path)
-                layer = _layer(wire, offset, offset + value, len(layers))
-                if layer.name in layers:
-                    raise ModelError(f"layer {layer.name} appears twice", path)
-                layers[layer.name] = layer
-    if not layers:
-        raise ModelError("no layers (not a C3D-v1.0 Caffe model)", path)
-    return layers
+    return read_net(path, V10, _layer, V11, LAYER_NAME)
 
 
 def _expected_params(module: nn.Module) -> dict[str, int]:
@@ -343,11 +255,7 @@ def load_caffe_weights(
 
 
 def _read_values(file: BinaryIO, blob: Blob, path: Path) -> torch.Tensor:
-    file.seek(blob.offset)
-    values = np.fromfile(file, dtype="<f4", count=blob.count)
-    if len(values) != blob.count:
-        raise ModelError("truncated blob data", path)
-    return torch.from_numpy(values)
+    return read_floats(file, blob.offset, blob.count, path)
 
 
 def read_mean_cube(path: str | Path) -> torch.Tensor:
@@ -357,7 +265,7 @@ def read_mean_cube(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise ModelError("mean file not found", path)
     with path.open("rb") as file:
-        wire = _Wire(file, path)
+        wire = Wire(file, path)
         blob = _blob(wire, 0, wire.size, "mean BlobProto")
         if blob.shape[:2] != (1, 3):
             raise ModelError(f"mean blob has shape {blob.shape}, expected (1, 3, L, H, W)", path)
@@ -387,8 +295,11 @@ def caffe_convention(mean_cube: torch.Tensor | None = None) -> InputConvention:
 def caffe_clip_config(convention: InputConvention) -> ClipConfig:
     """The clip config of a model directory imported from Caffe: ``convention``'s frames,
     crop and channels, no mirroring; ``mean_rgb`` records a cube's per-channel average."""
-    cube = convention.mean_cube
-    mean = convention.mean if cube is None else cube.mean(dim=(0, 1, 2))
+    cube, mean = convention.mean_cube, convention.mean
+    if cube is not None:
+        mean = cube.mean(dim=(0, 1, 2))
+    elif isinstance(mean, float | int):  # one value for every channel
+        mean = (mean,) * 3
     return ClipConfig(
         frame_size=convention.frame_size,
         crop_size=convention.crop_size,
@@ -413,32 +324,51 @@ def class_names(table: str | Path) -> tuple[str, ...]:
 def import_caffe(
     proposal: str | Path,
     localization: str | Path,
-    mean: str | Path,
+    mean: str | Path | None,
     out: str | Path,
     *,
     classes: str | Path = "thumos14",
     prior_from: str | Path = "thumos14-val",
 ) -> None:
     """Write a model directory from the authors' proposal and localization ``.caffemodel``
-    files and their mean file: the THUMOS14 classes in fc8's order and the window-length
-    prior of the THUMOS14 val annotations by default, as the authors computed it."""
+    files: the THUMOS14 classes in fc8's order and the window-length prior of the THUMOS14
+    val annotations by default, as the authors computed it. The release is told by the
+    files: C3D-v1.0 (C3D) needs the mean file ``mean``; C3D-v1.1 (Res3D-18) subtracts the
+    value 128 and takes none."""
     names = class_names(classes)
-    mean_cube = read_mean_cube(mean)
-    expected = (CLIP_FRAMES, FRAME_HEIGHT, FRAME_WIDTH, 3)
-    if tuple(mean_cube.shape) != expected:
-        shape = (1, 3, *mean_cube.shape[:3])
-        raise ModelError(
-            f"mean blob has shape {shape}, the networks need (1, 3, 16, 128, 171)", mean
-        )
-    convention = caffe_convention(mean_cube)
+    release = caffe_release(proposal)
+    if caffe_release(localization) != release:
+        raise ModelError(f"not a {release} file as the proposal network is", localization)
+    if release == V11:
+        if mean is not None:
+            raise ModelError("the C3D-v1.1 networks subtract the value 128: leave out --mean", mean)
+        options, convention = RES3D_OPTIONS, RES3D_CONVENTION
+    else:
+        if mean is None:
+            raise ModelError(
+                "a C3D-v1.0 network: give its mean file (--mean "
+                "train01_16_128_171_mean.binaryproto)",
+                proposal,
+            )
+        mean_cube = read_mean_cube(mean)
+        expected = (CLIP_FRAMES, FRAME_HEIGHT, FRAME_WIDTH, 3)
+        if tuple(mean_cube.shape) != expected:
+            shape = (1, 3, *mean_cube.shape[:3])
+            raise ModelError(
+                f"mean blob has shape {shape}, the networks need (1, 3, 16, 128, 171)", mean
+            )
+        options, convention = CAFFE_OPTIONS, caffe_convention(mean_cube)
     clip = caffe_clip_config(convention)
     networks = {}
     for name, path, outputs in (
         ("proposal", proposal, 2),
         ("localization", localization, len(names) + 1),
     ):
-        network = build_network(outputs, CAFFE_OPTIONS, clip)
-        load_caffe_weights(network, path)
+        network = build_network(outputs, options, clip)
+        if release == V11:
+            load_res3d_weights(network, path)
+        else:
+            load_caffe_weights(network, path)
         networks[name] = network.eval()
     windows = WindowConfig()
     prior = window_length_prior(
@@ -450,14 +380,15 @@ def import_caffe(
         localization=networks["localization"],
         classes=names,
         prior=prior,
-        options=CAFFE_OPTIONS,
+        options=options,
         windows=windows,
         clip=clip,
         config={
             "imported_from": {
+                "release": release,
                 "proposal": Path(proposal).name,
                 "localization": Path(localization).name,
-                "mean": Path(mean).name,
+                "mean": None if mean is None else Path(mean).name,
                 "classes": str(classes),
                 "prior_from": str(prior_from),
             }

@@ -173,6 +173,15 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] = {}) -> TrainConfig:
     """Read a TOML config and apply ``overrides`` (dotted keys, e.g. ``{"clip.crop_size": 64}``)."""
+    values, path = config_values(name_or_path, overrides)
+    return config_from_dict(values, path)
+
+
+def config_values(
+    name_or_path: str | Path, overrides: Mapping[str, Any] = {}
+) -> tuple[dict[str, Any], Path]:
+    """The nested values a TOML config and ``overrides`` set (what :func:`load_config` builds
+    its TrainConfig from), and the config file's path."""
     path = config_path(name_or_path)
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -186,7 +195,18 @@ def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] = {}) -> 
             if not isinstance(table, dict):
                 raise ScnnError(f"'{dotted}' sets a key inside a value", path)
         table[leaf] = value
-    return config_from_dict(values, path)
+    return values, path
+
+
+def dotted_keys(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config values by dotted key: ``{"clip": {"bgr": True}}`` → ``{"clip.bgr": True}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(dotted_keys(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def config_dict(config: TrainConfig) -> dict[str, Any]:

@@ -33,7 +33,7 @@ class DataConfig:
     """Which videos train and validate a model, and how background windows are balanced."""
 
     train_subset: str = "training"  # subset of the annotations that trains (all if no subsets)
-    val_subset: str = "validation"  # held-out subset for the validation of each stage
+    val_subset: str = "validation"  # held-out subset for the validation of each stage; "": none
     background_ratio: float = 1.0  # background windows per positive (binary) or per class
     # the localization stage's own background_ratio (beyond S-CNN, docs/accuracy.md); 0: the same
     localization_background_ratio: float = 0.0
@@ -208,18 +208,28 @@ def window_samples(
 def trimmed_clip_paths(root: str | Path, classes: Sequence[str]) -> dict[str, tuple[Path, int]]:
     """Trimmed clips laid out as ``<root>/<class>/<clip>.<ext>``: key → (path, class 1..K).
 
-    A folder whose name is not a class is an error, not silently skipped.
+    Folders of other classes are left out and counted in one line: UCF101 holds 101 classes,
+    of which THUMOS14 trains on its 20 (method.md §6). No folder of any class is an error.
     """
     root = Path(root)
     if not root.is_dir():
         raise ScnnError("trimmed-clip folder not found", root)
     class_index = {name: k + 1 for k, name in enumerate(classes)}
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    others = [folder.name for folder in folders if folder.name not in class_index]
+    if len(others) == len(folders):
+        raise ScnnError(f"no folder is named after one of the {len(classes)} classes", root)
+    if others:
+        log.info(
+            "%s: %d of %d folders are not among the %d classes, left out (%s)",
+            root,
+            len(others),
+            len(folders),
+            len(classes),
+            ", ".join(others[:3]) + (", …" if len(others) > 3 else ""),
+        )
     clips = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        if folder.name not in class_index:
-            raise ScnnError(
-                f"folder '{folder.name}' is not one of the {len(classes)} classes", root
-            )
+    for folder in (folder for folder in folders if folder.name in class_index):
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 clips[f"trimmed/{folder.name}/{path.stem}"] = (path, class_index[folder.name])

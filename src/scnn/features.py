@@ -34,7 +34,7 @@ from scnn.clips import InputConvention, normalize_clips
 from scnn.detect import BUNDLED_MODEL, PRECISIONS
 from scnn.errors import ModelError, ScnnError, VideoError
 from scnn.fileio import atomic_write
-from scnn.model import C3D, FEATURE_LAYERS, build_network, load_sports1m_weights
+from scnn.model import FEATURE_LAYERS, Network, build_network, feature_layers, load_sports1m_weights
 from scnn.modelfile import MEAN_CUBE, MODEL_JSON, load_model, state_bytes
 from scnn.pipeline import (
     GPU_BATCH_SIZE,
@@ -45,13 +45,17 @@ from scnn.pipeline import (
     inference_network,
     video_chunks,
 )
-from scnn.precision import native_bf16
+from scnn.precision import exact_fp32, native_bf16
+from scnn.res3d import RES3D_FEATURE_LAYERS, Res3D
 from scnn.video import FPS
 from scnn.windows import WindowConfig
 
 SNIPPET_FRAMES = 16  # frames one feature covers by default: C3D's clip
 STRIDE_FRAMES = 8  # frames between the starts of consecutive features by default
 DEFAULT_LAYER = "fc6"  # C3D's classic video feature (Tran et al. 2015)
+RES3D_DEFAULT_LAYER = "pool5"  # Res3D-18's last layer before its output (Tran et al. 2017)
+# Every layer some network offers (model.feature_layers says which a network has).
+ALL_FEATURE_LAYERS = tuple(dict.fromkeys(FEATURE_LAYERS + RES3D_FEATURE_LAYERS))
 NETWORKS = ("localization", "proposal")  # the networks of a model directory
 DTYPES = ("float32", "float16")  # of the rows written
 SPORTS1M_CLASSES = 487  # fc8 of the Sports-1M C3D
@@ -63,7 +67,7 @@ _NPY_MAGIC = b"\x93NUMPY\x01\x00"  # the .npy format, version 1.0
 class FeatureSource:
     """The network whose activations are the features, and how its input is made."""
 
-    network: C3D  # on the CPU, eval mode
+    network: Network  # on the CPU, eval mode
     convention: InputConvention
     fps: float  # frames per second the video is decoded at
     name: str  # the model, as features.json names it
@@ -147,13 +151,18 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         for value, name, choices in (
-            (self.layer, "layer", FEATURE_LAYERS),
+            (self.layer, "layer", ALL_FEATURE_LAYERS),
             (self.dtype, "dtype", DTYPES),
             (self.precision, "precision", PRECISIONS),
         ):
             if value not in choices:
                 raise ScnnError(f"{name} '{value}' is not one of {', '.join(choices)}")
         SnippetGrid((self.snippet_frames,), stride=self.stride_frames)  # checks both
+
+
+def default_layer(network: Network) -> str:
+    """The layer extracted unless one is asked for: C3D's fc6, Res3D-18's pool5."""
+    return RES3D_DEFAULT_LAYER if isinstance(network, Res3D) else DEFAULT_LAYER
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,11 @@ class Extractor:
         self.source = source
         self.config = config
         self.device = torch.device(device)
+        if config.layer not in feature_layers(source.network):
+            raise ScnnError(
+                f"layer '{config.layer}' is not one of "
+                f"{', '.join(feature_layers(source.network))}, the layers of {source.name}"
+            )
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ScnnError(f"device '{device}' requested but CUDA is not available")
         if self.device.type == "cpu":
@@ -241,7 +255,8 @@ class Extractor:
         while len(queue) >= self.batch_size or (final and len(queue)):
             clips, _ = queue.pop(self.batch_size)
             clips = normalize_clips(clips, self.convention, self.network_dtype)
-            activations = self.network.activations(clips, self.config.layer)
+            with exact_fp32(self.device, self.network_dtype):
+                activations = self.network.activations(clips, self.config.layer)
             yield activations.float().cpu().numpy().astype(self.config.dtype, copy=False)
 
     @property

@@ -37,6 +37,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from scnn import kernels
 from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError, load_refusal
+from scnn.res3d import RES3D_FEATURE_LAYERS, Res3D
 
 C3D_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)  # conv1 … conv5b at width 1
 C3D_FC_UNITS = 4096  # fc6 and fc7 at width 1
@@ -44,6 +45,9 @@ CONV_NAMES = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a"
 PRETRAINED_NAMES = (*CONV_NAMES, "fc6", "fc7")  # fc8 is always new
 # The layers whose activations are offered as features (C3D.activations); fc8: the logits.
 FEATURE_LAYERS = ("conv5b", "pool5", "fc6", "fc7", "fc8")
+# The backbones a model is built on: C3D (the authors' first release and scnn's own models)
+# or Res3D-18 (their second release, scnn.res3d).
+BACKBONES = ("c3d", "res3d18")
 # Max-pooling after conv1, conv2, conv3b, conv4b, conv5b: name, kernel = stride (t, h, w).
 _POOLS = {
     "conv1": ("pool1", (1, 2, 2)),  # keep time: conv2 still sees all 16 frames
@@ -160,6 +164,10 @@ class C3D(nn.Module):
                 nn.init.zeros_(module.bias)
         nn.init.normal_(self.fc8.weight, std=0.01)
 
+    def conv_norm_pairs(self) -> list[tuple[nn.Module, str, str]]:
+        """(owner, convolution, batch norm) attribute names: what fold_batch_norm folds."""
+        return [(self, name, name.replace("conv", "norm")) for name in CONV_NAMES]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activations(x, "fc8")
 
@@ -197,22 +205,43 @@ class C3D(nn.Module):
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """How the C3D networks are built, besides their number of outputs and input size."""
+    """How the networks are built, besides their number of outputs and input size.
+    Res3D-18 always has batch norm and no dropout: ``dropout``, ``batch_norm`` and
+    ``pooling`` are C3D's."""
 
     width: float = 1.0  # channel multiplier: 1 is the faithful C3D
     dropout: float = 0.5
     batch_norm: bool = False  # not in C3D; helps a small model trained from scratch
     pooling: str = "caffe"  # max-pool rounding, POOLING_RULES
+    backbone: str = "c3d"  # BACKBONES
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLING_RULES:
             raise ScnnError(f"pooling '{self.pooling}' is not one of {', '.join(POOLING_RULES)}")
+        if self.backbone not in BACKBONES:
+            raise ScnnError(f"backbone '{self.backbone}' is not one of {', '.join(BACKBONES)}")
+
+
+Network = C3D | Res3D  # what build_network builds
+
+
+def feature_layers(network: Network) -> tuple[str, ...]:
+    """The layers ``network.activations`` offers."""
+    return RES3D_FEATURE_LAYERS if isinstance(network, Res3D) else FEATURE_LAYERS
 
 
 def build_network(
     num_outputs: int, options: ModelOptions, clip: ClipConfig | InputConvention
-) -> C3D:
-    """A C3D with ``num_outputs`` outputs for clips of ``clip``'s frames and crop size."""
+) -> Network:
+    """A network of ``options.backbone`` with ``num_outputs`` outputs for clips of
+    ``clip``'s frames and crop size."""
+    if options.backbone == "res3d18":
+        return Res3D(
+            num_outputs,
+            width=options.width,
+            clip_frames=clip.clip_frames,
+            crop_size=clip.crop_size,
+        )
     return C3D(
         num_outputs,
         width=options.width,
@@ -224,15 +253,14 @@ def build_network(
     )
 
 
-def fold_batch_norm(model: C3D) -> C3D:
+def fold_batch_norm(model: Network) -> Network:
     """``model`` (in eval mode) with each batch norm folded into the convolution before it:
     the same function with one layer fewer per block, for inference. Changes ``model``."""
-    for name in CONV_NAMES:
-        norm_name = name.replace("conv", "norm")
-        norm = getattr(model, norm_name)
+    for owner, conv_name, norm_name in model.conv_norm_pairs():
+        norm = getattr(owner, norm_name)
         if isinstance(norm, nn.BatchNorm3d):
-            setattr(model, name, fuse_conv_bn_eval(getattr(model, name), norm))
-            setattr(model, norm_name, nn.Identity())
+            setattr(owner, conv_name, fuse_conv_bn_eval(getattr(owner, conv_name), norm))
+            setattr(owner, norm_name, nn.Identity())
     return model
 
 
@@ -282,11 +310,13 @@ def copy_pretrained(model: C3D, state: dict, keys: list[str], source: str | Path
     model.load_state_dict(updates, strict=False)
 
 
-def clip_gflops(model: C3D) -> float:
+def clip_gflops(model: Network) -> float:
     """Floating-point operations for one clip, in GFLOP: 2 × the multiply-adds of the conv
     and fc layers (biases, ReLU, pooling and norms are not counted, as in the C3D paper's
     77.1 GFLOP). Works on a model built on the meta device, so costs can be read without
     allocating weights."""
+    if isinstance(model, Res3D):
+        return 2 * model.clip_multiply_adds() / 1e9
     sizes, _ = _conv_sizes(model.clip_frames, model.crop_size, model.pooling)
     multiply_adds = 0
     for name, (t, h, w) in zip(CONV_NAMES, sizes, strict=True):

@@ -33,7 +33,7 @@ from safetensors.torch import save as safetensors_bytes
 from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
-from scnn.model import C3D, ModelOptions, build_network
+from scnn.model import ModelOptions, Network, build_network
 from scnn.postprocess import window_length_prior
 from scnn.records import GroundTruth
 from scnn.video import FPS
@@ -70,8 +70,8 @@ _FLAGS = ("bgr", "mirror", "batch_norm", "use_prior")
 class LoadedModel:
     """A model directory in memory; both networks are in eval mode on the CPU."""
 
-    proposal: C3D
-    localization: C3D
+    proposal: Network
+    localization: Network
     classes: tuple[str, ...]
     prior: Mapping[int, np.ndarray]  # window length (frames) -> weight of each class (§4)
     windows: WindowConfig
@@ -133,8 +133,8 @@ def _num_outputs(weights: Path) -> int:
 def save_model(
     path: str | Path,
     *,
-    proposal: C3D,
-    localization: C3D,
+    proposal: Network,
+    localization: Network,
     classes: tuple[str, ...],
     prior: Mapping[int, np.ndarray],
     options: ModelOptions,

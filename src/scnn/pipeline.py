@@ -26,9 +26,10 @@ import torch
 from scnn.allocator import MMAP_THRESHOLD_BYTES
 from scnn.clips import InputConvention, gather_clips, normalize_clips
 from scnn.errors import VideoError
-from scnn.model import C3D, fold_batch_norm
+from scnn.model import Network, fold_batch_norm
 from scnn.modelfile import LoadedModel
 from scnn.parallel_decode import iter_frames_parallel
+from scnn.precision import exact_fp32
 from scnn.records import ScoredWindows
 from scnn.video import READ_TIMEOUT_S, iter_frames
 from scnn.windows import WindowConfig, Windows, window_grid
@@ -46,14 +47,14 @@ DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 ScoredBatch = tuple[np.ndarray, np.ndarray, np.ndarray]  # window rows, label index, score
 
 
-def cpu_batch_size(network: C3D, bf16: bool) -> int:
+def cpu_batch_size(network: Network, bf16: bool) -> int:
     """Clips per call on a CPU: see CPU_BATCH_SIZE."""
     element = 2 if bf16 else 4
     per_clip = network.conv1.out_channels * network.clip_frames * network.crop_size**2 * element
     return max(1, min(CPU_BATCH_SIZE, MMAP_THRESHOLD_BYTES // per_clip))
 
 
-def inference_network(network: C3D, device: torch.device, bf16: bool) -> C3D:
+def inference_network(network: Network, device: torch.device, bf16: bool) -> Network:
     """A copy of ``network`` for prediction: eval mode, batch norm folded into the
     convolutions, on ``device``, channels-last, with bf16 weights when ``bf16``.
 
@@ -172,7 +173,9 @@ class Networks:
         if self.padded and count < self.batch_size:
             padding = clips[:1].expand(self.batch_size - count, *clips.shape[1:])
             clips = torch.cat([clips, padding]).contiguous(memory_format=torch.channels_last_3d)
-        return probabilities(network(clips)[:count]).cpu()
+        with exact_fp32(self.device, self.dtype):
+            logits = network(clips)[:count]
+        return probabilities(logits).cpu()
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

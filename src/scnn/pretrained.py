@@ -5,27 +5,48 @@
   localization stages) carries over whole, except the rows of fc8 for classes the model does
   not know, which start fresh; the network and clip options must be those of the model;
 - a C3D-v1.0 Caffe model, e.g. the authors' Sports-1M C3D (scnn.caffe): conv1a … fc7-1;
+- a C3D-v1.1 Caffe model for a Res3D-18 network, e.g. the Sports-1M Res3D
+  (``c3d_resnet18_sports1m_r2_iter_2800000.caffemodel``, scnn.caffe_res3d): all but fc8;
 - else a ``torch.save``-d state dict, the PyTorch port of the Sports-1M C3D: conv1 … fc7.
 
 From a model directory only the stages of ``config.finetune_stages`` train; the proposal
 network, when left out, is the model's own (:func:`trained_stages`). The input convention a
-run trains with and records follows its weights (:func:`training_convention`).
+run trains with and records follows its weights (:func:`training_convention`); a Caffe file
+sets the settings its network and input dictate (:func:`training_config`), and a config that
+contradicts them is refused, so BGR-trained weights never get RGB frames by accident.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from scnn.caffe import is_caffe_model, load_caffe_weights, read_mean_cube
+from scnn.caffe import (
+    CAFFE_OPTIONS,
+    caffe_convention,
+    is_caffe_model,
+    load_caffe_weights,
+    read_mean_cube,
+)
+from scnn.caffe_res3d import RES3D_CONVENTION, RES3D_OPTIONS, load_res3d_weights
+from scnn.caffe_wire import V11, caffe_release
 from scnn.clips import ClipConfig, InputConvention
-from scnn.config import TrainConfig
+from scnn.config import TrainConfig, config_from_dict, config_values, dotted_keys
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes
-from scnn.model import C3D, ModelOptions, build_network, copy_pretrained, load_sports1m_weights
+from scnn.model import (
+    ModelOptions,
+    Network,
+    build_network,
+    copy_pretrained,
+    load_sports1m_weights,
+)
 from scnn.modelfile import MODEL_JSON, LoadedModel, load_model, state_bytes
+from scnn.res3d import Res3D
 from scnn.stages import LOCALIZATION, PROPOSAL, STAGES, Stage
 
 BACKGROUND = "background"  # fc8 row 0 of both networks
@@ -53,7 +74,7 @@ def trained_stages(config: TrainConfig) -> tuple[Stage, ...]:
 
 
 def load_pretrained(
-    model: C3D,
+    model: Network,
     init_from: str | Path,
     *,
     binary: bool,
@@ -78,10 +99,93 @@ def load_pretrained(
                 model.fc8.bias[target] = state["fc8.bias"][row]
     elif path.is_dir():
         raise ScnnError(f"a folder without {MODEL_JSON}: give a model directory (OUT/model)", path)
+    elif is_caffe_model(path) and isinstance(model, Res3D):
+        load_res3d_weights(model, path, fc8=False)
     elif is_caffe_model(path):
         load_caffe_weights(model, path, fc8=False)
+    elif isinstance(model, Res3D):
+        raise ScnnError("a Res3D-18 network starts from a C3D-v1.1 .caffemodel", path)
     else:
         load_sports1m_weights(model, path)
+
+
+def weights_settings(init_from: str | Path) -> dict[str, Any]:
+    """The config settings the starting weights dictate, by dotted key: for a C3D-v1.0 Caffe
+    file (the Sports-1M C3D, the authors' networks) its network (caffe.CAFFE_OPTIONS) and
+    input (caffe.caffe_convention: BGR frames of 171×128, crop 112, no scaling); for a
+    C3D-v1.1 one (the Sports-1M Res3D-18) Res3D-18 and its input (the same frames minus 128,
+    as the authors fine-tuned it); none otherwise (a model directory is checked against its
+    own record, check_compatible)."""
+    if not init_from or is_model_dir(init_from) or not is_caffe_model(init_from):
+        return {}
+    if caffe_release(init_from) == V11:
+        options, convention = RES3D_OPTIONS, RES3D_CONVENTION
+        network = {"model.backbone": options.backbone, "model.width": options.width}
+        network["clip.mean_rgb"] = (float(convention.mean),) * 3
+    else:
+        options, convention = CAFFE_OPTIONS, caffe_convention()
+        network = {
+            "model.backbone": options.backbone,
+            "model.width": options.width,
+            "model.batch_norm": options.batch_norm,
+            "model.pooling": options.pooling,
+        }
+    return {
+        **network,
+        "clip.frame_size": convention.frame_size,
+        "clip.crop_size": convention.crop_size,
+        "clip.clip_frames": convention.clip_frames,
+        "clip.bgr": convention.bgr,
+        "clip.std_rgb": convention.std,
+    }
+
+
+def training_config(name_or_path: str | Path, overrides: Mapping[str, Any] = {}) -> TrainConfig:
+    """``scnn train``'s config (config.load_config) with the settings its ``init_from``
+    weights dictate (:func:`weights_settings`) filled in; settings the config file or the
+    command line give otherwise are one ScnnError naming each and the weights."""
+    values, path = config_values(name_or_path, overrides)
+    given = dotted_keys(values)
+    dictated = weights_settings(given.get("init_from", ""))
+    _check_settings(given, dictated, given.get("init_from", ""))
+    for key, wanted in dictated.items():
+        section, name = key.split(".")
+        values.setdefault(section, {})[name] = list(wanted) if isinstance(wanted, tuple) else wanted
+    return config_from_dict(values, path)
+
+
+def check_follows_weights(config: TrainConfig) -> None:
+    """A config must hold every setting its ``init_from`` weights dictate: a BGR-trained
+    network is never trained on RGB frames, nor a Caffe-pooled one with another pooling."""
+    dictated = weights_settings(config.init_from)
+    given = {
+        key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1]) for key in dictated
+    }
+    _check_settings(given, dictated, config.init_from)
+
+
+def _check_settings(given: Mapping[str, Any], dictated: Mapping[str, Any], weights: str) -> None:
+    """One ScnnError naming every setting of ``given`` that differs from ``dictated``."""
+    differ = [key for key in dictated if key in given and not _same(given[key], dictated[key])]
+    if differ:
+        ours = ", ".join(f"{key}={_toml(given[key])}" for key in differ)
+        theirs = ", ".join(f"{key}={_toml(dictated[key])}" for key in differ)
+        raise ScnnError(
+            f"{ours} contradicts the weights, which need {theirs}: leave {', '.join(differ)} out",
+            weights,
+        )
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    """Whether a setting has the value the weights need (a TOML list equals a tuple)."""
+    if isinstance(value, list | tuple):
+        return tuple(value) == tuple(wanted)
+    return value is wanted if isinstance(wanted, bool) else value == wanted
+
+
+def _toml(value: Any) -> str:
+    """A setting as the command line writes it: ``true``, ``[171, 128]``, ``"caffe"``."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
 
 
 def training_convention(config: TrainConfig) -> InputConvention:
@@ -121,6 +225,7 @@ def check_compatible(
     and normalisation included: the network learnt on that input): one ScnnError naming each
     value that differs, the model's and the config's (dropout may differ)."""
     pairs = {
+        "model.backbone": (source.options.backbone, options.backbone),
         "model.width": (source.options.width, options.width),
         "model.batch_norm": (source.options.batch_norm, options.batch_norm),
         "model.pooling": (source.options.pooling, options.pooling),

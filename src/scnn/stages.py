@@ -9,6 +9,7 @@ and each stage draws its labelled windows from them (:func:`stage_samples`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from scnn.errors import ScnnError
 from scnn.formats import load_ground_truth
 from scnn.records import GroundTruth
 from scnn.video import video_files
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,15 @@ def prepare_data(
 
     Training videos are subset ``config.data.train_subset`` of ``annotations`` (ActivityNet
     JSON subsets, or THUMOS14 ``<Class>_<subset>.txt`` files); validation videos are subset
-    ``config.data.val_subset`` of ``val_annotations`` (default: the same file).
+    ``config.data.val_subset`` of ``val_annotations`` (default: the same file), or none when
+    it is "". Trimmed clips shorter than one clip are left out, each with a warning.
     """
     train_gt = load_ground_truth(annotations, config.data.train_subset)
-    val_gt = load_ground_truth(
-        val_annotations or annotations, config.data.val_subset, classes=train_gt.classes
-    )
+    val_gt = GroundTruth(train_gt.classes, ())
+    if config.data.val_subset:
+        val_gt = load_ground_truth(
+            val_annotations or annotations, config.data.val_subset, classes=train_gt.classes
+        )
     if not train_gt.videos:
         raise ScnnError(f"no videos in subset '{config.data.train_subset}'", annotations)
     cache = FrameCache(cache_dir, config.clip.frame_size)
@@ -110,6 +116,16 @@ def prepare_data(
     val_frames = cache_videos(cache, video_files(videos_dir, val_gt.videos), progress)
     clips = trimmed_clip_paths(trimmed_dir, train_gt.classes) if trimmed_dir else {}
     trimmed_frames = cache_videos(cache, {k: path for k, (path, _) in clips.items()}, progress)
+    short = [key for key, frames in trimmed_frames.items() if frames < config.clip.clip_frames]
+    for key in short:
+        log.warning(
+            "%s: %d frames at %g fps, fewer than a clip's %d: left out",
+            clips[key][0],
+            trimmed_frames[key],
+            cache.fps,
+            config.clip.clip_frames,
+        )
+        del clips[key], trimmed_frames[key]
     return TrainingData(
         classes=train_gt.classes,
         train_gt=train_gt,

@@ -34,10 +34,11 @@ from scnn.distributed import SINGLE, DrawPositions, World
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
 from scnn.loss import overlap_loss
-from scnn.model import C3D, build_network
+from scnn.model import Network, build_network
 from scnn.modelfile import load_state, save_model, state_bytes, training_prior
 from scnn.precision import native_bf16
 from scnn.pretrained import (
+    check_follows_weights,
     copy_proposal,
     load_pretrained,
     started_from,
@@ -95,7 +96,7 @@ class _Run:
     config: TrainConfig
     world: World
     device: torch.device
-    net: C3D  # the network itself: its weights are what is saved
+    net: Network  # the network itself: its weights are what is saved
     model: torch.nn.Module  # what the loop calls: ``net``, maybe in DDP and torch.compile
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -163,7 +164,7 @@ def _setup(
 
 
 def _initialise(
-    model: C3D, stage: Stage, config: TrainConfig, out_dir: Path, classes: tuple[str, ...]
+    model: Network, stage: Stage, config: TrainConfig, out_dir: Path, classes: tuple[str, ...]
 ) -> None:
     """Start from the stage ``stage.init_from`` when this run trains it, else from
     ``config.init_from`` (pretrained.py), else from scratch."""
@@ -187,7 +188,7 @@ def _initialise(
         )
 
 
-def _optimizer(model: C3D, config: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: Network, config: TrainConfig) -> torch.optim.Optimizer:
     """The authors' SGD (or AdamW), with the new output layer fc8 at ``fc8_lr_mult`` × lr.
 
     Fused: one kernel updates every parameter, instead of a few tensor ops per parameter
@@ -355,7 +356,7 @@ def train(
 
 @torch.no_grad()
 def validate(
-    model: C3D,
+    model: Network,
     samples: Samples,
     cache: FrameCache,
     config: TrainConfig,
@@ -367,8 +368,8 @@ def validate(
     """Window accuracy (argmax = label) and mean loss on ``samples``, centre crops, eval mode;
     ``convention``: the network's input (None: the one ``config.clip`` makes)."""
     device = torch.device(device)
-    if len(samples) == 0:
-        return {"accuracy": float("nan"), "loss": float("nan"), "windows": 0}
+    if len(samples) == 0:  # nothing validates (e.g. --config thumos14): no NaN in the JSON
+        return {"windows": 0}
     loader = torch.utils.data.DataLoader(
         ClipDataset(samples, cache, convention or config.clip.convention(), train=False),
         batch_size=max(config.batch_size, 16),
@@ -461,6 +462,7 @@ def run(
     out_dir = Path(out_dir)
     device = training_device(config, world)
     trained = trained_stages(config)  # checked before any video is decoded, as the input is
+    check_follows_weights(config)
     training_convention(config)
     with distributed.process_group(world, distributed.backend_for(device)):
         write_run_config(out_dir, config, resume=resume, world=world)

@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from scnn import __version__
 from scnn.cli import (
     demo,
     detect,
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment-CNN temporal action localization: find and label actions in "
         "long, untrimmed videos.",
     )
+    parser.add_argument("--version", action="version", version=f"scnn {__version__}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument(
         "--threads",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scnn.bundled_data import resolve_class_table
@@ -18,6 +20,9 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
+
+# The bundled model's description (scnn.detect.BUNDLED_MODEL, read without importing torch).
+BUNDLED_MODEL_JSON = Path(__file__).parents[1] / "models" / "default" / "model.json"
 
 
 def positive_int(text: str) -> int:
@@ -118,7 +123,8 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX)",
+        help="network precision (default auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX; "
+        "fp32 is full fp32 on a GPU too, without TF32)",
     )
 
 
@@ -140,3 +146,17 @@ def print_failures(failures: Mapping[str, str]) -> None:
     """One ``failed:`` line on stderr per item of a batch that failed."""
     for reason in failures.values():
         print(f"failed: {reason}", file=sys.stderr)
+
+
+def note_bundled_model() -> None:
+    """Say, on stderr, that the bundled model knows only synthetic motions, so that nobody
+    takes its detections on real footage for S-CNN's. Logged at INFO: ``--quiet`` silences it,
+    and under torchrun only rank 0 says it."""
+    classes = json.loads(BUNDLED_MODEL_JSON.read_text())["classes"]
+    logging.getLogger(__name__).info(
+        "scnn: the bundled model knows only %d synthetic motions (%s); for real videos import "
+        "the S-CNN authors' THUMOS14 model with `scnn import-caffe` and pass --model "
+        "(README, path (a))",
+        len(classes),
+        ", ".join(classes),
+    )

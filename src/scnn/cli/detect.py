@@ -16,6 +16,7 @@ from scnn.cli.common import (
     finite,
     fraction,
     network_device,
+    note_bundled_model,
     positive_int,
     print_failures,
     torchrun_world,
@@ -119,7 +120,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         help="clips per network call (default: 256 on a GPU; on a CPU as many as keep "
-        "conv1's output under 64 MB, at most 16)",
+        "conv1's output under 32 MiB, at most 16)",
     )
     add_precision_option(parser)
     parser.add_argument(
@@ -189,6 +190,8 @@ def load_detector(args: argparse.Namespace, device: str) -> Detector:
     """The model and the prediction settings given on the command line."""
     from scnn.detect import Detector
 
+    if args.model is None:
+        note_bundled_model()
     return Detector.load(
         args.model,
         device=device,

@@ -10,12 +10,20 @@ from scnn.cli.common import (
     EXIT_SOME_FAILED,
     add_precision_option,
     network_device,
+    note_bundled_model,
     positive_int,
     print_failures,
     torchrun_world,
 )
-from scnn.features import DEFAULT_LAYER, DTYPES, NETWORKS, SNIPPET_FRAMES, STRIDE_FRAMES
-from scnn.model import FEATURE_LAYERS
+from scnn.features import (
+    ALL_FEATURE_LAYERS,
+    DEFAULT_LAYER,
+    DTYPES,
+    NETWORKS,
+    RES3D_DEFAULT_LAYER,
+    SNIPPET_FRAMES,
+    STRIDE_FRAMES,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,10 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--layer",
-        choices=FEATURE_LAYERS,
-        default=DEFAULT_LAYER,
-        help=f"the activations written, after their ReLU; fc8: the logits (default "
-        f"{DEFAULT_LAYER})",
+        choices=ALL_FEATURE_LAYERS,
+        default=None,
+        help="the activations written, after their ReLU; fc8: the logits. C3D has conv5b, "
+        "pool5, fc6, fc7, fc8; Res3D-18 res3b, res4b, res5b, pool5, fc8 (default "
+        f"{DEFAULT_LAYER} of C3D, {RES3D_DEFAULT_LAYER} of Res3D-18)",
     )
     parser.add_argument(
         "--snippet",
@@ -110,18 +119,20 @@ def run(args: argparse.Namespace) -> int:
         raise ScnnError("--mean goes with --init-from; a model directory has its own mean")
     videos = find_videos(args.videos)
     world = torchrun_world()
+    if args.init_from is not None:
+        source = features.sports1m_source(args.init_from, args.mean)
+    else:
+        if args.model is None:
+            note_bundled_model()
+        source = features.model_source(args.model, args.network or "localization")
     config = features.FeatureConfig(
-        layer=args.layer,
+        layer=args.layer or features.default_layer(source.network),
         snippet_frames=args.snippet,
         stride_frames=args.stride,
         dtype=args.dtype,
         precision=args.precision,
         batch_size=args.batch_size,
     )
-    if args.init_from is not None:
-        source = features.sports1m_source(args.init_from, args.mean)
-    else:
-        source = features.model_source(args.model, args.network or "localization")
     extractor = features.Extractor(source, config, network_device(args.device, world))
     result = feature_runs.extract_files(
         extractor,

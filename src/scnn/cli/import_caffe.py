@@ -13,21 +13,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "import-caffe",
         help="turn the S-CNN authors' released Caffe models into a model directory",
-        description="Read the authors' C3D-v1.0 proposal and localization .caffemodel files "
-        "and their mean file, and write a model directory that scnn detect runs as Caffe did "
-        "(BGR frames minus the per-pixel mean cube, centre crop 112, Caffe's pooling).",
+        description="Read the authors' proposal and localization .caffemodel files and write a "
+        "model directory that scnn detect runs as Caffe did. The release is told by the files: "
+        "C3D-v1.0 (C3D: BGR frames minus the per-pixel mean cube of --mean, centre crop 112, "
+        "Caffe's pooling) or C3D-v1.1 (Res3D-18: BGR frames minus 128, centre crop 112; no "
+        "--mean). docs/caffe.md lists the files.",
     )
     parser.add_argument(
-        "--proposal", type=Path, required=True, help="SCNN_uniform16_binary_iter_30000"
+        "--proposal",
+        type=Path,
+        required=True,
+        help="SCNN_uniform16_binary_iter_30000 (C3D-v1.0) or "
+        "c3d_resnet18_sports1m_r2_iter_27384.caffemodel (C3D-v1.1)",
     )
     parser.add_argument(
         "--localization",
         type=Path,
         required=True,
-        help="SCNN_uniform16_cls20_with_overlap_loss_iter_30000",
+        help="SCNN_uniform16_cls20_with_overlap_loss_iter_30000 (C3D-v1.0) or "
+        "c3d_resnet18_sports1m_r2_iter_14704.caffemodel (C3D-v1.1)",
     )
     parser.add_argument(
-        "--mean", type=Path, required=True, help="train01_16_128_171_mean.binaryproto"
+        "--mean",
+        type=Path,
+        default=None,
+        help="C3D-v1.0 only: train01_16_128_171_mean.binaryproto",
     )
     parser.add_argument(
         "--classes",

@@ -79,9 +79,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--init-from",
         help="starting weights: an scnn model directory to fine-tune (its classes' fc8 rows "
-        "kept, new classes fresh; see --finetune-stages), or the Sports-1M C3D .caffemodel or "
-        "its PyTorch port (a torch.save-d state dict, e.g. c3d.pickle) for the proposal and "
-        "classification stages",
+        "kept, new classes fresh; see --finetune-stages), or the Sports-1M C3D Caffe file "
+        "(conv3d_deepnetA_sport1m_iter_1900000: the run then takes BGR frames and Caffe "
+        "pooling, as those weights learnt) or its PyTorch port (a torch.save-d state dict, "
+        "e.g. c3d.pickle) for the proposal and classification stages",
     )
     parser.add_argument(
         "--mean",
@@ -146,11 +147,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from scnn import train
-    from scnn.config import load_config
+    from scnn.pretrained import training_config
 
     if args.dataset is None and (args.annotations is None or args.videos is None):
         raise ScnnError("give a DATASET folder, or both --annotations and --videos")
-    config = load_config(args.config, config_overrides(args))
+    config = training_config(args.config, config_overrides(args))
     if config.deterministic:  # cuBLAS needs a fixed workspace to be deterministic
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(config.deterministic)
