@@ -123,7 +123,6 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "parser",
     "run_sections",
     "section_main",
-    "section_or_child_main",
     "sync",
 ]
 
@@ -464,17 +463,3 @@ def run_sections(args: argparse.Namespace, sections: list[Callable[[Bench], None
 def section_main(doc: str, section: Callable[[Bench], None]) -> None:
     """A section file run on its own: the matmul bound, then the section."""
     run_sections(parse_args(parser(doc)), [matmul, section])
-
-
-def section_or_child_main(
-    doc: str, section: Callable[[Bench], None], child: Callable[[argparse.Namespace], None]
-) -> None:
-    """A section file that measures in child processes: run on its own, the matmul bound then
-    the section; with ``--peak-rss-of VIDEO`` (how the section starts its children), ``child``."""
-    command_line = parser(doc)
-    command_line.add_argument("--peak-rss-of", type=Path, default=None, help=argparse.SUPPRESS)
-    args = parse_args(command_line)
-    if args.peak_rss_of:
-        child(args)
-    else:
-        run_sections(args, [matmul, section])

@@ -8,13 +8,13 @@ that a quarter of the windows reach the localization network.
 
     python3 benchmarks/speed.py --model cpu --threads 2            # the CPU default model
     python3 benchmarks/speed.py --model faithful --device cuda --compile default
-    python3 benchmarks/speed.py --model cpu --threads 2 --sections memory
+    python3 benchmarks/speed.py --threads 2 --sections memory
     python3 benchmarks/speed.py --model cpu --threads 2 --compare-src /tmp/before/src
 
 Sections, one file each (speed_<section>.py, each also runnable on its own; the shared harness
-is harness.py): matmul, decode, clips, networks, detect, train, memory (peak RSS of detection
-on a 10-minute and a 2-hour video, each in a fresh process). Videos and model directories are
-made once under --work and reused.
+is harness.py): matmul, decode, clips, networks, detect, train, memory (peak RSS of detection,
+live detection and features with the bundled model, 10 minutes against 2 hours of video, each
+in a fresh process). Videos and model directories are made once under --work and reused.
 
 --compare-src OTHER/src measures each section (matmul aside) also with another checkout's scnn
 package, e.g. of an older commit (git worktree add /tmp/before COMMIT), in fresh processes taken

@@ -1,6 +1,5 @@
 """Speed of `scnn features` (features/s and times real time) next to `scnn detect` on the same
-video and model in the same run, and the peak RSS of feature extraction on a 10-minute and a
-2-hour video, each in a fresh process.
+video and model in the same run (its memory: speed_memory.py).
 
     python3 benchmarks/speed_features.py --model cpu --threads 2
 """
@@ -19,14 +18,11 @@ from harness import (
     Extractor,
     FeatureConfig,
     Row,
-    existing_model_dir,
     model_source,
     num_frames,
-    own_peak_rss_mb,
     probe,
-    section_or_child_main,
+    section_main,
 )
-from speed_memory import peak_rss_rows
 
 LAYER = "fc6"  # the default of `scnn features`
 
@@ -40,7 +36,7 @@ def extractor(args: argparse.Namespace, model_dir: Path, precision: str = "auto"
 
 def measure(bench: Bench) -> None:
     """Detection, then feature extraction in fp32 and in the automatic precision, on the
-    test video; then each memory video's features in a child process."""
+    test video."""
     duration_s = num_frames(probe(bench.video)) / FPS
     detector = Detector.load(
         bench.model_dir,
@@ -70,15 +66,7 @@ def measure(bench: Bench) -> None:
                 note=f"{result.rows / wall_s:.0f} features/s, {result.rows} x {result.dim}",
             )
         )
-    bench.extra["features_peak_rss_mb"] = peak_rss_rows(bench, __file__, "features")
-
-
-def peak_rss_of(args: argparse.Namespace) -> None:
-    """Child process: the features of one video, then the peak RSS in MB."""
-    with tempfile.TemporaryDirectory() as out:
-        extractor(args, existing_model_dir(args))(args.peak_rss_of, Path(out) / "video.npy")
-    print(own_peak_rss_mb())
 
 
 if __name__ == "__main__":
-    section_or_child_main(__doc__, measure, peak_rss_of)
+    section_main(__doc__, measure)

@@ -25,7 +25,6 @@ from caffe_writer import (
     write_mean,
 )
 from pause import Pause
-from readme import readme_command
 from tiny import MODEL_CLIP, MODEL_OPTIONS, random_model
 from videos import write_video
 
@@ -353,36 +352,36 @@ def _test_frames() -> np.ndarray:
     return np.clip(level % 256 + noise, 0, 255).astype(np.uint8)
 
 
+# Where the authors' models.7z has the files, relative to the folder it is unpacked in.
+AUTHORS_FILES = {
+    "--proposal": Path("models/THUMOS14/proposal/snapshot/SCNN_uniform16_binary_iter_30000"),
+    "--localization": Path(
+        "models/THUMOS14/localization/snapshot/SCNN_uniform16_cls20_with_overlap_loss_iter_30000"
+    ),
+    "--mean": Path("models/train01_16_128_171_mean.binaryproto"),
+}
+
+
 @pytest.fixture(scope="module")
 def authors_model(tmp_path_factory):
     """Full-size random-weight proposal and localization files and a mean file, where the
-    README's path (a) has them, imported by the README's own command."""
+    authors' models.7z has them, imported as docs/caffe.md shows."""
     folder = tmp_path_factory.mktemp("authors")
-    command = readme_command("scnn", "import-caffe")
-    paths = {option: folder / command[command.index(option) + 1] for option in IMPORT_FILES}
+    files = AUTHORS_FILES
     rng = np.random.default_rng(7)
     arrays = {"--proposal": c3d_arrays(rng, 2), "--localization": c3d_arrays(rng, 21)}
     for option, weights in arrays.items():
-        paths[option].parent.mkdir(parents=True, exist_ok=True)
-        write_caffemodel(paths[option], weights)
+        (folder / files[option]).parent.mkdir(parents=True, exist_ok=True)
+        write_caffemodel(folder / files[option], weights)
     mean_bgr = rng.uniform(60, 140, (3, 16, 128, 171)).astype(np.float32)
-    write_mean(paths["--mean"], mean_bgr)
+    write_mean(folder / files["--mean"], mean_bgr)
+    command = ["import-caffe"]
+    for option in IMPORT_FILES:
+        command += [option, str(files[option])]
     with contextlib.chdir(folder):
-        assert main(command[1:]) == 0
-    out = folder / command[command.index("-o") + 1]
+        assert main([*command, "-o", "scnn-thumos14"]) == 0
     arrays = {"proposal": arrays["--proposal"], "localization": arrays["--localization"]}
-    return out, arrays, mean_bgr
-
-
-def test_the_readmes_detect_command_runs_on_the_imported_model(authors_model):
-    out, _, _ = authors_model
-    command = readme_command("scnn", "detect", "my_video.mp4")
-    write_video(out.parent / command[2], _test_frames(), codec="ffv1", pix_fmt="bgr0")
-    with contextlib.chdir(out.parent):
-        assert main(command[1:]) == 0
-        results = json.loads(Path(command[command.index("-o") + 1]).read_text())["results"]
-    labels = {d["label"] for found in results.values() for d in found}
-    assert set(results) <= {"my_video"} and labels <= set(class_names("thumos14"))
+    return folder / "scnn-thumos14", arrays, mean_bgr
 
 
 def test_imported_model_directory(authors_model):
@@ -404,12 +403,10 @@ def test_an_import_killed_while_writing_leaves_the_model_it_replaces(authors_mod
     existing = random_model(tmp_path / "model")  # another model: every file differs
     before = {p.name: p.read_bytes() for p in existing.iterdir()}
     pause = Pause(tmp_path / "pause", "scnn.modelfile:atomic_write_bytes", at_call=2)
-    command = readme_command("scnn", "import-caffe")  # as authors_model ran it, in its folder
-    written = command.index("-o") + 1
-    folder = out.parents[len(Path(command[written]).parts) - 1]
-    command[written] = str(existing)
-    argv = [*pause.command, "--quiet", "--threads", "1", *command[1:]]
-    process = subprocess.Popen(argv, cwd=folder)
+    argv = [*pause.command, "--quiet", "--threads", "1", "import-caffe", "-o", str(existing)]
+    for option, file in AUTHORS_FILES.items():
+        argv += [option, str(file)]
+    process = subprocess.Popen(argv, cwd=out.parent)  # where authors_model wrote the files
     pause.wait(process)
     process.kill()
     process.wait()

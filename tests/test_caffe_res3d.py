@@ -2,7 +2,10 @@
 against a reference forward written from Caffe's layer definitions (tests/caffe_v11_writer.py
 writes the files, independently of the reader)."""
 
+import contextlib
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from caffe_v11_writer import res3d_arrays, res3d_layers, write_res3d_caffemodel
 from caffe_writer import c3d_arrays, write_caffemodel
+from readme import readme_command
 from videos import write_video
 
 from scnn.caffe import class_names, load_caffe_weights
@@ -237,23 +241,31 @@ def _test_frames() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def authors_res3d(tmp_path_factory):
-    """Full-size random-weight proposal and localization files and their import (no mean)."""
+    """Full-size random-weight proposal and localization files, where the README's path (a)
+    has them, imported by the README's own command (no mean)."""
     folder = tmp_path_factory.mktemp("authors_res3d")
+    command = readme_command("scnn", "import-caffe")
     rng = np.random.default_rng(11)
     arrays = {"proposal": res3d_arrays(rng, 2), "localization": res3d_arrays(rng, 21)}
-    files = {
-        "proposal": write_res3d_caffemodel(
-            folder / "c3d_resnet18_sports1m_r2_iter_27384.caffemodel", arrays["proposal"]
-        ),
-        "localization": write_res3d_caffemodel(
-            folder / "c3d_resnet18_sports1m_r2_iter_14704.caffemodel", arrays["localization"]
-        ),
-    }
-    out = folder / "model"
-    command = ["import-caffe", "--proposal", str(files["proposal"])]
-    command += ["--localization", str(files["localization"]), "-o", str(out)]
-    assert main(command) == 0
-    return out, arrays, files
+    files = {}
+    for stage, weights in arrays.items():
+        path = folder / command[command.index(f"--{stage}") + 1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files[stage] = write_res3d_caffemodel(path, weights)
+    with contextlib.chdir(folder):
+        assert main(command[1:]) == 0
+    return folder / command[command.index("-o") + 1], arrays, files
+
+
+def test_the_readmes_detect_command_runs_on_the_imported_model(authors_res3d):
+    out, _, _ = authors_res3d
+    command = readme_command("scnn", "detect", "my_video.mp4")
+    write_video(out.parent / command[2], _test_frames(), codec="ffv1", pix_fmt="bgr0")
+    with contextlib.chdir(out.parent):
+        assert main(command[1:]) == 0
+        results = json.loads(Path(command[command.index("-o") + 1]).read_text())["results"]
+    labels = {d["label"] for found in results.values() for d in found}
+    assert set(results) <= {"my_video"} and labels <= set(class_names("thumos14"))
 
 
 def test_imported_res3d_model_directory(authors_res3d, tmp_path, capsys):

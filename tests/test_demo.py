@@ -48,3 +48,15 @@ def test_the_bundled_model_finds_the_synthetic_actions(demo):
     """A real-accuracy floor on one fresh video: far above chance, well below the README's
     figure for 8 videos, so the test does not hang on one unlucky video."""
     assert demo.results["activitynet"].mean_ap[0] > 0.3
+
+
+def test_detection_scores_only_the_windows_it_uses(demo):
+    (video,) = (demo.out / "test_data" / "videos").glob("*.mp4")
+    detector = Detector.load()
+    everything = detector.score_windows(video)
+    action = everything.label_index > 0
+    assert 0 < action.sum() < len(everything)  # some windows are background, some not
+    used = detector.score_windows(video, background=False)
+    for field in ("window_frames", "start_frame", "end_frame", "start_s", "label_index", "score"):
+        np.testing.assert_array_equal(getattr(used, field), getattr(everything, field)[action])
+    assert detector(video) == detector.detections(everything)

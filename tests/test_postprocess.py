@@ -1,5 +1,8 @@
 """Window-length prior, temporal NMS and windows -> detections."""
 
+import math
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -59,6 +62,24 @@ def test_nms_equals_the_plain_loop(seed, threshold):
     segments = np.stack([starts, starts + rng.integers(1, 20, 60)], axis=1)
     scores = rng.integers(0, 10, 60) / 10  # many ties
     assert nms(segments, scores, threshold).tolist() == reference_nms(segments, scores, threshold)
+
+
+def _grid_like(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of a few lengths at quarter-length strides, scores crowding against 1 with
+    ties: long NMS chains and many voters per kept window."""
+    lengths = rng.choice([0.64, 1.28, 2.56, 5.12], count)
+    starts = np.round(rng.integers(0, count // 2, count) * lengths / 4, 2)
+    scores = 1 - rng.choice([1e-2, 1e-4, 1e-6, 1e-9, 0.3, 0.6], count)
+    return np.stack([starts, starts + lengths], axis=1), scores
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nms_equals_the_plain_loop_on_grid_windows(seed):
+    segments, scores = _grid_like(np.random.default_rng(seed), 400)
+    for threshold in (0.2, 0.4):
+        assert nms(segments, scores, threshold).tolist() == reference_nms(
+            segments, scores, threshold
+        )
 
 
 def _windows() -> ScoredWindows:
@@ -137,6 +158,65 @@ def test_vote_boundaries_is_the_log_odds_weighted_mean_of_the_overlapping_window
     # At 0.55 the half-length window no longer votes: (3 [0, 4] + 1 [1, 5]) / 4.
     voted = vote_boundaries(windows[:1], windows, scores, 0.55)
     np.testing.assert_allclose(voted, [[1 / 4, (12 + 5) / 4]])
+
+
+def reference_vote(kept, windows, scores, vote_iou):
+    """vote_boundaries written plainly from its definition: every window against every kept
+    segment, the exactly rounded weighted means (weights: log_odds, tested on its own)."""
+    voted = []
+    for start_k, end_k in kept:
+        terms = []
+        for (start, end), weight in zip(windows, log_odds(scores), strict=True):
+            inter = max(0.0, min(end, end_k) - max(start, start_k))
+            union = (end - start) + (end_k - start_k) - inter
+            if inter > 0 and inter / union >= vote_iou:
+                terms.append((weight, start, end))
+        total = math.fsum(w for w, _, _ in terms)
+        if total > 0:
+            start_k = math.fsum(w * s for w, s, _ in terms) / total
+            end_k = math.fsum(w * e for w, _, e in terms) / total
+        voted.append((start_k, end_k))
+    return np.array(voted)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_vote_boundaries_equals_the_plain_loop_whatever_else_is_voted(seed):
+    rng = np.random.default_rng(seed)
+    windows, scores = _grid_like(rng, 300)
+    kept = windows[nms(windows, scores, 0.4)]
+    expected = reference_vote(kept, windows, scores, 0.4)
+    np.testing.assert_array_equal(vote_boundaries(kept, windows, scores, 0.4), expected)
+    # each segment's boundaries depend on its voters alone: not on the order of the windows
+    # nor on which other segments are voted at the same time
+    shuffled = rng.permutation(len(windows))
+    one_by_one = [vote_boundaries(k[None], windows[shuffled], scores[shuffled], 0.4) for k in kept]
+    np.testing.assert_array_equal(np.concatenate(one_by_one), expected)
+
+
+def test_postprocess_memory_grows_with_the_windows_not_their_square():
+    # 40 000 windows of one class: comparing every kept window with every window, as a
+    # pairwise IoU matrix, would take gigabytes here.
+    segments, scores = _grid_like(np.random.default_rng(0), 40_000)
+    count = len(scores)
+    windows = ScoredWindows(
+        videos=np.full(count, "v", dtype=object),
+        window_frames=np.round(25 * (segments[:, 1] - segments[:, 0])).astype(np.int64),
+        start_frame=np.zeros(count, np.int64),
+        end_frame=np.zeros(count, np.int64),
+        start_s=segments[:, 0],
+        end_s=segments[:, 1],
+        label_index=np.ones(count, np.int64),
+        score=scores,
+        classes=("A",),
+    )
+    tracemalloc.start()
+    try:
+        detections = postprocess(windows, 0.4, vote_iou=0.4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(detections) > 1000
+    assert peak < 40 * 2**20
 
 
 def test_vote_boundaries_keeps_a_segment_whose_voters_all_score_at_most_one_half():

@@ -24,22 +24,18 @@ from scnn.model import build_network
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / ".ci" / "run"
 
-IMPORTED_DETECT = "test_caffe.py::test_the_readmes_detect_command_runs_on_the_imported_model"
+IMPORTED_DETECT = "test_caffe_res3d.py::test_the_readmes_detect_command_runs_on_the_imported_model"
 # Every README command, in order, and the test that runs it.
 RUN_BY = [
     (("python3", "-m", "pip"), ".ci/run (test_setup_and_tests_are_what_ci_runs)"),
     (("python3", "-m", "pip"), ".ci/run (test_setup_and_tests_are_what_ci_runs)"),
     (("python3", "-m", "pytest"), ".ci/run (test_setup_and_tests_are_what_ci_runs)"),
-    (
-        ("scnn", "detect"),
-        IMPORTED_DETECT,
-    ),
+    (("scnn", "demo"), "test_demo"),
     (("python3", "-m", "venv"), "test_the_virtual_environment_lines"),
     ((".", ".venv/bin/activate"), "test_the_virtual_environment_lines"),
     (("python3", "-m", "pip"), "test_the_virtual_environment_lines (the setup lines)"),
     (("python3", "-m", "pip"), "test_the_virtual_environment_lines (the setup lines)"),
-    (("scnn", "demo"), "test_demo"),
-    (("scnn", "import-caffe"), "test_caffe.py::authors_model"),
+    (("scnn", "import-caffe"), "test_caffe_res3d.py::authors_res3d"),
     (
         ("scnn", "detect"),
         IMPORTED_DETECT,

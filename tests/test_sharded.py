@@ -72,11 +72,11 @@ def test_killed_sharded_detection_resumes_without_redoing_videos(detect_setup, m
     calls: list[str] = []
     real_score_windows = Detector.score_windows
 
-    def killed_on_the_third_video(self, video, progress=None, total_frames=None):
+    def killed_on_the_third_video(self, video, progress=None, total_frames=None, background=True):
         calls.append(Path(video).stem)
         if len(calls) == 3:
             raise KeyboardInterrupt  # the process dies here: nothing of this video is written
-        return real_score_windows(self, video, progress, total_frames)
+        return real_score_windows(self, video, progress, total_frames, background)
 
     monkeypatch.setattr(Detector, "score_windows", killed_on_the_third_video)
     with pytest.raises(KeyboardInterrupt):
@@ -99,9 +99,9 @@ def test_killed_sharded_detection_resumes_without_redoing_videos(detect_setup, m
 
 
 def counting(function, calls: list[str]):
-    def counted(self, video, progress=None, total_frames=None):
+    def counted(self, video, progress=None, total_frames=None, background=True):
         calls.append(Path(video).stem)
-        return function(self, video, progress, total_frames)
+        return function(self, video, progress, total_frames, background)
 
     return counted
 

@@ -13,6 +13,7 @@ from scnn.windows import (
     label_windows,
     temporal_iou,
     window_grid,
+    windows_ending_between,
 )
 
 
@@ -95,6 +96,18 @@ def test_grid_config_options():
     assert windows.start_frame.tolist() == [1, 6, 11]
     with pytest.raises(ScnnError, match="stride"):
         WindowConfig(lengths_frames=(16, 30))  # 30/4 is not a whole number of frames
+
+
+@pytest.mark.parametrize("config", [WindowConfig(), WindowConfig((8, 32), 0.5)])
+def test_windows_ending_between_are_the_grids_windows_ending_there(config):
+    for last in range(0, 1200, 37):
+        grid = window_grid(last, config)
+        for after in range(0, last + 1, 29):
+            ending = grid.end_frame > after
+            new = windows_ending_between(after, last, config)
+            assert new.start_frame.tolist() == grid.start_frame[ending].tolist()
+            assert new.length_frames.tolist() == grid.length_frames[ending].tolist()
+            assert new.end_frame.tolist() == grid.end_frame[ending].tolist()
 
 
 def test_grid_matches_the_authors_windows_on_thumos14():

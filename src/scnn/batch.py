@@ -22,7 +22,7 @@ class BatchResult:
     """Detections of every video that worked, and why each other one failed."""
 
     detections: dict[str, list[Detection]]  # video name -> detections sorted by score
-    windows: list[ScoredWindows]  # the proposal survivors of each video, in order
+    windows: list[ScoredWindows]  # each video's proposal survivors, in order (when kept)
     failures: dict[str, str]  # path -> one-line reason
 
     def all_detections(self) -> list[Detection]:
@@ -32,9 +32,11 @@ class BatchResult:
 
 
 def detect_videos(
-    detector: Detector, videos: Sequence[Path], *, quiet: bool = False
+    detector: Detector, videos: Sequence[Path], *, quiet: bool = False, keep_windows: bool = True
 ) -> BatchResult:
-    """Run ``detector`` on each video; a video that fails is recorded and the rest go on."""
+    """Run ``detector`` on each video; a video that fails is recorded and the rest go on.
+    Without ``keep_windows`` the result holds no windows, and only the windows detection
+    uses are scored into memory (Detector.score_windows' ``background``)."""
     result = BatchResult({}, [], {})
     overall = tqdm(videos, desc="videos", unit="video", disable=quiet or len(videos) < 2)
     for video in overall:
@@ -43,12 +45,13 @@ def detect_videos(
             with tqdm(
                 total=total, desc=video.name, unit="frame", leave=False, disable=quiet
             ) as bar:
-                windows = detector.score_windows(video, progress=bar.update, total_frames=total)
+                windows = detector.score_windows(video, bar.update, total, background=keep_windows)
         except ScnnError as exc:
             result.failures[str(video)] = str(exc)
             tqdm.write(f"scnn: failed: {exc}")
             continue
-        result.windows.append(windows)
+        if keep_windows:
+            result.windows.append(windows)
         result.detections[video.stem] = detector.detections(windows)
     return result
 

@@ -123,7 +123,7 @@ def run_demo(
     if set(gt.classes) != set(detector.classes):
         raise ScnnError(f"the model's classes {detector.classes} are not the synthetic ones")
     paths = [out / "test_data" / "videos" / f"{video}.mp4" for video in gt.videos]
-    result = detect_videos(detector, paths, quiet=quiet)
+    result = detect_videos(detector, paths, quiet=quiet, keep_windows=False)
     results = write_report(out, gt, result, detector.classes)
     return DemoResult(
         out=out,

@@ -117,7 +117,7 @@ class Detector:
         self, video: str | Path, progress: Callable[[int], None] | None = None
     ) -> list[Detection]:
         """Detections in ``video``, sorted by descending score."""
-        return self.detections(self.score_windows(video, progress))
+        return self.detections(self.score_windows(video, progress, background=False))
 
     def detections(self, windows: ScoredWindows) -> list[Detection]:
         """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""
@@ -143,15 +143,20 @@ class Detector:
         video: str | Path,
         progress: Callable[[int], None] | None = None,
         total_frames: int | None = None,
+        background: bool = True,
     ) -> ScoredWindows:
         """Every window that passes the proposal network, with its localization class and
-        score (background included), streaming the video once. ``progress`` is called with
-        the number of frames decoded in each chunk; ``total_frames``, the video's frame count
-        at the model's fps, spares the lane split a probe when the caller has one.
+        score, streaming the video once. ``progress`` is called with the number of frames
+        decoded in each chunk; ``total_frames``, the video's frame count at the model's fps,
+        spares the lane split a probe when the caller has one. Without ``background``, the
+        windows labelled background are left out: detection never uses them, and on a long
+        video they are most of the memory that grows with it.
         """
         ends = [0]
         if self.device.type == "cpu":
             ends = lane_ends(video, self.config.lanes, self.model, total_frames)
         if len(ends) > 1:
-            return score_lanes(video, ends, self.networks, self.model, progress)
-        return score_video(video, self.networks, self.model, self.decode_processes, progress)
+            return score_lanes(video, ends, self.networks, self.model, progress, background)
+        return score_video(
+            video, self.networks, self.model, self.decode_processes, progress, background
+        )

@@ -56,11 +56,12 @@ def score_lanes(
     networks: Networks,
     model: LoadedModel,
     progress: Callable[[int], None] | None = None,
+    background: bool = True,
 ) -> ScoredWindows:
     """Score each lane's windows (``ends`` from :func:`lane_ends`) in its own thread, which
     also decodes its segment (a decoding thread per lane was slower: 4 busy threads on 2
     cores), with the torch threads shared out among the lanes for the call. The first failure
-    stops the others."""
+    stops the others. Without ``background``, the windows labelled background are left out."""
     longest = max(model.windows.lengths_frames)
     failed = threading.Event()
 
@@ -74,7 +75,9 @@ def score_lanes(
                 stop_frame=last_end or None,
                 decoder_threads=1,
             )
-            return score_segment(chunks, networks, model.windows, first_end, progress, failed)
+            return score_segment(
+                chunks, networks, model.windows, first_end, progress, failed, background
+            )
         except BaseException:
             failed.set()
             raise

@@ -10,11 +10,12 @@ those waiting in a network's queue for a full batch: their places are known, not
 A window is *exposed* while one of them has an IoU with it over the NMS threshold (it could
 suppress it). A window's fate is final when neither it nor any open window it depends on (above
 it in NMS order, IoU over the threshold, recursively: an NMS chain) is exposed. Decided windows
-are forgotten once no open or future window can overlap them, so memory stays flat on an endless
-stream. At the end of a finite stream every window is decided and the kept ones are exactly the
-offline detections. With the default grid and NMS 0.4 a detection is final at most 30.7 s of
-video after its end (:func:`latency_bound_frames`: 767 frames; 511 with batch size 1), unless an
-NMS chain or the localization network's queue, waiting for a full batch, holds it back.
+are forgotten once no open or future window can overlap them, so what is held does not depend on
+how long the stream has run (benchmarks/speed_memory.py). At the end of a finite stream every
+window is decided and the kept ones are exactly the offline detections. With the default grid
+and NMS 0.4 a detection is final at most 30.7 s of video after its end
+(:func:`latency_bound_frames`: 767 frames; 511 with batch size 1), unless an NMS chain or the
+localization network's queue, waiting for a full batch, holds it back.
 ``--top-k`` ranks a whole video, which a stream never is: live detection refuses it; so it
 does ``--vote-iou`` (boundary voting moves detections after NMS and runs NMS again).
 """
@@ -35,11 +36,11 @@ from tqdm import tqdm
 
 from scnn.detect import Detector
 from scnn.errors import ScnnError
-from scnn.pipeline import ScoredBatch, source_steps
+from scnn.pipeline import GridRows, ScoredBatch, source_steps
 from scnn.postprocess import weighted_scores
 from scnn.records import Detection, ScoredWindows
 from scnn.video import READ_TIMEOUT_S, video_name
-from scnn.windows import WindowConfig, Windows, temporal_iou, window_grid
+from scnn.windows import WindowConfig, Windows, first_start_after, temporal_iou, window_grid
 
 STDOUT = "-"  # the output name that writes detection lines to standard output
 
@@ -66,16 +67,11 @@ class Candidate:
     chained: bool = False
 
 
-def _first_start(frames_seen: int, length: int, stride: int) -> int:
-    """The start of the first window of this length to end after frame ``frames_seen``."""
-    return 1 + max(0, -(-(frames_seen - length + 1) // stride)) * stride
-
-
 def next_window_start(frames_seen: int, windows: WindowConfig) -> int:
     """The first frame of the earliest grid window still to come: each window ending after
     frame ``frames_seen`` starts there or later (a window starts at 1 + k·stride)."""
     return min(
-        _first_start(frames_seen, length, windows.stride_frames(length))
+        first_start_after(frames_seen, length, windows.stride_frames(length))
         for length in windows.lengths_frames
     )
 
@@ -86,7 +82,7 @@ def upcoming_windows(frames_seen: int, windows: WindowConfig, before_frame: int)
     lengths, starts = [], []
     for length in windows.lengths_frames:
         stride = windows.stride_frames(length)
-        start = np.arange(_first_start(frames_seen, length, stride), before_frame, stride)
+        start = np.arange(first_start_after(frames_seen, length, stride), before_frame, stride)
         starts.append(start)
         lengths.append(np.full(len(start), length, np.int64))
     length_frames, start_frame = np.concatenate(lengths), np.concatenate(starts)
@@ -180,25 +176,6 @@ class LiveNms:
         return final
 
 
-class _Grid:
-    """The stream's windows by row, kept while a row may still come out of the networks."""
-
-    def __init__(self) -> None:
-        self.first_row = 0
-        self.columns = np.zeros((3, 0), np.int64)  # length, start, end
-
-    def add(self, windows: Windows) -> None:
-        new = np.stack([windows.length_frames, windows.start_frame, windows.end_frame])
-        self.columns = np.concatenate([self.columns, new], axis=1)
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        return self.columns[:, rows - self.first_row]
-
-    def forget_before(self, row: int) -> None:
-        self.columns = self.columns[:, row - self.first_row :]
-        self.first_row = row
-
-
 def live_detections(
     detector: Detector,
     source: str | Path,
@@ -215,7 +192,7 @@ def live_detections(
         raise ScnnError("--vote-iou moves boundaries after NMS; live detection cannot honour it")
     settings["vote_iou"] = None  # nor the model's default: live gives the windows' boundaries
     model, name = detector.model, video_name(source)
-    nms, grid = LiveNms(settings["nms_iou"], model.windows, model.fps), _Grid()
+    nms, grid = LiveNms(settings["nms_iou"], model.windows, model.fps), GridRows()
     for step in source_steps(source, detector.networks, model, timeout_s):
         grid.add(step.windows)
         for batch in step.scored:
@@ -230,7 +207,7 @@ def live_detections(
 
 
 def _candidates(
-    batch: ScoredBatch, grid: _Grid, name: str, detector: Detector, settings: dict
+    batch: ScoredBatch, grid: GridRows, name: str, detector: Detector, settings: dict
 ) -> list[Candidate]:
     """The windows of a scored batch that take part in NMS, weighted as postprocess weighs."""
     rows, labels, scores = batch

@@ -1,5 +1,6 @@
 """The streaming pipeline of one video (method.md §4): decode → windows → clips → networks →
-scored windows, in memory bounded by the batch size and the longest window, not the video.
+scored windows; frames and clips in memory bounded by the batch size and the longest window,
+not the video (the scored windows are kept, 48 bytes each).
 
 Frames are decoded once, in a background thread, into a buffer no longer than the longest
 window. Every window of the grid is scored as soon as its last frame has arrived: its clip is
@@ -32,7 +33,7 @@ from scnn.parallel_decode import iter_frames_parallel
 from scnn.precision import exact_fp32
 from scnn.records import ScoredWindows
 from scnn.video import READ_TIMEOUT_S, iter_frames
-from scnn.windows import WindowConfig, Windows, window_grid
+from scnn.windows import WindowConfig, Windows, windows_ending_between
 
 # Clips per network call. On a CPU small batches win: at most CPU_BATCH_SIZE clips, and only
 # as many as keep the largest activation (conv1's output) small enough for the heap that
@@ -243,17 +244,6 @@ def _concatenate(
     return np.concatenate([first, second])
 
 
-def _new_windows(windows: WindowConfig, frames_seen: int, previously_seen: int) -> Windows:
-    """Windows of the grid whose last frame arrived in the latest chunk.
-
-    A window exists once its last frame does (windows.window_grid), so the grid of the
-    frames seen so far is the final grid's windows ending up to that frame.
-    """
-    grid = window_grid(frames_seen, windows)
-    new = grid.end_frame > previously_seen
-    return Windows(grid.length_frames[new], grid.start_frame[new], grid.end_frame[new])
-
-
 @dataclass(frozen=True)
 class ChunkWindows:
     """What one decoded chunk brings: the windows whose last frame arrived in it, their clips
@@ -284,7 +274,7 @@ def chunk_windows(
         buffer = _concatenate(buffer, _on_device(chunk, device))
         frames_seen = first_frame - 1 + len(buffer)
         previously_seen = max(first_end, frames_seen - len(chunk))
-        ready = _new_windows(windows, frames_seen, previously_seen)
+        ready = windows_ending_between(previously_seen, frames_seen, windows)
         clips = gather_clips(
             buffer,
             ready.start_frame,
@@ -298,14 +288,68 @@ def chunk_windows(
         buffer, first_frame = buffer[drop:], first_frame + drop
 
 
+class GridRows:
+    """A stream's windows by row (counted from its first), kept while a row may still come
+    out of the networks: :meth:`forget_before` the earliest row still queued."""
+
+    def __init__(self) -> None:
+        self.first_row = 0
+        self.columns = np.zeros((3, 0), np.int64)  # length, start, end
+
+    def add(self, windows: Windows) -> None:
+        new = np.stack([windows.length_frames, windows.start_frame, windows.end_frame])
+        self.columns = np.concatenate([self.columns, new], axis=1)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """``(3, len(rows))``: the length, start and end frame of each row."""
+        return self.columns[:, rows - self.first_row]
+
+    def forget_before(self, row: int) -> None:
+        self.columns = self.columns[:, row - self.first_row :]
+        self.first_row = row
+
+
+# One scored window: its row in its segment's grid, its place, its label and score.
+SCORED_WINDOW = np.dtype(
+    [
+        ("row", np.int64),
+        ("length", np.int64),
+        ("start", np.int64),
+        ("end", np.int64),
+        ("label", np.int64),
+        ("score", np.float64),
+    ]
+)
+
+
 @dataclass
 class Segment:
-    """What was scored of one stretch of a video: its windows, chunk by chunk, and the
-    localization network's batches, whose rows index those windows concatenated."""
+    """What was scored of one stretch of a video: its scored windows, in one array that
+    doubles when full (small arrays kept per batch for a whole video fragment the heap),
+    the windows of its grid and the frames seen."""
 
-    grid_parts: list[Windows] = field(default_factory=list)
-    scored: list[ScoredBatch] = field(default_factory=list)
+    storage: np.ndarray = field(default_factory=lambda: np.zeros(0, SCORED_WINDOW))
+    count: int = 0  # scored windows held: storage[:count]
+    windows: int = 0  # windows of the grid, scored or not
     frames: int = 0  # frames seen, counted from the video's first
+
+    @property
+    def scored(self) -> np.ndarray:
+        return self.storage[: self.count]
+
+    def add(
+        self, rows: np.ndarray, places: np.ndarray, labels: np.ndarray, scores: np.ndarray
+    ) -> None:
+        """Append scored windows; ``places`` is ``(3, n)``: length, start and end frame."""
+        end = self.count + len(rows)
+        if end > len(self.storage):
+            grown = np.zeros(max(end, 2 * len(self.storage), 1024), SCORED_WINDOW)
+            grown[: self.count] = self.scored
+            self.storage = grown
+        added = self.storage[self.count : end]
+        added["row"], added["label"], added["score"] = rows, labels, scores
+        added["length"], added["start"], added["end"] = places
+        self.count = end
 
 
 def score_segment(
@@ -315,17 +359,25 @@ def score_segment(
     first_end: int = 0,
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    background: bool = True,
 ) -> Segment:
     """Score the windows ending after frame ``first_end`` in ``chunks`` (see
     :func:`chunk_windows`). ``progress`` is called with each chunk's new frames; ``stop``,
-    once set (by another lane), ends the segment early."""
-    segment = Segment()
+    once set (by another lane), ends the segment early. Without ``background``, the windows
+    the localization network labels background are not kept (detection never uses them)."""
+    segment, grid = Segment(), GridRows()
     with torch.inference_mode():
         for step in scored_steps(chunks, networks, windows, first_end):
             if stop is not None and stop.is_set():
                 return segment
-            segment.grid_parts.append(step.windows)
-            segment.scored += step.scored
+            grid.add(step.windows)
+            for rows, labels, scores in step.scored:
+                if not background:
+                    action = labels > 0
+                    rows, labels, scores = rows[action], labels[action], scores[action]
+                segment.add(rows, grid.take(rows), labels, scores)
+            grid.forget_before(int(step.waiting.min(initial=step.first_row + len(step.windows))))
+            segment.windows = step.first_row + len(step.windows)
             segment.frames = step.frames_seen
             if progress is not None and step.new_frames:
                 progress(step.new_frames)
@@ -379,15 +431,19 @@ def score_video(
     model: LoadedModel,
     decode_processes: int = 1,
     progress: Callable[[int], None] | None = None,
+    background: bool = True,
 ) -> ScoredWindows:
-    """The windows of ``video`` that pass the proposal network, scored in one pass.
+    """The windows of ``video`` that pass the proposal network, scored in one pass (without
+    ``background``, those labelled background left out).
 
     The one place detection decodes with processes: ``decode_processes`` > 1 splits the video
     into time segments, one per process (parallel_decode.py), which pays on a GPU, where the
     networks leave the cores to the decoders. On a GPU the chunks come page-locked.
     """
     chunks = video_chunks(video, model.fps, model.convention, networks.device, decode_processes)
-    segment = score_segment(chunks, networks, model.windows, progress=progress)
+    segment = score_segment(
+        chunks, networks, model.windows, progress=progress, background=background
+    )
     return scored_windows(video, [segment], model)
 
 
@@ -436,27 +492,23 @@ def scored_windows(
             f"({shortest} frames)",
             video,
         )
-    grid_parts, scored, offset = [], [], 0
+    scored, offset = [], 0
     for segment in segments:  # rows index the concatenated grid of all segments
-        grid_parts += segment.grid_parts
-        scored += [(rows + offset, label, score) for rows, label, score in segment.scored]
-        offset += sum(len(part) for part in segment.grid_parts)
-    rows = np.concatenate([r for r, _, _ in scored]) if scored else np.zeros(0, np.int64)
-    labels = np.concatenate([lab for _, lab, _ in scored]) if scored else rows
-    scores = np.concatenate([s for _, _, s in scored]) if scored else np.zeros(0, np.float64)
-    order = np.argsort(rows, kind="stable")
-    rows, labels, scores = rows[order], labels[order], scores[order]
-    lengths = np.concatenate([g.length_frames for g in grid_parts])[rows]
-    starts = np.concatenate([g.start_frame for g in grid_parts])[rows]
-    ends = np.concatenate([g.end_frame for g in grid_parts])[rows]
+        part = segment.scored.copy()
+        part["row"] += offset
+        scored.append(part)
+        offset += segment.windows
+    windows = np.concatenate(scored)
+    windows = windows[np.argsort(windows["row"], kind="stable")]
+    starts, ends = windows["start"], windows["end"]
     return ScoredWindows(
-        videos=np.full(len(rows), Path(video).stem, dtype=object),
-        window_frames=lengths,
-        start_frame=starts,
-        end_frame=ends,
+        videos=np.full(len(windows), Path(video).stem, dtype=object),
+        window_frames=windows["length"].copy(),
+        start_frame=starts.copy(),
+        end_frame=ends.copy(),
         start_s=starts / model.fps,
         end_s=ends / model.fps,
-        label_index=labels.astype(np.int64),
-        score=scores.astype(np.float64),
+        label_index=windows["label"].copy(),
+        score=windows["score"].copy(),
         classes=model.classes,
     )

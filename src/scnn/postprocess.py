@@ -9,6 +9,7 @@ reproduce the paper's table (benchmarks/thumos14_table.py).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -77,19 +78,43 @@ def nms(segments: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.nd
     ``segments`` is ``(N, 2)`` (start, end). The highest score is kept first; a segment is
     suppressed when its IoU with a kept one is > ``iou_threshold`` (IoU equal to the
     threshold survives). Among equal scores the later segment (higher index) is picked
-    first, as the authors' ascending sort + pick-the-last does.
+    first, as the authors' ascending sort + pick-the-last does. Each segment is compared
+    only with the kept ones it overlaps in time (:class:`_TimeIndex`), so time and memory
+    grow with N, not N²: a long video's windows are many.
     """
     segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
     scores = np.asarray(scores, dtype=np.float64)
     order = np.lexsort((-np.arange(len(scores)), -scores))
+    index = _TimeIndex(segments)
+    first, last = index.ranges(segments)
+    suppressed = np.zeros(len(scores), bool)
     keep = []
-    while len(order):
-        best = order[0]
-        keep.append(best)
-        rest = order[1:]
-        iou = temporal_iou(segments[best], segments[rest])[0]
-        order = rest[iou <= iou_threshold]
+    for best in order.tolist():
+        if not suppressed[best]:
+            keep.append(best)
+            near = index.between(first[best], last[best])
+            suppressed[near[temporal_iou(segments[best], segments[near])[0] > iou_threshold]] = True
     return np.array(keep, dtype=np.int64)
+
+
+class _TimeIndex:
+    """Segments sorted by start, to find those that may overlap a query segment: they start
+    after the query's start − the longest segment and before its end."""
+
+    def __init__(self, segments: np.ndarray):
+        self.by_start = np.argsort(segments[:, 0], kind="stable")
+        self.starts = segments[self.by_start, 0]
+        # twice the longest: a margin for rounding in end − start
+        self.reach = 2 * float(np.max(segments[:, 1] - segments[:, 0], initial=0.0))
+
+    def ranges(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each query segment, the range of :meth:`between` to look in."""
+        first = np.searchsorted(self.starts, queries[:, 0] - self.reach, "left")
+        return first, np.searchsorted(self.starts, queries[:, 1], "right")
+
+    def between(self, first: int, last: int) -> np.ndarray:
+        """The indices of the segments in a range from :meth:`ranges`, ascending."""
+        return np.sort(self.by_start[first:last])
 
 
 def reference_nms(segments: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
@@ -182,10 +207,23 @@ def vote_boundaries(
     where a window at 1 − 1e-9 and one at 1 − 1e-3 would otherwise count alike.
     ``kept`` ``(M, 2)``, ``windows`` ``(N, 2)``, ``scores`` ``(N,)`` in [0, 1]; returns
     ``(M, 2)``. A segment whose voters all score ≤ 0.5 keeps its boundaries.
+    Each kept segment is compared only with the windows it overlaps in time, so time and
+    memory grow with M + N, not M·N; the sums are exactly rounded (math.fsum), so a
+    segment's boundaries depend on its voters alone, not on their order or on the others.
     """
-    weights = np.where(temporal_iou(kept, windows) >= vote_iou, log_odds(scores)[None, :], 0.0)
-    total = weights.sum(axis=1, keepdims=True)
-    return np.where(total > 0, weights @ windows / np.where(total > 0, total, 1.0), kept)
+    kept = np.asarray(kept, dtype=np.float64).reshape(-1, 2)
+    windows = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
+    weights = log_odds(scores)
+    index = _TimeIndex(windows)
+    voted = kept.copy()
+    for k, (first, last) in enumerate(zip(*index.ranges(kept), strict=True)):
+        near = index.between(first, last)
+        near = near[temporal_iou(kept[k], windows[near])[0] >= vote_iou]
+        total = math.fsum(weights[near])
+        if total > 0:
+            products = weights[near, None] * windows[near]
+            voted[k] = math.fsum(products[:, 0]) / total, math.fsum(products[:, 1]) / total
+    return voted
 
 
 def log_odds(scores: np.ndarray) -> np.ndarray:

@@ -97,7 +97,7 @@ def detect_files(
     every rank but 0. The failures go to ``on_failures`` before anything is written, so they
     are told even when no video could be processed."""
     if world is None:
-        result = detect_videos(detector, videos, quiet=quiet)
+        result = detect_videos(detector, videos, quiet=quiet, keep_windows=windows_csv is not None)
         on_failures(result.failures)
         write_results(result, out, detector.classes, windows_csv)
         return result

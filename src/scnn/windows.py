@@ -86,15 +86,31 @@ def window_grid(num_frames: int, config: WindowConfig = WindowConfig()) -> Windo
     no extra window aligned to the last frame. A video shorter than every L gets none.
     A 3268-frame video gives 814/405/201/99/48/22 windows for L = 16…512 (method.md §1).
     """
+    return windows_ending_between(0, num_frames, config)
+
+
+def windows_ending_between(
+    after_frame: int, last_frame: int, config: WindowConfig = WindowConfig()
+) -> Windows:
+    """The windows of :func:`window_grid` that end after frame ``after_frame`` and by frame
+    ``last_frame``, in its order: what a stream's latest frames complete, computed without
+    the grid of the frames before them (which grows with the stream)."""
     lengths, starts = [], []
     for length in config.lengths_frames:
         stride = config.stride_frames(length)
-        start = np.arange(1, num_frames - length + 2, stride, dtype=np.int64)
+        first = first_start_after(after_frame, length, stride)
+        start = np.arange(first, last_frame - length + 2, stride, dtype=np.int64)
         starts.append(start)
         lengths.append(np.full(len(start), length, dtype=np.int64))
     length_frames = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
     start_frame = np.concatenate(starts) if starts else np.zeros(0, np.int64)
     return Windows(length_frames, start_frame, start_frame + length_frames - 1)
+
+
+def first_start_after(frame: int, length: int, stride: int) -> int:
+    """The start of the first window of this length (starts 1 + k·stride) to end after
+    ``frame``."""
+    return 1 + max(0, -(-(frame - length + 1) // stride)) * stride
 
 
 @dataclass(frozen=True)
