@@ -17,7 +17,7 @@ def free_port() -> int:
 
 
 def torchrun(
-    *args: str, processes: int = 2, timeout_s: float = 120, cwd: Path | None = None
+    *args: str, processes: int = 2, timeout_s: float = 600, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     """``torchrun --nproc-per-node N -m scnn ARGS`` on localhost (gloo, 1 thread each), in
     the folder ``cwd`` (None: this process's)."""

@@ -95,7 +95,7 @@ def test_cli_exit_code_reports_failures(model_dir, video, tmp_path):
         "--threads",
         "1",
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert run.returncode == 3, run.stderr
     assert "broken.mp4: not a readable video" in run.stderr
     assert "Traceback" not in run.stderr

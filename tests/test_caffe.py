@@ -5,6 +5,7 @@ writes the files, independently of the reader)."""
 import contextlib
 import json
 import math
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +20,11 @@ from caffe_writer import (
     c3d_arrays,
     layer,
     message_field,
+    varint_field,
     write_caffemodel,
     write_mean,
 )
+from pause import Pause
 from tiny import MODEL_CLIP, MODEL_OPTIONS, random_model
 from videos import write_video
 
@@ -35,6 +38,7 @@ from scnn.caffe import (
     load_caffe_weights,
     read_mean_cube,
 )
+from scnn.caffe_wire import MAX_LAYERS
 from scnn.cli import EXIT_ERROR, main
 from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError, ScnnError
@@ -191,6 +195,16 @@ def test_a_file_that_is_not_such_a_model_is_one_line_naming_it(tmp_path, make, m
     assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
 
 
+def test_a_file_of_endless_layers_is_refused_at_the_limit(tmp_path):
+    """A C3D has a few dozen layers; a file of many thousands is not read to its end."""
+    path = tmp_path / "many.caffemodel"
+    dummies = (layer(f"dummy{k}", "RELU", {}) for k in range(MAX_LAYERS + 1))
+    path.write_bytes(b"".join(message_field(2, dummy) for dummy in dummies))
+    with pytest.raises(ModelError, match=f"more than {MAX_LAYERS} layers") as caught:
+        load_caffe_weights(C3D(21, **SMALL), path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
 def test_other_geometry_in_the_file_is_refused(tmp_path):
     arrays = _small_arrays(21)
     path = write_caffemodel(tmp_path / "loc.caffemodel", arrays)
@@ -209,6 +223,19 @@ def test_other_geometry_in_the_file_is_refused(tmp_path):
 
 
 # --- the mean cube ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dims", [(1, 3, 1, 2**32, 2**32), (1, 3, 0, 2**69, 2), (1, 3, 2, 2, 2**66)]
+)
+def test_a_mean_file_whose_dimensions_overflow_is_one_line(tmp_path, dims):
+    """Dimensions whose product wraps round (to the 0 values stored) or passes 64 bits."""
+    path = tmp_path / "mean.binaryproto"
+    fields = b"".join(varint_field(number, d) for number, d in enumerate(dims, start=1))
+    path.write_bytes(fields + message_field(6, b""))
+    with pytest.raises(ModelError, match="mean BlobProto: blob of shape") as caught:
+        read_mean_cube(path)
+    assert str(caught.value).startswith(f"{path}: ")
 
 
 def test_mean_cube_comes_back_rgb_frame_by_frame(tmp_path):
@@ -325,18 +352,22 @@ def _test_frames() -> np.ndarray:
     return np.clip(level % 256 + noise, 0, 255).astype(np.uint8)
 
 
+# Where the authors' models.7z has the files, relative to the folder it is unpacked in.
+AUTHORS_FILES = {
+    "--proposal": Path("models/THUMOS14/proposal/snapshot/SCNN_uniform16_binary_iter_30000"),
+    "--localization": Path(
+        "models/THUMOS14/localization/snapshot/SCNN_uniform16_cls20_with_overlap_loss_iter_30000"
+    ),
+    "--mean": Path("models/train01_16_128_171_mean.binaryproto"),
+}
+
+
 @pytest.fixture(scope="module")
 def authors_model(tmp_path_factory):
     """Full-size random-weight proposal and localization files and a mean file, where the
     authors' models.7z has them, imported as docs/caffe.md shows."""
     folder = tmp_path_factory.mktemp("authors")
-    snapshots = Path("models/THUMOS14")
-    files = {
-        "--proposal": snapshots / "proposal/snapshot/SCNN_uniform16_binary_iter_30000",
-        "--localization": snapshots
-        / "localization/snapshot/SCNN_uniform16_cls20_with_overlap_loss_iter_30000",
-        "--mean": Path("models/train01_16_128_171_mean.binaryproto"),
-    }
+    files = AUTHORS_FILES
     rng = np.random.default_rng(7)
     arrays = {"--proposal": c3d_arrays(rng, 2), "--localization": c3d_arrays(rng, 21)}
     for option, weights in arrays.items():
@@ -364,6 +395,23 @@ def test_imported_model_directory(authors_model):
     assert torch.equal(
         model.localization.fc8.bias, torch.from_numpy(arrays["localization"]["fc8"][1].reshape(-1))
     )
+
+
+def test_an_import_killed_while_writing_leaves_the_model_it_replaces(authors_model, tmp_path):
+    """SIGKILL once the new proposal weights are written, before the localization ones."""
+    out, _, _ = authors_model
+    existing = random_model(tmp_path / "model")  # another model: every file differs
+    before = {p.name: p.read_bytes() for p in existing.iterdir()}
+    pause = Pause(tmp_path / "pause", "scnn.modelfile:atomic_write_bytes", at_call=2)
+    argv = [*pause.command, "--quiet", "--threads", "1", "import-caffe", "-o", str(existing)]
+    for option, file in AUTHORS_FILES.items():
+        argv += [option, str(file)]
+    process = subprocess.Popen(argv, cwd=out.parent)  # where authors_model wrote the files
+    pause.wait(process)
+    process.kill()
+    process.wait()
+    assert {p.name: p.read_bytes() for p in existing.iterdir()} == before
+    load_model(existing)
 
 
 def test_detect_on_an_imported_pair_matches_caffes_definitions(authors_model, tmp_path):

@@ -3,6 +3,7 @@ exit codes, and errors as one line on stderr."""
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 
@@ -94,6 +95,59 @@ def test_python_m_scnn_is_the_command():
         [sys.executable, "-m", "scnn", "--help"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and done.stdout.startswith("usage: scnn ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--threads", "-1", "synth", "out"], "--threads"),
+        (["detect", "v.mp4", "--batch-size", "-1"], "--batch-size"),
+        (["detect", "v.mp4", "--batch-size", "0"], "--batch-size"),
+        (["features", "v.mp4", "-o", "f", "--batch-size", "0"], "--batch-size"),
+        (["detect", "v.mp4", "--top-k", "-1"], "--top-k"),
+        (["detect", "v.mp4", "--nms", "-1"], "--nms"),
+        (["detect", "v.mp4", "--nms", "5"], "--nms"),
+        (["detect", "v.mp4", "--min-score", "nan"], "--min-score"),
+        (["detect", "v.mp4", "--proposal-threshold", "nan"], "--proposal-threshold"),
+        (["postprocess", "w.csv", "--nms", "nan", "-o", "d.json"], "--nms"),
+        (["postprocess", "w.csv", "--top-k", "0", "-o", "d.json"], "--top-k"),
+        (
+            ["evaluate", "--gt", "g.csv", "--pred", "p.csv", "--protocol", "scnn", "--iou", "1.5"],
+            "--iou",
+        ),  # fmt: skip
+        (
+            ["evaluate", "--gt", "g.csv", "--pred", "p.csv", "--protocol", "scnn", "--iou", "-0.2"],
+            "--iou",
+        ),  # fmt: skip
+    ],
+)
+def test_numbers_out_of_range_are_a_bad_command_line(argv, option, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert f"argument {option}" in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize("lr", ["nan", "-1", "inf"])
+def test_a_learning_rate_that_is_no_finite_number_ge_0_is_one_line(lr, tmp_path, capsys):
+    argv = ["--quiet", "train", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    assert cli.main([*argv, "--config", "synthetic_cpu", "--lr", lr]) == cli.EXIT_ERROR
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "lr must be a number >= 0" in error
+
+
+def test_live_lines_to_a_closed_standard_output_are_one_line(tmp_path):
+    model = small_model(tmp_path / "model")
+    video = write_video(tmp_path / "v.mp4", numbered_frames(20), 25)
+    argv = [sys.executable, "-m", "scnn", "--quiet", "detect", str(video), "--live"]
+    argv += ["--model", str(model)]
+    done = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
+        preexec_fn=lambda: os.close(1), timeout=600,
+    )  # fmt: skip
+    assert done.returncode == cli.EXIT_ERROR
+    assert done.stderr == "scnn: error: standard output is closed: nowhere to write the lines\n"
 
 
 @pytest.mark.parametrize("command", ["detect", "features"])

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from conftest import ACTIVITYNET_EXAMPLE, THUMOS14, THUMOS14_CLASSES, THUMOS14_TEST, THUMOS14_VAL
+from test_formats_mexaction2 import xgtf
 
 from scnn.cli import main
 from scnn.errors import ScnnError
@@ -339,3 +340,25 @@ def test_cli_postprocess_prior_has_a_bin_per_window_length_of_the_file(tmp_path)
         (40.04, "A", 0.0),
         (120.04, "B", 0.0),
     ]
+
+
+def test_ground_truth_without_instances_is_an_error_not_a_nan(tmp_path, capsys):
+    """A subset no file has, or a MEXaction2 file with no action, leaves nothing to score."""
+    pred = tmp_path / "pred.txt"
+    pred.write_text("")
+    base = ["--quiet", "evaluate", "--pred", str(pred), "--protocol", "thumos14"]
+    gt = str(ACTIVITYNET_EXAMPLE / "synthetic_gt.json")
+    assert main([*base, "--gt", gt, "--subset", "nosuchsubset"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "no ground-truth instances in subset 'nosuchsubset': nothing to evaluate" in error
+    empty = tmp_path / "empty.xgtf"
+    empty.write_text(xgtf("videos/ina_a.mp4", '<content framespan="1:50" id="1" name="Shot"/>'))
+    assert main([*base, "--gt", str(empty)]) == 1
+    error = capsys.readouterr().err
+    assert error == f"scnn: error: {empty}: no ground-truth instances: nothing to evaluate\n"
+    argv = ["--quiet", "diagnose", "--gt", str(empty), "--pred", str(pred)]
+    assert main([*argv, "-o", str(tmp_path / "diagnosis")]) == 1
+    error = capsys.readouterr().err
+    assert error == f"scnn: error: {empty}: no ground-truth instances: nothing to evaluate\n"
+    assert not (tmp_path / "diagnosis").exists()

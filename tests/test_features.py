@@ -273,3 +273,42 @@ def test_the_sports1m_mean_file_shifts_the_input_by_its_cube(video, tmp_path, mo
     assert json.loads((out / "features.json").read_text())["mean"] == str(mean)
     code, _ = extract([video, "--model", tmp_path / "model", "--mean", mean], tmp_path)
     assert code == cli.EXIT_ERROR
+
+
+def test_a_video_of_the_same_name_from_another_folder_is_extracted_anew(model_dir, tmp_path):
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+    first = write_video(tmp_path / "d1" / "clip.mp4", numbered_frames(80))
+    second = write_video(tmp_path / "d2" / "clip.mp4", numbered_frames(120))
+    assert extract([first, "--model", model_dir], tmp_path)[0] == cli.EXIT_OK
+    code, out = extract([second, "--model", model_dir], tmp_path)
+    assert code == cli.EXIT_OK
+    index = json.loads((out / "features.json").read_text())
+    assert index["videos"]["clip"]["frames"] == 120
+    assert len(np.load(out / "clip.npy")) == (120 - 16) // 8 + 1
+
+
+def test_features_of_other_settings_left_in_the_folder_are_refused(model_dir, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for name in ("one", "two"):
+        write_video(tmp_path / "in" / f"{name}.mp4", numbered_frames(40))
+    assert extract([tmp_path / "in", "--model", model_dir], tmp_path)[0] == cli.EXIT_OK
+    fc6 = (tmp_path / "out" / "two.npy").read_bytes()
+    capsys.readouterr()
+    code, out = extract([tmp_path / "in" / "one.mp4", "--model", model_dir, "--layer", "fc7"],
+                        tmp_path)  # fmt: skip
+    assert code == cli.EXIT_ERROR
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "two.npy" in error and "other settings" in error
+    assert (out / "two.npy").read_bytes() == fc6
+
+
+def test_failed_videos_are_told_once_on_stderr_and_nothing_is_left(model_dir, tmp_path, capsys):
+    (tmp_path / "broken.mp4").write_text("not a video")
+    code, out = extract([tmp_path / "broken.mp4", "--model", model_dir], tmp_path)
+    assert code == cli.EXIT_ERROR
+    shown = capsys.readouterr()
+    assert shown.out == ""
+    assert shown.err.count("broken.mp4: not a readable video") == 1
+    assert "nothing written" in shown.err
+    assert not out.exists() or list(out.iterdir()) == []

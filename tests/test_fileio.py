@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from scnn.fileio import atomic_write, atomic_write_text
+from scnn.fileio import atomic_write, atomic_write_text, replaced_directory
 
 
 def test_replaces_the_file_whole(tmp_path):
@@ -33,3 +33,22 @@ def test_mode_follows_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "a").write_text("old a")
+    (folder / "b").write_text("old b")
+    with pytest.raises(RuntimeError), replaced_directory(folder) as new:
+        (new / "a").write_text("new a")
+        raise RuntimeError("killed halfway")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {"a": "old a", "b": "old b"}
+    with replaced_directory(folder) as new:
+        (new / "a").write_text("new a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {"a": "new a"}
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask  # as mkdir makes it

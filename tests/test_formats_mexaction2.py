@@ -5,6 +5,7 @@ instances with framespans."""
 from __future__ import annotations
 
 import json
+import pyexpat
 
 import pytest
 
@@ -113,3 +114,11 @@ def test_scnn_evaluate_scores_detections_against_xgtf_files(annotations, tmp_pat
     assert scores["per_class"]["BullChargeCape"] == [pytest.approx((1 / 1 + 2 / 3) / 2)]
     assert scores["per_class"]["HorseRiding"] == [0.0]
     assert scores["mAP"] == [pytest.approx((1 + 2 / 3) / 4)]
+
+
+def test_an_xml_parser_without_expansion_limits_is_not_used(annotations, monkeypatch):
+    """expat before 2.4.1 has no guard against entity expansion (billion laughs)."""
+    monkeypatch.setattr(pyexpat, "version_info", (2, 4, 0))
+    with pytest.raises(AnnotationError, match="expat 2.4.0, .* 2.4.1") as caught:
+        read_ground_truth(annotations, None)
+    assert str(caught.value).startswith(str(annotations / "a.xgtf"))

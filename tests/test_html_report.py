@@ -145,6 +145,7 @@ def test_html_report_unplayable_file_is_reported_not_fatal(tmp_path):
     )
     page = (index.parent / "v.html").read_text()
     assert "video unavailable" in page and "<video" not in page
+    assert "Invalid data found when processing input" in page and "Errno" not in page
 
 
 def test_html_report_file_names_are_safe_and_distinct(tmp_path):

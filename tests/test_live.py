@@ -1,6 +1,7 @@
 """Live detection: streams through a pipe, HTTP and standard input; detections while the stream
 goes on, and at its end exactly the offline detections; bad sources end in one line."""
 
+import contextlib
 import http.server
 import json
 import math
@@ -9,12 +10,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from pause import Pause
 from tiny import small_model
 from videos import numbered_frames, write_video
 
@@ -80,37 +81,35 @@ def parsed(lines: str) -> set[Detection]:
     return found
 
 
-def feed(path: Path, data: bytes, pieces: int, pause_s: float, stop_at: float = 1.0) -> float:
-    """Write ``data`` into the pipe ``path`` in ``pieces`` at a fixed pace, the first
-    ``stop_at`` of it; then close (or, before the end, keep the pipe open and silent for
-    2 s: a stall). Returns when the last byte went in (time.monotonic)."""
-    sent = int(len(data) * stop_at)
+def feed(path: Path, data: bytes, go_on: threading.Event) -> None:
+    """Write the first three quarters of ``data`` into the pipe ``path``, then wait for
+    ``go_on`` and write the rest (a stream that goes on only once the test says so)."""
     with open(path, "wb") as pipe:
-        for k in range(pieces):
-            pipe.write(data[k * sent // pieces : (k + 1) * sent // pieces])
-            pipe.flush()
-            time.sleep(pause_s)
-        done = time.monotonic()
-        if stop_at < 1.0:
-            time.sleep(2.0)
-    return done
+        pipe.write(data[: len(data) * 3 // 4])
+        pipe.flush()
+        go_on.wait()
+        with contextlib.suppress(BrokenPipeError):  # the reader may have given up
+            pipe.write(data[len(data) * 3 // 4 :])
 
 
-def test_detections_arrive_while_a_paced_pipe_streams_and_end_as_offline(
+def test_detections_arrive_while_a_pipe_streams_and_end_as_offline(
     detector, stream, offline, tmp_path
 ):
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
-    fed: list[float] = []
-    writer = threading.Thread(target=lambda: fed.append(feed(pipe, stream.read_bytes(), 30, 0.1)))
+    first_seen = threading.Event()
+    writer = threading.Thread(target=feed, args=(pipe, stream.read_bytes(), first_seen))
     writer.start()
     arrivals = []
-    for found in live_detections(detector, pipe):
-        arrivals.append((time.monotonic(), found))
-    writer.join()
-    early = [found for at, found in arrivals if at < fed[0]]
-    assert early and all(found.frames_seen < VIDEO_FRAMES for found in early)
-    assert {found.detection for _, found in arrivals} == renamed(offline, "pipe")
+    try:
+        for found in live_detections(detector, pipe):
+            first_seen.set()  # the rest of the stream is sent only now
+            arrivals.append(found)
+    finally:
+        first_seen.set()
+        writer.join()
+    assert arrivals[0].frames_seen < VIDEO_FRAMES
+    assert {found.detection for found in arrivals} == renamed(offline, "pipe")
     assert len(arrivals) == len(offline)
 
 
@@ -127,17 +126,41 @@ def test_each_detection_is_final_within_the_bound_unless_a_chain_holds_it(detect
     assert min(late) < bound // 2  # not all at the end of the stream
 
 
-def serve(directory: Path, cut_at: float = 1.0) -> http.server.ThreadingHTTPServer:
-    """An HTTP server on 127.0.0.1 in a thread; it declares each file's full length but,
-    with ``cut_at`` < 1, sends only that fraction of it (a stream cut mid-packet)."""
+def serve(
+    directory: Path,
+    cut_at: float = 1.0,
+    framing: str = "length",
+    hold: threading.Event | None = None,
+) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1 in a thread. Its response declares each file's length
+    (``framing`` "length"), comes in chunks ("chunked") or just ends when the server closes
+    the connection ("close"); with ``cut_at`` < 1 it sends only that fraction of the file (a
+    stream cut mid-packet), and with ``hold`` it then keeps the connection open, silent, until
+    ``hold`` is set (a stalled stream)."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if framing == "chunked" else "HTTP/1.0"
+
         def do_GET(self) -> None:
             data = (directory / urlsplit(self.path).path.lstrip("/")).read_bytes()
+            sent = data[: int(len(data) * cut_at)]
             self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
+            if framing == "length":
+                self.send_header("Content-Length", str(len(data)))
+            if framing == "chunked":
+                self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.wfile.write(data[: int(len(data) * cut_at)])
+            if framing != "chunked":
+                self.wfile.write(sent)
+                self.wfile.flush()
+                if hold is not None:
+                    hold.wait()
+                return
+            for start in range(0, len(sent), 4096):
+                piece = sent[start : start + 4096]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True
 
         def log_message(self, *args) -> None:
             pass
@@ -163,48 +186,83 @@ def test_a_url_over_http_gives_the_offline_detections_as_lines_on_stdout(
     assert f"{len(offline)} detections in {url}" in shown.err
 
 
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_a_whole_stream_of_no_declared_length_ends_cleanly(
+    model_dir, stream, offline, tmp_path, framing
+):
+    """Without a length, the server closing the connection (or the last chunk) is the end."""
+    out = tmp_path / "live.jsonl"
+    code, _ = detect_live_url(model_dir, serve(stream.parent, framing=framing), stream, out)
+    assert code == 0
+    assert parsed(out.read_text()) == renamed(offline, "cam")
+
+
+def detect_live_url(model_dir, server, stream, out) -> tuple[int, str]:
+    """``scnn detect URL --live -o OUT`` in this process, ``server`` serving ``stream``: the
+    exit code and the URL."""
+    url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
+    argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
+    argv += ["--proposal-threshold", "0", "--precision", "fp32"]
+    try:
+        return cli.main(argv), url
+    finally:
+        server.shutdown()
+
+
 def test_mpeg_ts_on_standard_input(model_dir, stream, offline, tmp_path):
     out = tmp_path / "live.jsonl"
     argv = [sys.executable, "-m", "scnn", "--quiet", "--threads", "1", "detect", "-", "--live"]
     argv += ["--model", str(model_dir), "-o", str(out), "--proposal-threshold", "0"]
     argv += ["--precision", "fp32"]
     with stream.open("rb") as stdin:
-        done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert parsed(out.read_text()) == renamed(offline, "stdin")
 
 
-def test_ctrl_c_ends_cleanly_with_whole_lines(model_dir, stream):
-    argv = [sys.executable, "-m", "scnn", "--quiet", "--threads", "1", "detect", "-", "--live"]
+def test_ctrl_c_ends_cleanly_with_whole_lines(model_dir, stream, tmp_path):
+    """Ctrl-C while the second detection is on its way out, the stream still open."""
+    pause = Pause(tmp_path / "pause", "scnn.live:detection_line", at_call=2)
+    argv = [*pause.command, "--quiet", "--threads", "1", "detect", "-", "--live"]
     argv += ["--model", str(model_dir), "--proposal-threshold", "0", "--precision", "fp32"]
+    # Ctrl-C's default action, as in a terminal: a shell starts background jobs with SIGINT
+    # ignored, and Python then leaves it ignored.
     child = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     data = stream.read_bytes()
-    child.stdin.write(data[: len(data) * 3 // 4])
-    child.stdin.flush()
-    first = child.stdout.readline()  # a detection is printed before the stream ends
+    writer = threading.Thread(
+        target=write_until_closed, args=(child.stdin, data[: len(data) * 3 // 4])
+    )
+    writer.start()
+    pause.wait(child)
     child.send_signal(signal.SIGINT)
-    child.stdin.close()
-    rest, error = child.stdout.read(), child.stderr.read()
-    assert child.wait(timeout=60) == 130
+    pause.release(child)
+    lines, error = child.stdout.read(), child.stderr.read()
+    assert child.wait() == 130, error.decode()
+    writer.join()
     assert error.decode().strip().endswith("scnn: interrupted")
-    assert parsed((first + rest).decode())
+    assert len(parsed(lines.decode())) == 1
+
+
+def write_until_closed(pipe, data: bytes) -> None:
+    """Write ``data`` into a child's standard input, which stays open until the child ends."""
+    with contextlib.suppress(BrokenPipeError):
+        pipe.write(data)
+        pipe.flush()
 
 
 def test_a_cut_stream_keeps_the_final_detections_and_fails_in_one_line(
     model_dir, stream, offline, tmp_path, capsys
 ):
-    server = serve(stream.parent, cut_at=0.8)
     out = tmp_path / "live.jsonl"
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
-        argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
-        argv += ["--proposal-threshold", "0", "--precision", "fp32"]
-        assert cli.main(argv) == 1
-    finally:
-        server.shutdown()
+    code, url = detect_live_url(model_dir, serve(stream.parent, cut_at=0.8), stream, out)
+    assert code == 1
     error = capsys.readouterr().err
     assert error.startswith(f"scnn: error: {url}: decoding failed") and error.count("\n") == 1
     kept = parsed(out.read_text())
@@ -220,24 +278,58 @@ def test_a_cut_stream_keeps_the_final_detections_and_fails_in_one_line(
 )
 def test_a_source_that_cannot_be_reached_is_one_line(model_dir, tmp_path, capsys, url, reason):
     out = tmp_path / "live.jsonl"
+    out.write_text("an earlier result\n")
     argv = ["--quiet", "detect", url, "--live", "--model", str(model_dir), "-o", str(out)]
     assert cli.main(argv) == 1
     error = capsys.readouterr().err
     assert error.startswith(f"scnn: error: {url}: ") and reason in error
-    assert error.count("\n") == 1 and out.read_text() == ""
+    assert error.count("\n") == 1
+    assert out.read_text() == "an earlier result\n"  # started afresh only once frames come
+
+
+def test_a_source_that_is_no_video_keeps_an_earlier_result(model_dir, tmp_path, capsys):
+    garbage = tmp_path / "garbage.ts"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    out = tmp_path / "live.jsonl"
+    out.write_text("an earlier result\n")
+    argv = ["--quiet", "detect", str(garbage), "--live", "--model", str(model_dir), "-o", str(out)]
+    assert cli.main(argv) == 1
+    assert "not a readable video" in capsys.readouterr().err
+    assert out.read_text() == "an earlier result\n"
 
 
 def test_a_stalled_pipe_is_given_up_after_the_timeout(detector, stream, offline, tmp_path):
+    """The writer sends three quarters of the stream and then nothing, its end still open."""
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
-    writer = threading.Thread(target=feed, args=(pipe, stream.read_bytes(), 4, 0.0, 0.8))
+    release = threading.Event()
+    writer = threading.Thread(target=feed, args=(pipe, stream.read_bytes(), release))
     writer.start()
     kept = []
-    with pytest.raises(VideoError, match="no data for 1 s"):
-        for found in live_detections(detector, pipe, timeout_s=1.0):
-            kept.append(found.detection)
-    writer.join()
+    try:
+        with pytest.raises(VideoError, match="no data for 1 s"):
+            for found in live_detections(detector, pipe, timeout_s=1.0):
+                kept.append(found.detection)
+    finally:
+        release.set()
+        writer.join()
     assert kept and set(kept) < renamed(offline, "pipe")
+
+
+def test_a_stalled_url_is_given_up_after_the_timeout(detector, stream, offline):
+    release = threading.Event()
+    server = serve(stream.parent, cut_at=0.75, hold=release)
+    url = f"http://127.0.0.1:{server.server_address[1]}/{stream.name}"
+    kept = []
+    try:
+        with pytest.raises(VideoError, match="no data for 1 s") as caught:
+            for found in live_detections(detector, url, timeout_s=1.0):
+                kept.append(found.detection)
+    finally:
+        release.set()
+        server.shutdown()
+    assert str(caught.value).startswith(f"{url}: decoding failed at ")
+    assert kept and set(kept) < renamed(offline, "cam")
 
 
 def test_a_models_own_voting_is_left_out_live(stream, offline, tmp_path):
@@ -267,12 +359,18 @@ def test_options_that_need_the_whole_video_are_refused(model_dir, stream, capsys
 def test_stopping_early_never_waits_for_a_decoder_that_has_finished():
     """Ctrl-C while both handoff places are full and decoding has just ended: the decoding
     thread must not wait for ever to hand over its end, and the consumer with it."""
-    chunks = _background_chunks(iter([np.zeros(1)] * 3))
+    decoded = threading.Event()
+
+    def three_chunks():
+        yield from [np.zeros(1)] * 3
+        decoded.set()  # the two chunks after the first wait in the handoff: it is full
+
+    chunks = _background_chunks(three_chunks())
     next(chunks)
-    time.sleep(0.5)  # the other two chunks fill the handoff; the end waits behind them
+    decoded.wait()
     closing = threading.Thread(target=chunks.close, daemon=True)
     closing.start()
-    closing.join(timeout=5)
+    closing.join(timeout=600)  # a guard against hanging the suite; it takes a moment
     assert not closing.is_alive()
 
 

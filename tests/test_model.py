@@ -118,6 +118,24 @@ def test_load_sports1m_weights_copies_all_but_fc8(tmp_path):
     assert target.fc8.out_features == 21
 
 
+def test_a_pickle_that_would_run_code_is_refused_in_one_line(tmp_path):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "c3d.pickle"
+    torch.save({"conv1.weight": MakesAFolderWhenUnpickled(marker)}, path)
+    with pytest.raises(ModelError, match="GLOBAL posix.mkdir") as caught:
+        load_sports1m_weights(C3D(21, **SMALL), path)
+    assert not marker.exists()
+    assert "\n" not in str(caught.value) and "weights_only" not in str(caught.value)
+
+
+class MakesAFolderWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
 def test_load_sports1m_weights_names_both_shapes_on_mismatch(tmp_path):
     path = tmp_path / "c3d.pickle"
     torch.save(dict(C3D(487, **SMALL).state_dict()), path)

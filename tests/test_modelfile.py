@@ -165,19 +165,35 @@ def test_training_prior_is_over_the_models_window_lengths():
     ("change", "words"),
     [
         (lambda d: d.pop("fps"), r"malformed model description: KeyError\('fps'\)"),
-        (lambda d: d.update(classes=5), "malformed model description"),
-        (lambda d: d["thresholds"].update(nms="high"), "malformed model description"),
+        (lambda d: d.update(classes=5), "classes must be names"),
+        (lambda d: d["thresholds"].update(nms="high"), "nms 'high' is not a number"),
         (lambda d: d["model"].update(depth=3), "malformed model description"),
+        (lambda d: d.update(fps=float("nan")), "fps nan is not in"),
+        (lambda d: d.update(fps=1e9), "fps 1e[+]?09 is not in"),
+        (lambda d: d["clip"].update(clip_frames=0), "clip_frames 0 is not in"),
+        (lambda d: d["clip"].update(std_rgb=[0, 1, 1]), "std_rgb 0 is not in"),
+        (lambda d: d["clip"].update(mean_rgb=[0, "x", 1]), "mean_rgb 'x' is not a number"),
+        (lambda d: d["model"].update(width="big"), "width 'big' is not a number"),
+        (lambda d: d["model"].update(width=1e12), "width 1e[+]?12 is not in"),
+        (lambda d: d["model"].update(batch_norm="no"), "batch_norm 'no' is not true or false"),
+        (lambda d: d.update(classes=[1, {"a": 2}]), "classes must be names"),
+        (lambda d: d.update(classes=["a", "a"]), "classes must be names"),
+        (lambda d: d["thresholds"].update(nms=float("nan")), "nms nan is not in"),
+        (lambda d: d["thresholds"].update(vote_iou=2), "vote_iou 2 is not in"),
+        (lambda d: d.update(window_overlap=-3), "window_overlap -3 is not in"),
+        (lambda d: d.update(window_lengths_frames=[16, 2.5]), "window length 2.5 is not a whole"),
+        (lambda d: d.update(prior=[[float("inf")] * 2] * 2), "prior holds a value that is not"),
+        (lambda d: d["model"].update(pooling="odd"), "pooling 'odd'"),
     ],
 )
-def test_model_json_with_missing_keys_or_wrong_types(tmp_path, change, words):
+def test_model_json_with_missing_keys_wrong_types_or_values_out_of_range(tmp_path, change, words):
     model = small_model(tmp_path / "model")
     description = json.loads((model / MODEL_JSON).read_text())
     change(description)
     (model / MODEL_JSON).write_text(json.dumps(description))
     with pytest.raises(ModelError, match=words) as caught:
         load_model(model)
-    assert str(model / MODEL_JSON) in str(caught.value)
+    assert str(caught.value).startswith(f"{model / MODEL_JSON}: ")
 
 
 def test_model_json_that_is_not_json(tmp_path):

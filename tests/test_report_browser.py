@@ -45,7 +45,7 @@ CHROMIUM_FLAGS = (
 )
 HIGH_SCORE, LOW_SCORE, FALSE_SCORE = 0.9, 0.35, 0.2
 SLIDER_STEPS = 50  # arrow presses on the 0..1 slider with step 0.01: minimum score 0.50
-WAIT_S = 15.0
+WAIT_S = 300.0  # a guard against hanging on a busy machine; each wait takes a moment
 
 
 def _wait(driver, script: str, what: str):

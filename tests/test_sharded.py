@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from launch import free_port, torchrun
+from pause import Pause
 from tiny import MODEL_CLASSES, random_model
 from videos import numbered_frames, write_video
 
@@ -119,23 +120,24 @@ def test_a_record_without_its_windows_is_done_again(detect_setup, monkeypatch):
     assert (root / "lost.json").read_text() == (root / "one.json").read_text()
 
 
-def test_sigkilled_torchrun_detection_resumes_without_redoing_videos(detect_setup, monkeypatch):
-    """SIGKILL the whole torchrun job once a video is recorded; the re-run does the rest."""
+def test_sigkilled_torchrun_detection_resumes_without_redoing_videos(
+    detect_setup, monkeypatch, tmp_path
+):
+    """SIGKILL the whole torchrun job as its second video starts; the re-run does the rest."""
     root = detect_setup
     out = root / "killed.json"
+    pause = Pause(tmp_path / "pause", "scnn.detect:Detector.score_windows", at_call=2)
     argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"]
     # One torch thread, as this process (conftest) scores the reference: under torchrun the job
     # would take cores / processes, and another thread count sums floats in another order.
-    argv += ["--master-port", str(free_port()), "-m", "scnn", "--threads", "1", "--quiet"]
+    argv += ["--master-port", str(free_port()), str(pause.script), "--threads", "1", "--quiet"]
     argv += ["detect"]
     argv += [str(root / "videos"), "--model", str(root / "model"), "-o", str(out)]
     argv += ["--proposal-threshold", "0.3"]
     job = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not any(record(p).get("status") == "done" for p in parts_dir(out).glob("*.json")):
-        assert job.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
-    os.killpg(job.pid, signal.SIGKILL)
+    worker = pause.wait(job)
+    os.killpg(job.pid, signal.SIGKILL)  # torchrun and its group
+    os.kill(worker, signal.SIGKILL)  # the worker, which torchrun starts in a session of its own
     job.wait()
     recorded = {p.stem: p.stat().st_mtime_ns for p in parts_dir(out).glob("*.json")}
     assert not out.exists() and 0 < len(set(recorded) & set(VIDEO_FRAMES)) < len(VIDEO_FRAMES)
@@ -150,9 +152,19 @@ def test_sigkilled_torchrun_detection_resumes_without_redoing_videos(detect_setu
     assert json.loads(out.read_text()) == json.loads((root / "one.json").read_text())
 
 
-def record(path: Path) -> dict:
-    """A record, or {} while it cannot be read."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+def test_a_record_of_another_video_of_the_same_name_is_not_used(
+    detect_setup, tmp_path, monkeypatch
+):
+    root = detect_setup
+    detector = Detector.load(root / "model", **SETTINGS)
+    (tmp_path / "other").mkdir()
+    other = tmp_path / "other" / "a.mp4"
+    shutil.copyfile(root / "videos" / "b.mp4", other)
+    out = tmp_path / "out.json"
+    detect_sharded(detector, [root / "videos" / "a.mp4"], out, quiet=True)
+    calls: list[str] = []
+    monkeypatch.setattr(Detector, "score_windows", counting(Detector.score_windows, calls))
+    detect_sharded(detector, [other], out, quiet=True)
+    assert calls == ["a"]
+    reference = json.loads((root / "one.json").read_text())["results"]["b"]
+    assert json.loads(out.read_text())["results"]["a"] == reference

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from pause import Pause
 from safetensors.torch import load_file
 from tiny import SYNTH, TINY, CreatesAFileWhenUnpickled, toml_text
 from tiny import SYNTH as TINY_SYNTH
@@ -198,10 +198,11 @@ def synth_run(tmp_path_factory) -> tuple[Path, Path]:
     return root / "data", root / "tiny.toml"
 
 
-def scnn_train(synth_run, out: Path, *extra: str) -> subprocess.Popen:
+def scnn_train(synth_run, out: Path, *extra: str, pause: Pause | None = None) -> subprocess.Popen:
     data, config = synth_run
+    scnn = pause.command if pause else [sys.executable, "-m", "scnn"]
     command = [
-        sys.executable, "-m", "scnn", "--quiet", "--threads", "1", "train", str(data),
+        *scnn, "--quiet", "--threads", "1", "train", str(data),
         "--out", str(out), "--config", str(config), "--stage", "proposal", *extra,
     ]  # fmt: skip
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -214,14 +215,6 @@ def logged_steps(out: Path) -> list[int]:
     return [json.loads(line)["step"] for line in log.read_text().splitlines() if line.strip()]
 
 
-def wait_for_step(process: subprocess.Popen, out: Path, step: int) -> None:
-    deadline = time.monotonic() + 60
-    while not any(s >= step for s in logged_steps(out)):
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline, "training did not reach the step in 60 s"
-        time.sleep(0.02)
-
-
 def checkpoint_step(out: Path) -> int:
     state = torch.load(out / "proposal" / "checkpoint.pt", weights_only=True)
     return int(state["step"])
@@ -229,32 +222,34 @@ def checkpoint_step(out: Path) -> int:
 
 def test_sigint_and_sigkill_then_resume_reach_the_weights_of_one_run(synth_run, tmp_path):
     once = tmp_path / "once"
-    assert scnn_train(synth_run, once).wait(timeout=120) == 0
+    assert scnn_train(synth_run, once).wait(timeout=600) == 0
     reference = load_file(once / "proposal" / "weights.safetensors")
 
-    # Ctrl-C: the step under way finishes, is checkpointed, and the command exits with 130.
+    # Ctrl-C during step 8: the step finishes, is checkpointed, and the command exits with 130.
     interrupted = tmp_path / "sigint"
-    process = scnn_train(synth_run, interrupted)
-    wait_for_step(process, interrupted, 7)
+    pause = Pause(tmp_path / "pause_sigint", "scnn.train:train_step", at_call=8)
+    process = scnn_train(synth_run, interrupted, pause=pause)
+    pause.wait(process)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == cli.EXIT_INTERRUPTED
+    pause.release(process)
+    assert process.wait() == cli.EXIT_INTERRUPTED
     assert "scnn: interrupted" in process.stderr.read()
-    assert checkpoint_step(interrupted) == max(logged_steps(interrupted))
-    assert 7 <= checkpoint_step(interrupted) < 40
+    assert checkpoint_step(interrupted) == max(logged_steps(interrupted)) == 8
     assert not (interrupted / "proposal" / "weights.safetensors").exists()
 
-    # SIGKILL: nothing runs on the way out; only steps since the last checkpoint are lost.
+    # SIGKILL before step 13: nothing runs on the way out; the steps since the last
+    # checkpoint (every 5 steps) are lost.
     killed = tmp_path / "sigkill"
-    process = scnn_train(synth_run, killed)
-    wait_for_step(process, killed, 12)
+    pause = Pause(tmp_path / "pause_sigkill", "scnn.train:train_step", at_call=13)
+    process = scnn_train(synth_run, killed, pause=pause)
+    pause.wait(process)
     process.kill()
-    process.wait(timeout=60)
-    last_logged = max(logged_steps(killed))
-    assert checkpoint_step(killed) % 5 == 0  # a whole checkpoint, never a half-written one
-    assert last_logged - 5 <= checkpoint_step(killed) <= last_logged
+    process.wait()
+    assert max(logged_steps(killed)) == 12
+    assert checkpoint_step(killed) == 10
 
     for out in (interrupted, killed):
-        assert scnn_train(synth_run, out, "--resume").wait(timeout=120) == 0
+        assert scnn_train(synth_run, out, "--resume").wait(timeout=600) == 0
         resumed = load_file(out / "proposal" / "weights.safetensors")
         assert resumed.keys() == reference.keys()
         assert all(torch.equal(resumed[name], reference[name]) for name in reference), out
@@ -274,3 +269,14 @@ def test_checkpoint_with_a_pickle_payload_is_refused_unrun(synth_run, tmp_path):
         train.train(stages.PROPOSAL, config, prepared, out, resume=True, progress=False)
     assert "checkpoint.pt" in str(caught.value)
     assert not marker.exists()
+
+
+def test_resume_finishes_a_stage_whose_weights_are_missing(data, tmp_path):
+    """metrics.json without weights is no finished stage: resuming writes the weights again."""
+    config = config_from_dict({**TINY, "steps": 4})
+    train.train(PROPOSAL, config, data, tmp_path, progress=False)
+    weights = tmp_path / "proposal" / "weights.safetensors"
+    trained = weights.read_bytes()
+    weights.unlink()
+    train.train(PROPOSAL, config, data, tmp_path, resume=True, progress=False)
+    assert weights.read_bytes() == trained

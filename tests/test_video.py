@@ -9,7 +9,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -289,19 +288,17 @@ def test_pipe_that_never_sends_data_times_out(tmp_path):
 
     def silent_writer() -> None:
         fd = os.open(fifo, os.O_WRONLY)  # connects, then sends nothing
-        release.wait(30)
+        release.wait()
         os.close(fd)
 
     writer = threading.Thread(target=silent_writer, daemon=True)
     writer.start()
-    started = time.monotonic()
-    try:
+    try:  # the writer holds its end open until released: only the timeout can end the read
         with pytest.raises(VideoError, match="no data for 0.5 s") as caught:
             read_frames(fifo, timeout_s=0.5)
     finally:
         release.set()
         writer.join()
-    assert time.monotonic() - started < 10  # bounded, not the writer's 30 s
     assert str(fifo) in str(caught.value)
 
 
@@ -354,7 +351,7 @@ def test_unreadable_file_or_folder(tmp_path, blocked):
             preexec_fn=without_root_read_override if os.geteuid() == 0 else None,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=600,
         )
     finally:
         os.chmod(locked, 0o755)

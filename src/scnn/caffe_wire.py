@@ -24,6 +24,7 @@ VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 # (C3D-v1.1, as BVLC Caffe's later releases).
 NET_V1_LAYERS, NET_LAYERS = 2, 100
 V10, V11 = "C3D-v1.0", "C3D-v1.1"
+MAX_LAYERS = 1000  # a network has a few dozen: a file of more is refused before it fills memory
 # What a file of the other release is, for the error that refuses it.
 OTHER_NETWORK = {
     V10: "a Res3D-18 model (C3D-v1.1, BVLC Caffe's later format), which goes with "
@@ -125,7 +126,9 @@ class Wire:
     def blob(self, shape: tuple[int, ...], data: tuple[int, int] | None, where: str) -> Blob:
         """The blob of ``shape`` whose packed floats lie at ``data`` (offset, bytes), checked
         to hold exactly as many values as the shape needs."""
-        count = int(np.prod(shape))
+        if max(shape) > self.size:  # beside a 0, any number makes a product of 0
+            raise self.fail(f"blob of shape {shape} has a dimension beyond the file's size", where)
+        count = int(np.prod(shape, dtype=object))  # exact: 64 bits would wrap round
         if data is None or data[1] != 4 * count:
             stored = 0 if data is None else data[1] // 4
             raise self.fail(f"blob of shape {shape} holds {stored} values, not {count}", where)
@@ -180,6 +183,8 @@ def read_net(
                     path,
                 )
             if number == own and kind == LENGTH_DELIMITED:
+                if len(layers) == MAX_LAYERS:
+                    raise ModelError(f"more than {MAX_LAYERS} layers: not a {release} model", path)
                 layer = parse_layer(wire, offset, offset + value, len(layers))
                 if layer.name in layers:
                     raise ModelError(f"layer {layer.name} appears twice", path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from scnn.errors import ScnnError
+from scnn.errors import ScnnError, load_refusal
 from scnn.fileio import atomic_write
 
 
@@ -50,7 +50,7 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise ScnnError(f"cannot read checkpoint: {exc}", path) from exc
+        raise ScnnError(f"cannot read checkpoint: {load_refusal(exc)}", path) from exc
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

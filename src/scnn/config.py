@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -82,6 +83,19 @@ class TrainConfig:
         for name in ("proposal_threshold", "vote_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ScnnError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        solver = (
+            "lr",
+            "fc8_lr_mult",
+            "momentum",
+            "weight_decay",
+            "overlap_lambda",
+            "overlap_alpha",
+        )
+        for name in solver:
+            if not 0.0 <= getattr(self, name) < math.inf:
+                raise ScnnError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ScnnError(f"workers must be at least 0, got {self.workers}")
 
 
 # --- configs: TOML files that list only what differs from the defaults ---------------------

@@ -43,9 +43,15 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from scnn.errors import ScnnError
-from scnn.evaluate import evaluate, interpolated_prec_rec, match_detections, precision_recall
+from scnn.evaluate import (
+    evaluate,
+    interpolated_prec_rec,
+    load_scored_ground_truth,
+    match_detections,
+    precision_recall,
+)
 from scnn.fileio import atomic_write_text
-from scnn.formats import load_detections, load_ground_truth
+from scnn.formats import load_detections
 from scnn.records import Detection, GroundTruth
 from scnn.report import write_png
 from scnn.windows import temporal_iou
@@ -421,7 +427,7 @@ def diagnose_files(
     class_table: Mapping[int, str] | None = None,
 ) -> Diagnosis:
     """``scnn diagnose``: load ground truth and detections, diagnose, write ``out``."""
-    truth = load_ground_truth(gt, subset)
+    truth = load_scored_ground_truth(gt, subset)
     diagnosis = diagnose(truth, load_detections(pred, truth.classes, class_table), iou)
     write_diagnosis(diagnosis, out)
     return diagnosis

@@ -36,3 +36,17 @@ class AnnotationError(ScnnError):
 
 class ModelError(ScnnError):
     """A model directory or checkpoint that is missing, inconsistent or unsafe."""
+
+
+# The parts of torch.load's refusal that advise how to load the file anyway, unsafely.
+_LOAD_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def load_refusal(exc: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in one line: what the file
+    holds (an unsupported GLOBAL, an operand), without torch's advice to load it unsafely."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    facts = [line for line in lines if not line.startswith(_LOAD_ADVICE)]
+    if facts:
+        return facts[0].removeprefix("WeightsUnpickler error: ")
+    return "not only tensors and plain values" if lines else type(exc).__name__

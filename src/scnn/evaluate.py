@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from scnn import formats
-from scnn.errors import ScnnError
+from scnn.errors import AnnotationError, ScnnError
 from scnn.fileio import atomic_write_text
 from scnn.records import Detection, GroundTruth
 from scnn.windows import temporal_iou
@@ -493,6 +493,16 @@ def format_proposal_recall(result: ProposalRecall) -> str:
     return "\n".join(lines)
 
 
+def load_scored_ground_truth(path: str | Path, subset: str | None) -> GroundTruth:
+    """Ground truth to score detections against: with no instance (a subset no video is in,
+    a file without actions) every AP would be NaN, so that is an error naming the file."""
+    gt = formats.load_ground_truth(path, subset)
+    if not gt.instances:
+        where = f" in subset {subset!r}" if subset else ""
+        raise AnnotationError(f"no ground-truth instances{where}: nothing to evaluate", path)
+    return gt
+
+
 def evaluate_files(
     gt_path: Path,
     pred_path: Path,
@@ -507,7 +517,7 @@ def evaluate_files(
     """``scnn evaluate``: ground truth and detections read from files, evaluated under
     ``protocol``; the text to print (with proposal recall when ``proposals``), the results also
     written as JSON to ``json_path``."""
-    gt = formats.load_ground_truth(gt_path, subset)
+    gt = load_scored_ground_truth(gt_path, subset)
     detections = formats.load_detections(pred_path, gt.classes, class_table)
     result = evaluate(gt, detections, protocol, iou_thresholds)
     text = format_result(result)

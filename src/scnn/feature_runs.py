@@ -6,6 +6,7 @@ torchrun as detection's are (sharded.py), and ``OUT_DIR/features.json`` written 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,7 @@ def extract_files(
     by duration (one process: ``world`` of size 1). After every rank is done, rank 0 tells
     ``on_failures``, writes features.json and returns the run; other ranks return None."""
     _check_stems(videos)
+    _check_no_other_settings(out_dir, videos, extractor.settings_key())
     parts = out_dir / PARTS_DIR
     with distributed.process_group(world, "gloo", timeout_s=SHARDED_WAIT_TIMEOUT_S):
         plan: list[list[str]] = []
@@ -72,6 +74,10 @@ def extract_files(
         run = _merge_records(out_dir, videos, key)
         on_failures(run.failures)
         if not run.videos:
+            for video in videos:
+                _record_path(out_dir, video).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: records of other runs
+                parts.rmdir()
             raise ScnnError(
                 f"no video could be processed ({len(run.failures)} failed); nothing written",
                 out_dir / FEATURES_JSON,
@@ -92,14 +98,35 @@ def _check_stems(videos: Sequence[Path]) -> None:
         seen[video.stem] = video
 
 
+def _check_no_other_settings(out_dir: Path, videos: Sequence[Path], key: str) -> None:
+    """Refuse a folder that holds features of other videos made with other settings (another
+    layer, say): they would sit beside these, unlisted in features.json, like them."""
+    ours = {video.stem for video in videos}
+    other = []
+    for path in sorted((out_dir / PARTS_DIR).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        npy = out_dir / f"{path.stem}.npy"
+        stale = isinstance(record, dict) and record.get("key") != key
+        if stale and path.stem not in ours and npy.is_file():
+            other.append(npy.name)
+    if other:
+        raise ScnnError(
+            f"holds {', '.join(other[:3])}{' and others' if len(other) > 3 else ''} made with "
+            "other settings; write to another folder, or remove them first",
+            out_dir,
+        )
+
+
 def _extract(extractor: Extractor, video: Path, out_dir: Path, quiet: bool) -> dict:
     """The record of one video: its sizes when done, the reason when it failed."""
     try:
         total = num_frames(probe(video), extractor.source.fps)
         with tqdm(total=total, desc=video.name, unit="frame", leave=False, disable=quiet) as bar:
             result = extractor(video, out_dir / f"{video.stem}.npy", progress=bar.update)
-    except ScnnError as exc:
-        tqdm.write(f"scnn: failed: {exc}")
+    except ScnnError as exc:  # told with the other failures, at the end
         (out_dir / f"{video.stem}.npy").unlink(missing_ok=True)  # of other settings
         return {"status": "failed", "failure": str(exc)}
     return {"status": "done", **asdict(result)}
@@ -107,7 +134,7 @@ def _extract(extractor: Extractor, video: Path, out_dir: Path, quiet: bool) -> d
 
 def _record(out_dir: Path, video: Path, key: str) -> dict:
     """The record of ``video`` made with settings ``key`` (sharded.read_record)."""
-    return read_record(_record_path(out_dir, video), key, out_dir / f"{video.stem}.npy")
+    return read_record(_record_path(out_dir, video), video, key, out_dir / f"{video.stem}.npy")
 
 
 def _record_path(out_dir: Path, video: Path) -> Path:
@@ -116,7 +143,8 @@ def _record_path(out_dir: Path, video: Path) -> Path:
 
 def _write_record(out_dir: Path, video: Path, key: str, result: dict) -> None:
     atomic_write_text(
-        _record_path(out_dir, video), json.dumps({"video": str(video), "key": key, **result}) + "\n"
+        _record_path(out_dir, video),
+        json.dumps({"video": str(video.resolve()), "key": key, **result}) + "\n",
     )
 
 

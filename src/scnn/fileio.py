@@ -1,9 +1,11 @@
-"""Atomic file output: a result file is either complete or absent, never truncated."""
+"""Atomic output: a result file is either complete or absent, never truncated; a folder of
+results changes all at once or not at all."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,3 +53,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_write(path, "wb") as handle:
         handle.write(data)
+
+
+@contextlib.contextmanager
+def replaced_directory(path: str | Path) -> Iterator[Path]:
+    """A new, empty folder beside ``path`` to fill; on success it takes the place of
+    ``path`` whole (the old folder renamed aside, the new one renamed in, the old one
+    removed), so a run killed at any point leaves the old folder or the new one, never a mix.
+    On an exception the new folder is removed and ``path`` is left as it was. (A SIGKILL
+    leaves the new folder, ``.NAME.*.new``, beside it.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent))
+    old = new.with_suffix(".old")
+    try:
+        os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes 0700
+        yield new
+        if path.exists():
+            os.rename(path, old)
+        os.rename(new, path)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -263,19 +263,33 @@ def write_live(
     quiet: bool = False,
 ) -> int:
     """``scnn detect SOURCE --live``: each detection as a JSON line on ``out`` (a file, started
-    afresh, or :data:`STDOUT`), flushed the moment it is final, so a line is never cut and a
-    reader sees it at once; progress goes to stderr. Returns the number of detections; a
-    source that fails raises after the lines written so far."""
+    afresh once the source gives its first frames, so a source that cannot be opened leaves an
+    earlier file as it was; or :data:`STDOUT`), flushed the moment it is final, so a line is
+    never cut and a reader sees it at once; progress goes to stderr. Returns the number of
+    detections; a source that fails raises after the lines written so far."""
+    if str(out) == STDOUT and sys.stdout is None:  # started with its descriptor closed
+        raise ScnnError("standard output is closed: nowhere to write the lines")
     count = 0
     with ExitStack() as stack:
-        lines: IO[str] = sys.stdout
-        if str(out) != STDOUT:
-            lines = stack.enter_context(open(out, "w", encoding="utf-8"))
+        lines: list[IO[str]] = [sys.stdout] if str(out) == STDOUT else []
+
+        def started() -> IO[str]:
+            if not lines:
+                lines.append(stack.enter_context(open(out, "w", encoding="utf-8")))
+            return lines[0]
+
         bar = stack.enter_context(
             tqdm(desc=video_name(source), unit="frame", disable=quiet, file=sys.stderr)
         )
-        for found in live_detections(detector, source, timeout_s, bar.update):
-            lines.write(detection_line(found.detection))
-            lines.flush()
+
+        def progress(frames: int) -> None:
+            started()
+            bar.update(frames)
+
+        for found in live_detections(detector, source, timeout_s, progress):
+            output = started()
+            output.write(detection_line(found.detection))
+            output.flush()
             count += 1
+        started()
     return count

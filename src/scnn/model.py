@@ -36,7 +36,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from scnn import kernels
 from scnn.clips import ClipConfig, InputConvention
-from scnn.errors import ModelError, ScnnError
+from scnn.errors import ModelError, ScnnError, load_refusal
 from scnn.res3d import RES3D_FEATURE_LAYERS, Res3D
 
 C3D_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)  # conv1 … conv5b at width 1
@@ -280,10 +280,7 @@ def load_sports1m_weights(model: C3D, path: str | Path, *, fc8: bool = False) ->
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure: the file is not a plain tensor dict
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"not a plain state dict of tensors (weights_only load: {reason})", path
-        ) from exc
+        raise ModelError(f"not a plain state dict of tensors ({load_refusal(exc)})", path) from exc
     if not isinstance(state, dict):
         raise ModelError(f"expected a dict of tensors, found {type(state).__name__}", path)
     layers = (*PRETRAINED_NAMES, "fc8") if fc8 else PRETRAINED_NAMES

@@ -31,8 +31,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from scnn.clips import ClipConfig, InputConvention
-from scnn.errors import ModelError
-from scnn.fileio import atomic_write_bytes, atomic_write_text
+from scnn.errors import ModelError, ScnnError
+from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
 from scnn.model import ModelOptions, Network, build_network
 from scnn.postprocess import window_length_prior
 from scnn.records import GroundTruth
@@ -46,6 +46,24 @@ MEAN_CUBE = "mean_cube.safetensors"
 FORMAT_VERSION = 1
 PROPOSAL_THRESHOLD = 0.7  # P(action) a window needs to reach the localization network (§4)
 NMS_THRESHOLD = 0.4  # the authors' fixed NMS IoU threshold of their demo (§4)
+# The range of each number model.json holds (low, high, whole): a value outside is refused,
+# as an fps of 1e9 would decode for ever and a width of 1e12 allocate without end.
+_RANGES = {
+    "fps": (1, 1000, False),
+    "window_lengths_frames": (1, 2**20, True),
+    "window_overlap": (0, 1, False),
+    "frame_size": (1, 8192, True),
+    "crop_size": (1, 8192, True),
+    "clip_frames": (1, 1024, True),
+    "mean_rgb": (0, 255, False),
+    "std_rgb": (1e-6, 1e6, False),
+    "width": (1e-3, 8, False),
+    "dropout": (0, 1, False),
+    "proposal": (0, 1, False),
+    "nms": (0, 1, False),
+    "vote_iou": (0, 1, False),
+}
+_FLAGS = ("bgr", "mirror", "batch_norm", "use_prior")
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,8 +148,8 @@ def save_model(
     proposal_threshold: float = PROPOSAL_THRESHOLD,
     vote_iou: float | None = None,
 ) -> None:
-    """Write the model directory at ``path``; each file is written atomically, model.json last,
-    so a directory with a model.json is complete. ``prior`` maps each of ``windows``' lengths
+    """Write the model directory at ``path`` all at once (fileio.replaced_directory): a run
+    killed while writing leaves the one that was there. ``prior`` maps each of ``windows``' lengths
     to the weight of each class; model.json holds its rows in the order of those lengths.
     ``convention``: the networks' input (None: the one ``clip`` makes); ``proposal_threshold``,
     ``vote_iou``: detection's defaults, see LoadedModel."""
@@ -139,11 +157,7 @@ def save_model(
     path = Path(path)
     convention = convention or clip.convention()
     check_convention(convention, clip, path)
-    atomic_write_bytes(path / PROPOSAL_WEIGHTS, state_bytes(proposal))
-    atomic_write_bytes(path / LOCALIZATION_WEIGHTS, state_bytes(localization))
     cube = convention.mean_cube
-    if cube is not None:
-        atomic_write_bytes(path / MEAN_CUBE, safetensors_bytes({"mean": cube.cpu().contiguous()}))
     description = {
         "format_version": FORMAT_VERSION,
         "classes": list(classes),
@@ -164,7 +178,13 @@ def save_model(
         "config": config,
         "metrics": metrics,
     }
-    atomic_write_text(path / MODEL_JSON, json.dumps(description, indent=1) + "\n")
+    with replaced_directory(path) as folder:
+        atomic_write_bytes(folder / PROPOSAL_WEIGHTS, state_bytes(proposal))
+        atomic_write_bytes(folder / LOCALIZATION_WEIGHTS, state_bytes(localization))
+        if cube is not None:
+            mean = safetensors_bytes({"mean": cube.cpu().contiguous()})
+            atomic_write_bytes(folder / MEAN_CUBE, mean)
+        atomic_write_text(folder / MODEL_JSON, json.dumps(description, indent=1) + "\n")
 
 
 def training_prior(ground_truth: GroundTruth, windows: WindowConfig) -> dict[int, np.ndarray]:
@@ -211,6 +231,7 @@ def load_model(path: str | Path) -> LoadedModel:
                 f"format version {description['format_version']}, this scnn reads {FORMAT_VERSION}",
                 description_path,
             )
+        _check_values(description, description_path)
         classes = tuple(description["classes"])
         windows = WindowConfig(
             tuple(description["window_lengths_frames"]), description["window_overlap"]
@@ -230,6 +251,12 @@ def load_model(path: str | Path) -> LoadedModel:
         stored_input = description.get("input")
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"malformed model description: {exc!r}", description_path) from exc
+    except ScnnError as exc:  # a config's own check, which knows no file
+        if exc.path is not None:
+            raise
+        raise ModelError(exc.message, description_path) from exc
+    if not np.isfinite(prior).all() or (prior < 0).any():
+        raise ModelError("prior holds a value that is not a finite weight >= 0", description_path)
     if prior.shape != (len(windows.lengths_frames), len(classes)):
         raise ModelError(
             f"prior has shape {prior.shape} but there are {len(windows.lengths_frames)} window "
@@ -273,6 +300,32 @@ def load_model(path: str | Path) -> LoadedModel:
         metrics=metrics,
         vote_iou=vote_iou,
     )
+
+
+def _check_values(description: dict[str, Any], path: Path) -> None:
+    """Each value of model.json of a known range or kind (_RANGES, _FLAGS) within it, and the
+    classes distinct names; the structure itself is checked as the values are read."""
+    classes = description["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+        raise ModelError("classes must be names: a list of distinct, non-empty strings", path)
+    if len(set(classes)) != len(classes):
+        raise ModelError("classes must be names: a list of distinct, non-empty strings", path)
+    values = {**description, **description["clip"], **description["model"]}
+    values.update(description["thresholds"])
+    for name, value in values.items():
+        if name in _FLAGS and not isinstance(value, bool):
+            raise ModelError(f"{name} {value!r} is not true or false", path)
+        if name not in _RANGES or (name == "vote_iou" and value is None):
+            continue
+        low, high, whole = _RANGES[name]
+        label = "window length" if name == "window_lengths_frames" else name
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, bool) or not isinstance(number, int | float):
+                raise ModelError(f"{label} {number!r} is not a number", path)
+            if whole and number != int(number):
+                raise ModelError(f"{label} {number:g} is not a whole number", path)
+            if not low <= number <= high:  # NaN is in no range
+                raise ModelError(f"{label} {number:g} is not in [{low:g}, {high:g}]", path)
 
 
 def check_convention(convention: InputConvention, clip: ClipConfig, path: str | Path) -> None:

@@ -161,17 +161,20 @@ def _windows_path(parts: Path, video: Path) -> Path:
 
 def _record(parts: Path, video: Path, key: str) -> dict:
     """The record of ``video`` made with settings ``key`` (see :func:`read_record`)."""
-    return read_record(_record_path(parts, video), key, _windows_path(parts, video))
+    return read_record(_record_path(parts, video), video, key, _windows_path(parts, video))
 
 
-def read_record(path: Path, key: str, output: Path) -> dict:
-    """The record at ``path`` made with settings ``key``; {} when absent, stale or damaged
-    (a video done whose ``output`` file is gone counts as absent)."""
+def read_record(path: Path, video: Path, key: str, output: Path) -> dict:
+    """The record at ``path`` of ``video`` made with settings ``key``; {} when absent, stale
+    or damaged (one of another video of the same name, or a video done whose ``output`` file
+    is gone, counts as absent)."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(record, dict) or record.get("key") != key:
+        return {}
+    if record.get("video") != str(video.resolve()):
         return {}
     if record.get("status") == "done" and not output.is_file():
         return {}
@@ -182,7 +185,7 @@ def _write_record(parts: Path, video: Path, key: str, result: BatchResult) -> No
     """Record ``video``'s result. The old record goes first and the JSON is written last, so
     a record on disk never pairs with windows of another run."""
     _record_path(parts, video).unlink(missing_ok=True)
-    record: dict = {"video": str(video), "key": key}
+    record: dict = {"video": str(video.resolve()), "key": key}
     if result.failures:
         record.update(status="failed", failure=next(iter(result.failures.values())))
     else:

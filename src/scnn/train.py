@@ -310,7 +310,7 @@ def train(
 ) -> dict[str, float]:
     """Train one stage for ``config.steps`` steps, validate it, and return its metrics.
 
-    With ``resume``, a finished stage is skipped and an unfinished one continues from its
+    With ``resume``, a stage with weights is skipped and an unfinished one continues from its
     last checkpoint. Ctrl-C writes a checkpoint after the current step, then raises
     KeyboardInterrupt. Validation reports window accuracy and loss on the validation subset;
     the localization stage's detection mAP needs the whole detector and is measured on the
@@ -325,7 +325,7 @@ def train(
     """
     out_dir = Path(out_dir)
     stage_dir = out_dir / stage.name
-    if resume and (stage_dir / METRICS).is_file():
+    if resume and (stage_dir / METRICS).is_file() and (stage_dir / WEIGHTS).is_file():
         log.info("%s: already trained, skipped", stage.name)
         return _read_metrics(stage_dir)
     _clear_stage_dir(stage_dir, resume=resume, world=world)

@@ -9,6 +9,7 @@ Every failure, from a missing file to a truncated stream, is raised as :class:`V
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -96,7 +97,7 @@ def probe(path: str | Path, timeout_s: float = READ_TIMEOUT_S) -> VideoInfo:
                 1 for packet in container.demux(stream) if packet.size > 0
             )
         except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"reading failed: {_reason(exc)}", path) from exc
+            raise VideoError(f"reading failed: {failure_reason(exc)}", path) from exc
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         return VideoInfo(
             path=str(path),
@@ -234,7 +235,7 @@ def _decode(
             return _repeat(frame, last - first, scaler, width, height)
 
         try:
-            for frame in container.decode(stream):
+            for frame in _decoded_frames(container, stream, path):
                 time_s = _relative_time_s(frame, origin_s, previous, previous_s + gap_s)
                 if origin_s is None:
                     origin_s = frame.time or 0.0
@@ -258,9 +259,9 @@ def _decode(
         except (av.FFmpegError, OSError) as exc:
             if pending:
                 yield np.stack(pending)
+            reason = failure_reason(exc, timeout_s)
             raise VideoError(
-                f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {_reason(exc)}",
-                path,
+                f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {reason}", path
             ) from exc
         reached_end = stop_frame is None or emitted < stop_frame
         if previous is not None and reached_end:
@@ -316,6 +317,24 @@ def _relative_time_s(
 def _frames_before(time_s: float, fps: float) -> int:
     """How many output frames have a time strictly before ``time_s`` (within tolerance)."""
     return max(0, math.ceil(time_s * fps - _TIME_TOLERANCE_FRAMES))
+
+
+def _decoded_frames(
+    container: av.container.InputContainer, stream: av.VideoStream, path: str | Path
+) -> Iterator[av.VideoFrame]:
+    """The stream's frames. An HTTP response of no declared length, neither sized nor chunked,
+    ends when the server closes the connection; FFmpeg reports that as an input/output error,
+    which there is then nothing to tell from a cut: the end of the stream, with the frames the
+    decoder still holds. A response that declared its length and stops short stays an error."""
+    try:
+        yield from container.decode(stream)
+    except OSError as exc:
+        http = urlsplit(str(path)).scheme in ("http", "https") and is_url(path)
+        if not (http and exc.errno == errno.EIO and container.size < 0):
+            raise
+        for frame in stream.codec_context.decode(None):
+            frame.time_base = stream.time_base  # as stream.decode sets it
+            yield frame
 
 
 def _repeat(
@@ -401,7 +420,12 @@ class _TimedPipe(io.RawIOBase):
         super().close()
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException, timeout_s: float | None = None) -> str:
+    """Why FFmpeg or the system failed, in words: the message alone, not ``[Errno N]`` (an
+    FFmpeg error code, e.g. 1094995529) nor the path, which the VideoError names. PyAV ends
+    a read that waited ``timeout_s`` for data with FFmpeg's "Immediate exit requested"."""
+    if isinstance(exc, av.ExitError) and timeout_s is not None:
+        return f"no data for {timeout_s:g} s"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
@@ -415,14 +439,15 @@ def _open(path: str | Path, timeout_s: float) -> av.container.InputContainer:
         try:
             return av.open(str(path), mode="r", timeout=timeout_s)
         except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"cannot open the stream ({_reason(exc)})", path) from exc
+            reason = failure_reason(exc, timeout_s)
+            raise VideoError(f"cannot open the stream ({reason})", path) from exc
     file = Path("/dev/stdin" if str(path) == STDIN else path)
     try:
         mode = file.stat().st_mode
     except FileNotFoundError:
         raise VideoError("no such file", path) from None
     except OSError as exc:  # e.g. a folder on the way that we may not enter
-        raise VideoError(f"cannot access ({_reason(exc)})", path) from exc
+        raise VideoError(f"cannot access ({failure_reason(exc)})", path) from exc
     if stat.S_ISDIR(mode):
         raise VideoError("is a directory, not a video file", path)
     regular = stat.S_ISREG(mode)
@@ -436,7 +461,7 @@ def _open(path: str | Path, timeout_s: float) -> av.container.InputContainer:
     except (av.FFmpegError, OSError) as exc:
         if isinstance(source, _TimedPipe):
             source.close()
-        raise VideoError(f"not a readable video file ({_reason(exc)})", path) from exc
+        raise VideoError(f"not a readable video file ({failure_reason(exc)})", path) from exc
 
 
 def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:

@@ -25,7 +25,7 @@ from scnn.cli import (
     synth,
     train,
 )
-from scnn.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from scnn.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, positive_int
 from scnn.errors import ScnnError
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "build_parser", "main"]
@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scnn {__version__}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (default: torch's choice)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for subcommand in SUBCOMMANDS:
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         subparser.add_argument(
             "--threads",
-            type=int,
+            type=positive_int,
             default=argparse.SUPPRESS,
             help="torch CPU threads (default: torch's choice)",
         )

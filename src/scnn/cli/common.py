@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,45 @@ EXIT_INTERRUPTED = 130
 
 # The bundled model's description (scnn.detect.BUNDLED_MODEL, read without importing torch).
 BUNDLED_MODEL_JSON = Path(__file__).parents[1] / "models" / "default" / "model.json"
+
+
+def positive_int(text: str) -> int:
+    """An option's whole number >= 1 (argparse type)."""
+    return _whole(text, 1)
+
+
+def count(text: str) -> int:
+    """An option's whole number >= 0 (argparse type)."""
+    return _whole(text, 0)
+
+
+def _whole(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= {low}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An option's number in [0, 1]: an IoU, a threshold, a probability (argparse type)."""
+    value = finite(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def finite(text: str) -> float:
+    """An option's number, not NaN nor infinite (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
 
 
 def add_class_options(parser: argparse.ArgumentParser) -> None:

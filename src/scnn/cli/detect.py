@@ -12,8 +12,12 @@ from scnn.cli.common import (
     EXIT_SOME_FAILED,
     add_precision_option,
     add_vote_option,
+    count,
+    finite,
+    fraction,
     network_device,
     note_bundled_model,
+    positive_int,
     print_failures,
     torchrun_world,
 )
@@ -85,7 +89,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--proposal-threshold",
-        type=float,
+        type=fraction,
         default=None,
         help="P(action) a window needs to reach the localization network; 0: every window, "
         "without running the proposal network (default: the model's: 0.7 for the faithful "
@@ -93,7 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--nms",
-        type=float,
+        type=fraction,
         default=None,
         help="NMS IoU threshold, suppress IoU > this (default: the model's, 0.4)",
     )
@@ -104,14 +108,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="weight scores by the window-length prior (default: the model's; on for the "
         "faithful config, off for the synthetic CPU model)",
     )
-    parser.add_argument("--min-score", type=float, default=None, help="drop scores below (off)")
-    parser.add_argument("--top-k", type=int, default=None, help="keep the best K per video (off)")
+    parser.add_argument("--min-score", type=finite, default=None, help="drop scores below (off)")
+    parser.add_argument(
+        "--top-k", type=positive_int, default=None, help="keep the best K per video (off)"
+    )
     add_vote_option(
         parser, "the model's: 0.4 for the bundled model, off for models of the faithful config"
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="clips per network call (default: 256 on a GPU; on a CPU as many as keep "
         "conv1's output under 32 MiB, at most 16)",
@@ -126,14 +132,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--decode-processes",
-        type=int,
+        type=positive_int,
         default=None,
         help="processes that decode a long video by time segments (default: 1 on a CPU; on "
         "a GPU one per 2 cores, at most 8)",
     )
     parser.add_argument(
         "--lanes",
-        type=int,
+        type=count,
         default=0,
         help="on a CPU, threads that each decode and score a time segment of a long video (at "
         "least 60 s each), sharing the torch threads; default: one per torch thread, at most 8; "

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from scnn.bundled_data import resolve_ground_truth
-from scnn.cli.common import EXIT_OK, add_class_options, class_table
+from scnn.cli.common import EXIT_OK, add_class_options, class_table, fraction
 from scnn.evaluate import PROTOCOLS
 
 
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS))
     parser.add_argument(
         "--iou",
-        type=float,
+        type=fraction,
         nargs="+",
         default=None,
         metavar="T",

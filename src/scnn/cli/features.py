@@ -11,6 +11,7 @@ from scnn.cli.common import (
     add_precision_option,
     network_device,
     note_bundled_model,
+    positive_int,
     print_failures,
     torchrun_world,
 )
@@ -97,7 +98,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_precision_option(parser)
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="clips per network call (default: as `scnn detect`: 256 on a GPU, at most 16 on "
         "a CPU)",

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from scnn.bundled_data import resolve_ground_truth
-from scnn.cli.common import EXIT_OK, add_class_options, add_vote_option, class_table
+from scnn.cli.common import (
+    EXIT_OK,
+    add_class_options,
+    add_vote_option,
+    class_table,
+    finite,
+    fraction,
+    positive_int,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,14 +48,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prior-subset", default=None, help="subset of --prior-from to use")
     parser.add_argument(
         "--nms",
-        type=float,
+        type=fraction,
         default=0.4,
         help="NMS IoU threshold: suppress IoU > this (default 0.4, the authors' demo; their "
         "THUMOS14 table uses evaluation IoU - 0.1)",
     )
-    parser.add_argument("--top-k", type=int, default=None, help="keep the best K per video (off)")
     parser.add_argument(
-        "--min-score", type=float, default=None, help="drop weighted scores below this (off)"
+        "--top-k", type=positive_int, default=None, help="keep the best K per video (off)"
+    )
+    parser.add_argument(
+        "--min-score", type=finite, default=None, help="drop weighted scores below this (off)"
     )
     add_vote_option(parser, "off")
     parser.set_defaults(run=run)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from scnn.bundled_data import resolve_ground_truth
-from scnn.cli.common import EXIT_OK, add_class_options, class_table
+from scnn.cli.common import EXIT_OK, add_class_options, class_table, fraction
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--out", type=Path, required=True, help="report folder")
     parser.add_argument(
         "--iou",
-        type=float,
+        type=fraction,
         default=0.5,
         help="IoU at which detections count as true positives on the pages (default 0.5)",
     )

@@ -13,6 +13,7 @@ distributors state and which are scnn's reading.
 from __future__ import annotations
 
 import logging
+import pyexpat
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from scnn.records import GroundTruth, Instance
 CLASSES = ("BullChargeCape", "HorseRiding")
 SUFFIX = ".xgtf"
 UNSET_FPS = 1.0  # a FRAMERATE of 1 is read as "not set": no video is shot at 1 fps
+SAFE_EXPAT = (2, 4, 1)  # the first expat that limits entity expansion ("billion laughs")
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,13 @@ def _children(element: ElementTree.Element, name: str) -> list[ElementTree.Eleme
 
 
 def _parse(path: Path) -> ElementTree.Element:
+    if pyexpat.version_info < SAFE_EXPAT:  # xml.etree parses with it
+        found, needed = (".".join(map(str, v)) for v in (pyexpat.version_info, SAFE_EXPAT))
+        raise AnnotationError(
+            f"this Python's XML parser is expat {found}, which does not limit entity "
+            f"expansion; reading untrusted XML needs expat {needed} or later",
+            path,
+        )
     try:
         root = ElementTree.parse(path).getroot()
     except OSError as exc:

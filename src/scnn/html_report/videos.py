@@ -17,7 +17,7 @@ import av
 from scnn.encode import write_h264
 from scnn.errors import VideoError
 from scnn.fileio import atomic_write
-from scnn.video import iter_frames, probe
+from scnn.video import failure_reason, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def is_browser_playable(path: str | Path) -> bool:
                 and audio <= audio_codecs
             )
     except (av.FFmpegError, OSError) as exc:
-        raise VideoError(f"cannot open: {exc}", path) from exc
+        raise VideoError(f"cannot open: {failure_reason(exc)}", path) from exc
 
 
 def reencoded_size(width: int, height: int) -> tuple[int, int]:
