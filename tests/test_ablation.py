@@ -13,7 +13,7 @@ from tiny import MODEL_OPTIONS as OPTIONS
 from tiny import random_model
 from videos import numbered_frames, write_video
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy"))
 
 from ablation import window_probabilities  # noqa: E402
 from ablation_offline import (  # noqa: E402

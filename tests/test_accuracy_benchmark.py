@@ -1,5 +1,5 @@
-"""benchmarks/accuracy.py: its offline detection is scnn detect's, its table mean ± sample std
-over the entries with the diagnosis counts summed."""
+"""benchmarks/accuracy/accuracy.py: its offline detection is scnn detect's, its table mean ±
+sample std over the entries with the diagnosis counts summed."""
 
 import sys
 from dataclasses import replace
@@ -10,7 +10,7 @@ import torch
 from tiny import MODEL_CLASSES as CLASSES
 from tiny import random_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy"))
 
 from ablation import window_logits  # noqa: E402
 from ablation_offline import grid_of_videos  # noqa: E402

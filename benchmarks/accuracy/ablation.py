@@ -1,19 +1,19 @@
 """Does each S-CNN stage earn its place? The paper's ablations on the synthetic benchmark.
 
 Issue 9. One command trains, scores and evaluates every variant for every seed, caches each
-result on disk and writes benchmarks/ABLATIONS.md with figures:
+result on disk and writes benchmarks/accuracy/ABLATIONS.md with figures:
 
-    python3 benchmarks/ablation.py --budget tiny --threads 1   # smoke run, minutes
-    python3 benchmarks/ablation.py --budget full --threads 2   # the real run, hours on a CPU
+    python3 benchmarks/accuracy/ablation.py --budget tiny --threads 1   # smoke run, minutes
+    python3 benchmarks/accuracy/ablation.py --budget full --threads 2   # the real run, hours
 
 Protocol. One synthetic dataset (scnn.synth, data seed 0) for every training seed; the seeds
 change weight initialisation, dropout and the draw of training clips. Per seed each network
 is trained once and reused: proposal, classification, localization (λ = 1, α = 0.25), six
 more localization networks from the same classification weights (λ ∈ {0, 0.5, 2} at
 α = 0.25, α ∈ {0.125, 0.5, 1} at λ = 1), and the single-frame proposal and localization
-networks (benchmarks/single_frame.py). Each network scores every window of every test video
+networks (benchmarks/accuracy/single_frame.py). Each network scores every window of every test video
 once (softmax, proposal threshold 0); thresholds, the prior and NMS are applied offline
-(benchmarks/ablation_offline.py). mAP at IoU 0.1…0.7 under the ``scnn`` and ``activitynet``
+(benchmarks/accuracy/ablation_offline.py). mAP at IoU 0.1…0.7 under the ``scnn`` and ``activitynet``
 protocols; NMS at evaluation IoU − 0.1 (the authors' rule) unless a variant says otherwise.
 
 Resuming: a finished stage, score array or result JSON is never recomputed; an interrupted
@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": args.device,
             "machine": f"{platform.processor() or platform.machine()}, "
             f"torch threads: {torch.get_num_threads()}",
-            "command": "python3 benchmarks/ablation.py " + " ".join(sys.argv[1:]),
+            "command": "python3 benchmarks/accuracy/ablation.py " + " ".join(sys.argv[1:]),
         },
         [(v.name, v.question, v.description) for v in VARIANTS],
     )

@@ -1,7 +1,7 @@
 """The ablations that change only detection or post-processing, run on stored network outputs.
 
-benchmarks/ablation.py scores every window of every test video once per network (softmax over
-all outputs, proposal threshold 0). Proposal thresholds, "no proposal network", the
+benchmarks/accuracy/ablation.py scores every window of every test video once per network
+(softmax over all outputs, proposal threshold 0). Proposal thresholds, "no proposal network", the
 window-length prior and the NMS rule are then applied here, without running a network again:
 a window's scores do not depend on which other windows survive, so this gives exactly the
 detections ``scnn detect`` would give with those settings (tests/test_ablation.py checks it).

@@ -1,8 +1,8 @@
 """Issue 23, part 2: where the CPU model loses accuracy, and what wins it back, measured.
 
-    nice -n 10 python3 benchmarks/accuracy.py --threads 1                   # everything
-    nice -n 10 python3 benchmarks/accuracy.py --threads 1 --part inference  # minutes
-    python3 benchmarks/accuracy.py --threads 1 --part speed   # S-CNN's settings vs the bundled
+    nice -n 10 python3 benchmarks/accuracy/accuracy.py --threads 1                   # everything
+    nice -n 10 python3 benchmarks/accuracy/accuracy.py --threads 1 --part inference  # minutes
+    python3 benchmarks/accuracy/accuracy.py --threads 1 --part speed  # S-CNN's vs the bundled
 
 Three parts. The first two print mAP (activitynet and scnn protocols; tIoU 0.5, 0.7 and the average
 over 0.5:0.95) as mean ± sample std over sets or seeds, then ``scnn diagnose``'s counts at
@@ -25,7 +25,7 @@ Training one stage takes ~10 min on one quiet core.
 model's settings and with S-CNN's (P(action) ≥ 0.7, no voting), alternated SPEED_ROUNDS times
 in one run; the ratio is what to read (a shared machine is noisy).
 
-The networks score every test window once (benchmarks/ablation.py's ``window_logits``,
+The networks score every test window once (benchmarks/accuracy/ablation.py's ``window_logits``,
 cached); the detector's settings are then applied offline, as ``scnn detect`` does
 (tests/test_ablation.py). Layout under --work::
 

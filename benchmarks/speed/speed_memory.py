@@ -7,9 +7,9 @@ scnn.synth, looped by FFmpeg to each length). The runs go side by side, each in 
 process that reads its own peak (VmHWM) at the end and its RSS after every minute of video,
 so a plot shows where memory goes.
 
-    python3 benchmarks/speed_memory.py --threads 2                      # 10 min and 2 h
-    python3 benchmarks/speed_memory.py --threads 2 --live-minutes 480   # an 8-hour stream
-    python3 benchmarks/speed.py --threads 2 --sections memory            # the same rows
+    python3 benchmarks/speed/speed_memory.py --threads 2                      # 10 min and 2 h
+    python3 benchmarks/speed/speed_memory.py --threads 2 --live-minutes 480   # an 8-hour stream
+    python3 benchmarks/speed/speed.py --threads 2 --sections memory            # the same rows
 
 Live detection reads the file unpaced (faster than real time); its finality delay (video
 seconds from a detection's end to when it is given out) is reported for the first 10 minutes

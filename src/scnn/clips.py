@@ -263,7 +263,7 @@ def normalize_clips(
     frames already have, so no copy is made; C3D runs about 1.9× faster on it on a CPU
     (see scnn.model). Normalise a network batch at a time: the float32 copy of a batch of 16
     small clips stays in cache and in reused memory, 10× faster than of a 128-clip chunk,
-    whose fresh pages fault in on every call (benchmarks/RESULTS.md).
+    whose fresh pages fault in on every call (benchmarks/speed/RESULTS.md).
     """
     batch, clip_frames, crop = clips.shape[:3]
     # Normalise in the gathered (…, crop·3) layout: a contiguous inner dimension is ~3× faster

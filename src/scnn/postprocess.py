@@ -3,7 +3,7 @@
 Mirrors the authors' experiments/THUMOS14/eval/eval_scnn_thumos14.m (drop background, weight
 the score, NMS per video and class, sort by score), window_weight/cal_weight.m (the prior) and
 lib/postprocess/nms_temporal.m (NMS), including their tie rules, so that their stored outputs
-reproduce the paper's table (benchmarks/thumos14_table.py).
+reproduce the paper's table (benchmarks/accuracy/thumos14_table.py).
 """
 
 from __future__ import annotations
