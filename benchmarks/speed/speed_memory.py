@@ -29,12 +29,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from harness import FPS, Bench, Detector, Row, format_row, own_peak_rss_mb, parse_args, parser
-
-from scnn.encode import write_h264
-from scnn.features import Extractor, FeatureConfig, model_source
-from scnn.live import live_detections
-from scnn.synth import SynthConfig, plan_videos, render
+from harness import (
+    FPS,
+    Bench,
+    Detector,
+    Extractor,
+    FeatureConfig,
+    Row,
+    SynthConfig,
+    format_row,
+    live_detections,
+    model_source,
+    own_peak_rss_mb,
+    parse_args,
+    parser,
+    plan_videos,
+    render,
+    write_h264,
+)
 
 JOBS = ("detect", "live", "features")
 LENGTHS_MIN = (10, 120)  # offline detection and features: each length in a fresh process
