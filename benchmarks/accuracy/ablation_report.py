@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ablation_offline import EVAL_IOUS, PR_IOU, PROTOCOLS
 from matplotlib.figure import Figure
+from offline_detection import EVAL_IOUS, PR_IOU, PROTOCOLS
 
 from scnn.fileio import atomic_write_bytes, atomic_write_text
 
