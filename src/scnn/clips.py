@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from scnn.video import FRAME_SIZE
+
 CLIP_FRAMES = 16  # frames fed to the network per window
-FRAME_WIDTH = 171  # pixels, C3D's resize before cropping
-FRAME_HEIGHT = 128  # pixels
+FRAME_WIDTH, FRAME_HEIGHT = FRAME_SIZE  # pixels, C3D's resize before cropping
 CROP_SIZE = 112  # pixels, square crop fed to the network
 # Per-channel average of C3D's Sports-1M mean cube (16×128×171), 0..255 scale, R, G, B.
 # Approximate to about 0.1; C3D subtracts the whole cube, a per-channel mean is the usual
