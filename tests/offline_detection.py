@@ -5,8 +5,8 @@ ablation.py and accuracy.py there score every window of every test video once pe
 window-length prior, the NMS rule and boundary voting are then applied here, without running a
 network again: a window's scores do not depend on which other windows survive, so this gives
 exactly the detections ``scnn detect`` would give with those settings. It lives beside the
-tests that check that against the Detector (test_ablation.py, test_accuracy_benchmark.py); the
-studies import it from here.
+test that checks this against the Detector (test_offline_detection.py); the studies import it
+from here.
 """
 
 from __future__ import annotations

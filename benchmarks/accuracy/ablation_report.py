@@ -313,9 +313,9 @@ def write_report(
         + "; every network trained once per seed and reused. λ/α variants retrain only the "
         "localization stage from the same classification weights.",
         "- Detection: each network scores every test window once; proposal threshold, prior "
-        "and NMS applied offline (identical to `scnn detect`, see tests/test_ablation.py). "
-        "Proposal threshold 0.7, prior on, NMS at evaluation IoU − 0.1 (the authors' rule) "
-        "unless the row says otherwise.",
+        "and NMS applied offline (identical to `scnn detect`, see "
+        "tests/test_offline_detection.py). Proposal threshold 0.7, prior on, NMS at "
+        "evaluation IoU − 0.1 (the authors' rule) unless the row says otherwise.",
         "- Oracle: every grid window labelled with the class of the instance it overlaps most, "
         "score = that IoU (windows overlapping nothing are background), then the same "
         "post-processing. Single frame: a 2-D CNN on the middle frame of each window "
