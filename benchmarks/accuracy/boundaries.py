@@ -1,0 +1,399 @@
+"""Learned boundary regression beside S-CNN's window grid: a boundary network, measured.
+
+    nice -n 10 python3 benchmarks/accuracy/boundaries.py --threads 1 --part train --seed 0
+    nice -n 10 python3 benchmarks/accuracy/boundaries.py --threads 1 --part score --sets fresh
+    python3 benchmarks/accuracy/boundaries.py --threads 1 --part speed
+
+The boundary network is C3D with two outputs, the offsets of an action's start and end from
+its window's, divided by the window's length (TURN-TAP's and R-C3D's parametrisation). It
+starts from the bundled model's localization network, whose fc8 is replaced by the two
+outputs (zeros), and is fine-tuned STEPS steps: each step BATCH windows of the localization
+stage (positives and background: the overlap loss, as that stage trains, so the body keeps
+what it knows) and JITTER segments drawn around the training instances (any length and
+place with tIoU ≥ 0.4; the regression only), smooth-L1 on the offsets of the positives and the
+segments. Its fc8 is then the head; the class scores stay the bundled network's.
+
+``train``: one training seed's boundary network (seeds change the segments drawn, the
+clips' crops and order, and dropout). ``score``: the bundled localization network's scores
+with each seed's offsets on the test sets: each window moved by its offsets before NMS and
+boundary voting (the bundled model's settings otherwise), and the same detections refined
+once (each kept detection's own segment through the boundary network); the diagnosis at
+tIoU 0.5 summed. ``speed``: ``scnn detect``'s wall time on the first video of each fresh set
+with the bundled model alone and with the boundary network run on every window beside the
+localization network, alternated in one run.
+
+Layout under --work (benchmarks/accuracy/accuracy.py's, shared with it)::
+
+    train/data/, train/frame_cache/      the training set (scnn synth's defaults, data seed 0)
+    boundaries/seed<S>.safetensors       a seed's boundary network
+    logits/<network>/test<T>.npy         outputs on every window of test set T
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
+from accuracy import DEV_SEEDS, NMS_IOU, cached_logits, metrics, table, test_grid  # noqa: E402
+from offline_detection import VideoGrid, scored_windows, softmax, window_logits  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from scnn.clips import assemble_clips  # noqa: E402
+from scnn.config import TrainConfig, load_config  # noqa: E402
+from scnn.dataset import ClipDataset, Samples  # noqa: E402
+from scnn.detect import BUNDLED_MODEL, Detector  # noqa: E402
+from scnn.fileio import atomic_write  # noqa: E402
+from scnn.loss import overlap_loss  # noqa: E402
+from scnn.model import build_network  # noqa: E402
+from scnn.modelfile import LoadedModel, load_model, load_state  # noqa: E402
+from scnn.pipeline import inference_network  # noqa: E402
+from scnn.postprocess import postprocess  # noqa: E402
+from scnn.records import Detection  # noqa: E402
+from scnn.stages import LOCALIZATION, prepare_data, stage_samples  # noqa: E402
+from scnn.synth import SynthConfig, generate  # noqa: E402
+from scnn.video import FPS, num_frames, probe, video_files  # noqa: E402
+from scnn.windows import temporal_iou  # noqa: E402
+
+FRESH_SEEDS = (2601, 2602, 2603)  # made after the last design choice, scored once
+SETS = {"dev": DEV_SEEDS[1:3], "fresh": FRESH_SEEDS}  # the design was chosen on 2201-2202
+TRAIN_SEEDS = (0, 1, 2)
+STEPS = 600
+BATCH = 16  # windows of the localization stage per step
+JITTER = 16  # segments around instances per step
+SEGMENTS = 6000  # segments drawn once per seed
+MIN_SEGMENT_IOU = 0.4
+LR = 1e-4  # the body, cosine to 0; the new head 1e-3
+HEAD_LR = 1e-3
+SMOOTH_L1_BETA = 0.1  # offsets are fractions of the window: 0.1 is a tenth of it
+VOTE_IOU = 0.4  # the bundled model's
+SPEED_ROUNDS = 3
+LAYOUT = torch.channels_last_3d
+
+
+def boundary_network(model: LoadedModel) -> torch.nn.Module:
+    """C3D with two outputs in the localization network's architecture."""
+    return build_network(2, model.options, model.clip)
+
+
+def targets(segments_s: np.ndarray, lengths_s: np.ndarray, instances_s: np.ndarray) -> np.ndarray:
+    """Each segment's offsets to its best-tIoU instance (start, end) / its length (frames /
+    fps, as a window's)."""
+    if len(instances_s) == 0:
+        return np.zeros((len(segments_s), 2))
+    best = temporal_iou(segments_s, instances_s).argmax(axis=1)
+    return (instances_s[best] - segments_s) / lengths_s[:, None]
+
+
+def window_segments_s(start_frame: np.ndarray, length_frames: np.ndarray) -> np.ndarray:
+    """Windows as seconds, the authors' ``frame / fps`` convention (scnn.windows)."""
+    return np.stack([start_frame, start_frame + length_frames - 1], axis=1) / FPS
+
+
+def instance_segments(gt, video: str) -> np.ndarray:
+    return np.array(
+        [(i.start_s, i.end_s) for i in gt.instances if i.video == video], np.float64
+    ).reshape(-1, 2)
+
+
+def sample_offsets(samples: Samples, gt) -> np.ndarray:
+    """The regression target of every sample (offsets to its best-tIoU instance)."""
+    offsets = np.zeros((len(samples), 2), np.float32)
+    for v, video in enumerate(samples.videos):
+        rows = np.flatnonzero(samples.video == v)
+        segments = window_segments_s(samples.start_frame[rows], samples.length_frames[rows])
+        lengths_s = samples.length_frames[rows] / FPS
+        offsets[rows] = targets(segments, lengths_s, instance_segments(gt, video))
+    return offsets
+
+
+def jittered_segments(
+    gt, num_frames: Mapping[str, int], videos: tuple[str, ...], rng: np.random.Generator
+) -> tuple[Samples, np.ndarray]:
+    """SEGMENTS segments around random instances: length × e^U(−½, ½), centre moved by
+    U(−0.3, 0.3) of the instance's length, kept inside the video with tIoU ≥ MIN_SEGMENT_IOU."""
+    instances = [i for i in gt.instances if i.video in videos]
+    video, start, length, offsets = [], [], [], []
+    while len(start) < SEGMENTS:
+        instance = instances[rng.integers(len(instances))]
+        first, last = instance.start_s * FPS, instance.end_s * FPS
+        span = last - first
+        frames = int(round(max(16.0, span * np.exp(rng.uniform(-0.5, 0.5)))))
+        begin = int(round((first + last) / 2 - frames / 2 + rng.uniform(-0.3, 0.3) * span))
+        if begin < 1 or begin + frames - 1 > num_frames[instance.video]:
+            continue
+        segment = window_segments_s(np.array([begin]), np.array([frames]))
+        if temporal_iou(segment, [[instance.start_s, instance.end_s]])[0, 0] < MIN_SEGMENT_IOU:
+            continue
+        video.append(videos.index(instance.video))
+        start.append(begin)
+        length.append(frames)
+        instance_s = np.array([[instance.start_s, instance.end_s]])
+        offsets.append(targets(segment, np.array([frames / FPS]), instance_s)[0])
+    samples = Samples(
+        videos,
+        np.array(video),
+        np.array(start),
+        np.array(length),
+        np.ones(len(start), np.int64),
+        np.ones(len(start), np.float32),
+    )
+    return samples, np.array(offsets, np.float32)
+
+
+def train_boundaries(work: Path, seed: int) -> Path:
+    """A seed's boundary network, trained unless there."""
+    out = work / "boundaries" / f"seed{seed}.safetensors"
+    if out.is_file():
+        return out
+    data_dir = work / "train" / "data"
+    if not (data_dir / "annotations.json").is_file():
+        generate(data_dir, SynthConfig(), quiet=True)
+    torch.manual_seed(seed)  # dropout
+    config = load_config("synthetic_cpu", {"seed": seed})
+    model = load_model(BUNDLED_MODEL)
+    data = prepare_data(
+        config,
+        data_dir / "annotations.json",
+        data_dir / "videos",
+        work / "train" / "frame_cache",
+        progress=False,
+    )
+    windows = stage_samples(LOCALIZATION, config, data, train=True)
+    window_offsets = sample_offsets(windows, data.train_gt)
+    segments, segment_offsets = jittered_segments(
+        data.train_gt, data.train_frames, windows.videos, np.random.default_rng((seed, 7))
+    )
+    window_clips = ClipDataset(
+        windows, data.cache, model.convention, train=True, seed=seed, mirror=False
+    )
+    segment_clips = ClipDataset(
+        segments, data.cache, model.convention, train=True, seed=seed + 100, mirror=False
+    )
+    net = model.localization.train()
+    head = torch.nn.Linear(net.fc7.out_features, 2)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    optimizer = torch.optim.AdamW(
+        [{"params": net.parameters(), "lr": LR}, {"params": head.parameters(), "lr": HEAD_LR}],
+        weight_decay=config.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda k: 0.5 * (1 + np.cos(np.pi * k / STEPS))
+    )
+    start = time.perf_counter()
+    for step in range(STEPS):
+        positions = range(step * BATCH, (step + 1) * BATCH)
+        rows = np.array([window_clips._sample_of(p) for p in positions])
+        clips, labels, ious = window_clips.__getitems__(list(positions))
+        jitter_positions = range(step * JITTER, (step + 1) * JITTER)
+        jitter_rows = np.array([segment_clips._sample_of(p) for p in jitter_positions])
+        jitter_clips = segment_clips.__getitems__(list(jitter_positions))[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # each batch normalised alone
+            features = net.activations(clips.contiguous(memory_format=LAYOUT), "fc7")
+            logits = net.fc8(features)
+            jitter_features = net.activations(jitter_clips.contiguous(memory_format=LAYOUT), "fc7")
+            offsets = head(torch.cat([features, jitter_features])).float()
+        positive = torch.cat([labels > 0, torch.ones(JITTER, dtype=torch.bool)])
+        wanted = torch.from_numpy(
+            np.concatenate([window_offsets[rows], segment_offsets[jitter_rows]])
+        )
+        regression = F.smooth_l1_loss(
+            offsets[positive], wanted[positive], beta=SMOOTH_L1_BETA, reduction="sum"
+        ) / int(positive.sum())
+        loss = overlap_loss(logits.float(), labels, ious, alpha=config.overlap_alpha) + regression
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0:
+            print(f"[boundaries] seed {seed} step {step}: regression {regression.item():.3f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+    net.fc8 = head
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
+    print(f"[boundaries] seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    return out
+
+
+def detections(
+    grid: VideoGrid, logits: np.ndarray, offsets: np.ndarray | None, classes
+) -> list[Detection]:
+    """The bundled model's detections (NMS, voting at VOTE_IOU) with each window moved by its
+    offsets first (None: the windows' own boundaries)."""
+    windows = scored_windows(grid, softmax(logits), classes)
+    if offsets is not None:
+        length = grid.window_frames / grid.fps
+        windows = dataclasses.replace(
+            windows,
+            start_s=windows.start_s + offsets[:, 0] * length,
+            end_s=windows.end_s + offsets[:, 1] * length,
+        )
+    return postprocess(windows, NMS_IOU, vote_iou=VOTE_IOU)
+
+
+@torch.no_grad()
+def refined(
+    found: list[Detection], network, frames: Mapping[str, np.ndarray], model: LoadedModel
+) -> list[Detection]:
+    """Each detection's segment moved by the boundary network's offsets for that segment."""
+    if not found:
+        return found
+    network.eval()
+    start = np.array([max(1, round(d.start_s * FPS)) for d in found], np.int64)
+    length = np.array([max(16, round((d.end_s - d.start_s) * FPS)) for d in found], np.int64)
+    offsets = np.zeros((len(found), 2))
+    for video in {d.video for d in found}:
+        rows = np.array([i for i, d in enumerate(found) if d.video == video])
+        count = len(frames[video])
+        frames_used = np.minimum(length[rows], count)
+        first = np.clip(start[rows], 1, count - frames_used + 1)
+        start[rows], length[rows] = first, frames_used
+        clips = assemble_clips(frames[video], first, frames_used, model.convention, False)
+        offsets[rows] = network(clips).double().numpy()
+    segments = window_segments_s(start, length) + offsets * (length / FPS)[:, None]
+    return [
+        dataclasses.replace(d, start_s=float(a), end_s=float(b))
+        for d, (a, b) in zip(found, segments, strict=True)
+    ]
+
+
+def action_offsets(
+    name: str, network, test: int, work: Path, model: LoadedModel, grid: VideoGrid, logits
+) -> np.ndarray:
+    """The boundary network's offsets for the windows the localization network labels with an
+    action (0 for the others, which detection drops), computed once."""
+    path = work / "logits" / name / f"test{test}.npy"
+    if not path.is_file():
+        print(f"[boundaries] {name} on test set {test}", flush=True)
+        action = np.flatnonzero(logits.argmax(axis=1) > 0)
+        config = TrainConfig(clip=model.clip, windows=model.windows)
+        frames = test_grid(test, work, model.classes, config)[2]
+        part = VideoGrid(
+            grid.videos[action],
+            grid.window_frames[action],
+            grid.start_frame[action],
+            grid.end_frame[action],
+            grid.fps,
+        )
+        offsets = np.zeros((len(grid), 2), np.float32)
+        offsets[action] = window_logits(network, part, frames, model.clip, torch.device("cpu"))
+        with atomic_write(path, "wb") as handle:
+            np.save(handle, offsets)
+    return np.load(path)
+
+
+def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
+    model = load_model(BUNDLED_MODEL)
+    config = TrainConfig(clip=model.clip, windows=model.windows)
+    classes = model.classes
+    rows: dict[str, list] = {}
+    for seed in seeds:
+        network = boundary_network(model)
+        load_state(network, train_boundaries(work, seed))
+        per_set = []
+        for test in sets:
+            gt, grid, logits = cached_logits(
+                "bundled/localization", model.localization, test, work, classes, config
+            )
+            name = f"boundaries-seed{seed}"
+            offsets = action_offsets(name, network, test, work, model, grid, logits)
+            frames = test_grid(test, work, classes, config)[2]
+            moved_found = detections(grid, logits, offsets, classes)
+            per_set.append([
+                metrics(gt, detections(grid, logits, None, classes)),
+                metrics(gt, moved_found),
+                metrics(gt, refined(moved_found, network, frames, model)),
+            ])  # fmt: skip
+        for k, name in enumerate(
+            ("the bundled model (voting 0.4)", "windows moved, then voting 0.4", "and refined once")
+        ):
+            found = [row[k] for row in per_set]
+            mean = {key: np.mean([m[key] for m, _ in found]) for key in found[0][0]}
+            rows.setdefault(name, []).append((mean, sum(c for _, c in found)))
+    print(f"\nBoundary networks of training seeds {list(seeds)} on test sets {list(sets)}; "
+          "mean ± std over the seeds (each seed's mAP the mean over the sets):\n")  # fmt: skip
+    print(table(rows))
+
+
+class WithBoundaries(torch.nn.Module):
+    """The localization network's outputs, with the boundary network run on the clips it labels
+    with an action (what detection with the head costs)."""
+
+    def __init__(self, localization: torch.nn.Module, boundaries: torch.nn.Module):
+        super().__init__()
+        self.localization = localization
+        self.boundaries = boundaries
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        logits = self.localization(clips)
+        action = logits.argmax(dim=1) > 0
+        if action.any():
+            self.boundaries(clips[action])
+        return logits
+
+
+def speed_part(work: Path, seed: int) -> None:
+    model = load_model(BUNDLED_MODEL)
+    network = boundary_network(model)
+    load_state(network, train_boundaries(work, seed))
+    videos = []
+    for test in FRESH_SEEDS:
+        data = work / f"test{test}" / "data"
+        name = sorted(p.stem for p in (data / "videos").iterdir())[0]
+        videos.append(video_files(data / "videos", [name])[name])
+    plain = Detector(model)
+    with_head = Detector(model)
+    with_head.networks.localization = WithBoundaries(
+        with_head.networks.localization,
+        inference_network(network.eval(), with_head.device, with_head.bf16),
+    )
+    detectors = {"without the boundary network": plain, "with it": with_head}
+    seconds: dict[str, list[float]] = {name: [] for name in detectors}
+    for _ in range(SPEED_ROUNDS):
+        for name, detector in detectors.items():
+            start = time.perf_counter()
+            for video in videos:
+                windows = detector.score_windows(video, background=False)
+                detector.detections(windows)
+            seconds[name].append(time.perf_counter() - start)
+    duration_s = sum(num_frames(probe(v)) for v in videos) / model.fps
+    print(f"\nscnn detect on {len(videos)} videos ({duration_s:.0f} s), best of "
+          f"{SPEED_ROUNDS} alternated rounds:\n")  # fmt: skip
+    print("| | wall s | x real time |\n|---|---|---|")
+    for name, times in seconds.items():
+        print(f"| {name} | {min(times):.1f} | {duration_s / min(times):.1f} |")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("runs") / "accuracy")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--part", choices=("train", "score", "speed"), default="score")
+    parser.add_argument("--seed", type=int, action="append", help="training seeds (default 0 1 2)")
+    parser.add_argument("--sets", choices=tuple(SETS), default="fresh")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    seeds = args.seed or list(TRAIN_SEEDS)
+    if args.part == "train":
+        for seed in seeds:
+            train_boundaries(args.work, seed)
+    elif args.part == "score":
+        score_part(args.work, SETS[args.sets], seeds)
+    else:
+        speed_part(args.work, seeds[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
