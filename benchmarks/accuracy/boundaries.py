@@ -77,7 +77,7 @@ LR = 1e-4  # the body, cosine to 0; the new head 1e-3
 HEAD_LR = 1e-3
 SMOOTH_L1_BETA = 0.1  # offsets are fractions of the window: 0.1 is a tenth of it
 VOTE_IOU = 0.4  # the bundled model's
-SPEED_ROUNDS = 3
+SPEED_ROUNDS = 5
 LAYOUT = torch.channels_last_3d
 
 
@@ -293,6 +293,30 @@ def action_offsets(
     return np.load(path)
 
 
+def offset_errors(
+    gt, grid: VideoGrid, logits: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the windows labelled with an action at tIoU ≥ 0.5 with an instance: the offsets'
+    errors (fractions of the window), and each window's tIoU before and after moving."""
+    errors, before, after = [], [], []
+    lengths_s = grid.window_frames / grid.fps
+    for video in dict.fromkeys(grid.videos):
+        instances = instance_segments(gt, video)
+        rows = np.flatnonzero((grid.videos == video) & (logits.argmax(axis=1) > 0))
+        if len(instances) == 0 or len(rows) == 0:
+            continue
+        windows = window_segments_s(grid.start_frame[rows], grid.window_frames[rows])
+        iou = temporal_iou(windows, instances).max(axis=1)
+        rows, windows, iou = rows[iou >= 0.5], windows[iou >= 0.5], iou[iou >= 0.5]
+        wanted = targets(windows, lengths_s[rows], instances)
+        errors.append(np.abs(offsets[rows] - wanted))
+        moved_s = windows + offsets[rows] * lengths_s[rows, None]
+        best = temporal_iou(windows, instances).argmax(axis=1)
+        after.append(np.diag(temporal_iou(moved_s, instances[best])))
+        before.append(iou)
+    return np.concatenate(errors), np.concatenate(before), np.concatenate(after)
+
+
 def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
     model = load_model(BUNDLED_MODEL)
     config = TrainConfig(clip=model.clip, windows=model.windows)
@@ -301,7 +325,7 @@ def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
     for seed in seeds:
         network = boundary_network(model)
         load_state(network, train_boundaries(work, seed))
-        per_set = []
+        per_set, errors = [], []
         for test in sets:
             gt, grid, logits = cached_logits(
                 "bundled/localization", model.localization, test, work, classes, config
@@ -309,12 +333,17 @@ def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
             name = f"boundaries-seed{seed}"
             offsets = action_offsets(name, network, test, work, model, grid, logits)
             frames = test_grid(test, work, classes, config)[2]
+            errors.append(offset_errors(gt, grid, logits, offsets))
             moved_found = detections(grid, logits, offsets, classes)
             per_set.append([
                 metrics(gt, detections(grid, logits, None, classes)),
                 metrics(gt, moved_found),
                 metrics(gt, refined(moved_found, network, frames, model)),
             ])  # fmt: skip
+        error, before, after = (np.concatenate(parts) for parts in zip(*errors, strict=True))
+        print(f"seed {seed}: {len(error)} windows labelled with an action at tIoU ≥ 0.5; "
+              f"offset error per end median {np.median(error):.3f}, mean {error.mean():.3f} of "
+              f"the window; mean tIoU {before.mean():.3f}, moved {after.mean():.3f}")  # fmt: skip
         for k, name in enumerate(
             ("the bundled model (voting 0.4)", "windows moved, then voting 0.4", "and refined once")
         ):
