@@ -34,7 +34,7 @@ from scnn.detect import Detector
 from scnn.fileio import atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import C3D, clip_gflops
-from scnn.modelfile import load_model, save_model
+from scnn.modelfile import LoadedModel, load_model, save_model
 from scnn.parallel_decode import iter_frames_parallel
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
@@ -68,13 +68,19 @@ except ImportError:  # before `scnn features`: speed_features.py cannot run ther
 
 
 def save_model_with_prior(path: Path, prior: dict[int, np.ndarray], **model: object) -> None:
-    """``save_model`` with ``prior`` by window length, or, in a package from before the prior
-    was keyed by length (whose save_model rejects a mapping with a TypeError), as rows in the
-    order of the lengths."""
+    """``save_model`` of a ``LoadedModel`` record; in a package whose save_model takes the
+    record's fields as keywords (a TypeError building the record there), those keywords; in a
+    package from before the prior was keyed by length, the prior as rows in the order of the
+    lengths."""
     try:
-        save_model(path, prior=prior, **model)
+        record = LoadedModel(prior=prior, convention=model["clip"].convention(), **model)
     except TypeError:
-        save_model(path, prior=np.stack(list(prior.values())), **model)
+        try:
+            save_model(path, prior=prior, **model)
+        except TypeError:
+            save_model(path, prior=np.stack(list(prior.values())), **model)
+        return
+    save_model(path, record)
 
 
 __all__ = [  # what the sections, the driver and compare.py take from here

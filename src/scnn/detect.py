@@ -23,7 +23,7 @@ from scnn.pipeline import (
     decode_processes_for,
     score_video,
 )
-from scnn.postprocess import postprocess
+from scnn.postprocess import PostprocessSettings
 from scnn.precision import native_bf16
 from scnn.records import Detection, ScoredWindows
 
@@ -121,22 +121,20 @@ class Detector:
 
     def detections(self, windows: ScoredWindows) -> list[Detection]:
         """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""
-        return postprocess(windows, **self.postprocess_settings())
+        return self.postprocess_settings().detections(windows)
 
-    def postprocess_settings(self) -> dict:
-        """:func:`postprocess`'s settings (``nms_iou``, ``prior``, ``top_k``, ``min_score``,
-        ``vote_iou``), the model's defaults where the config leaves them; also what scnn.live
-        applies (without voting)."""
+    def postprocess_settings(self) -> PostprocessSettings:
+        """The post-processing settings, the model's defaults where the config leaves them."""
         nms, use_prior = self.config.nms_threshold, self.config.use_prior
         use_prior = self.model.use_prior if use_prior is None else use_prior
         vote_iou = self.model.vote_iou if self.config.vote_iou is None else self.config.vote_iou
-        return {
-            "nms_iou": self.model.nms_threshold if nms is None else nms,
-            "prior": self.model.prior if use_prior else None,
-            "top_k": self.config.top_k,
-            "min_score": self.config.min_score,
-            "vote_iou": vote_iou,
-        }
+        return PostprocessSettings(
+            nms_iou=self.model.nms_threshold if nms is None else nms,
+            prior=self.model.prior if use_prior else None,
+            top_k=self.config.top_k,
+            min_score=self.config.min_score,
+            vote_iou=vote_iou,
+        )
 
     def score_windows(
         self,

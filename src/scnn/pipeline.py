@@ -45,7 +45,15 @@ CPU_BATCH_SIZE = 16
 GPU_BATCH_SIZE = 256
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 
-ScoredBatch = tuple[np.ndarray, np.ndarray, np.ndarray]  # window rows, label index, score
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """One batch out of the localization network: each window's row in its stream's grid,
+    its label index (0: background) and that label's probability."""
+
+    rows: np.ndarray
+    label_index: np.ndarray
+    score: np.ndarray
 
 
 def cpu_batch_size(network: Network, bf16: bool) -> int:
@@ -161,7 +169,7 @@ class Networks:
         while len(survivors) >= size or (final and len(survivors)):
             clips, rows = survivors.pop(size)
             score, label = self._softmax(self.localization, self._input(clips)).max(dim=1)
-            scored.append((rows, label.numpy(), score.numpy()))
+            scored.append(ScoredBatch(rows, label.numpy(), score.numpy()))
         return scored
 
     def _input(self, clips: torch.Tensor) -> torch.Tensor:
@@ -371,7 +379,8 @@ def score_segment(
             if stop is not None and stop.is_set():
                 return segment
             grid.add(step.windows)
-            for rows, labels, scores in step.scored:
+            for batch in step.scored:
+                rows, labels, scores = batch.rows, batch.label_index, batch.score
                 if not background:
                     action = labels > 0
                     rows, labels, scores = rows[action], labels[action], scores[action]
@@ -500,15 +509,13 @@ def scored_windows(
         offset += segment.windows
     windows = np.concatenate(scored)
     windows = windows[np.argsort(windows["row"], kind="stable")]
-    starts, ends = windows["start"], windows["end"]
-    return ScoredWindows(
-        videos=np.full(len(windows), Path(video).stem, dtype=object),
-        window_frames=windows["length"].copy(),
-        start_frame=starts.copy(),
-        end_frame=ends.copy(),
-        start_s=starts / model.fps,
-        end_s=ends / model.fps,
-        label_index=windows["label"].copy(),
-        score=windows["score"].copy(),
-        classes=model.classes,
+    return ScoredWindows.of_frames(
+        Path(video).stem,
+        windows["length"].copy(),
+        windows["start"].copy(),
+        windows["end"].copy(),
+        model.fps,
+        windows["label"].copy(),
+        windows["score"].copy(),
+        model.classes,
     )

@@ -35,7 +35,7 @@ from scnn.errors import ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import Network, build_network
-from scnn.modelfile import load_state, save_model, state_bytes, training_prior
+from scnn.modelfile import LoadedModel, load_state, save_model, state_bytes, training_prior
 from scnn.precision import native_bf16
 from scnn.pretrained import (
     check_follows_weights,
@@ -416,23 +416,23 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         networks[stage.name] = network
     trained = [stage for stage in STAGES if (out_dir / stage.name / METRICS).is_file()]
     metrics = {stage.name: _read_metrics(out_dir / stage.name) for stage in trained}
-    model_dir = out_dir / MODEL_DIR
-    save_model(
-        model_dir,
+    model = LoadedModel(
         proposal=networks[PROPOSAL.name],
         localization=networks[LOCALIZATION.name],
         classes=data.classes,
         prior=training_prior(data.train_gt, config.windows),
-        options=config.model,
         windows=config.windows,
+        convention=training_convention(config),
         clip=config.clip,
+        options=config.model,
+        proposal_threshold=config.proposal_threshold,
+        use_prior=config.use_prior,
         config={**config_dict(config), "started_from": started_from(config, data.classes)},
         metrics=metrics,
-        use_prior=config.use_prior,
-        convention=training_convention(config),
-        proposal_threshold=config.proposal_threshold,
         vote_iou=config.vote_iou or None,
     )
+    model_dir = out_dir / MODEL_DIR
+    save_model(model_dir, model)
     return model_dir
 
 
