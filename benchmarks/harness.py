@@ -46,9 +46,13 @@ from scnn.windows import WindowConfig, window_grid
 # imported from its new module first and from its old one after, so that this one harness
 # measures both a checkout from before the move and one from after it.
 try:
-    from scnn.pipeline import cpu_batch_size, inference_network
-except ImportError:  # before detection was split into pipeline, lanes, detect, batch, sharded
-    from scnn.detect import cpu_batch_size, inference_network
+    from scnn.pipeline import inference_network
+    from scnn.runtime import cpu_batch_size
+except ImportError:  # before the runtime choices had a module of their own
+    try:
+        from scnn.pipeline import cpu_batch_size, inference_network
+    except ImportError:  # before detection was split into pipeline, lanes, detect, batch, sharded
+        from scnn.detect import cpu_batch_size, inference_network
 try:
     from scnn.stages import LOCALIZATION, prepare_data
 except ImportError:  # before the stages had a module of their own

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,27 +68,20 @@ class Protocol:
     iou_thresholds: tuple[float, ...]
 
 
+_THUMOS14 = Protocol(
+    name="thumos14",
+    matching="ground_truth",
+    strict=True,
+    order_segments=True,
+    use_ambiguous=True,
+    ties="tp_first",
+    interpolation="11_point",
+    iou_thresholds=THUMOS14_IOU_THRESHOLDS,
+)
 PROTOCOLS = {
-    "thumos14": Protocol(
-        name="thumos14",
-        matching="ground_truth",
-        strict=True,
-        order_segments=True,
-        use_ambiguous=True,
-        ties="tp_first",
-        interpolation="11_point",
-        iou_thresholds=THUMOS14_IOU_THRESHOLDS,
-    ),
-    "scnn": Protocol(
-        name="scnn",
-        matching="ground_truth",
-        strict=True,
-        order_segments=True,
-        use_ambiguous=True,
-        ties="video_order",
-        interpolation="none",
-        iou_thresholds=THUMOS14_IOU_THRESHOLDS,
-    ),
+    "thumos14": _THUMOS14,
+    # the S-CNN authors' kit: the official one but for the order of ties and the AP
+    "scnn": replace(_THUMOS14, name="scnn", ties="video_order", interpolation="none"),
     "activitynet": Protocol(
         name="activitynet",
         matching="score",

@@ -33,7 +33,7 @@ from safetensors.torch import save as safetensors_bytes
 from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
-from scnn.model import ModelOptions, Network, build_network
+from scnn.model import ModelOptions, Network, network_for_weights
 from scnn.postprocess import window_length_prior
 from scnn.records import GroundTruth
 from scnn.video import FPS
@@ -253,8 +253,8 @@ def load_model(path: str | Path) -> LoadedModel:
             f"background) but {MODEL_JSON} lists {len(classes)} classes",
             path,
         )
-    proposal = build_network(2, options, clip)
-    localization = build_network(len(classes) + 1, options, clip)
+    proposal = network_for_weights(2, options, clip)
+    localization = network_for_weights(len(classes) + 1, options, clip)
     load_state(proposal, path / PROPOSAL_WEIGHTS)
     load_state(localization, path / LOCALIZATION_WEIGHTS)
     cube = _load_mean_cube(path / MEAN_CUBE) if has_mean_cube else None
