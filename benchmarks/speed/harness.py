@@ -2,9 +2,10 @@
 video and random-weight model directory in the work folder, the command line, the header and the
 JSON output.
 
-Every scnn name the benchmarks use is imported here and nowhere else, so that the sections
-(speed_*.py) run unchanged on another checkout's package (``speed.py --compare-src``) and a
-package that names things differently needs an edit of this file only.
+Every scnn name that speed.py's sections (speed_<section>.py) use is imported here and nowhere
+else, so that they run unchanged on another checkout's package (``speed.py --compare-src``) and
+a package that names things differently needs an edit of this file only. The other scripts in
+this folder, which --compare-src does not run, import scnn directly.
 """
 
 from __future__ import annotations
@@ -31,61 +32,24 @@ from scnn.clips import ClipConfig, assemble_clips, sample_frame_indices
 from scnn.config import load_config
 from scnn.dataset import DataConfig
 from scnn.detect import Detector
+from scnn.encode import write_h264
+from scnn.features import Extractor, FeatureConfig, model_source
 from scnn.fileio import atomic_write_text
+from scnn.live import live_detections
 from scnn.loss import overlap_loss
-from scnn.model import C3D, clip_gflops
+from scnn.model import C3D, ModelOptions, build_network, clip_gflops
 from scnn.modelfile import LoadedModel, load_model, save_model
 from scnn.parallel_decode import iter_frames_parallel
+from scnn.pipeline import inference_network
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
+from scnn.records import ScoredWindows
+from scnn.runtime import cpu_batch_size
+from scnn.stages import LOCALIZATION, prepare_data
+from scnn.synth import SynthConfig, plan_videos, render
 from scnn.train import TRAIN_LOG, train
 from scnn.video import FPS, iter_frames, num_frames, probe, read_frames
 from scnn.windows import WindowConfig, window_grid
-
-# The bridge for --compare-src across the renovation of the package: each name that moved is
-# imported from its new module first and from its old one after, so that this one harness
-# measures both a checkout from before the move and one from after it.
-try:
-    from scnn.pipeline import inference_network
-    from scnn.runtime import cpu_batch_size
-except ImportError:  # before the runtime choices had a module of their own
-    try:
-        from scnn.pipeline import cpu_batch_size, inference_network
-    except ImportError:  # before detection was split into pipeline, lanes, detect, batch, sharded
-        from scnn.detect import cpu_batch_size, inference_network
-try:
-    from scnn.stages import LOCALIZATION, prepare_data
-except ImportError:  # before the stages had a module of their own
-    from scnn.train import LOCALIZATION, prepare_data
-try:
-    from scnn.records import ScoredWindows
-except ImportError:  # before the records and the formats/ package
-    from scnn.scored_windows import ScoredWindows
-try:
-    from scnn.model import ModelOptions, build_network
-except ImportError:  # while the network options live with the model directory
-    from scnn.modelfile import ModelOptions, build_network
-try:
-    from scnn.features import Extractor, FeatureConfig, model_source
-except ImportError:  # before `scnn features`: speed_features.py cannot run there
-    Extractor = FeatureConfig = model_source = None
-
-
-def save_model_with_prior(path: Path, prior: dict[int, np.ndarray], **model: object) -> None:
-    """``save_model`` of a ``LoadedModel`` record; in a package whose save_model takes the
-    record's fields as keywords (a TypeError building the record there), those keywords; in a
-    package from before the prior was keyed by length, the prior as rows in the order of the
-    lengths."""
-    try:
-        record = LoadedModel(prior=prior, convention=model["clip"].convention(), **model)
-    except TypeError:
-        try:
-            save_model(path, prior=prior, **model)
-        except TypeError:
-            save_model(path, prior=np.stack(list(prior.values())), **model)
-        return
-    save_model(path, record)
-
 
 __all__ = [  # what the sections, the driver and compare.py take from here
     # scnn
@@ -98,6 +62,7 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "Extractor",
     "FeatureConfig",
     "ScoredWindows",
+    "SynthConfig",
     "WindowConfig",
     "assemble_clips",
     "atomic_write_text",
@@ -106,19 +71,23 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "iter_frames",
     "iter_frames_parallel",
     "keep_large_allocations",
+    "live_detections",
     "load_config",
     "load_model",
     "model_source",
     "native_bf16",
     "num_frames",
     "overlap_loss",
+    "plan_videos",
     "postprocess",
     "prepare_data",
     "probe",
     "read_frames",
+    "render",
     "sample_frame_indices",
     "train",
     "window_grid",
+    "write_h264",
     # the harness
     "NUM_CLASSES",
     "Bench",
@@ -270,18 +239,17 @@ def make_model_dir(path: Path, size: ModelSize, video: Path) -> tuple[Path, floa
     torch.manual_seed(0)
     windows = WindowConfig()
     if not (path / "model.json").exists():
-        save_model_with_prior(
-            path,
+        model = LoadedModel(
             proposal=build_network(2, size.options, size.clip).eval(),
             localization=build_network(NUM_CLASSES + 1, size.options, size.clip).eval(),
             classes=tuple(f"class{k:02d}" for k in range(NUM_CLASSES)),
             prior={length: np.ones(NUM_CLASSES) for length in windows.lengths_frames},
-            options=size.options,
             windows=windows,
+            convention=size.clip.convention(),
             clip=size.clip,
-            config={},
-            metrics={},
+            options=size.options,
         )
+        save_model(path, model)
     model = load_model(path)
     frames = np.concatenate(list(islice(iter_frames(video, size=size.clip.frame_size), 8)))
     grid = window_grid(len(frames), windows)
@@ -453,7 +421,7 @@ def own_peak_rss_mb() -> float:
 def run_sections(args: argparse.Namespace, sections: list[Callable[[Bench], None]]) -> None:
     """Set the process up as scnn's own commands do, print the header, run ``sections`` in
     order and write the JSON."""
-    if args.device == "cpu":  # as the Detector and the trainer do; see scnn.allocator
+    if args.device == "cpu":  # as scnn's commands do; see scnn.allocator
         keep_large_allocations()
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # autotune conv algorithms for the fixed shapes
