@@ -38,6 +38,7 @@ from harness import (
     Row,
     SynthConfig,
     format_row,
+    keep_large_allocations,
     live_detections,
     model_source,
     own_peak_rss_mb,
@@ -112,6 +113,7 @@ def child(args: argparse.Namespace) -> None:
             say(minute=minutes, rss_mb=_rss_mb())
 
     video, count = args.child_video, 0
+    keep_large_allocations()  # as scnn's commands set it on a CPU
     start = time.perf_counter()
     if args.job == "detect":
         count = len(Detector.load()(video, progress))
