@@ -19,8 +19,8 @@ with each seed's offsets on the test sets: each window moved by its offsets befo
 boundary voting (the bundled model's settings otherwise), and the same detections refined
 once (each kept detection's own segment through the boundary network); the diagnosis at
 tIoU 0.5 summed. ``speed``: ``scnn detect``'s wall time on the first video of each fresh set
-with the bundled model alone and with the boundary network run on every window beside the
-localization network, alternated in one run.
+with the bundled model alone and with the boundary network run on the windows the
+localization network labels with an action, alternated in one run.
 
 Layout under --work (benchmarks/accuracy/accuracy.py's, shared with it)::
 
@@ -45,7 +45,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from accuracy import DEV_SEEDS, NMS_IOU, cached_logits, metrics, table, test_grid  # noqa: E402
+from accuracy import (  # noqa: E402
+    DEV_SEEDS,
+    NMS_IOU,
+    bundled_cache_name,
+    cached_logits,
+    metrics,
+    table,
+    test_grid,
+)
 from offline_detection import VideoGrid, scored_windows, softmax, window_logits  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
@@ -59,7 +67,7 @@ from scnn.model import build_network  # noqa: E402
 from scnn.modelfile import LoadedModel, load_model, load_state  # noqa: E402
 from scnn.pipeline import inference_network  # noqa: E402
 from scnn.postprocess import postprocess  # noqa: E402
-from scnn.records import Detection  # noqa: E402
+from scnn.records import Detection, GroundTruth  # noqa: E402
 from scnn.stages import LOCALIZATION, prepare_data, stage_samples  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.video import FPS, num_frames, probe, video_files  # noqa: E402
@@ -100,13 +108,14 @@ def window_segments_s(start_frame: np.ndarray, length_frames: np.ndarray) -> np.
     return np.stack([start_frame, start_frame + length_frames - 1], axis=1) / FPS
 
 
-def instance_segments(gt, video: str) -> np.ndarray:
+def instance_segments(gt: GroundTruth, video: str) -> np.ndarray:
+    """``(M, 2)`` seconds: the instances of ``video``."""
     return np.array(
         [(i.start_s, i.end_s) for i in gt.instances if i.video == video], np.float64
     ).reshape(-1, 2)
 
 
-def sample_offsets(samples: Samples, gt) -> np.ndarray:
+def sample_offsets(samples: Samples, gt: GroundTruth) -> np.ndarray:
     """The regression target of every sample (offsets to its best-tIoU instance)."""
     offsets = np.zeros((len(samples), 2), np.float32)
     for v, video in enumerate(samples.videos):
@@ -118,7 +127,10 @@ def sample_offsets(samples: Samples, gt) -> np.ndarray:
 
 
 def jittered_segments(
-    gt, num_frames: Mapping[str, int], videos: tuple[str, ...], rng: np.random.Generator
+    gt: GroundTruth,
+    num_frames: Mapping[str, int],
+    videos: tuple[str, ...],
+    rng: np.random.Generator,
 ) -> tuple[Samples, np.ndarray]:
     """SEGMENTS segments around random instances: length × e^U(−½, ½), centre moved by
     U(−0.3, 0.3) of the instance's length, kept inside the video with tIoU ≥ MIN_SEGMENT_IOU."""
@@ -294,7 +306,7 @@ def action_offsets(
 
 
 def offset_errors(
-    gt, grid: VideoGrid, logits: np.ndarray, offsets: np.ndarray
+    gt: GroundTruth, grid: VideoGrid, logits: np.ndarray, offsets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the windows labelled with an action at tIoU ≥ 0.5 with an instance: the offsets'
     errors (fractions of the window), and each window's tIoU before and after moving."""
@@ -328,7 +340,12 @@ def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
         per_set, errors = [], []
         for test in sets:
             gt, grid, logits = cached_logits(
-                "bundled/localization", model.localization, test, work, classes, config
+                f"{bundled_cache_name()}/localization",
+                model.localization,
+                test,
+                work,
+                classes,
+                config,
             )
             name = f"boundaries-seed{seed}"
             offsets = action_offsets(name, network, test, work, model, grid, logits)
