@@ -1,31 +1,42 @@
-"""Learned boundary regression beside S-CNN's window grid: a boundary network, measured.
+"""Learned boundaries beside S-CNN's window grid: a boundary network and a boundary-clip
+network, measured.
 
     nice -n 10 python3 benchmarks/accuracy/boundaries.py --threads 1 --part train --seed 0
     nice -n 10 python3 benchmarks/accuracy/boundaries.py --threads 1 --part score --sets fresh
     python3 benchmarks/accuracy/boundaries.py --threads 1 --part speed
 
-The boundary network is C3D with two outputs, the offsets of an action's start and end from
-its window's, divided by the window's length (TURN-TAP's and R-C3D's parametrisation). It
-starts from the bundled model's localization network, whose fc8 is replaced by the two
-outputs (zeros), and is fine-tuned STEPS steps: each step BATCH windows of the localization
-stage (positives and background: the overlap loss, as that stage trains, so the body keeps
-what it knows) and JITTER segments drawn around the training instances (any length and
-place with tIoU ≥ 0.4; the regression only), smooth-L1 on the offsets of the positives and the
-segments. Its fc8 is then the head; the class scores stay the bundled network's.
+Both are C3D with two outputs, fine-tuned from the bundled model's localization network,
+whose fc8 gives way to the two outputs (zeros at first); the class scores stay the bundled
+network's.
 
-``train``: one training seed's boundary network (seeds change the segments drawn, the
-clips' crops and order, and dropout). ``score``: the bundled localization network's scores
-with each seed's offsets on the test sets: each window moved by its offsets before NMS and
-boundary voting (the bundled model's settings otherwise), and the same detections refined
-once (each kept detection's own segment through the boundary network); the diagnosis at
-tIoU 0.5 summed. ``speed``: ``scnn detect``'s wall time on the first video of each fresh set
-with the bundled model alone and with the boundary network run on the windows the
-localization network labels with an action, alternated in one run.
+The boundary network gives the offsets of an action's start and end from its window's,
+divided by the window's length (TURN-TAP's and R-C3D's parametrisation). STEPS steps, each of
+BATCH windows of the localization stage (positives and background: the overlap loss, as that
+stage trains, so the body keeps what it knows) and JITTER segments drawn around the training
+instances (any length and place with tIoU ≥ 0.4; the regression only), smooth-L1 on the
+offsets of the positives and the segments. At detection every window labelled with an action
+is moved by its offsets before NMS and boundary voting; "refined once" then moves each kept
+detection by the offsets of its own segment.
+
+The boundary-clip network looks at one boundary at a time: a clip centred on a detection's
+start (or end) spanning CLIP_SCALE of the detection, so that its 16 frames are twice as dense
+as the window's; its outputs are the start's and the end's offset from the clip's centre,
+divided by the clip's length. CLIP_STEPS steps of CLIP_BATCH clips around the training
+instances' boundaries (scale and place jittered), smooth-L1 on the output of the clip's
+boundary. At detection it moves each kept detection's start and end, once or twice.
+
+``train``: one training seed's two networks (seeds change the samples drawn, the clips'
+crops and order, and dropout). ``score``: each variant on the test sets, mean ± std over the
+seeds, then the diagnosis at tIoU 0.5 summed, and how far the boundary network's offsets
+are off. ``speed``: ``scnn detect``'s wall time on the first video of each fresh set with the
+bundled model alone, with the boundary network run on the windows the localization network
+labels with an action, and with the boundary clips on top, alternated in one run.
 
 Layout under --work (benchmarks/accuracy/accuracy.py's, shared with it)::
 
     train/data/, train/frame_cache/      the training set (scnn synth's defaults, data seed 0)
     boundaries/seed<S>.safetensors       a seed's boundary network
+    boundaries/clips-seed<S>.safetensors a seed's boundary-clip network
     logits/<network>/test<T>.npy         outputs on every window of test set T
 """
 
@@ -73,8 +84,9 @@ from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.video import FPS, num_frames, probe, video_files  # noqa: E402
 from scnn.windows import temporal_iou  # noqa: E402
 
-FRESH_SEEDS = (2601, 2602, 2603)  # made after the last design choice, scored once
-SETS = {"dev": DEV_SEEDS[1:3], "fresh": FRESH_SEEDS}  # the design was chosen on 2201-2202
+# The boundary network was chosen on 2201-2202 and scored once on 2601-2603; the boundary-clip
+# network, chosen on 2201-2202 after that, was scored once on 2701-2703.
+SETS = {"dev": DEV_SEEDS[1:3], "first": (2601, 2602, 2603), "fresh": (2701, 2702, 2703)}
 TRAIN_SEEDS = (0, 1, 2)
 STEPS = 600
 BATCH = 16  # windows of the localization stage per step
@@ -85,6 +97,19 @@ LR = 1e-4  # the body, cosine to 0; the new head 1e-3
 HEAD_LR = 1e-3
 SMOOTH_L1_BETA = 0.1  # offsets are fractions of the window: 0.1 is a tenth of it
 VOTE_IOU = 0.4  # the bundled model's
+VARIANTS = (
+    "the bundled model (voting 0.4)",
+    "windows moved, then voting 0.4",
+    "and refined once",
+    "windows moved, voting 0.4, boundary clips",
+    "the same, boundary clips twice",
+)
+CLIP_STEPS = 500
+CLIP_BATCH = 32
+CLIP_SEGMENTS = 12000
+CLIP_SCALE = 0.5  # a boundary clip spans this share of its detection, centred on the boundary
+CLIP_SCALE_SPREAD = 0.4  # in training: CLIP_SCALE × e^U(−0.4, 0.4) of the instance
+CLIP_SHIFT = 0.35  # in training: the boundary up to this share of the clip off its centre
 SPEED_ROUNDS = 5
 LAYOUT = torch.channels_last_3d
 
@@ -238,6 +263,102 @@ def train_boundaries(work: Path, seed: int) -> Path:
     return out
 
 
+def boundary_clips(
+    gt: GroundTruth, num_frames: Mapping[str, int], videos: tuple[str, ...], rng
+) -> tuple[Samples, np.ndarray, np.ndarray]:
+    """CLIP_SEGMENTS clips each around the start or the end of a random instance: the
+    clips, which boundary (0 start, 1 end) and its offset from the clip's centre / its length."""
+    instances = list(gt.instances)
+    video, start, length, which, offset = [], [], [], [], []
+    while len(start) < CLIP_SEGMENTS:
+        instance = instances[rng.integers(len(instances))]
+        first, last = instance.start_s * FPS, instance.end_s * FPS
+        end = rng.integers(2)
+        boundary = (first, last)[end]
+        spread = np.exp(rng.uniform(-CLIP_SCALE_SPREAD, CLIP_SCALE_SPREAD))
+        frames = int(round(max(16.0, CLIP_SCALE * (last - first) * spread)))
+        centre = boundary + rng.uniform(-CLIP_SHIFT, CLIP_SHIFT) * frames
+        begin = int(round(centre - frames / 2))
+        if begin < 1 or begin + frames - 1 > num_frames[instance.video]:
+            continue
+        video.append(videos.index(instance.video))
+        start.append(begin)
+        length.append(frames)
+        which.append(end)
+        offset.append((boundary - (begin + (frames - 1) / 2)) / frames)
+    samples = Samples(
+        videos,
+        np.array(video),
+        np.array(start),
+        np.array(length),
+        np.ones(len(start), np.int64),
+        np.ones(len(start), np.float32),
+    )
+    return samples, np.array(which), np.array(offset, np.float32)
+
+
+def train_clip_network(work: Path, seed: int) -> Path:
+    """A seed's boundary-clip network, trained unless there: C3D with two outputs, a start's
+    and an end's offset from the centre of a clip around it / the clip's length, fine-tuned
+    from the bundled localization network on :func:`boundary_clips` (smooth-L1 on the output
+    of the clip's boundary)."""
+    out = work / "boundaries" / f"clips-seed{seed}.safetensors"
+    if out.is_file():
+        return out
+    data_dir = work / "train" / "data"
+    if not (data_dir / "annotations.json").is_file():
+        generate(data_dir, SynthConfig(), quiet=True)
+    torch.manual_seed(seed)  # dropout
+    config = load_config("synthetic_cpu", {"seed": seed})
+    model = load_model(BUNDLED_MODEL)
+    data = prepare_data(
+        config,
+        data_dir / "annotations.json",
+        data_dir / "videos",
+        work / "train" / "frame_cache",
+        progress=False,
+    )
+    videos = tuple(data.train_frames)
+    samples, which, wanted = boundary_clips(
+        data.train_gt, data.train_frames, videos, np.random.default_rng((seed, 11))
+    )
+    clips_of = ClipDataset(
+        samples, data.cache, model.convention, train=True, seed=seed, mirror=False
+    )
+    net = model.localization.train()
+    head = torch.nn.Linear(net.fc7.out_features, 2)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    optimizer = torch.optim.AdamW(
+        [{"params": net.parameters(), "lr": LR}, {"params": head.parameters(), "lr": HEAD_LR}],
+        weight_decay=config.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda k: 0.5 * (1 + np.cos(np.pi * k / CLIP_STEPS))
+    )
+    start = time.perf_counter()
+    for step in range(CLIP_STEPS):
+        positions = list(range(step * CLIP_BATCH, (step + 1) * CLIP_BATCH))
+        rows = np.array([clips_of._sample_of(p) for p in positions])
+        clips = clips_of.__getitems__(positions)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            offsets = head(net.activations(clips.contiguous(memory_format=LAYOUT), "fc7")).float()
+        chosen = offsets[torch.arange(CLIP_BATCH), torch.from_numpy(which[rows])]
+        loss = F.smooth_l1_loss(chosen, torch.from_numpy(wanted[rows]), beta=SMOOTH_L1_BETA)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0:
+            print(f"[boundaries] clips seed {seed} step {step}: loss {loss.item():.3f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+    net.fc8 = head
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
+    print(f"[boundaries] clips seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    return out
+
+
 def detections(
     grid: VideoGrid, logits: np.ndarray, offsets: np.ndarray | None, classes
 ) -> list[Detection]:
@@ -277,6 +398,35 @@ def refined(
     return [
         dataclasses.replace(d, start_s=float(a), end_s=float(b))
         for d, (a, b) in zip(found, segments, strict=True)
+    ]
+
+
+@torch.no_grad()
+def clip_refined(
+    found: list[Detection], network, frames: Mapping[str, np.ndarray], model: LoadedModel
+) -> list[Detection]:
+    """Each detection's start and end moved by the boundary-clip network, each from a clip
+    centred on it spanning CLIP_SCALE of the detection."""
+    if not found:
+        return found
+    network.eval()
+    segments = np.array([(d.start_s, d.end_s) for d in found])
+    frames_used = np.round(CLIP_SCALE * (segments[:, 1] - segments[:, 0]) * FPS)
+    frames_used = np.maximum(16, frames_used).astype(np.int64)
+    moved_s = segments.copy()
+    for end in (0, 1):
+        first = np.round(segments[:, end] * FPS - (frames_used - 1) / 2).astype(np.int64)
+        for video in {d.video for d in found}:
+            rows = np.array([i for i, d in enumerate(found) if d.video == video])
+            count = len(frames[video])
+            length = np.minimum(frames_used[rows], count)
+            begin = np.clip(first[rows], 1, count - length + 1)
+            clips = assemble_clips(frames[video], begin, length, model.convention, False)
+            offset = network(clips).double().numpy()[:, end]
+            moved_s[rows, end] = (begin + (length - 1) / 2 + offset * length) / FPS
+    return [
+        dataclasses.replace(d, start_s=float(a), end_s=float(b))
+        for d, (a, b) in zip(found, moved_s, strict=True)
     ]
 
 
@@ -337,6 +487,8 @@ def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
     for seed in seeds:
         network = boundary_network(model)
         load_state(network, train_boundaries(work, seed))
+        clip_network = boundary_network(model)
+        load_state(clip_network, train_clip_network(work, seed))
         per_set, errors = [], []
         for test in sets:
             gt, grid, logits = cached_logits(
@@ -352,18 +504,19 @@ def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
             frames = test_grid(test, work, classes, config)[2]
             errors.append(offset_errors(gt, grid, logits, offsets))
             moved_found = detections(grid, logits, offsets, classes)
+            clipped = clip_refined(moved_found, clip_network, frames, model)
             per_set.append([
                 metrics(gt, detections(grid, logits, None, classes)),
                 metrics(gt, moved_found),
                 metrics(gt, refined(moved_found, network, frames, model)),
+                metrics(gt, clipped),
+                metrics(gt, clip_refined(clipped, clip_network, frames, model)),
             ])  # fmt: skip
         error, before, after = (np.concatenate(parts) for parts in zip(*errors, strict=True))
         print(f"seed {seed}: {len(error)} windows labelled with an action at tIoU ≥ 0.5; "
               f"offset error per end median {np.median(error):.3f}, mean {error.mean():.3f} of "
               f"the window; mean tIoU {before.mean():.3f}, moved {after.mean():.3f}")  # fmt: skip
-        for k, name in enumerate(
-            ("the bundled model (voting 0.4)", "windows moved, then voting 0.4", "and refined once")
-        ):
+        for k, name in enumerate(VARIANTS):
             found = [row[k] for row in per_set]
             mean = {key: np.mean([m[key] for m, _ in found]) for key in found[0][0]}
             rows.setdefault(name, []).append((mean, sum(c for _, c in found)))
@@ -391,29 +544,37 @@ class WithBoundaries(torch.nn.Module):
 
 def speed_part(work: Path, seed: int) -> None:
     model = load_model(BUNDLED_MODEL)
+    config = TrainConfig(clip=model.clip, windows=model.windows)
     network = boundary_network(model)
     load_state(network, train_boundaries(work, seed))
-    videos = []
-    for test in FRESH_SEEDS:
-        data = work / f"test{test}" / "data"
-        name = sorted(p.stem for p in (data / "videos").iterdir())[0]
-        videos.append(video_files(data / "videos", [name])[name])
+    clip_network = boundary_network(model)
+    load_state(clip_network, train_clip_network(work, seed))
+    videos = []  # (path, its decoded frames for the boundary clips)
+    for test in SETS["fresh"]:
+        gt, _, frames = test_grid(test, work, model.classes, config)
+        name = gt.videos[0]
+        videos.append((video_files(work / f"test{test}" / "data" / "videos", [name])[name], frames))
     plain = Detector(model)
     with_head = Detector(model)
     with_head.networks.localization = WithBoundaries(
         with_head.networks.localization,
         inference_network(network.eval(), with_head.device, with_head.bf16),
     )
-    detectors = {"without the boundary network": plain, "with it": with_head}
-    seconds: dict[str, list[float]] = {name: [] for name in detectors}
+    runs = {
+        "the bundled model": (plain, 0),
+        "with the boundary network": (with_head, 0),
+        "and boundary clips twice (fp32; frames already decoded)": (with_head, 2),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(SPEED_ROUNDS):
-        for name, detector in detectors.items():
+        for name, (detector, clip_rounds) in runs.items():
             start = time.perf_counter()
-            for video in videos:
-                windows = detector.score_windows(video, background=False)
-                detector.detections(windows)
+            for video, frames in videos:
+                found = detector.detections(detector.score_windows(video, background=False))
+                for _ in range(clip_rounds):
+                    found = clip_refined(found, clip_network, frames, model)
             seconds[name].append(time.perf_counter() - start)
-    duration_s = sum(num_frames(probe(v)) for v in videos) / model.fps
+    duration_s = sum(num_frames(probe(v)) for v, _ in videos) / model.fps
     print(f"\nscnn detect on {len(videos)} videos ({duration_s:.0f} s), best of "
           f"{SPEED_ROUNDS} alternated rounds:\n")  # fmt: skip
     print("| | wall s | x real time |\n|---|---|---|")
@@ -434,6 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.part == "train":
         for seed in seeds:
             train_boundaries(args.work, seed)
+            train_clip_network(args.work, seed)
     elif args.part == "score":
         score_part(args.work, SETS[args.sets], seeds)
     else:
