@@ -571,7 +571,7 @@ def speed_part(work: Path, seed: int) -> None:
             start = time.perf_counter()
             for video, frames in videos:
                 found = detector.detections(detector.score_windows(video, background=False))
-                for _ in range(clip_rounds):
+                for _round in range(clip_rounds):
                     found = clip_refined(found, clip_network, frames, model)
             seconds[name].append(time.perf_counter() - start)
     duration_s = sum(num_frames(probe(v)) for v, _ in videos) / model.fps
