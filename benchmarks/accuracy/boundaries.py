@@ -79,7 +79,7 @@ from scnn.modelfile import LoadedModel, load_model, load_state  # noqa: E402
 from scnn.pipeline import inference_network  # noqa: E402
 from scnn.postprocess import postprocess  # noqa: E402
 from scnn.records import Detection, GroundTruth  # noqa: E402
-from scnn.stages import LOCALIZATION, prepare_data, stage_samples  # noqa: E402
+from scnn.stages import LOCALIZATION, TrainingData, prepare_data, stage_samples  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.video import FPS, num_frames, probe, video_files  # noqa: E402
 from scnn.windows import temporal_iou  # noqa: E402
@@ -188,15 +188,13 @@ def jittered_segments(
     return samples, np.array(offsets, np.float32)
 
 
-def train_boundaries(work: Path, seed: int) -> Path:
-    """A seed's boundary network, trained unless there."""
-    out = work / "boundaries" / f"seed{seed}.safetensors"
-    if out.is_file():
-        return out
+def fine_tuning_setup(work: Path, seed: int) -> tuple[TrainConfig, LoadedModel, TrainingData]:
+    """The CPU config for ``seed``, the bundled model and the training set (made and decoded
+    unless there); torch's RNG seeded first, for dropout."""
     data_dir = work / "train" / "data"
     if not (data_dir / "annotations.json").is_file():
         generate(data_dir, SynthConfig(), quiet=True)
-    torch.manual_seed(seed)  # dropout
+    torch.manual_seed(seed)
     config = load_config("synthetic_cpu", {"seed": seed})
     model = load_model(BUNDLED_MODEL)
     data = prepare_data(
@@ -206,6 +204,39 @@ def train_boundaries(work: Path, seed: int) -> Path:
         work / "train" / "frame_cache",
         progress=False,
     )
+    return config, model, data
+
+
+def new_head(model: LoadedModel, config: TrainConfig, steps: int):
+    """The bundled localization network in training mode, a two-output head on its fc7 (zeros),
+    and AdamW over both (LR and HEAD_LR, cosine to 0 over ``steps``)."""
+    net = model.localization.train()
+    head = torch.nn.Linear(net.fc7.out_features, 2)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    optimizer = torch.optim.AdamW(
+        [{"params": net.parameters(), "lr": LR}, {"params": head.parameters(), "lr": HEAD_LR}],
+        weight_decay=config.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda k: 0.5 * (1 + np.cos(np.pi * k / steps))
+    )
+    return net, head, optimizer, schedule
+
+
+def save_with_head(net: torch.nn.Module, head: torch.nn.Linear, out: Path) -> None:
+    """``net`` with ``head`` as its fc8: a two-output C3D (boundary_network) in safetensors."""
+    net.fc8 = head
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
+
+
+def train_boundaries(work: Path, seed: int) -> Path:
+    """A seed's boundary network, trained unless there."""
+    out = work / "boundaries" / f"seed{seed}.safetensors"
+    if out.is_file():
+        return out
+    config, model, data = fine_tuning_setup(work, seed)
     windows = stage_samples(LOCALIZATION, config, data, train=True)
     window_offsets = sample_offsets(windows, data.train_gt)
     segments, segment_offsets = jittered_segments(
@@ -217,17 +248,7 @@ def train_boundaries(work: Path, seed: int) -> Path:
     segment_clips = ClipDataset(
         segments, data.cache, model.convention, train=True, seed=seed + 100, mirror=False
     )
-    net = model.localization.train()
-    head = torch.nn.Linear(net.fc7.out_features, 2)
-    torch.nn.init.zeros_(head.weight)
-    torch.nn.init.zeros_(head.bias)
-    optimizer = torch.optim.AdamW(
-        [{"params": net.parameters(), "lr": LR}, {"params": head.parameters(), "lr": HEAD_LR}],
-        weight_decay=config.weight_decay,
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda k: 0.5 * (1 + np.cos(np.pi * k / STEPS))
-    )
+    net, head, optimizer, schedule = new_head(model, config, STEPS)
     start = time.perf_counter()
     for step in range(STEPS):
         positions = range(step * BATCH, (step + 1) * BATCH)
@@ -256,9 +277,7 @@ def train_boundaries(work: Path, seed: int) -> Path:
         if step % 100 == 0:
             print(f"[boundaries] seed {seed} step {step}: regression {regression.item():.3f} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
-    net.fc8 = head
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
+    save_with_head(net, head, out)
     print(f"[boundaries] seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     return out
 
@@ -305,19 +324,7 @@ def train_clip_network(work: Path, seed: int) -> Path:
     out = work / "boundaries" / f"clips-seed{seed}.safetensors"
     if out.is_file():
         return out
-    data_dir = work / "train" / "data"
-    if not (data_dir / "annotations.json").is_file():
-        generate(data_dir, SynthConfig(), quiet=True)
-    torch.manual_seed(seed)  # dropout
-    config = load_config("synthetic_cpu", {"seed": seed})
-    model = load_model(BUNDLED_MODEL)
-    data = prepare_data(
-        config,
-        data_dir / "annotations.json",
-        data_dir / "videos",
-        work / "train" / "frame_cache",
-        progress=False,
-    )
+    config, model, data = fine_tuning_setup(work, seed)
     videos = tuple(data.train_frames)
     samples, which, wanted = boundary_clips(
         data.train_gt, data.train_frames, videos, np.random.default_rng((seed, 11))
@@ -325,17 +332,7 @@ def train_clip_network(work: Path, seed: int) -> Path:
     clips_of = ClipDataset(
         samples, data.cache, model.convention, train=True, seed=seed, mirror=False
     )
-    net = model.localization.train()
-    head = torch.nn.Linear(net.fc7.out_features, 2)
-    torch.nn.init.zeros_(head.weight)
-    torch.nn.init.zeros_(head.bias)
-    optimizer = torch.optim.AdamW(
-        [{"params": net.parameters(), "lr": LR}, {"params": head.parameters(), "lr": HEAD_LR}],
-        weight_decay=config.weight_decay,
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda k: 0.5 * (1 + np.cos(np.pi * k / CLIP_STEPS))
-    )
+    net, head, optimizer, schedule = new_head(model, config, CLIP_STEPS)
     start = time.perf_counter()
     for step in range(CLIP_STEPS):
         positions = list(range(step * CLIP_BATCH, (step + 1) * CLIP_BATCH))
@@ -352,9 +349,7 @@ def train_clip_network(work: Path, seed: int) -> Path:
         if step % 100 == 0:
             print(f"[boundaries] clips seed {seed} step {step}: loss {loss.item():.3f} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
-    net.fc8 = head
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out))
+    save_with_head(net, head, out)
     print(f"[boundaries] clips seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     return out
 
