@@ -150,3 +150,11 @@ def test_a_boundary_network_of_other_outputs_is_refused_naming_the_file(models, 
     with pytest.raises(ModelError, match="boundary network has 3 outputs") as error:
         load_model(broken)
     assert BOUNDARY_WEIGHTS in str(error.value)
+
+
+def test_a_missing_boundary_network_is_named(models, tmp_path):
+    _, moved_dir, _ = models
+    missing = with_boundaries(moved_dir, tmp_path / "missing", OFFSETS)
+    (missing / BOUNDARY_WEIGHTS).unlink()
+    with pytest.raises(ModelError, match=f"{BOUNDARY_WEIGHTS}: weights file missing"):
+        load_model(missing)
