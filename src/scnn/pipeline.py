@@ -1,6 +1,6 @@
 """The streaming pipeline of one video (method.md §4): decode → windows → clips → networks →
 scored windows; frames and clips in memory bounded by the batch size and the longest window,
-not the video (the scored windows are kept, 48 bytes each).
+not the video (the scored windows are kept, 56 bytes each).
 
 Frames are decoded once, in a background thread, into a buffer no longer than the longest
 window. Every window of the grid is scored as soon as its last frame has arrived: its clip is
