@@ -112,8 +112,8 @@ def test_chunks_bring_each_window_ending_after_first_end_once(first_end):
     assert sorted(got) == expected and len(got) == len(set(got))
     assert [step.frames_seen for step in steps] == [100, 103, 400, 700]
     assert sum(step.new_frames for step in steps) == 700 - first_end
-    assert [len(step.clips) for step in steps] == [len(step.windows) for step in steps]
-    assert steps[1].clips.shape[1:] == (16, CLIP.crop_size, CLIP.crop_size, 3)
+    assert [len(step.frame_index) for step in steps] == [len(step.windows) for step in steps]
+    assert steps[1].frame_index.shape[1:] == (16,)
 
 
 def test_too_short_video_is_an_error(model_dir, tmp_path):
