@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # the largest glibc accepts on 64-bit
 TRIM_THRESHOLD_BYTES = 2**30  # free memory kept at the heap's top before returning it
+ARENAS = 1  # malloc arenas (heaps) that threads may create
 
 
 @functools.cache
@@ -37,8 +39,13 @@ def keep_large_allocations() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    done = all(
+        mallopt(parameter, value)
+        for parameter, value in (
+            (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+            (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+            (M_ARENA_MAX, ARENAS),
+        )
     )
     if not done:
         log.debug("mallopt refused: large CPU tensors keep glibc's default handling")
