@@ -4,7 +4,7 @@ glibc's malloc hands every request above its mmap threshold (128 KiB at start, r
 only as large blocks are freed) fresh pages from the kernel, and gives the top of its heap
 back whenever more than twice that threshold lies free there. A network on a CPU allocates
 and frees megabytes of activations per call, so each call can page-fault them in again,
-zeroed by the kernel. Measured on 2 cores (benchmarks/RESULTS.md): the CPU model's bf16
+zeroed by the kernel. Measured on 2 cores (benchmarks/speed/RESULTS.md): the CPU model's bf16
 training step 191-201 -> 208-222 clips/s (3 interleaved pairs of fresh processes). Inference
 gained most before ReLU moved after pooling (fresh process 590 -> 1 010 clips/s; the full C3D
 81 -> 104 % of the bf16 matmul rate); that move removed the largest temporaries, and

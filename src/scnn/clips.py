@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from scnn.video import FRAME_SIZE
+
 CLIP_FRAMES = 16  # frames fed to the network per window
-FRAME_WIDTH = 171  # pixels, C3D's resize before cropping
-FRAME_HEIGHT = 128  # pixels
+FRAME_WIDTH, FRAME_HEIGHT = FRAME_SIZE  # pixels, C3D's resize before cropping
 CROP_SIZE = 112  # pixels, square crop fed to the network
 # Per-channel average of C3D's Sports-1M mean cube (16×128×171), 0..255 scale, R, G, B.
 # Approximate to about 0.1; C3D subtracts the whole cube, a per-channel mean is the usual
@@ -308,7 +309,7 @@ def normalize_clips(
     frames already have, so no copy is made; C3D runs about 1.9× faster on it on a CPU
     (see scnn.model). Normalise a network batch at a time: the float32 copy of a batch of 16
     small clips stays in cache and in reused memory, 10× faster than of a 128-clip chunk,
-    whose fresh pages fault in on every call (benchmarks/RESULTS.md).
+    whose fresh pages fault in on every call (benchmarks/speed/RESULTS.md).
     """
     batch, clip_frames, crop = clips.shape[:3]
     # Normalise in the gathered (…, crop·3) layout: a contiguous inner dimension is ~3× faster

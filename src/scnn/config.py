@@ -24,6 +24,7 @@ from scnn.distributed import SINGLE, DrawPositions, World
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write_text
 from scnn.model import ModelOptions
+from scnn.modelfile import PROPOSAL_THRESHOLD
 from scnn.windows import LabelConfig, WindowConfig
 
 CONFIGS_DIR = Path(__file__).parent / "configs"  # the ready configs, usable by name
@@ -68,7 +69,7 @@ class TrainConfig:
     compile: str = ""  # torch.compile mode of the training step (COMPILE_MODES); "": eager
     # Detection's defaults written into the model directory (modelfile.LoadedModel):
     use_prior: bool = True  # weight scores by the window-length prior (method.md §4)
-    proposal_threshold: float = 0.7  # P(action) to reach the localization network; 0: no filter
+    proposal_threshold: float = PROPOSAL_THRESHOLD  # P(action) to reach localization; 0: no filter
     vote_iou: float = 0.0  # boundary voting (postprocess.vote_boundaries); 0: off, as S-CNN
     seed: int = 0
     deterministic: bool = False  # deterministic kernels: a resumed run equals an uninterrupted one

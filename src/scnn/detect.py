@@ -63,7 +63,7 @@ class Detector:
     The networks run as inference copies (:class:`pipeline.Networks`), in bf16 where the
     hardware computes in bf16 (``precision="auto"``: CUDA, or a CPU with AVX512-BF16 or AMX,
     where C3D runs ~1.5x faster than fp32 and the detections stay the same;
-    benchmarks/RESULTS.md).
+    benchmarks/speed/RESULTS.md).
     On CUDA the decoded frames are copied to the GPU once and clips are cut there, and a long
     video is decoded by several processes, a time segment each (``decode_processes``); on a
     CPU a long video is scored in lanes (lanes.py).

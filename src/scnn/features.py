@@ -5,7 +5,7 @@ A snippet is a window of the one-length grid ``snippet_frames`` long, every ``st
 frames at the model's frame rate, so extraction is detection's streaming pipeline with one
 network: the same decoding (pipeline.video_chunks), clips (pipeline.chunk_windows), inference
 copy, precision and batching. Rows go to the ``.npy`` file as they come (nothing per snippet
-is kept: benchmarks/speed_memory.py measures the memory); its header, which holds the row
+is kept: benchmarks/speed/speed_memory.py measures the memory); its header, which holds the row
 count, is written last, and the file is renamed into place only when complete (scnn.fileio).
 """
 

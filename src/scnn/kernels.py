@@ -2,7 +2,7 @@
 
 Each function computes what the plain layer computes (the same values, or the right gradient
 where PyTorch's is wrong) and differs only in how; each says what it works around and the
-measurement that justifies it (benchmarks/RESULTS.md has the runs). On a GPU, and wherever the
+measurement that justifies it (benchmarks/speed/RESULTS.md has the runs). On a GPU, and wherever the
 condition does not hold, each is the plain layer.
 """
 

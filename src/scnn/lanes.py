@@ -3,7 +3,7 @@ own segment and running the networks with its share of the torch threads.
 
 Why: on a 2-core machine, one torch thread per network call and one FFmpeg thread per segment
 keep both cores busy without OpenMP's threads waiting on each other while FFmpeg holds a core:
-detection 47x -> 53x real time (benchmarks/RESULTS.md). The windows, labels and scores are
+detection 47x -> 53x real time (benchmarks/speed/RESULTS.md). The windows, labels and scores are
 those of one pass (tests/test_lanes.py).
 """
 

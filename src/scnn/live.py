@@ -11,7 +11,7 @@ A window is *exposed* while one of them has an IoU with it over the NMS threshol
 suppress it). A window's fate is final when neither it nor any open window it depends on (above
 it in NMS order, IoU over the threshold, recursively: an NMS chain) is exposed. Decided windows
 are forgotten once no open or future window can overlap them, so what is held does not depend on
-how long the stream has run (benchmarks/speed_memory.py). At the end of a finite stream every
+how long the stream has run (benchmarks/speed/speed_memory.py). At the end of a finite stream every
 window is decided and the kept ones are exactly the offline detections. With the default grid
 and NMS 0.4 a detection is final at most 30.7 s of video after its end
 (:func:`latency_bound_frames`: 767 frames; 511 with batch size 1), unless an NMS chain or the

@@ -34,7 +34,7 @@ from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
 from scnn.model import ModelOptions, Network, build_network
-from scnn.postprocess import window_length_prior
+from scnn.postprocess import NMS_THRESHOLD, window_length_prior
 from scnn.records import GroundTruth
 from scnn.video import FPS
 from scnn.windows import WindowConfig
@@ -45,7 +45,6 @@ LOCALIZATION_WEIGHTS = "localization.safetensors"
 MEAN_CUBE = "mean_cube.safetensors"
 FORMAT_VERSION = 1
 PROPOSAL_THRESHOLD = 0.7  # P(action) a window needs to reach the localization network (§4)
-NMS_THRESHOLD = 0.4  # the authors' fixed NMS IoU threshold of their demo (§4)
 # The range of each number model.json holds (low, high, whole): a value outside is refused,
 # as an fps of 1e9 would decode for ever and a width of 1e12 allocate without end.
 _RANGES = {

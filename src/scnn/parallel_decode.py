@@ -1,7 +1,7 @@
 """One long video decoded by several processes at once, a time segment each.
 
 One FFmpeg stream decodes and scales a few thousand small frames per second, while one GPU
-scores clips for several times that much video (benchmarks/RESULTS.md), so on a machine with
+scores clips for several times that much video (benchmarks/speed/RESULTS.md), so on a machine with
 many cores the detector decodes a long video in segments: worker ``k`` seeks to a keyframe
 before segment ``k`` and decodes it with :func:`scnn.video.iter_frames`' own resampling rule,
 and the segments come back in order. The frames are the same as one sequential pass

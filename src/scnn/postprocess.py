@@ -3,7 +3,7 @@
 Mirrors the authors' experiments/THUMOS14/eval/eval_scnn_thumos14.m (drop background, weight
 the score, NMS per video and class, sort by score), window_weight/cal_weight.m (the prior) and
 lib/postprocess/nms_temporal.m (NMS), including their tie rules, so that their stored outputs
-reproduce the paper's table (benchmarks/thumos14_table.py).
+reproduce the paper's table (benchmarks/accuracy/thumos14_table.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # cal_weight.m, in seconds (not exactly L / 25 fps: these are the values their prior was
 # computed with).
 AUTHORS_WINDOW_DURATIONS_S = (0.6, 1.24, 2.52, 5.08, 10.20, 22.44)
+NMS_THRESHOLD = 0.4  # the authors' fixed NMS IoU threshold of their demo (method.md §4)
 
 
 def _durations_s(lengths_frames: Sequence[int]) -> tuple[float, ...]:
@@ -287,7 +288,7 @@ def postprocess_files(
     class_table: Mapping[int, str] | None = None,
     prior_from: Path | None = None,
     prior_subset: str | None = None,
-    nms_threshold: float = 0.4,
+    nms_threshold: float = NMS_THRESHOLD,
     top_k: int | None = None,
     min_score: float | None = None,
     vote_iou: float | None = None,

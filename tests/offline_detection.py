@@ -1,10 +1,12 @@
-"""The ablations that change only detection or post-processing, run on stored network outputs.
+"""Detection and evaluation on stored network outputs, for the studies in benchmarks/accuracy/.
 
-benchmarks/ablation.py scores every window of every test video once per network (softmax over
-all outputs, proposal threshold 0). Proposal thresholds, "no proposal network", the
-window-length prior and the NMS rule are then applied here, without running a network again:
-a window's scores do not depend on which other windows survive, so this gives exactly the
-detections ``scnn detect`` would give with those settings (tests/test_ablation.py checks it).
+ablation.py and accuracy.py there score every window of every test video once per network
+(window_logits). Proposal thresholds, "no proposal network", the softmax's precision, the
+window-length prior, the NMS rule and boundary voting are then applied here, without running a
+network again: a window's scores do not depend on which other windows survive, so this gives
+exactly the detections ``scnn detect`` would give with those settings. It lives beside the
+test that checks this against the Detector (test_offline_detection.py); the studies import it
+from here.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from scnn.clips import ClipConfig, assemble_clips
 from scnn.evaluate import evaluate, match_detections, precision_recall, proposal_recall
+from scnn.pipeline import probabilities
 from scnn.postprocess import postprocess
 from scnn.records import Detection, GroundTruth, ScoredWindows
 from scnn.windows import WindowConfig, temporal_iou, window_grid
@@ -25,6 +30,7 @@ AUTHORS_NMS_OFFSET = 0.1  # the authors' NMS threshold: evaluation IoU minus thi
 AVERAGE_NUMBERS = (1, 5, 10, 50, 100)  # proposals per video for AR@AN
 PR_IOU = 0.5  # evaluation IoU of the stored precision-recall curves
 PR_POINTS = 200  # at most this many points of each curve are kept
+SCORE_BATCH = 16  # windows per network call (detect.CPU_BATCH_SIZE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +71,40 @@ def grid_of_videos(num_frames: Mapping[str, int], windows: WindowConfig, fps: fl
     )
 
 
+@torch.inference_mode()
+def window_logits(
+    network: torch.nn.Module,
+    grid: VideoGrid,
+    frames: Mapping[str, np.ndarray],
+    clip: ClipConfig,
+    device: torch.device,
+) -> np.ndarray:
+    """``network``'s outputs on every window of ``grid`` (centre crops), ``(N, outputs)``."""
+    network.to(device).eval()
+    parts = []
+    for video in dict.fromkeys(grid.videos):
+        rows = np.flatnonzero(grid.videos == video)
+        for first in range(0, len(rows), SCORE_BATCH):
+            batch = rows[first : first + SCORE_BATCH]
+            clips = assemble_clips(
+                frames[video],
+                grid.start_frame[batch],
+                grid.window_frames[batch],
+                clip.convention(),
+                False,
+            )
+            parts.append(network(clips.to(device)).float().cpu().numpy())
+    return np.concatenate(parts)
+
+
+def softmax(logits: np.ndarray, float64: bool = True) -> np.ndarray:
+    """The detector's softmax (float64, scnn.pipeline.probabilities), or the float32 one of the
+    S-CNN release."""
+    if float64:
+        return probabilities(torch.from_numpy(logits)).numpy()
+    return torch.softmax(torch.from_numpy(logits).float(), dim=1).double().numpy()
+
+
 def scored_windows(
     grid: VideoGrid,
     probabilities: np.ndarray,
@@ -87,6 +127,27 @@ def scored_windows(
         score=kept[np.arange(len(rows)), label] if len(rows) else np.zeros(0),
         classes=classes,
     )
+
+
+def detect_offline(
+    grid: VideoGrid,
+    localization: np.ndarray,
+    proposal: np.ndarray | None,
+    classes: tuple[str, ...],
+    nms_iou: float,
+    proposal_threshold: float = 0.0,
+    float64: bool = True,
+    vote_iou: float | None = None,
+) -> list[Detection]:
+    """The detections ``scnn detect`` gives from the stored ``localization`` and ``proposal``
+    logits of every window of ``grid``: windows with P(action) ≥ ``proposal_threshold`` (0: the
+    proposal network is not used), labelled from the localization softmax in float64 or float32,
+    post-processed with NMS at ``nms_iou`` and boundary voting at ``vote_iou`` (None: off)."""
+    keep = None
+    if proposal_threshold > 0:
+        keep = softmax(proposal, float64=False)[:, 1] >= proposal_threshold
+    windows = scored_windows(grid, softmax(localization, float64), classes, keep)
+    return postprocess(windows, nms_iou, vote_iou=vote_iou)
 
 
 def oracle_windows(grid: VideoGrid, gt: GroundTruth) -> ScoredWindows:

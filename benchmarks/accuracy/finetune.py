@@ -7,7 +7,7 @@ scratch on the same data with the same seed. Each (variant, steps) pair is one w
 learning-rate schedule fitted to its steps; the test videos are scored by the THUMOS14
 protocol. Runs already finished in WORK are reused, so an interrupted benchmark continues.
 
-    nice -n 10 python3 benchmarks/finetune.py /tmp/finetune --threads 1 --steps 50 150
+    nice -n 10 python3 benchmarks/accuracy/finetune.py /tmp/finetune --threads 1 --steps 50 150
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ frames decoded by then past its end frame (what the finality rule alone costs, c
 Then the same file is detected unpaced, as fast as the CPU goes: the frames per second it decodes
 and scores is the largest frame rate (of 25-fps video) it keeps up with live.
 
-    nice -n 10 python3 benchmarks/live_latency.py --threads 1 --duration-s 180
+    nice -n 10 python3 benchmarks/speed/live_latency.py --threads 1 --duration-s 180
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ folded, channels-last; bf16 weights for bf16) and in its CPU batch (pipeline.cpu
 Each setting is measured ``--repeats`` times, the networks alternating, and the best rate is
 kept: the least disturbed estimate on a shared machine.
 
-    python3 benchmarks/speed_res3d.py --threads 2
+    python3 benchmarks/speed/speed_res3d.py --threads 2
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Issue 23, part 2: where the CPU model loses accuracy, and what wins it back, measured.
 
-    nice -n 10 python3 benchmarks/accuracy.py --threads 1                   # everything
-    nice -n 10 python3 benchmarks/accuracy.py --threads 1 --part inference  # minutes
-    python3 benchmarks/accuracy.py --threads 1 --part speed   # S-CNN's settings vs the bundled
+    nice -n 10 python3 benchmarks/accuracy/accuracy.py --threads 1                   # everything
+    nice -n 10 python3 benchmarks/accuracy/accuracy.py --threads 1 --part inference  # minutes
+    python3 benchmarks/accuracy/accuracy.py --threads 1 --part speed  # S-CNN's vs the bundled
 
 Three parts. The first two print mAP (activitynet and scnn protocols; tIoU 0.5, 0.7 and the average
 over 0.5:0.95) as mean ± sample std over sets or seeds, then ``scnn diagnose``'s counts at
@@ -25,9 +25,9 @@ Training one stage takes ~10 min on one quiet core.
 model's settings and with S-CNN's (P(action) ≥ 0.7, no voting), alternated SPEED_ROUNDS times
 in one run; the ratio is what to read (a shared machine is noisy).
 
-The networks score every test window once (benchmarks/ablation.py's ``window_logits``,
-cached); the detector's settings are then applied offline, as ``scnn detect`` does
-(tests/test_ablation.py). Layout under --work::
+The networks score every test window once (``window_logits``, cached); the detector's
+settings are then applied offline, as ``scnn detect`` does (tests/offline_detection.py).
+Layout under --work::
 
     test<T>/data/                        a test set
     frame_cache/                         decoded test frames
@@ -51,10 +51,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from ablation import window_logits  # noqa: E402
-from ablation_offline import VideoGrid, grid_of_videos, scored_windows  # noqa: E402
+from offline_detection import VideoGrid, detect_offline, grid_of_videos, window_logits  # noqa: E402
 
 from scnn.config import TrainConfig, load_config  # noqa: E402
 from scnn.dataset import FrameCache, cache_videos  # noqa: E402
@@ -65,9 +64,7 @@ from scnn.fileio import atomic_write  # noqa: E402
 from scnn.formats import load_ground_truth  # noqa: E402
 from scnn.model import build_network  # noqa: E402
 from scnn.modelfile import load_model, load_state  # noqa: E402
-from scnn.pipeline import probabilities  # noqa: E402
-from scnn.postprocess import postprocess  # noqa: E402
-from scnn.records import GroundTruth, ScoredWindows  # noqa: E402
+from scnn.records import GroundTruth  # noqa: E402
 from scnn.stages import CLASSIFICATION, LOCALIZATION  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.train import WEIGHTS  # noqa: E402
@@ -167,13 +164,6 @@ def cached_logits(
     return gt, grid, np.load(path)
 
 
-def softmax(logits: np.ndarray, float64: bool) -> np.ndarray:
-    """The detector's softmax (float64), or the float32 one of the S-CNN release."""
-    if float64:
-        return probabilities(torch.from_numpy(logits)).numpy()
-    return torch.softmax(torch.from_numpy(logits).float(), dim=1).double().numpy()
-
-
 def detect(
     inference: Inference,
     grid: VideoGrid,
@@ -182,13 +172,16 @@ def detect(
     classes: tuple[str, ...],
 ):
     """The detections ``scnn detect`` gives with ``inference``'s settings."""
-    keep = None
-    if inference.proposal_threshold > 0:
-        keep = softmax(proposal, False)[:, 1] >= inference.proposal_threshold
-    windows: ScoredWindows = scored_windows(
-        grid, softmax(localization, inference.float64), classes, keep
+    return detect_offline(
+        grid,
+        localization,
+        proposal,
+        classes,
+        NMS_IOU,
+        inference.proposal_threshold,
+        inference.float64,
+        inference.vote_iou,
     )
-    return postprocess(windows, NMS_IOU, vote_iou=inference.vote_iou)
 
 
 def metrics(gt: GroundTruth, detections) -> tuple[dict[str, float], np.ndarray]:

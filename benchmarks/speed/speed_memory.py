@@ -7,9 +7,9 @@ scnn.synth, looped by FFmpeg to each length). The runs go side by side, each in 
 process that reads its own peak (VmHWM) at the end and its RSS after every minute of video,
 so a plot shows where memory goes.
 
-    python3 benchmarks/speed_memory.py --threads 2                      # 10 min and 2 h
-    python3 benchmarks/speed_memory.py --threads 2 --live-minutes 480   # an 8-hour stream
-    python3 benchmarks/speed.py --threads 2 --sections memory            # the same rows
+    python3 benchmarks/speed/speed_memory.py --threads 2                      # 10 min and 2 h
+    python3 benchmarks/speed/speed_memory.py --threads 2 --live-minutes 480   # an 8-hour stream
+    python3 benchmarks/speed/speed.py --threads 2 --sections memory            # the same rows
 
 Live detection reads the file unpaced (faster than real time); its finality delay (video
 seconds from a detection's end to when it is given out) is reported for the first 10 minutes
@@ -29,12 +29,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from harness import FPS, Bench, Detector, Row, format_row, own_peak_rss_mb, parse_args, parser
-
-from scnn.encode import write_h264
-from scnn.features import Extractor, FeatureConfig, model_source
-from scnn.live import live_detections
-from scnn.synth import SynthConfig, plan_videos, render
+from harness import (
+    FPS,
+    Bench,
+    Detector,
+    Extractor,
+    FeatureConfig,
+    Row,
+    SynthConfig,
+    format_row,
+    live_detections,
+    model_source,
+    own_peak_rss_mb,
+    parse_args,
+    parser,
+    plan_videos,
+    render,
+    write_h264,
+)
 
 JOBS = ("detect", "live", "features")
 LENGTHS_MIN = (10, 120)  # offline detection and features: each length in a fresh process

@@ -6,10 +6,10 @@ hardware bound: the stage's FLOPs divided by a matrix-multiply rate measured in 
 The model has random weights (speed does not depend on them); its proposal threshold is set so
 that a quarter of the windows reach the localization network.
 
-    python3 benchmarks/speed.py --model cpu --threads 2            # the CPU default model
-    python3 benchmarks/speed.py --model faithful --device cuda --compile default
-    python3 benchmarks/speed.py --threads 2 --sections memory
-    python3 benchmarks/speed.py --model cpu --threads 2 --compare-src /tmp/before/src
+    python3 benchmarks/speed/speed.py --model cpu --threads 2            # the CPU default model
+    python3 benchmarks/speed/speed.py --model faithful --device cuda --compile default
+    python3 benchmarks/speed/speed.py --threads 2 --sections memory
+    python3 benchmarks/speed/speed.py --model cpu --threads 2 --compare-src /tmp/before/src
 
 Sections, one file each (speed_<section>.py, each also runnable on its own; the shared harness
 is harness.py): matmul, decode, clips, networks, detect, train, memory (peak RSS of detection,

@@ -1,4 +1,4 @@
-"""benchmarks/ABLATIONS.md and its figures from the cached results of benchmarks/ablation.py.
+"""ABLATIONS.md and its figures (beside this file) from the cached results of ablation.py.
 
 Every number is a mean ± sample standard deviation over seeds of per-seed results; the
 verdict on each claim compares the two variants seed by seed (paired differences).
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ablation_offline import EVAL_IOUS, PR_IOU, PROTOCOLS
 from matplotlib.figure import Figure
+from offline_detection import EVAL_IOUS, PR_IOU, PROTOCOLS
 
 from scnn.fileio import atomic_write_bytes, atomic_write_text
 
@@ -313,13 +313,13 @@ def write_report(
         + "; every network trained once per seed and reused. λ/α variants retrain only the "
         "localization stage from the same classification weights.",
         "- Detection: each network scores every test window once; proposal threshold, prior "
-        "and NMS applied offline (identical to `scnn detect`, see tests/test_ablation.py). "
-        "Proposal threshold 0.7, prior on, NMS at evaluation IoU − 0.1 (the authors' rule) "
-        "unless the row says otherwise.",
+        "and NMS applied offline (identical to `scnn detect`, see "
+        "tests/test_offline_detection.py). Proposal threshold 0.7, prior on, NMS at "
+        "evaluation IoU − 0.1 (the authors' rule) unless the row says otherwise.",
         "- Oracle: every grid window labelled with the class of the instance it overlaps most, "
         "score = that IoU (windows overlapping nothing are background), then the same "
         "post-processing. Single frame: a 2-D CNN on the middle frame of each window "
-        "(benchmarks/single_frame.py), same samples, steps and pipeline.",
+        "(benchmarks/accuracy/single_frame.py), same samples, steps and pipeline.",
         "- mAP at IoU 0.1…0.7 under the `scnn` protocol (the paper's: non-interpolated AP, "
         "ground-truth-driven matching) and the `activitynet` protocol; mean ± sample std "
         "over seeds. avg = mean over the seven IoUs.",
@@ -355,8 +355,8 @@ def write_report(
         *_discussion(markdown),
         "## Running it",
         "",
-        "    python3 benchmarks/ablation.py --budget tiny --threads 1   # smoke run: ~1.5 min",
-        "    python3 benchmarks/ablation.py --budget full --threads 2   # 3 seeds: 1.5-2 h",
+        "    python3 benchmarks/accuracy/ablation.py --budget tiny --threads 1  # smoke: ~1.5 min",
+        "    python3 benchmarks/accuracy/ablation.py --budget full --threads 2  # 3 seeds: 1.5-2 h",
         "",
         "The full budget trains 9 C3D stages (1200 steps of 16 clips in fp32, 2.3–2.7 min "
         "each on 2 quiet cores) and 2 single-frame networks per seed and scores the 8,706 "

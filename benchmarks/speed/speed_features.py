@@ -1,7 +1,7 @@
 """Speed of `scnn features` (features/s and times real time) next to `scnn detect` on the same
 video and model in the same run (its memory: speed_memory.py).
 
-    python3 benchmarks/speed_features.py --model cpu --threads 2
+    python3 benchmarks/speed/speed_features.py --model cpu --threads 2
 """
 
 from __future__ import annotations

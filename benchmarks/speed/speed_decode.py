@@ -2,7 +2,7 @@
 
 On its own (speed.py runs it among the others):
 
-    python3 benchmarks/speed_decode.py --model cpu --threads 2
+    python3 benchmarks/speed/speed_decode.py --model cpu --threads 2
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ scnn.allocator's settings, each in a fresh process).
 
 On its own (speed.py runs it among the others):
 
-    python3 benchmarks/speed_train.py --model cpu --threads 2
+    python3 benchmarks/speed/speed_train.py --model cpu --threads 2
 """
 
 from __future__ import annotations

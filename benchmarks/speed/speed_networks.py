@@ -3,7 +3,7 @@ inference copies, and of the Detector's localization network.
 
 On its own (speed.py runs it among the others):
 
-    python3 benchmarks/speed_networks.py --model cpu --threads 2
+    python3 benchmarks/speed/speed_networks.py --model cpu --threads 2
 """
 
 from __future__ import annotations

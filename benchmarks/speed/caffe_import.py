@@ -4,7 +4,7 @@ Writes a random-weight proposal and localization .caffemodel (the authors' C3D, 
 outputs, 312 MB each) and a mean file with the tests' writer (tests/caffe_writer.py), then
 runs the import in a child process and reports its wall time and peak RSS.
 
-    python3 benchmarks/caffe_import.py /tmp/caffe_pair
+    python3 benchmarks/speed/caffe_import.py /tmp/caffe_pair
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from caffe_writer import c3d_arrays, write_caffemodel, write_mean  # noqa: E402
 
 

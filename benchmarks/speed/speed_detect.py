@@ -3,7 +3,7 @@ to the straightforward pipeline, in times real time.
 
 On its own (speed.py runs it among the others):
 
-    python3 benchmarks/speed_detect.py --model cpu --threads 2
+    python3 benchmarks/speed/speed_detect.py --model cpu --threads 2
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ replica of the downloads (tests/thumos14_replica.py): full-size C3D training cli
 and detection's real-time factor on one longer test video, with every window through both
 networks and with the proposal network alone; then the whole recipe's time from them.
 
-    python3 benchmarks/thumos14_rates.py --steps 8 --video-s 30 --threads 2
+    python3 benchmarks/speed/thumos14_rates.py --steps 8 --video-s 30 --threads 2
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from thumos14_replica import (  # noqa: E402
     SPORTS1M_MEAN,
     SPORTS1M_WEIGHTS,

@@ -7,7 +7,7 @@ paper's numbers: 47.7 / 43.5 / 36.3 / 28.7 / 19.0) and, for comparison, the mAP 
 files under the official THUMOS14 kit and the ActivityNet protocol. ``--windows res3d``: the
 windows of the authors' second release (Res3D-18, C3D-v1.1) instead.
 
-    python3 benchmarks/thumos14_table.py [--windows res3d]
+    python3 benchmarks/accuracy/thumos14_table.py [--windows res3d]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from scnn.formats import load_detections, load_ground_truth, write_detections
 from scnn.formats.windows_csv import read_windows_csv
 from scnn.postprocess import postprocess, window_length_prior
 
-THUMOS14 = Path(__file__).resolve().parents[1] / "tests/data/thumos14"
+THUMOS14 = Path(__file__).resolve().parents[2] / "tests/data/thumos14"
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 PAPER_MAP = (0.47719, 0.43535, 0.36276, 0.28702, 0.18970)
 WINDOWS = {"c3d": "scnn_c3d_test_windows.csv.gz", "res3d": "scnn_res3d_test_windows.csv.gz"}

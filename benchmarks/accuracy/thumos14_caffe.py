@@ -13,7 +13,7 @@ their localization class and score), then reports
 Exact equality is not expected: the authors decoded JPEG frames and resized them with OpenCV;
 scnn decodes the videos with FFmpeg and resizes with its scaler.
 
-    python3 benchmarks/thumos14_caffe.py --model MODEL_DIR --videos THUMOS14_TEST_VIDEOS \\
+    python3 benchmarks/accuracy/thumos14_caffe.py --model MODEL_DIR --videos THUMOS14_TEST_VIDEOS \\
         --theirs scnn_c3d_test_windows.csv.gz --ground-truth annotations/test \\
         --windows ours.csv.gz
 """

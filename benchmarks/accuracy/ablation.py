@@ -1,19 +1,19 @@
 """Does each S-CNN stage earn its place? The paper's ablations on the synthetic benchmark.
 
 Issue 9. One command trains, scores and evaluates every variant for every seed, caches each
-result on disk and writes benchmarks/ABLATIONS.md with figures:
+result on disk and writes benchmarks/accuracy/ABLATIONS.md with figures:
 
-    python3 benchmarks/ablation.py --budget tiny --threads 1   # smoke run, minutes
-    python3 benchmarks/ablation.py --budget full --threads 2   # the real run, hours on a CPU
+    python3 benchmarks/accuracy/ablation.py --budget tiny --threads 1   # smoke run, minutes
+    python3 benchmarks/accuracy/ablation.py --budget full --threads 2   # the real run, hours
 
 Protocol. One synthetic dataset (scnn.synth, data seed 0) for every training seed; the seeds
 change weight initialisation, dropout and the draw of training clips. Per seed each network
 is trained once and reused: proposal, classification, localization (λ = 1, α = 0.25), six
 more localization networks from the same classification weights (λ ∈ {0, 0.5, 2} at
 α = 0.25, α ∈ {0.125, 0.5, 1} at λ = 1), and the single-frame proposal and localization
-networks (benchmarks/single_frame.py). Each network scores every window of every test video
+networks (single_frame.py). Each network scores every window of every test video
 once (softmax, proposal threshold 0); thresholds, the prior and NMS are applied offline
-(benchmarks/ablation_offline.py). mAP at IoU 0.1…0.7 under the ``scnn`` and ``activitynet``
+(tests/offline_detection.py). mAP at IoU 0.1…0.7 under the ``scnn`` and ``activitynet``
 protocols; NMS at evaluation IoU − 0.1 (the authors' rule) unless a variant says otherwise.
 
 Resuming: a finished stage, score array or result JSON is never recomputed; an interrupted
@@ -45,9 +45,10 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from ablation_offline import (  # noqa: E402
+from ablation_report import write_report  # noqa: E402
+from offline_detection import (  # noqa: E402
     VideoGrid,
     grid_of_videos,
     map_table,
@@ -55,18 +56,17 @@ from ablation_offline import (  # noqa: E402
     pooled_pr_curve,
     proposal_stage_recall,
     scored_windows,
+    softmax,
+    window_logits,
 )
-from ablation_report import write_report  # noqa: E402
 from single_frame import SingleFrameNet, train_single_frame  # noqa: E402
 
-from scnn.clips import ClipConfig, assemble_clips  # noqa: E402
 from scnn.config import TrainConfig, load_config, write_run_config  # noqa: E402
 from scnn.dataset import cache_videos  # noqa: E402
 from scnn.fileio import atomic_write, atomic_write_bytes, atomic_write_text  # noqa: E402
 from scnn.formats import load_ground_truth  # noqa: E402
 from scnn.model import build_network  # noqa: E402
 from scnn.modelfile import load_state, state_bytes  # noqa: E402
-from scnn.pipeline import probabilities  # noqa: E402
 from scnn.postprocess import window_length_prior  # noqa: E402
 from scnn.records import GroundTruth  # noqa: E402
 from scnn.stages import (  # noqa: E402
@@ -82,7 +82,6 @@ from scnn.train import METRICS, WEIGHTS, train  # noqa: E402
 from scnn.video import FPS, video_files  # noqa: E402
 
 BENCHMARKS = Path(__file__).resolve().parent
-SCORE_BATCH = 16  # windows per network call (detect.CPU_BATCH_SIZE)
 PROPOSAL_THRESHOLDS = (0.0, 0.5, 0.7, 0.9)  # 0: every window passes
 ORACLE = "oracle"
 # Localization networks retrained from the same classification weights: name -> (λ, α).
@@ -246,44 +245,6 @@ def training_keys(network: str) -> tuple[str, ...]:
     return (f"train/{network}",)
 
 
-@torch.inference_mode()
-def window_logits(
-    network: torch.nn.Module,
-    grid: VideoGrid,
-    frames: Mapping[str, np.ndarray],
-    clip: ClipConfig,
-    device: torch.device,
-) -> np.ndarray:
-    """``network``'s outputs on every window of ``grid`` (centre crops), ``(N, outputs)``."""
-    network.to(device).eval()
-    parts = []
-    for video in dict.fromkeys(grid.videos):
-        rows = np.flatnonzero(grid.videos == video)
-        for first in range(0, len(rows), SCORE_BATCH):
-            batch = rows[first : first + SCORE_BATCH]
-            clips = assemble_clips(
-                frames[video],
-                grid.start_frame[batch],
-                grid.window_frames[batch],
-                clip.convention(),
-                False,
-            )
-            parts.append(network(clips.to(device)).float().cpu().numpy())
-    return np.concatenate(parts)
-
-
-def window_probabilities(
-    network: torch.nn.Module,
-    grid: VideoGrid,
-    frames: Mapping[str, np.ndarray],
-    config: TrainConfig,
-    device: torch.device,
-) -> np.ndarray:
-    """Softmax of ``network`` on every window of ``grid``, in float64 as ``scnn detect``'s."""
-    logits = window_logits(network, grid, frames, config.clip, device)
-    return probabilities(torch.from_numpy(logits)).numpy()
-
-
 def score_networks(
     seed_dir: Path,
     config: TrainConfig,
@@ -304,7 +265,7 @@ def score_networks(
 
         def step(network=network, path=path) -> None:
             with atomic_write(path, "wb") as handle:
-                np.save(handle, window_probabilities(network, grid, frames, config, device))
+                np.save(handle, softmax(window_logits(network, grid, frames, config.clip, device)))
 
         ledger.run(f"score/{name}", path, step)
 
@@ -448,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": args.device,
             "machine": f"{platform.processor() or platform.machine()}, "
             f"torch threads: {torch.get_num_threads()}",
-            "command": "python3 benchmarks/ablation.py " + " ".join(sys.argv[1:]),
+            "command": "python3 benchmarks/accuracy/ablation.py " + " ".join(sys.argv[1:]),
         },
         [(v.name, v.question, v.description) for v in VARIANTS],
     )

@@ -1,35 +1,30 @@
-"""The ablation harness's offline detection: the oracle by hand, and stored window scores
+"""The accuracy studies' offline detection: the oracle by hand, and stored window scores
 post-processed offline against the streaming Detector."""
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tiny import MODEL_CLASSES as CLASSES
-from tiny import MODEL_CLIP as CLIP
-from tiny import MODEL_OPTIONS as OPTIONS
-from tiny import random_model
-from videos import numbered_frames, write_video
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from ablation import window_probabilities  # noqa: E402
-from ablation_offline import (  # noqa: E402
+from offline_detection import (
+    detect_offline,
     grid_of_videos,
     map_table,
     nms_threshold,
     oracle_windows,
     scored_windows,
+    softmax,
+    window_logits,
 )
+from tiny import MODEL_CLASSES as CLASSES
+from tiny import MODEL_CLIP as CLIP
+from tiny import random_model
+from videos import numbered_frames, write_video
 
-from scnn.config import TrainConfig  # noqa: E402
-from scnn.dataset import FrameCache  # noqa: E402
-from scnn.detect import Detector  # noqa: E402
-from scnn.postprocess import postprocess  # noqa: E402
-from scnn.records import GroundTruth, Instance  # noqa: E402
-from scnn.windows import WINDOW_LENGTHS_FRAMES, WindowConfig  # noqa: E402
+from scnn.dataset import FrameCache
+from scnn.detect import Detector
+from scnn.postprocess import postprocess
+from scnn.records import GroundTruth, Instance
+from scnn.video import read_frames
+from scnn.windows import WINDOW_LENGTHS_FRAMES, WindowConfig
 
 SHORT = WindowConfig(lengths_frames=(16, 32))
 
@@ -120,11 +115,10 @@ def test_offline_post_processing_equals_the_detector(model_dir, tmp_path):
 
     cached = FrameCache(tmp_path / "cache", CLIP.frame_size).frames("clip", video)
     grid = grid_of_videos({"clip": len(cached)}, WindowConfig(), 25.0)
-    config = TrainConfig(clip=CLIP, model=OPTIONS)
     device = torch.device("cpu")
     networks = detector.networks
-    p_action = window_probabilities(networks.proposal, grid, {"clip": cached}, config, device)
-    classes = window_probabilities(networks.localization, grid, {"clip": cached}, config, device)
+    p_action = softmax(window_logits(networks.proposal, grid, {"clip": cached}, CLIP, device))
+    classes = softmax(window_logits(networks.localization, grid, {"clip": cached}, CLIP, device))
     threshold = float(np.median(p_action[:, 1]))
     windows = scored_windows(grid, classes, CLASSES, p_action[:, 1] >= threshold)
     offline = postprocess(windows, 0.3, prior=detector.model.prior)
@@ -135,3 +129,35 @@ def test_offline_post_processing_equals_the_detector(model_dir, tmp_path):
         (d.start_s, d.end_s, d.label) for d in online
     ]
     assert [d.score for d in offline] == pytest.approx([d.score for d in online], abs=1e-5)
+
+
+def test_detect_offline_is_the_detectors_with_voting_and_with_float32_scores(video, tmp_path):
+    detector = Detector.load(random_model(tmp_path / "model", vote_iou=0.4), precision="fp32")
+    model = detector.model
+    frames = read_frames(video, size=model.clip.frame_size)
+    grid = grid_of_videos({"clip one": len(frames)}, model.windows, model.fps)
+    logits = {
+        name: window_logits(network, grid, {"clip one": frames}, model.clip, torch.device("cpu"))
+        for name, network in (("proposal", model.proposal), ("localization", model.localization))
+    }
+    p_action = torch.softmax(torch.from_numpy(logits["proposal"]), dim=1)[:, 1]
+    # the CPU model's settings (no proposal network, voting), and S-CNN's release (a proposal
+    # threshold, float32 scores, no voting)
+    for threshold, float64, vote_iou in ((0.0, True, 0.4), (float(p_action.median()), False, None)):
+        online = detector.with_settings(
+            proposal_threshold=threshold, vote_iou=vote_iou or 0.0, nms_threshold=0.4
+        )(video)
+        offline = detect_offline(
+            grid,
+            logits["localization"],
+            logits["proposal"],
+            CLASSES,
+            0.4,
+            threshold,
+            float64,
+            vote_iou,
+        )
+        assert len(online) > 5
+        assert [(d.label, d.start_s, d.end_s) for d in offline] == [
+            (d.label, d.start_s, d.end_s) for d in online
+        ]

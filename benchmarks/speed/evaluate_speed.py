@@ -4,7 +4,7 @@ Target: under 10 s per protocol, all of its thresholds together. The detections 
 made on the spot: 30 % are jittered copies of ground-truth instances (so matching has work to
 do), 70 % random segments with random classes; scores have 3 decimals, so ties are common.
 
-    python3 benchmarks/evaluate_speed.py [--count N]
+    python3 benchmarks/speed/evaluate_speed.py [--count N]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from scnn.evaluate import PROTOCOLS, evaluate
 from scnn.formats import load_ground_truth
 from scnn.records import Detection
 
-THUMOS14_TEST = Path(__file__).resolve().parents[1] / "tests/data/thumos14/annotations/test"
+THUMOS14_TEST = Path(__file__).resolve().parents[2] / "tests/data/thumos14/annotations/test"
 NEAR_GROUND_TRUTH_FRACTION = 0.3
 MAX_RANDOM_START_S = 600.0
 

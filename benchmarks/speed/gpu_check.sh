@@ -2,7 +2,7 @@
 # The GPU speed check of issue 6, on one H100 in at most about 8 minutes. Through the device
 # tool, from the repository root (av is not installed there; .whl holds its wheel):
 #
-#   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=560)
+#   run(command="bash benchmarks/speed/gpu_check.sh", carry=[".whl"], timeout_s=560)
 #
 # Prints and writes $OUT/gpu_results.json (bf16 matmul TFLOP/s; C3D proposal clips/s for eager
 # fp32, bf16 + channels_last_3d and torch.compile at batch 256; training clips/s at bf16,
@@ -12,7 +12,7 @@
 # within COMPILE_PROBE_S seconds, else the default mode.
 #
 # A CPU dry run of the same steps (tiny model, short video):
-#   SCNN_CHECK_DEVICE=cpu SCNN_CHECK_MODEL=tiny SCNN_CHECK_VIDEO_S=30 bash benchmarks/gpu_check.sh
+#   SCNN_CHECK_DEVICE=cpu SCNN_CHECK_MODEL=tiny SCNN_CHECK_VIDEO_S=30 bash benchmarks/speed/gpu_check.sh
 set -u -o pipefail
 
 OUT=${OUT:-/tmp/scnn-gpu-check}
@@ -29,7 +29,7 @@ if ! python3 -c "import av" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export TORCHINDUCTOR_CACHE_DIR=/tmp/scnn-inductor-cache  # the probe's compilations are reused
-BENCH=(python3 benchmarks/speed.py --model "$MODEL" --device "$DEVICE" --work /tmp/scnn-bench-gpu)
+BENCH=(python3 benchmarks/speed/speed.py --model "$MODEL" --device "$DEVICE" --work /tmp/scnn-bench-gpu)
 
 {
     date -Is

@@ -2,9 +2,10 @@
 video and random-weight model directory in the work folder, the command line, the header and the
 JSON output.
 
-Every scnn name the benchmarks use is imported here and nowhere else, so that the sections
-(speed_*.py) run unchanged on another checkout's package (``speed.py --compare-src``) and a
-package that names things differently needs an edit of this file only.
+Every scnn name that speed.py's sections (speed_<section>.py) use is imported here and nowhere
+else, so that they run unchanged on another checkout's package (``speed.py --compare-src``) and
+a package that names things differently needs an edit of this file only. The other scripts in
+this folder, which --compare-src does not run, import scnn directly.
 """
 
 from __future__ import annotations
@@ -31,51 +32,23 @@ from scnn.clips import ClipConfig, assemble_clips, sample_frame_indices
 from scnn.config import load_config
 from scnn.dataset import DataConfig
 from scnn.detect import Detector
+from scnn.encode import write_h264
+from scnn.features import Extractor, FeatureConfig, model_source
 from scnn.fileio import atomic_write_text
+from scnn.live import live_detections
 from scnn.loss import overlap_loss
-from scnn.model import C3D, clip_gflops
+from scnn.model import C3D, ModelOptions, build_network, clip_gflops
 from scnn.modelfile import load_model, save_model
 from scnn.parallel_decode import iter_frames_parallel
+from scnn.pipeline import cpu_batch_size, inference_network
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
+from scnn.records import ScoredWindows
+from scnn.stages import LOCALIZATION, prepare_data
+from scnn.synth import SynthConfig, plan_videos, render
 from scnn.train import TRAIN_LOG, train
 from scnn.video import FPS, iter_frames, num_frames, probe, read_frames
 from scnn.windows import WindowConfig, window_grid
-
-# The bridge for --compare-src across the renovation of the package: each name that moved is
-# imported from its new module first and from its old one after, so that this one harness
-# measures both a checkout from before the move and one from after it.
-try:
-    from scnn.pipeline import cpu_batch_size, inference_network
-except ImportError:  # before detection was split into pipeline, lanes, detect, batch, sharded
-    from scnn.detect import cpu_batch_size, inference_network
-try:
-    from scnn.stages import LOCALIZATION, prepare_data
-except ImportError:  # before the stages had a module of their own
-    from scnn.train import LOCALIZATION, prepare_data
-try:
-    from scnn.records import ScoredWindows
-except ImportError:  # before the records and the formats/ package
-    from scnn.scored_windows import ScoredWindows
-try:
-    from scnn.model import ModelOptions, build_network
-except ImportError:  # while the network options live with the model directory
-    from scnn.modelfile import ModelOptions, build_network
-try:
-    from scnn.features import Extractor, FeatureConfig, model_source
-except ImportError:  # before `scnn features`: speed_features.py cannot run there
-    Extractor = FeatureConfig = model_source = None
-
-
-def save_model_with_prior(path: Path, prior: dict[int, np.ndarray], **model: object) -> None:
-    """``save_model`` with ``prior`` by window length, or, in a package from before the prior
-    was keyed by length (whose save_model rejects a mapping with a TypeError), as rows in the
-    order of the lengths."""
-    try:
-        save_model(path, prior=prior, **model)
-    except TypeError:
-        save_model(path, prior=np.stack(list(prior.values())), **model)
-
 
 __all__ = [  # what the sections, the driver and compare.py take from here
     # scnn
@@ -88,6 +61,7 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "Extractor",
     "FeatureConfig",
     "ScoredWindows",
+    "SynthConfig",
     "WindowConfig",
     "assemble_clips",
     "atomic_write_text",
@@ -96,19 +70,23 @@ __all__ = [  # what the sections, the driver and compare.py take from here
     "iter_frames",
     "iter_frames_parallel",
     "keep_large_allocations",
+    "live_detections",
     "load_config",
     "load_model",
     "model_source",
     "native_bf16",
     "num_frames",
     "overlap_loss",
+    "plan_videos",
     "postprocess",
     "prepare_data",
     "probe",
     "read_frames",
+    "render",
     "sample_frame_indices",
     "train",
     "window_grid",
+    "write_h264",
     # the harness
     "NUM_CLASSES",
     "Bench",
@@ -260,7 +238,7 @@ def make_model_dir(path: Path, size: ModelSize, video: Path) -> tuple[Path, floa
     torch.manual_seed(0)
     windows = WindowConfig()
     if not (path / "model.json").exists():
-        save_model_with_prior(
+        save_model(
             path,
             proposal=build_network(2, size.options, size.clip).eval(),
             localization=build_network(NUM_CLASSES + 1, size.options, size.clip).eval(),
