@@ -2,10 +2,11 @@
 scored windows; frames and clips in memory bounded by the batch size and the longest window,
 not the video (the scored windows are kept, 48 bytes each).
 
-Frames are decoded once, in a background thread, into a buffer no longer than the longest
-window. Every window of the grid is scored as soon as its last frame has arrived: its clip is
-assembled at once, so frames can be dropped, and clips wait in a queue until a full batch is
-ready for the proposal network. Survivors (P(action) ≥ threshold) queue again for the
+Frames are decoded once, in a background thread; the centre crops of the last longest
+window's frames are held. Every window of the grid is scored as soon as its last frame has
+arrived: its clip is assembled at once, so frames can be dropped, and clips wait in a queue
+until a full batch is ready for the proposal network. Frames and queued clips each live in
+one array kept for the whole stream, so memory does not depend on how long it runs. Survivors (P(action) ≥ threshold) queue again for the
 localization network. The per-chunk loop (:func:`chunk_windows`) is apart from what is done
 with its clips (:func:`score_segment`), so another consumer can reuse it.
 """
