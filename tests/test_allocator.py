@@ -1,36 +1,23 @@
-import subprocess
-import sys
-
 import pytest
+from page_faults import run_child
 
 from scnn.allocator import keep_large_allocations
 
-# Allocates, uses and frees three 24 MB arrays per round, then prints the minor page faults
-# per round: each fault is a page the kernel handed out afresh (and zeroed).
+# Sets the allocator or not, then prints the page faults per round (tests/page_faults.py).
 CHILD = """
-import resource, sys
-import numpy as np
+import sys
+from page_faults import faults_per_round
 from scnn.allocator import keep_large_allocations
 if sys.argv[1] == "keep":
     assert keep_large_allocations()
-def work():
-    a = np.ones(3_000_000)
-    b = a * 2
-    return float((b + a)[::4096].sum())
-for _ in range(3):
-    work()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    work()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+print(faults_per_round())
 """
 
 
 def _faults_per_round(mode: str) -> float:
-    run = subprocess.run(
-        [sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True
-    )
-    return float(run.stdout.split()[-1])
+    child = run_child(CHILD, mode)
+    assert child.returncode == 0, child.stderr
+    return float(child.stdout.split()[-1])
 
 
 @pytest.mark.skipif(not keep_large_allocations(), reason="malloc is not glibc's")
@@ -71,10 +58,9 @@ with tempfile.NamedTemporaryFile("r") as info:
 @pytest.mark.skipif(not keep_large_allocations(), reason="malloc is not glibc's")
 def test_threads_share_one_malloc_arena():
     def arenas(mode: str) -> int:
-        run = subprocess.run(
-            [sys.executable, "-c", ARENAS_CHILD, mode], capture_output=True, text=True, check=True
-        )
-        return int(run.stdout.split()[-1])
+        child = run_child(ARENAS_CHILD, mode)
+        assert child.returncode == 0, child.stderr
+        return int(child.stdout.split()[-1])
 
     assert arenas("default") >= 4  # glibc's default: an arena per thread, up to 8 per core
     assert arenas("keep") == 1

@@ -28,7 +28,7 @@ from pause import Pause
 from tiny import MODEL_CLIP, MODEL_OPTIONS, random_model
 from videos import write_video
 
-from scnn import train
+from scnn import training_job
 from scnn.bundled_data import resolve_ground_truth
 from scnn.caffe import (
     CAFFE_NAMES,
@@ -530,4 +530,4 @@ def test_a_caffe_file_trains_on_bgr_frames_and_a_contradiction_is_one_error(tmp_
         training_config("synthetic_cpu", {"init_from": str(weights)})
     rgb = replace(config, clip=replace(config.clip, bgr=False))  # the library call is checked too
     with pytest.raises(ScnnError, match="clip.bgr=false contradicts the weights"):
-        train.run(rgb, "thumos14-val", tmp_path, tmp_path / "run", progress=False)
+        training_job.train_model(rgb, "thumos14-val", tmp_path, tmp_path / "run", progress=False)

@@ -13,9 +13,10 @@ from videos import numbered_frames, write_video
 
 from scnn import cli
 from scnn.cli import build_parser
-from scnn.detect import BUNDLED_MODEL, PRECISIONS
+from scnn.detect import BUNDLED_MODEL
 from scnn.evaluate import PROTOCOLS
 from scnn.modelfile import load_model
+from scnn.runtime import PRECISIONS
 from scnn.stages import STAGES
 
 

@@ -1,10 +1,10 @@
 """The Detector: the model directory's settings unless told otherwise, and detections."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from tiny import MODEL_CLASSES as CLASSES
-from tiny import MODEL_CLIP as CLIP
-from tiny import MODEL_OPTIONS as OPTIONS
 from tiny import random_model
 from videos import numbered_frames, write_video
 
@@ -96,19 +96,7 @@ def test_the_model_directory_decides_the_prior_unless_told(model_dir, video, tmp
     # The fixture's prior is 1/6 everywhere: the same detections at a sixth of the score.
     assert [d.score / 6 for d in plain] == pytest.approx([d.score for d in weighted])
     loaded = Detector.load(model_dir).model
-    save_model(
-        tmp_path / "no_prior",
-        proposal=loaded.proposal,
-        localization=loaded.localization,
-        classes=CLASSES,
-        prior=loaded.prior,
-        options=OPTIONS,
-        windows=WindowConfig(),
-        clip=CLIP,
-        config={},
-        metrics={},
-        use_prior=False,
-    )
+    save_model(tmp_path / "no_prior", dataclasses.replace(loaded, use_prior=False))
     no_prior = Detector.load(tmp_path / "no_prior", proposal_threshold=0.0)
     assert not no_prior.model.use_prior
     assert [d.score for d in no_prior(video)] == pytest.approx([d.score for d in plain])

@@ -244,7 +244,9 @@ def test_the_sports1m_mean_file_shifts_the_input_by_its_cube(video, tmp_path, mo
     extracts again rather than skipping. A 1/16-width network keeps the test small."""
     small = replace(CAFFE_OPTIONS, width=1 / 16)
     monkeypatch.setattr(
-        features, "build_network", lambda outputs, _, clip: build_network(outputs, small, clip)
+        features,
+        "network_for_weights",
+        lambda outputs, _, clip: build_network(outputs, small, clip),
     )
     torch.save(build_network(487, small, caffe_convention()).state_dict(), tmp_path / "c3d.pt")
     cube_bgr = np.random.default_rng(0).uniform(0, 255, (3, 16, 128, 171)).astype(np.float32)

@@ -12,7 +12,7 @@ import torch
 from caffe_writer import write_mean
 from tiny import SYNTH, TINY, random_model
 
-from scnn import cli, dataset, train
+from scnn import cli, dataset, train, training_job
 from scnn.cli.train import config_overrides
 from scnn.clips import ClipConfig
 from scnn.config import config_from_dict
@@ -150,7 +150,7 @@ def finetune(source, synth_root, out, **values) -> tuple[LoadedModel, LoadedMode
     source model, the fine-tuned one, and the fine-tuned one's model.json."""
     config = config_from_dict({**TINY, "init_from": str(source), "lr": 0.0, "steps": 2, **values})
     annotations, videos = synth_root / "annotations.json", synth_root / "videos"
-    model_dir = train.run(config, annotations, videos, out, progress=False)
+    model_dir = training_job.train_model(config, annotations, videos, out, progress=False)
     description = json.loads((model_dir / "model.json").read_text())
     return load_model(source), load_model(model_dir), description
 
@@ -222,7 +222,9 @@ def test_a_mean_file_is_subtracted_and_written_into_the_model(synth_root, tmp_pa
     args = cli.build_parser().parse_args(["train", "data", "--out", "run", "--mean", str(mean)])
     config = config_from_dict({**TINY, "steps": 2, **config_overrides(args)})
     annotations, videos = synth_root / "annotations.json", synth_root / "videos"
-    model_dir = train.run(config, annotations, videos, tmp_path / "run", progress=False)
+    model_dir = training_job.train_model(
+        config, annotations, videos, tmp_path / "run", progress=False
+    )
     model = load_model(model_dir)
     expected = torch.from_numpy(cube_bgr[::-1].copy()).permute(1, 2, 3, 0)
     assert torch.equal(model.convention.mean_cube, expected)

@@ -20,13 +20,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 2 data: windows, clips, files, training samples, the synthetic dataset
     ("windows", "clips", "formats", "dataset", "synth", "caffe_wire"),
     # 3 model and scoring: networks, configs, model directories, post-processing, evaluation
-    ("model", "res3d", "config", "modelfile", "postprocess", "evaluate", "stages", "report"),
+    ("model", "res3d", "config", "modelfile", "postprocess", "evaluate", "stages", "report",
+     "runtime"),
     # 4 the method: streaming detection, training, the Caffe import, the diagnosis
     ("pipeline", "lanes", "detect", "caffe", "caffe_res3d", "pretrained", "train", "diagnose",
      "features", "training_log"),
     # 5 runs over many files: batches, torchrun shards, the HTML report, the demo
     ("batch", "sharded", "html_report", "demo", "live",
-     "feature_runs"),
+     "feature_runs", "resume", "training_job"),
     # 6 the command
     ("cli", "__main__", ""),
 )  # fmt: skip

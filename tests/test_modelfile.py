@@ -17,6 +17,7 @@ from scnn.modelfile import (
     LOCALIZATION_WEIGHTS,
     MODEL_JSON,
     PROPOSAL_WEIGHTS,
+    LoadedModel,
     load_model,
     save_model,
     training_prior,
@@ -38,18 +39,19 @@ def write(path, classes=CLASSES, prior=None) -> tuple[torch.nn.Module, torch.nn.
     localization.norm1.running_mean.fill_(0.25)
     uniform = {length: np.full(len(classes), 1 / 6) for length in WINDOWS.lengths_frames}
     prior = uniform if prior is None else prior
-    save_model(
-        path,
+    model = LoadedModel(
         proposal=proposal,
         localization=localization,
         classes=classes,
         prior=prior,
-        options=OPTIONS,
         windows=WINDOWS,
+        convention=CLIP.convention(),
         clip=CLIP,
+        options=OPTIONS,
         config={"steps": 5},
         metrics={"proposal": {"accuracy": 0.9}},
     )
+    save_model(path, model)
     return proposal.eval(), localization.eval()
 
 

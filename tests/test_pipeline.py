@@ -13,7 +13,8 @@ from videos import numbered_frames, write_video
 from scnn.clips import assemble_clips, gather_clips
 from scnn.detect import Detector
 from scnn.errors import VideoError
-from scnn.pipeline import ClipQueue, chunk_windows, cpu_batch_size, probabilities
+from scnn.pipeline import ClipQueue, chunk_windows, probabilities
+from scnn.runtime import cpu_batch_size
 from scnn.video import read_frames
 from scnn.windows import WindowConfig, window_grid
 

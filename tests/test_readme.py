@@ -101,7 +101,9 @@ def test_path_c_features_of_the_sports1m_c3d(tmp_path, monkeypatch):
     extraction builds the same small network), on a one-second video."""
     small = replace(CAFFE_OPTIONS, width=1 / 16)
     monkeypatch.setattr(
-        features, "build_network", lambda outputs, _, clip: build_network(outputs, small, clip)
+        features,
+        "network_for_weights",
+        lambda outputs, _, clip: build_network(outputs, small, clip),
     )
     command = readme_command("scnn", "features")
     weights = tmp_path / command[command.index("--init-from") + 1]

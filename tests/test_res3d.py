@@ -17,7 +17,7 @@ from scnn.clips import ClipConfig, assemble_clips
 from scnn.config import config_from_dict, load_config
 from scnn.formats.windows_csv import read_windows_csv
 from scnn.model import ModelOptions, build_network, clip_gflops, fold_batch_norm
-from scnn.modelfile import load_model, load_state, save_model
+from scnn.modelfile import LoadedModel, load_model, load_state, save_model
 from scnn.precision import exact_fp32
 from scnn.res3d import BLOCK_NAMES, RES3D_FEATURE_LAYERS, CaffeBatchNorm3d, Res3D
 from scnn.stages import CLASSIFICATION
@@ -135,18 +135,17 @@ def res3d_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("res3d") / "model"
     networks = [build_network(n, OPTIONS, CLIP).eval() for n in (2, 3)]
     windows = WindowConfig((16, 32))
-    save_model(
-        path,
+    model = LoadedModel(
         proposal=networks[0],
         localization=networks[1],
         classes=("Jump", "Run"),
         prior={16: np.array([0.5, 0.5]), 32: np.array([0.5, 0.5])},
-        options=OPTIONS,
         windows=windows,
+        convention=CLIP.convention(),
         clip=CLIP,
-        config={},
-        metrics={},
+        options=OPTIONS,
     )
+    save_model(path, model)
     return path
 
 

@@ -17,7 +17,7 @@ import torch
 
 from scnn.clips import ClipConfig, InputConvention
 from scnn.model import ModelOptions, build_network
-from scnn.modelfile import save_model
+from scnn.modelfile import LoadedModel, save_model
 from scnn.synth import SynthConfig
 from scnn.windows import WindowConfig
 
@@ -85,20 +85,18 @@ def random_model(
     torch.manual_seed(0)
     lengths = windows.lengths_frames
     uniform = {length: np.full(len(classes), 1 / len(lengths)) for length in lengths}
-    save_model(
-        path,
+    model = LoadedModel(
         proposal=build_network(2, options, clip),
         localization=build_network(len(classes) + 1, options, clip),
         classes=classes,
         prior=uniform if prior is None else prior,
-        options=options,
         windows=windows,
+        convention=convention or clip.convention(),
         clip=clip,
-        config={},
-        metrics={},
-        convention=convention,
+        options=options,
         vote_iou=vote_iou,
     )
+    save_model(path, model)
     return path
 
 

@@ -68,7 +68,7 @@ from scnn.records import GroundTruth  # noqa: E402
 from scnn.stages import CLASSIFICATION, LOCALIZATION  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
 from scnn.train import WEIGHTS  # noqa: E402
-from scnn.train import run as train_run  # noqa: E402
+from scnn.training_job import train_model as train_run  # noqa: E402
 from scnn.video import FPS, num_frames, probe, video_files  # noqa: E402
 
 # Test sets that chose the variants (the voting IoU on 2101; its second NMS after 2201-2203;

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scnn import train
+from scnn import training_job
 from scnn.batch import detect_videos
 from scnn.config import CPU_DEFAULT_CONFIG, load_config
 from scnn.detect import BUNDLED_MODEL, Detector
@@ -63,11 +63,11 @@ def dataset(work: Path, args: argparse.Namespace) -> Path:
 
 def train_run(root: Path, out: Path, overrides: dict, steps: int) -> float:
     """Train one variant for ``steps`` per stage (skipped when its model exists); seconds."""
-    if (out / train.MODEL_DIR / "model.json").is_file():
+    if (out / training_job.MODEL_DIR / "model.json").is_file():
         return json.loads((out / "seconds.json").read_text())["seconds"]
     config = load_config(CPU_DEFAULT_CONFIG, {**overrides, "steps": steps, "device": "cpu"})
     tick = time.perf_counter()
-    train.run(
+    training_job.train_model(
         config,
         root / "annotations.json",
         root / "videos",
@@ -119,10 +119,12 @@ def main() -> None:
         for steps in args.steps:
             out = args.work / "runs" / f"{name.replace(' ', '_')}_{steps}"
             seconds = train_run(root, out, VARIANTS[name], steps)
-            stages = json.loads((out / train.MODEL_DIR / "model.json").read_text())["config"]
+            stages = json.loads((out / training_job.MODEL_DIR / "model.json").read_text())["config"]
             trained = len(stages["started_from"]["trained_stages"])
             row = {"variant": name, "steps": steps, "total_steps": trained * steps}
-            rows.append({**row, "train_s": round(seconds, 1), **score(root, out / train.MODEL_DIR)})
+            rows.append(
+                {**row, "train_s": round(seconds, 1), **score(root, out / training_job.MODEL_DIR)}
+            )
             print(json.dumps(rows[-1]), flush=True)
     record = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")}
     record |= {"threads": args.threads, "seed": SEED, "rows": rows}

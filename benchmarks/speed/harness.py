@@ -38,12 +38,13 @@ from scnn.fileio import atomic_write_text
 from scnn.live import live_detections
 from scnn.loss import overlap_loss
 from scnn.model import C3D, ModelOptions, build_network, clip_gflops
-from scnn.modelfile import load_model, save_model
+from scnn.modelfile import LoadedModel, load_model, save_model
 from scnn.parallel_decode import iter_frames_parallel
-from scnn.pipeline import cpu_batch_size, inference_network
+from scnn.pipeline import inference_network
 from scnn.postprocess import postprocess
 from scnn.precision import native_bf16
 from scnn.records import ScoredWindows
+from scnn.runtime import cpu_batch_size
 from scnn.stages import LOCALIZATION, prepare_data
 from scnn.synth import SynthConfig, plan_videos, render
 from scnn.train import TRAIN_LOG, train
@@ -238,18 +239,17 @@ def make_model_dir(path: Path, size: ModelSize, video: Path) -> tuple[Path, floa
     torch.manual_seed(0)
     windows = WindowConfig()
     if not (path / "model.json").exists():
-        save_model(
-            path,
+        model = LoadedModel(
             proposal=build_network(2, size.options, size.clip).eval(),
             localization=build_network(NUM_CLASSES + 1, size.options, size.clip).eval(),
             classes=tuple(f"class{k:02d}" for k in range(NUM_CLASSES)),
             prior={length: np.ones(NUM_CLASSES) for length in windows.lengths_frames},
-            options=size.options,
             windows=windows,
+            convention=size.clip.convention(),
             clip=size.clip,
-            config={},
-            metrics={},
+            options=size.options,
         )
+        save_model(path, model)
     model = load_model(path)
     frames = np.concatenate(list(islice(iter_frames(video, size=size.clip.frame_size), 8)))
     grid = window_grid(len(frames), windows)
@@ -421,7 +421,7 @@ def own_peak_rss_mb() -> float:
 def run_sections(args: argparse.Namespace, sections: list[Callable[[Bench], None]]) -> None:
     """Set the process up as scnn's own commands do, print the header, run ``sections`` in
     order and write the JSON."""
-    if args.device == "cpu":  # as the Detector and the trainer do; see scnn.allocator
+    if args.device == "cpu":  # as scnn's commands do; see scnn.allocator
         keep_large_allocations()
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # autotune conv algorithms for the fixed shapes

@@ -130,7 +130,7 @@ def main() -> None:
     ts = make_stream(args.work, args.duration_s)
     detector = Detector.load(batch_size=args.batch_size)
     grid, fps = detector.model.windows, detector.model.fps
-    nms_iou = detector.postprocess_settings()["nms_iou"]
+    nms_iou = detector.postprocess_settings().nms_iou
     bound_s = latency_bound_frames(grid, nms_iou, CHUNK_FRAMES, detector.batch_size) / fps
     result = paced(detector, ts, bound_s)
     speed = unpaced_fps(detector, ts)

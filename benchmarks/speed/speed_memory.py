@@ -113,7 +113,7 @@ def child(args: argparse.Namespace) -> None:
             say(minute=minutes, rss_mb=_rss_mb())
 
     video, count = args.child_video, 0
-    keep_large_allocations()  # as scnn's commands set it on a CPU, before a model loads
+    keep_large_allocations()  # as scnn's commands set it on a CPU
     start = time.perf_counter()
     if args.job == "detect":
         count = len(Detector.load()(video, progress))
@@ -130,8 +130,7 @@ def child(args: argparse.Namespace) -> None:
 
 def start_child(args: argparse.Namespace, job: str, video: Path) -> subprocess.Popen:
     """``job`` on ``video`` in a fresh process (:func:`child`)."""
-    threads = args.live_threads if job == "live" and args.live_threads else args.threads
-    command = [sys.executable, __file__, "--threads", str(threads), "--job", job]
+    command = [sys.executable, __file__, "--threads", str(args.threads), "--job", job]
     command += ["--child-video", str(video)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
@@ -248,9 +247,6 @@ def main() -> None:
     command_line = parser(__doc__)
     command_line.add_argument("--minutes", type=int, nargs="+", default=list(LENGTHS_MIN))
     command_line.add_argument("--live-minutes", type=int, default=LIVE_MIN)
-    command_line.add_argument(
-        "--live-threads", type=int, default=0, help="torch threads of live detection (0: --threads)"
-    )
     command_line.add_argument("--plot", type=Path, default=None, help="write the PNG here")
     command_line.add_argument("--job", choices=JOBS, help=argparse.SUPPRESS)
     command_line.add_argument("--child-video", type=Path, help=argparse.SUPPRESS)

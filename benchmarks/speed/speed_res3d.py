@@ -21,8 +21,9 @@ from scnn.allocator import keep_large_allocations
 from scnn.caffe import CAFFE_OPTIONS
 from scnn.caffe_res3d import RES3D_CONVENTION, RES3D_OPTIONS
 from scnn.model import build_network, clip_gflops
-from scnn.pipeline import cpu_batch_size, inference_network
+from scnn.pipeline import inference_network
 from scnn.precision import native_bf16
+from scnn.runtime import cpu_batch_size
 
 NETWORKS = {"C3D (C3D-v1.0)": CAFFE_OPTIONS, "Res3D-18 (C3D-v1.1)": RES3D_OPTIONS}
 

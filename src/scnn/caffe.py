@@ -52,8 +52,8 @@ from scnn.clips import (
 )
 from scnn.errors import ModelError
 from scnn.formats import load_ground_truth, read_class_table
-from scnn.model import C3D, CONV_NAMES, ModelOptions, build_network
-from scnn.modelfile import save_model
+from scnn.model import C3D, CONV_NAMES, ModelOptions, network_for_weights
+from scnn.modelfile import LoadedModel, save_model
 from scnn.postprocess import window_length_prior
 from scnn.windows import WindowConfig
 
@@ -364,7 +364,7 @@ def import_caffe(
         ("proposal", proposal, 2),
         ("localization", localization, len(names) + 1),
     ):
-        network = build_network(outputs, options, clip)
+        network = network_for_weights(outputs, options, clip)
         if release == V11:
             load_res3d_weights(network, path)
         else:
@@ -374,15 +374,15 @@ def import_caffe(
     prior = window_length_prior(
         load_ground_truth(resolve_ground_truth(prior_from)).instances, names
     )
-    save_model(
-        out,
+    model = LoadedModel(
         proposal=networks["proposal"],
         localization=networks["localization"],
         classes=names,
         prior=prior,
-        options=options,
         windows=windows,
+        convention=convention,
         clip=clip,
+        options=options,
         config={
             "imported_from": {
                 "release": release,
@@ -393,6 +393,5 @@ def import_caffe(
                 "prior_from": str(prior_from),
             }
         },
-        metrics={},
-        convention=convention,
     )
+    save_model(out, model)

@@ -278,6 +278,21 @@ def centre_crop(
     return frames[:, top : top + crop, left : left + crop]
 
 
+def check_network_input(
+    network: str, clips: torch.Tensor, clip_frames: int, crop_size: int, layer: str, layers: tuple
+) -> None:
+    """A network's ``clips`` are ``(batch, 3, clip_frames, crop, crop)`` and ``layer`` is one of
+    its ``layers``; otherwise a ValueError naming ``network`` (a programming error, not input)."""
+    if layer not in layers:
+        raise ValueError(f"layer '{layer}' is not one of {', '.join(layers)}")
+    expected = (3, clip_frames, crop_size, crop_size)
+    if tuple(clips.shape[1:]) != expected:
+        raise ValueError(
+            f"{network} expects input (batch, {', '.join(map(str, expected))}), "
+            f"got {tuple(clips.shape)}"
+        )
+
+
 def centre_crop_offsets(height: int, width: int, crop: int) -> tuple[int, int]:
     """(top, left) of the test-time crop: ``((H − crop) // 2, (W − crop) // 2)``, as Caffe's
     data layer (8, 29 for 128×171 frames)."""

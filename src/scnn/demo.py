@@ -79,12 +79,12 @@ def write_report(
 def train_cpu_default(out: Path, *, quiet: bool = False) -> Path:
     """Generate the default synthetic dataset and train the CPU default config on it, as
     ``scnn synth OUT/data && scnn train OUT/data --out OUT/run`` would."""
-    from scnn import train
     from scnn.config import CPU_DEFAULT_CONFIG, load_config
+    from scnn.training_job import train_model
 
     generate(out / "data", SynthConfig(), quiet=quiet)
     config = load_config(CPU_DEFAULT_CONFIG)
-    return train.run(
+    return train_model(
         config,
         out / "data" / "annotations.json",
         out / "data" / "videos",

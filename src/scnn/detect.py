@@ -11,24 +11,16 @@ from pathlib import Path
 
 import torch
 
-from scnn.allocator import keep_large_allocations
 from scnn.compiling import check_compile_mode
 from scnn.errors import ScnnError
 from scnn.lanes import lane_ends, score_lanes
 from scnn.modelfile import LoadedModel, load_model
-from scnn.pipeline import (
-    GPU_BATCH_SIZE,
-    Networks,
-    cpu_batch_size,
-    decode_processes_for,
-    score_video,
-)
-from scnn.postprocess import postprocess
-from scnn.precision import native_bf16
+from scnn.pipeline import Networks, score_segment, scored_steps, scored_windows, video_chunks
+from scnn.postprocess import PostprocessSettings
 from scnn.records import Detection, ScoredWindows
+from scnn.runtime import PRECISIONS, InferenceRuntime
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -39,7 +31,7 @@ class DetectConfig:
     nms_threshold: float | None = None
     min_score: float | None = None
     top_k: int | None = None
-    batch_size: int | None = None  # None: cpu_batch_size on a CPU, GPU_BATCH_SIZE on CUDA
+    batch_size: int | None = None  # None: by device (runtime.InferenceRuntime)
     use_prior: bool | None = None  # weight scores by the window-length prior
     vote_iou: float | None = None  # boundary voting after NMS (postprocess.vote_boundaries); 0: off
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
@@ -70,36 +62,40 @@ class Detector:
     """
 
     def __init__(
-        self, model: LoadedModel, config: DetectConfig = DetectConfig(), device: str = "cpu"
+        self,
+        model: LoadedModel,
+        config: DetectConfig = DetectConfig(),
+        device: str | torch.device = "cpu",
     ):
         self.model = model
         self.config = config
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ScnnError(f"device '{device}' requested but CUDA is not available")
-        on_gpu = self.device.type == "cuda"
-        if self.device.type == "cpu":
-            keep_large_allocations()
-        precision = config.precision
-        if precision == "auto":
-            precision = "bf16" if native_bf16(self.device) else "fp32"
-        self.bf16 = precision == "bf16"
-        self.batch_size = config.batch_size or (
-            GPU_BATCH_SIZE if on_gpu else cpu_batch_size(model.proposal, self.bf16)
+        self.runtime = InferenceRuntime.choose(
+            model.proposal, device, config.precision, config.batch_size, config.decode_processes
         )
         threshold = config.proposal_threshold
         self.networks = Networks.build(
             model,
-            self.device,
-            bf16=self.bf16,
-            batch_size=self.batch_size,
-            proposal_threshold=model.proposal_threshold if threshold is None else threshold,
-            compile_mode=config.compile,
+            self.runtime,
+            model.proposal_threshold if threshold is None else threshold,
+            config.compile,
         )
-        self.decode_processes = config.decode_processes or decode_processes_for(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def bf16(self) -> bool:
+        return self.runtime.bf16
+
+    @property
+    def batch_size(self) -> int:
+        return self.runtime.batch_size
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, device: str = "cpu", **settings) -> Detector:
+    def load(
+        cls, path: str | Path | None = None, *, device: str | torch.device = "cpu", **settings
+    ) -> Detector:
         """Load a model directory (the bundled default model when ``path`` is None)."""
         return cls(
             load_model(BUNDLED_MODEL if path is None else path), DetectConfig(**settings), device
@@ -111,7 +107,7 @@ class Detector:
 
     def with_settings(self, **settings) -> Detector:
         """The same networks with other prediction settings."""
-        return Detector(self.model, replace(self.config, **settings), str(self.device))
+        return Detector(self.model, replace(self.config, **settings), self.device)
 
     def __call__(
         self, video: str | Path, progress: Callable[[int], None] | None = None
@@ -121,22 +117,20 @@ class Detector:
 
     def detections(self, windows: ScoredWindows) -> list[Detection]:
         """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""
-        return postprocess(windows, **self.postprocess_settings())
+        return self.postprocess_settings().detections(windows)
 
-    def postprocess_settings(self) -> dict:
-        """:func:`postprocess`'s settings (``nms_iou``, ``prior``, ``top_k``, ``min_score``,
-        ``vote_iou``), the model's defaults where the config leaves them; also what scnn.live
-        applies (without voting)."""
+    def postprocess_settings(self) -> PostprocessSettings:
+        """The post-processing settings, the model's defaults where the config leaves them."""
         nms, use_prior = self.config.nms_threshold, self.config.use_prior
         use_prior = self.model.use_prior if use_prior is None else use_prior
         vote_iou = self.model.vote_iou if self.config.vote_iou is None else self.config.vote_iou
-        return {
-            "nms_iou": self.model.nms_threshold if nms is None else nms,
-            "prior": self.model.prior if use_prior else None,
-            "top_k": self.config.top_k,
-            "min_score": self.config.min_score,
-            "vote_iou": vote_iou,
-        }
+        return PostprocessSettings(
+            nms_iou=self.model.nms_threshold if nms is None else nms,
+            prior=self.model.prior if use_prior else None,
+            top_k=self.config.top_k,
+            min_score=self.config.min_score,
+            vote_iou=vote_iou,
+        )
 
     def score_windows(
         self,
@@ -157,6 +151,9 @@ class Detector:
             ends = lane_ends(video, self.config.lanes, self.model, total_frames)
         if len(ends) > 1:
             return score_lanes(video, ends, self.networks, self.model, progress, background)
-        return score_video(
-            video, self.networks, self.model, self.decode_processes, progress, background
+        model, device = self.model, self.device
+        chunks = video_chunks(
+            video, model.fps, model.convention, device, self.runtime.decode_processes
         )
+        steps = scored_steps(chunks, self.networks, model.windows)
+        return scored_windows(video, [score_segment(steps, progress, None, background)], model)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ ACTIVITYNET_IOU_THRESHOLDS = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
 ELEVEN_RECALL_POINTS = np.arange(11) * 0.1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Protocol:
     """What distinguishes one evaluation protocol from another.
 
@@ -68,29 +68,29 @@ class Protocol:
     iou_thresholds: tuple[float, ...]
 
 
+_THUMOS14 = Protocol(
+    name="thumos14",
+    matching="ground_truth",
+    strict=True,
+    order_segments=True,
+    use_ambiguous=True,
+    ties="tp_first",
+    interpolation="11_point",
+    iou_thresholds=THUMOS14_IOU_THRESHOLDS,
+)
 PROTOCOLS = {
-    "thumos14": Protocol(
-        "thumos14",
-        "ground_truth",
-        True,
-        True,
-        True,
-        "tp_first",
-        "11_point",
-        THUMOS14_IOU_THRESHOLDS,
-    ),
-    "scnn": Protocol(
-        "scnn", "ground_truth", True, True, True, "video_order", "none", THUMOS14_IOU_THRESHOLDS
-    ),
+    "thumos14": _THUMOS14,
+    # the S-CNN authors' kit: the official one but for the order of ties and the AP
+    "scnn": replace(_THUMOS14, name="scnn", ties="video_order", interpolation="none"),
     "activitynet": Protocol(
-        "activitynet",
-        "score",
-        False,
-        False,
-        False,
-        "input_order",
-        "all_points",
-        ACTIVITYNET_IOU_THRESHOLDS,
+        name="activitynet",
+        matching="score",
+        strict=False,
+        order_segments=False,
+        use_ambiguous=False,
+        ties="input_order",
+        interpolation="all_points",
+        iou_thresholds=ACTIVITYNET_IOU_THRESHOLDS,
     ),
 }
 

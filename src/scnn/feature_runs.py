@@ -1,29 +1,25 @@
 """``scnn features`` over many videos: ``OUT_DIR/<video>.npy`` each, a record per finished
 video in ``OUT_DIR/features.parts/`` (a re-run skips the videos done with the same settings,
 a video that fails is recorded while the rest go on), the videos shared out by duration under
-torchrun as detection's are (sharded.py), and ``OUT_DIR/features.json`` written by rank 0.
+torchrun as detection's are (resume.py), and ``OUT_DIR/features.json`` written by rank 0.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from scnn import distributed
 from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError
 from scnn.features import Extractor
 from scnn.fileio import atomic_write_text
-from scnn.sharded import SHARDED_WAIT_TIMEOUT_S, duration_s, read_record
+from scnn.resume import Records, fingerprint, shared_out
 from scnn.video import num_frames, probe
-
-log = logging.getLogger(__name__)
 
 FEATURES_JSON = "features.json"  # what was extracted, how, and each video's rows
 PARTS_DIR = "features.parts"  # one record per finished video
@@ -50,41 +46,38 @@ def extract_files(
     by duration (one process: ``world`` of size 1). After every rank is done, rank 0 tells
     ``on_failures``, writes features.json and returns the run; other ranks return None."""
     _check_stems(videos)
-    _check_no_other_settings(out_dir, videos, extractor.settings_key())
-    parts = out_dir / PARTS_DIR
-    with distributed.process_group(world, "gloo", timeout_s=SHARDED_WAIT_TIMEOUT_S):
-        plan: list[list[str]] = []
-        key = ""
-        if world.is_main:
-            key = extractor.settings_key()
-            todo = [v for v in videos if _record(out_dir, v, key).get("status") != "done"]
-            log.info(
-                "%d of %d videos already done (%s)", len(videos) - len(todo), len(videos), parts
-            )
-            shards = distributed.shard_by_duration([duration_s(v) for v in todo], world.size)
-            plan = [[str(todo[i]) for i in shard] for shard in shards]
-        plan, key = distributed.broadcast((plan, key), world)
-        mine = [Path(v) for v in plan[world.rank]]
-        quiet = quiet or not world.is_main
+    key = settings_key(extractor)
+    _check_no_other_settings(out_dir, videos, key)
+    records = Records(out_dir / PARTS_DIR, key, lambda video: out_dir / f"{video.stem}.npy")
+    quiet = quiet or not world.is_main
+    with shared_out(videos, records, world) as mine:
         for video in tqdm(mine, desc="videos", unit="video", disable=quiet or len(mine) < 2):
-            _write_record(out_dir, video, key, _extract(extractor, video, out_dir, quiet))
-        distributed.barrier(world)
-        if not world.is_main:
-            return None
-        run = _merge_records(out_dir, videos, key)
-        on_failures(run.failures)
-        if not run.videos:
-            for video in videos:
-                _record_path(out_dir, video).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # not empty: records of other runs
-                parts.rmdir()
-            raise ScnnError(
-                f"no video could be processed ({len(run.failures)} failed); nothing written",
-                out_dir / FEATURES_JSON,
-            )
-        index = json.dumps(_index(extractor, run), indent=1)
-        atomic_write_text(out_dir / FEATURES_JSON, index + "\n")
-        return run
+            records.write(video, _extract(extractor, video, out_dir, quiet))
+    if not world.is_main:
+        return None
+    run = _merge_records(records, videos)
+    on_failures(run.failures)
+    if not run.videos:
+        for video in videos:
+            records.forget(video)
+        with contextlib.suppress(OSError):  # not empty: records of other runs
+            records.folder.rmdir()
+        raise ScnnError(
+            f"no video could be processed ({len(run.failures)} failed); nothing written",
+            out_dir / FEATURES_JSON,
+        )
+    index = json.dumps(_index(extractor, run), indent=1)
+    atomic_write_text(out_dir / FEATURES_JSON, index + "\n")
+    return run
+
+
+def settings_key(extractor: Extractor) -> str:
+    """The fingerprint of what the rows depend on: the network's weights, its input, the
+    layer, the snippets and the precision (not the batch size, which leaves them alike)."""
+    config = {**asdict(extractor.config), "batch_size": None, "decode_processes": None}
+    settings = {"config": config, "bf16": extractor.runtime.bf16, "fps": extractor.source.fps}
+    settings["device"] = extractor.runtime.device.type
+    return fingerprint([extractor.source.network], extractor.source.convention, settings)
 
 
 def _check_stems(videos: Sequence[Path]) -> None:
@@ -132,27 +125,11 @@ def _extract(extractor: Extractor, video: Path, out_dir: Path, quiet: bool) -> d
     return {"status": "done", **asdict(result)}
 
 
-def _record(out_dir: Path, video: Path, key: str) -> dict:
-    """The record of ``video`` made with settings ``key`` (sharded.read_record)."""
-    return read_record(_record_path(out_dir, video), video, key, out_dir / f"{video.stem}.npy")
-
-
-def _record_path(out_dir: Path, video: Path) -> Path:
-    return out_dir / PARTS_DIR / f"{video.stem}.json"
-
-
-def _write_record(out_dir: Path, video: Path, key: str, result: dict) -> None:
-    atomic_write_text(
-        _record_path(out_dir, video),
-        json.dumps({"video": str(video.resolve()), "key": key, **result}) + "\n",
-    )
-
-
-def _merge_records(out_dir: Path, videos: Sequence[Path], key: str) -> FeatureRun:
+def _merge_records(records: Records, videos: Sequence[Path]) -> FeatureRun:
     """The run one process would have made of ``videos``, from their records."""
     run = FeatureRun({}, {})
     for video in videos:
-        record = _record(out_dir, video, key)
+        record = records.read(video)
         if record.get("status") == "done":
             run.videos[video.stem] = record
         else:
@@ -171,7 +148,7 @@ def _index(extractor: Extractor, run: FeatureRun) -> dict:
         "layer": config.layer,
         "feature_dim": records[0]["dim"],
         "dtype": config.dtype,
-        "precision": "bf16" if extractor.bf16 else "fp32",
+        "precision": "bf16" if extractor.runtime.bf16 else "fp32",
         "fps": source.fps,
         "snippet_frames": config.snippet_frames,
         "stride_frames": config.stride_frames,

@@ -11,17 +11,14 @@ count, is written last, and the file is renamed into place only when complete (s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scnn.allocator import keep_large_allocations
 from scnn.caffe import (
     CAFFE_OPTIONS,
     SPORTS1M_FC8,
@@ -31,22 +28,21 @@ from scnn.caffe import (
     read_mean_cube,
 )
 from scnn.clips import InputConvention, normalize_clips
-from scnn.detect import BUNDLED_MODEL, PRECISIONS
+from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError, ScnnError, VideoError
 from scnn.fileio import atomic_write
-from scnn.model import FEATURE_LAYERS, Network, build_network, feature_layers, load_sports1m_weights
-from scnn.modelfile import MEAN_CUBE, MODEL_JSON, load_model, state_bytes
-from scnn.pipeline import (
-    GPU_BATCH_SIZE,
-    ClipQueue,
-    chunk_windows,
-    cpu_batch_size,
-    decode_processes_for,
-    inference_network,
-    video_chunks,
+from scnn.model import (
+    FEATURE_LAYERS,
+    Network,
+    feature_layers,
+    load_sports1m_weights,
+    network_for_weights,
 )
-from scnn.precision import exact_fp32, native_bf16
+from scnn.modelfile import MEAN_CUBE, MODEL_JSON, load_model
+from scnn.pipeline import ClipQueue, chunk_windows, inference_network, video_chunks
+from scnn.precision import exact_fp32
 from scnn.res3d import RES3D_FEATURE_LAYERS, Res3D
+from scnn.runtime import PRECISIONS, InferenceRuntime
 from scnn.video import FPS
 from scnn.windows import WindowConfig
 
@@ -103,7 +99,7 @@ def sports1m_source(path: str | Path, mean: str | Path | None = None) -> Feature
         convention = caffe_convention(None if mean is None else read_mean_cube(mean))
     except ValueError as exc:
         raise ModelError(str(exc), mean) from exc
-    network = build_network(SPORTS1M_CLASSES, CAFFE_OPTIONS, convention)
+    network = network_for_weights(SPORTS1M_CLASSES, CAFFE_OPTIONS, convention)
     if is_caffe_model(path):
         load_caffe_weights(network, path, fc8_layer=SPORTS1M_FC8)
     else:
@@ -178,44 +174,22 @@ class VideoFeatures:
 class Extractor:
     """A feature source and settings, ready to run: ``Extractor(source, config)(video, out)``."""
 
-    def __init__(self, source: FeatureSource, config: FeatureConfig, device: str = "cpu"):
+    def __init__(
+        self, source: FeatureSource, config: FeatureConfig, device: str | torch.device = "cpu"
+    ):
         self.source = source
         self.config = config
-        self.device = torch.device(device)
         if config.layer not in feature_layers(source.network):
             raise ScnnError(
                 f"layer '{config.layer}' is not one of "
                 f"{', '.join(feature_layers(source.network))}, the layers of {source.name}"
             )
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ScnnError(f"device '{device}' requested but CUDA is not available")
-        if self.device.type == "cpu":
-            keep_large_allocations()
-        self.bf16 = config.precision == "bf16" or (
-            config.precision == "auto" and native_bf16(self.device)
+        self.runtime = InferenceRuntime.choose(
+            source.network, device, config.precision, config.batch_size, config.decode_processes
         )
-        self.batch_size = config.batch_size or (
-            GPU_BATCH_SIZE
-            if self.device.type == "cuda"
-            else cpu_batch_size(source.network, self.bf16)
-        )
-        self.decode_processes = config.decode_processes or decode_processes_for(self.device)
-        self.network = inference_network(source.network, self.device, self.bf16)
+        self.network = inference_network(source.network, self.runtime.device, self.runtime.bf16)
         self.grid = SnippetGrid((config.snippet_frames,), stride=config.stride_frames)
-        self.convention = source.convention.to(self.device)
-
-    def settings_key(self) -> str:
-        """A fingerprint of what the rows depend on: the network's weights, its input, the
-        layer, the snippets and the precision (not the batch size, which leaves them alike)."""
-        digest = hashlib.sha256(state_bytes(self.source.network))
-        cube = self.source.convention.mean_cube
-        if cube is not None:
-            digest.update(cube.numpy().tobytes())
-        settings = {**asdict(self.config), "batch_size": None, "decode_processes": None}
-        extra = {"config": settings, "bf16": self.bf16, "input": self.convention.describe()}
-        extra |= {"fps": self.source.fps, "device": self.device.type}
-        digest.update(json.dumps(extra, sort_keys=True).encode())
-        return digest.hexdigest()
+        self.convention = source.convention.to(self.runtime.device)
 
     def __call__(
         self, video: str | Path, out: str | Path, progress: Callable[[int], None] | None = None
@@ -224,12 +198,16 @@ class Extractor:
         ``progress`` is called with each chunk's new frames. A video shorter than one snippet
         is a VideoError."""
         chunks = video_chunks(
-            video, self.source.fps, self.convention, self.device, self.decode_processes
+            video,
+            self.source.fps,
+            self.convention,
+            self.runtime.device,
+            self.runtime.decode_processes,
         )
         queue, rows, dim, frames = ClipQueue(), 0, 0, 0
         with atomic_write(out, "wb") as file, torch.inference_mode():
             file.write(bytes(NPY_HEADER_BYTES))  # replaced by the header once rows is known
-            for step in chunk_windows(chunks, self.grid, self.convention, self.device):
+            for step in chunk_windows(chunks, self.grid, self.convention, self.runtime.device):
                 step.queue_clips(queue, step.windows.start_frame)
                 for batch in self._batches(queue, final=False):
                     rows, dim = rows + len(batch), batch.shape[1]
@@ -252,16 +230,13 @@ class Extractor:
 
     def _batches(self, queue: ClipQueue, final: bool) -> Iterator[np.ndarray]:
         """The rows of each full batch waiting (and, when ``final``, of the rest), in order."""
-        while len(queue) >= self.batch_size or (final and len(queue)):
-            clips, _ = queue.pop(self.batch_size)
-            clips = normalize_clips(clips, self.convention, self.network_dtype)
-            with exact_fp32(self.device, self.network_dtype):
+        size, dtype = self.runtime.batch_size, self.runtime.dtype
+        while len(queue) >= size or (final and len(queue)):
+            clips, _ = queue.pop(size)
+            clips = normalize_clips(clips, self.convention, dtype)
+            with exact_fp32(self.runtime.device, dtype):
                 activations = self.network.activations(clips, self.config.layer)
             yield activations.float().cpu().numpy().astype(self.config.dtype, copy=False)
-
-    @property
-    def network_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.bf16 else torch.float32
 
 
 def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from scnn.modelfile import LoadedModel
-from scnn.pipeline import Networks, Segment, score_segment, scored_windows
+from scnn.pipeline import Networks, Segment, score_segment, scored_steps, scored_windows
 from scnn.records import ScoredWindows
 from scnn.video import iter_frames, num_frames, probe
 
@@ -75,9 +75,8 @@ def score_lanes(
                 stop_frame=last_end or None,
                 decoder_threads=1,
             )
-            return score_segment(
-                chunks, networks, model.windows, first_end, progress, failed, background
-            )
+            steps = scored_steps(chunks, networks, model.windows, first_end)
+            return score_segment(steps, progress, failed, background)
         except BaseException:
             failed.set()
             raise

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from scnn.detect import Detector
 from scnn.errors import ScnnError
 from scnn.pipeline import GridRows, ScoredBatch, source_steps
-from scnn.postprocess import weighted_scores
+from scnn.postprocess import PostprocessSettings, weighted_scores
 from scnn.records import Detection, ScoredWindows
 from scnn.video import READ_TIMEOUT_S, video_name
 from scnn.windows import WindowConfig, Windows, first_start_after, temporal_iou, window_grid
@@ -186,13 +186,13 @@ def live_detections(
     order they become final. A source that fails raises VideoError after the detections
     final by then. ``progress`` is called with each chunk's decoded frames."""
     settings = detector.postprocess_settings()
-    if settings["top_k"] is not None:
+    if settings.top_k is not None:
         raise ScnnError("--top-k ranks a whole video; live detection cannot honour it")
     if detector.config.vote_iou:
         raise ScnnError("--vote-iou moves boundaries after NMS; live detection cannot honour it")
-    settings["vote_iou"] = None  # nor the model's default: live gives the windows' boundaries
+    # nor does it vote by the model's default: live gives the windows' own boundaries
     model, name = detector.model, video_name(source)
-    nms, grid = LiveNms(settings["nms_iou"], model.windows, model.fps), GridRows()
+    nms, grid = LiveNms(settings.nms_iou, model.windows, model.fps), GridRows()
     for step in source_steps(source, detector.networks, model, timeout_s):
         grid.add(step.windows)
         for batch in step.scored:
@@ -207,24 +207,26 @@ def live_detections(
 
 
 def _candidates(
-    batch: ScoredBatch, grid: GridRows, name: str, detector: Detector, settings: dict
+    batch: ScoredBatch,
+    grid: GridRows,
+    name: str,
+    detector: Detector,
+    settings: PostprocessSettings,
 ) -> list[Candidate]:
     """The windows of a scored batch that take part in NMS, weighted as postprocess weighs."""
-    rows, labels, scores = batch
+    rows = batch.rows
     lengths, starts, ends = grid.take(rows)
-    fps = detector.model.fps
-    windows = ScoredWindows(
-        videos=np.full(len(rows), name, dtype=object),
-        window_frames=lengths,
-        start_frame=starts,
-        end_frame=ends,
-        start_s=starts / fps,
-        end_s=ends / fps,
-        label_index=labels.astype(np.int64),
-        score=scores.astype(np.float64),
-        classes=detector.classes,
+    windows = ScoredWindows.of_frames(
+        name,
+        lengths,
+        starts,
+        ends,
+        detector.model.fps,
+        batch.label_index,
+        batch.score,
+        detector.classes,
     )
-    keep, weighted, labels = weighted_scores(windows, settings["prior"], settings["min_score"])
+    keep, weighted, labels = weighted_scores(windows, settings.prior, settings.min_score)
     return [
         Candidate(
             Detection(

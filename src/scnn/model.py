@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from scnn import kernels
-from scnn.clips import ClipConfig, InputConvention
+from scnn.clips import ClipConfig, InputConvention, check_network_input
 from scnn.errors import ModelError, ScnnError, load_refusal
 from scnn.res3d import RES3D_FEATURE_LAYERS, Res3D
 
@@ -176,13 +176,7 @@ class C3D(nn.Module):
         (channel, time, height, width) order: conv5b, pool5, fc6 and fc7 after their ReLU
         (Caffe's in-place ReLU leaves them so, as C3D's feature extractor reads them), fc8
         the logits. The layers after ``layer`` are not run."""
-        if layer not in FEATURE_LAYERS:
-            raise ValueError(f"layer '{layer}' is not one of {', '.join(FEATURE_LAYERS)}")
-        expected = (3, self.clip_frames, self.crop_size, self.crop_size)
-        if tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"C3D expects input (batch, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
-            )
+        check_network_input("C3D", x, self.clip_frames, self.crop_size, layer, FEATURE_LAYERS)
         for name in CONV_NAMES:  # each layer through its CPU-kernel workaround (kernels.py)
             x = kernels.convolve(getattr(self, name), x)
             x = kernels.normalize(getattr(self, name.replace("conv", "norm")), x)
@@ -251,6 +245,16 @@ def build_network(
         batch_norm=options.batch_norm,
         pooling=options.pooling,
     )
+
+
+def network_for_weights(
+    num_outputs: int, options: ModelOptions, clip: ClipConfig | InputConvention
+) -> Network:
+    """:func:`build_network` for weights about to be loaded into it: its initial weights are
+    drawn from a fork of torch's RNG, so loading a model leaves the caller's random state as
+    it was."""
+    with torch.random.fork_rng(devices=[]):
+        return build_network(num_outputs, options, clip)
 
 
 def fold_batch_norm(model: Network) -> Network:

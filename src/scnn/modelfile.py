@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from safetensors.torch import save as safetensors_bytes
 from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
-from scnn.model import ModelOptions, Network, build_network
+from scnn.model import ModelOptions, Network, network_for_weights
 from scnn.postprocess import NMS_THRESHOLD, window_length_prior
 from scnn.records import GroundTruth
 from scnn.video import FPS
@@ -67,7 +67,8 @@ _FLAGS = ("bgr", "mirror", "batch_norm", "use_prior")
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A model directory in memory; both networks are in eval mode on the CPU."""
+    """A model directory in memory: what :func:`load_model` gives (both networks in eval mode
+    on the CPU) and :func:`save_model` writes."""
 
     proposal: Network
     localization: Network
@@ -77,12 +78,13 @@ class LoadedModel:
     convention: InputConvention  # how decoded frames become the networks' input
     clip: ClipConfig  # the clip config the networks trained with
     options: ModelOptions
-    fps: float
-    proposal_threshold: float
-    nms_threshold: float
-    use_prior: bool  # whether detection weights scores by the prior by default (method.md §4)
-    config: Mapping[str, Any]  # the resolved training config
-    metrics: Mapping[str, Any]  # validation metrics of each stage
+    fps: float = FPS
+    # detection's defaults: the proposal threshold, NMS, the prior (method.md §4)
+    proposal_threshold: float = PROPOSAL_THRESHOLD
+    nms_threshold: float = NMS_THRESHOLD
+    use_prior: bool = True  # whether detection weights scores by the prior by default
+    config: Mapping[str, Any] = field(default_factory=dict)  # the resolved training config
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # validation metrics by stage
     # boundary voting's IoU by default (postprocess.vote_boundaries); None: off, as S-CNN
     vote_iou: float | None = None
 
@@ -129,57 +131,38 @@ def _num_outputs(weights: Path) -> int:
         raise ModelError(f"cannot read fc8.bias: {exc}", weights) from exc
 
 
-def save_model(
-    path: str | Path,
-    *,
-    proposal: Network,
-    localization: Network,
-    classes: tuple[str, ...],
-    prior: Mapping[int, np.ndarray],
-    options: ModelOptions,
-    windows: WindowConfig,
-    clip: ClipConfig,
-    config: Mapping[str, Any],
-    metrics: Mapping[str, Any],
-    fps: float = FPS,
-    use_prior: bool = True,
-    convention: InputConvention | None = None,
-    proposal_threshold: float = PROPOSAL_THRESHOLD,
-    vote_iou: float | None = None,
-) -> None:
-    """Write the model directory at ``path`` all at once (fileio.replaced_directory): a run
-    killed while writing leaves the one that was there. ``prior`` maps each of ``windows``' lengths
-    to the weight of each class; model.json holds its rows in the order of those lengths.
-    ``convention``: the networks' input (None: the one ``clip`` makes); ``proposal_threshold``,
-    ``vote_iou``: detection's defaults, see LoadedModel."""
-    prior_rows = _prior_rows(prior, windows, len(classes), path)
+def save_model(path: str | Path, model: LoadedModel) -> None:
+    """Write ``model`` as the model directory at ``path`` all at once
+    (fileio.replaced_directory): a run killed while writing leaves the one that was there.
+    The prior holds a row per window length of ``model.windows``; model.json holds them in
+    the order of those lengths."""
+    prior_rows = _prior_rows(model.prior, model.windows, len(model.classes), path)
     path = Path(path)
-    convention = convention or clip.convention()
-    check_convention(convention, clip, path)
-    cube = convention.mean_cube
+    check_convention(model.convention, model.clip, path)
+    cube = model.convention.mean_cube
     description = {
         "format_version": FORMAT_VERSION,
-        "classes": list(classes),
-        "window_lengths_frames": list(windows.lengths_frames),
-        "window_overlap": windows.overlap,
+        "classes": list(model.classes),
+        "window_lengths_frames": list(model.windows.lengths_frames),
+        "window_overlap": model.windows.overlap,
         "prior": prior_rows.tolist(),
-        "fps": fps,
-        "input": convention.describe(MEAN_CUBE),
-        "clip": dataclasses.asdict(clip),
-        "model": dataclasses.asdict(options),
+        "fps": model.fps,
+        "input": model.convention.describe(MEAN_CUBE),
+        "clip": dataclasses.asdict(model.clip),
+        "model": dataclasses.asdict(model.options),
         "thresholds": {
-            "proposal": proposal_threshold,
-            "nms": NMS_THRESHOLD,
-            "use_prior": use_prior,
-            "vote_iou": vote_iou,
+            "proposal": model.proposal_threshold,
+            "nms": model.nms_threshold,
+            "use_prior": model.use_prior,
+            "vote_iou": model.vote_iou,
         },
         "mean_cube": cube is not None,
-        "config": config,
-        "metrics": metrics,
+        "config": model.config,
+        "metrics": model.metrics,
     }
     with replaced_directory(path) as folder:
-        atomic_write_bytes(folder / PROPOSAL_WEIGHTS, state_bytes(proposal))
-        atomic_write_bytes(folder / LOCALIZATION_WEIGHTS, state_bytes(localization))
+        atomic_write_bytes(folder / PROPOSAL_WEIGHTS, state_bytes(model.proposal))
+        atomic_write_bytes(folder / LOCALIZATION_WEIGHTS, state_bytes(model.localization))
         if cube is not None:
             mean = safetensors_bytes({"mean": cube.cpu().contiguous()})
             atomic_write_bytes(folder / MEAN_CUBE, mean)
@@ -269,8 +252,8 @@ def load_model(path: str | Path) -> LoadedModel:
             f"background) but {MODEL_JSON} lists {len(classes)} classes",
             path,
         )
-    proposal = build_network(2, options, clip)
-    localization = build_network(len(classes) + 1, options, clip)
+    proposal = network_for_weights(2, options, clip)
+    localization = network_for_weights(len(classes) + 1, options, clip)
     load_state(proposal, path / PROPOSAL_WEIGHTS)
     load_state(localization, path / LOCALIZATION_WEIGHTS)
     cube = _load_mean_cube(path / MEAN_CUBE) if has_mean_cube else None

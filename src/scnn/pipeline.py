@@ -5,17 +5,17 @@ not the video (the scored windows are kept, 48 bytes each).
 Frames are decoded once, in a background thread; the centre crops of the last longest
 window's frames are held. Every window of the grid is scored as soon as its last frame has
 arrived: its clip is assembled at once, so frames can be dropped, and clips wait in a queue
-until a full batch is ready for the proposal network. Frames and queued clips each live in
-one array kept for the whole stream, so memory does not depend on how long it runs. Survivors (P(action) ≥ threshold) queue again for the
-localization network. The per-chunk loop (:func:`chunk_windows`) is apart from what is done
-with its clips (:func:`score_segment`), so another consumer can reuse it.
+until a full batch is ready for the proposal network. Survivors (P(action) ≥ threshold)
+queue again for the localization network. Frames and queued clips each live in one array
+kept for the whole stream, so memory does not depend on how long it runs. The per-chunk
+loop (:func:`chunk_windows`) is apart from what is done with its clips
+(:func:`score_segment`), so another consumer can reuse it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scnn.allocator import MMAP_THRESHOLD_BYTES
 from scnn.clips import (
     InputConvention,
     centre_crop,
@@ -39,27 +38,21 @@ from scnn.modelfile import LoadedModel
 from scnn.parallel_decode import iter_frames_parallel
 from scnn.precision import exact_fp32
 from scnn.records import ScoredWindows
+from scnn.runtime import InferenceRuntime
 from scnn.video import READ_TIMEOUT_S, iter_frames
 from scnn.windows import WindowConfig, Windows, windows_ending_between
 
-# Clips per network call. On a CPU small batches win: at most CPU_BATCH_SIZE clips, and only
-# as many as keep the largest activation (conv1's output) small enough for the heap that
-# scnn.allocator keeps (MMAP_THRESHOLD_BYTES), so its memory is reused instead of page-faulted
-# afresh on each call. Measured best for both sizes (benchmarks/speed/RESULTS.md): 16 clips of the
-# CPU model (1.5-2x the clips/s of batch 64), 1 of the full-size C3D (12.0 clips/s; batches
-# 2 and 4 within noise of it, 11.7-13.0; 8: 11.1). On a GPU, large.
-CPU_BATCH_SIZE = 16
-GPU_BATCH_SIZE = 256
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 
-ScoredBatch = tuple[np.ndarray, np.ndarray, np.ndarray]  # window rows, label index, score
 
+@dataclass(frozen=True)
+class ScoredBatch:
+    """One batch out of the localization network: each window's row in its stream's grid,
+    its label index (0: background) and that label's probability."""
 
-def cpu_batch_size(network: Network, bf16: bool) -> int:
-    """Clips per call on a CPU: see CPU_BATCH_SIZE."""
-    element = 2 if bf16 else 4
-    per_clip = network.conv1.out_channels * network.clip_frames * network.crop_size**2 * element
-    return max(1, min(CPU_BATCH_SIZE, MMAP_THRESHOLD_BYTES // per_clip))
+    rows: np.ndarray
+    label_index: np.ndarray
+    score: np.ndarray
 
 
 def inference_network(network: Network, device: torch.device, bf16: bool) -> Network:
@@ -79,7 +72,7 @@ class ClipQueue:
 
     The clips live in one array that the queue keeps (grown when a chunk needs more room, a
     few times early in a stream) and reuses: a fresh array per chunk left the heap's
-    high-water mark, and so peak memory, to chance (benchmarks/RESULTS.md).
+    high-water mark, and so peak memory, to chance (benchmarks/speed/RESULTS.md).
     """
 
     def __init__(self) -> None:
@@ -156,27 +149,25 @@ class Networks:
     def build(
         cls,
         model: LoadedModel,
-        device: torch.device,
-        *,
-        bf16: bool,
-        batch_size: int,
+        runtime: InferenceRuntime,
         proposal_threshold: float,
         compile_mode: str = "",
     ) -> Networks:
-        """Inference copies of ``model``'s networks, compiled in ``compile_mode`` unless ""."""
-        proposal = inference_network(model.proposal, device, bf16)
-        localization = inference_network(model.localization, device, bf16)
+        """Inference copies of ``model``'s networks as ``runtime`` runs them, compiled in
+        ``compile_mode`` unless ""."""
+        device = runtime.device
+        proposal = inference_network(model.proposal, device, runtime.bf16)
+        localization = inference_network(model.localization, device, runtime.bf16)
         if compile_mode:  # fixed shapes (padded), so each network compiles once
             proposal = torch.compile(proposal, mode=compile_mode, dynamic=False)
             localization = torch.compile(localization, mode=compile_mode, dynamic=False)
-        dtype = torch.bfloat16 if bf16 else torch.float32
         return cls(
             proposal,
             localization,
             model.convention.to(device),
             device,
-            batch_size,
-            dtype,
+            runtime.batch_size,
+            runtime.dtype,
             proposal_threshold,
             padded=bool(compile_mode),
         )
@@ -196,7 +187,7 @@ class Networks:
         while len(survivors) >= size or (final and len(survivors)):
             clips, rows = survivors.pop(size)
             score, label = self._softmax(self.localization, self._input(clips)).max(dim=1)
-            scored.append((rows, label.numpy(), score.numpy()))
+            scored.append(ScoredBatch(rows, label.numpy(), score.numpy()))
         return scored
 
     def _input(self, clips: torch.Tensor) -> torch.Tensor:
@@ -434,25 +425,23 @@ class Segment:
 
 
 def score_segment(
-    chunks: Iterator[np.ndarray | torch.Tensor],
-    networks: Networks,
-    windows: WindowConfig,
-    first_end: int = 0,
+    steps: Iterator[ScoredStep],
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     background: bool = True,
 ) -> Segment:
-    """Score the windows ending after frame ``first_end`` in ``chunks`` (see
-    :func:`chunk_windows`). ``progress`` is called with each chunk's new frames; ``stop``,
-    once set (by another lane), ends the segment early. Without ``background``, the windows
-    the localization network labels background are not kept (detection never uses them)."""
+    """The scored windows of a stretch of video, gathered from its :func:`scored_steps`.
+    ``progress`` is called with each chunk's new frames; ``stop``, once set (by another
+    lane), ends the segment early. Without ``background``, the windows the localization
+    network labels background are not kept (detection never uses them)."""
     segment, grid = Segment(), GridRows()
-    with torch.inference_mode():
-        for step in scored_steps(chunks, networks, windows, first_end):
+    with torch.inference_mode():  # also around the steps' decoding and clips
+        for step in steps:
             if stop is not None and stop.is_set():
                 return segment
             grid.add(step.windows)
-            for rows, labels, scores in step.scored:
+            for batch in step.scored:
+                rows, labels, scores = batch.rows, batch.label_index, batch.score
                 if not background:
                     action = labels > 0
                     rows, labels, scores = rows[action], labels[action], scores[action]
@@ -489,7 +478,7 @@ def scored_steps(
     """:func:`chunk_windows`' steps through both networks, one :class:`ScoredStep` per chunk
     and a final one that scores what the queues hold. The networks see the same batches
     however the steps are consumed, so a consumer that acts step by step (scnn.live) gets
-    exactly the scores of :func:`score_segment`."""
+    exactly the scores that :func:`score_segment` gathers."""
     proposals, survivors = ClipQueue(), ClipQueue()
     first_row, frames_seen = 0, 0
     for step in chunk_windows(chunks, windows, networks.convention, networks.device, first_end):
@@ -506,36 +495,6 @@ def scored_steps(
     yield ScoredStep(none, first_row, scored, np.zeros(0, np.int64), frames_seen, 0, final=True)
 
 
-def score_video(
-    video: str | Path,
-    networks: Networks,
-    model: LoadedModel,
-    decode_processes: int = 1,
-    progress: Callable[[int], None] | None = None,
-    background: bool = True,
-) -> ScoredWindows:
-    """The windows of ``video`` that pass the proposal network, scored in one pass (without
-    ``background``, those labelled background left out).
-
-    The one place detection decodes with processes: ``decode_processes`` > 1 splits the video
-    into time segments, one per process (parallel_decode.py), which pays on a GPU, where the
-    networks leave the cores to the decoders. On a GPU the chunks come page-locked.
-    """
-    chunks = video_chunks(video, model.fps, model.convention, networks.device, decode_processes)
-    segment = score_segment(
-        chunks, networks, model.windows, progress=progress, background=background
-    )
-    return scored_windows(video, [segment], model)
-
-
-def decode_processes_for(device: torch.device) -> int:
-    """Processes decoding one video by default: 1 on a CPU, where the networks need every
-    core; on a GPU, which leaves the cores to the decoders, one per 2 cores, at most 8."""
-    if device.type == "cpu":
-        return 1
-    return min(8, max(1, (os.cpu_count() or 1) // 2))
-
-
 def video_chunks(
     video: str | Path,
     fps: float,
@@ -544,7 +503,10 @@ def video_chunks(
     decode_processes: int = 1,
 ) -> Iterator[np.ndarray | torch.Tensor]:
     """The decoded chunks of ``video`` as the networks' side reads them: decoded in a
-    background thread (by ``decode_processes`` processes when > 1), page-locked on a GPU."""
+    background thread, page-locked on a GPU. The one place detection decodes with processes:
+    ``decode_processes`` > 1 splits the video into time segments, one per process
+    (parallel_decode.py), which pays on a GPU, where the networks leave the cores to the
+    decoders."""
     chunks = iter_frames_parallel(video, decode_processes, fps=fps, size=convention.frame_size)
     return _background_chunks(chunks, pin=device.type == "cuda")
 
@@ -552,8 +514,8 @@ def video_chunks(
 def source_steps(
     source: str | Path, networks: Networks, model: LoadedModel, timeout_s: float = READ_TIMEOUT_S
 ) -> Iterator[ScoredStep]:
-    """:func:`scored_steps` of a source decoded once, as :func:`score_video` decodes it (one
-    process, a background thread), and never probed first: standard input, a pipe or a URL
+    """:func:`scored_steps` of a source decoded once, as :func:`video_chunks` decodes a file
+    (one process, a background thread), and never probed first: standard input, a pipe or a URL
     cannot be read twice. A source silent for ``timeout_s`` seconds is given up."""
     chunks = iter_frames(source, model.fps, model.convention.frame_size, timeout_s=timeout_s)
     chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
@@ -581,15 +543,13 @@ def scored_windows(
         offset += segment.windows
     windows = np.concatenate(scored)
     windows = windows[np.argsort(windows["row"], kind="stable")]
-    starts, ends = windows["start"], windows["end"]
-    return ScoredWindows(
-        videos=np.full(len(windows), Path(video).stem, dtype=object),
-        window_frames=windows["length"].copy(),
-        start_frame=starts.copy(),
-        end_frame=ends.copy(),
-        start_s=starts / model.fps,
-        end_s=ends / model.fps,
-        label_index=windows["label"].copy(),
-        score=windows["score"].copy(),
-        classes=model.classes,
+    return ScoredWindows.of_frames(
+        Path(video).stem,
+        windows["length"].copy(),
+        windows["start"].copy(),
+        windows["end"].copy(),
+        model.fps,
+        windows["label"].copy(),
+        windows["score"].copy(),
+        model.classes,
     )

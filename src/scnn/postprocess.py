@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,25 @@ def reference_nms(segments: np.ndarray, scores: np.ndarray, iou_threshold: float
         else:
             keep.append(i)
     return keep
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """What :func:`postprocess` does with a model's scored windows, as a Detector resolves it
+    from its config and the model's defaults (live detection applies the same, without voting
+    and top-k)."""
+
+    nms_iou: float
+    prior: Mapping[int, np.ndarray] | None = None  # None: scores unweighted
+    top_k: int | None = None
+    min_score: float | None = None
+    vote_iou: float | None = None  # None or 0: the windows' own boundaries
+
+    def detections(self, windows: ScoredWindows) -> list[Detection]:
+        """:func:`postprocess` of ``windows`` with these settings."""
+        return postprocess(
+            windows, self.nms_iou, self.prior, self.top_k, self.min_score, self.vote_iou
+        )
 
 
 def postprocess(

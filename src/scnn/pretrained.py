@@ -41,9 +41,9 @@ from scnn.fileio import atomic_write_bytes
 from scnn.model import (
     ModelOptions,
     Network,
-    build_network,
     copy_pretrained,
     load_sports1m_weights,
+    network_for_weights,
 )
 from scnn.modelfile import MODEL_JSON, LoadedModel, load_model, state_bytes
 from scnn.res3d import Res3D
@@ -211,7 +211,7 @@ def training_convention(config: TrainConfig) -> InputConvention:
 def copy_proposal(config: TrainConfig, weights: Path) -> None:
     """Write the proposal network of the model directory ``config.init_from`` as this run's
     trained ``weights``, checked against the config like any starting weights."""
-    network = build_network(PROPOSAL.num_outputs(0), config.model, config.clip)
+    network = network_for_weights(PROPOSAL.num_outputs(0), config.model, config.clip)
     load_pretrained(
         network, config.init_from, binary=True, options=config.model, clip=config.clip, classes=()
     )

@@ -70,3 +70,30 @@ class ScoredWindows:
 
     def __len__(self) -> int:
         return len(self.score)
+
+    @classmethod
+    def of_frames(
+        cls,
+        video: str,
+        window_frames: np.ndarray,
+        start_frame: np.ndarray,
+        end_frame: np.ndarray,
+        fps: float,
+        label_index: np.ndarray,
+        score: np.ndarray,
+        classes: tuple[str, ...],
+    ) -> ScoredWindows:
+        """The windows of one video placed in frames at ``fps``, their times made from them."""
+        start_frame = np.asarray(start_frame, np.int64)
+        end_frame = np.asarray(end_frame, np.int64)
+        return cls(
+            videos=np.full(len(score), video, dtype=object),
+            window_frames=np.asarray(window_frames, np.int64),
+            start_frame=start_frame,
+            end_frame=end_frame,
+            start_s=start_frame / fps,
+            end_s=end_frame / fps,
+            label_index=np.asarray(label_index, np.int64),
+            score=np.asarray(score, np.float64),
+            classes=classes,
+        )

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scnn import kernels
+from scnn.clips import check_network_input
 
 RES3D_CHANNELS = (64, 128, 256, 512)  # conv1 and res2, res3, res4, res5 at width 1
 BLOCK_NAMES = ("res2a", "res2b", "res3a", "res3b", "res4a", "res4b", "res5a", "res5b")
@@ -177,14 +178,9 @@ class Res3D(nn.Module):
         Caffe's (channel, time, height, width) order: a block's after its ReLU (Caffe's
         in-place ReLU leaves the blob so), pool5 the averages, fc8 the logits. The layers
         after ``layer`` are not run."""
-        if layer not in RES3D_FEATURE_LAYERS:
-            raise ValueError(f"layer '{layer}' is not one of {', '.join(RES3D_FEATURE_LAYERS)}")
-        expected = (3, self.clip_frames, self.crop_size, self.crop_size)
-        if tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"Res3D expects input (batch, {', '.join(map(str, expected))}), "
-                f"got {tuple(x.shape)}"
-            )
+        check_network_input(
+            "Res3D", x, self.clip_frames, self.crop_size, layer, RES3D_FEATURE_LAYERS
+        )
         x = F.relu_(kernels.normalize(self.bn_conv1, kernels.convolve(self.conv1, x)))
         for name in BLOCK_NAMES:
             x = getattr(self, name)(x)

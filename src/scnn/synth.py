@@ -29,6 +29,7 @@ from scnn.encode import write_h264
 from scnn.errors import ScnnError
 from scnn.formats import write_ground_truth
 from scnn.records import GroundTruth, Instance
+from scnn.video import FRAME_SIZE
 
 CLASS_NAMES = (
     "RotateClockwise",
@@ -78,8 +79,8 @@ class SynthConfig:
     test_videos: int = 8
     duration_range_s: tuple[float, float] = (60.0, 120.0)
     instance_duration_range_s: tuple[float, float] = (0.6, 20.0)
-    width: int = 171
-    height: int = 128
+    width: int = FRAME_SIZE[0]
+    height: int = FRAME_SIZE[1]
     fps: float = 25.0
     seed: int = 0
 

@@ -5,14 +5,12 @@ loss, so one :func:`train` runs any of them, as its :class:`~scnn.stages.Stage` 
 (stages.py). The loop reads top to bottom in :func:`train`; setup, checkpointing and validation
 are the functions it calls, and it reports to a :class:`~scnn.training_log.TrainingLog`.
 
-A run writes, under its output folder::
+A stage writes, under the job's output folder (training_job.py writes the rest)::
 
-    config.json                   the resolved config
     <stage>/checkpoint.pt         last checkpoint (model, optimiser, schedule, RNG, step)
     <stage>/weights.safetensors   the trained network
     <stage>/metrics.json          its validation metrics
     <stage>/log.jsonl             training metrics, one line per logging step
-    model/                        the model directory for ``scnn detect`` (modelfile.py)
 """
 
 from __future__ import annotations
@@ -25,33 +23,25 @@ from pathlib import Path
 import torch
 
 from scnn import distributed
-from scnn.allocator import keep_large_allocations
 from scnn.checkpoint import load_checkpoint, save_checkpoint, sigint_flag
 from scnn.clips import InputConvention
-from scnn.config import TrainConfig, config_dict, write_run_config
+from scnn.config import TrainConfig
 from scnn.dataset import ClipDataset, FrameCache, Samples
 from scnn.distributed import SINGLE, DrawPositions, World
 from scnn.errors import ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import Network, build_network
-from scnn.modelfile import load_state, save_model, state_bytes, training_prior
-from scnn.precision import native_bf16
+from scnn.modelfile import load_state, state_bytes
 from scnn.pretrained import (
-    check_follows_weights,
-    copy_proposal,
     load_pretrained,
-    started_from,
     trained_stages,
     training_convention,
 )
+from scnn.runtime import resolve_device, use_bf16
 from scnn.stages import (
-    LOCALIZATION,
-    PROPOSAL,
-    STAGES,
     Stage,
     TrainingData,
-    prepare_data,
     stage_samples,
 )
 from scnn.training_log import TRAIN_LOG, TrainingLog
@@ -61,19 +51,13 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.safetensors"
 METRICS = "metrics.json"
-MODEL_DIR = "model"
 
 
 def training_device(config: TrainConfig, world: World) -> torch.device:
-    """The device this process trains on: ``config.device`` ("auto": CUDA when available),
-    with several processes the GPU of this one (distributed.local_device)."""
-    if config.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(config.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ScnnError(f"device '{config.device}' requested but CUDA is not available")
-    return distributed.local_device(device, world)
+    """The device this process trains on: ``config.device`` (runtime.resolve_device: "auto"
+    is CUDA when available), with several processes the GPU of this one
+    (distributed.local_device)."""
+    return distributed.local_device(resolve_device(config.device), world)
 
 
 def _memory_format(config: TrainConfig) -> torch.memory_format:
@@ -82,13 +66,12 @@ def _memory_format(config: TrainConfig) -> torch.memory_format:
 
 def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
     """bf16 autocast where the config asks for it and the device computes bf16 natively."""
-    return torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=config.amp and native_bf16(device)
-    )
+    bf16 = use_bf16("auto" if config.amp else "fp32", device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 @dataclass(eq=False)
-class _Run:
+class _StageTraining:
     """One stage's training, set up: what each step of the loop uses."""
 
     stage: Stage
@@ -115,12 +98,10 @@ def _setup(
     device: torch.device,
     resume: bool,
     world: World,
-) -> _Run:
+) -> _StageTraining:
     """The stage's network (initialised, or restored from its checkpoint with ``resume``), its
     optimiser and schedule, wrapped for several processes and torch.compile as the config says."""
-    if device.type == "cpu":
-        keep_large_allocations()
-    torch.manual_seed(config.seed)  # weight initialisation and dropout
+    torch.manual_seed(config.seed)  # weight initialisation and dropout (train's own RNG fork)
     net = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
     _initialise(net, stage, config, out_dir, data.classes)
     if world.size > 1 and device.type == "cuda":
@@ -146,7 +127,7 @@ def _setup(
     if config.compile:  # every batch has the same shape (DrawPositions), so it compiles once
         model = torch.compile(model, mode=config.compile)
     model.train()
-    return _Run(
+    return _StageTraining(
         stage=stage,
         stage_dir=out_dir / stage.name,
         config=config,
@@ -210,21 +191,21 @@ def _optimizer(model: Network, config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def _loader(run: _Run, data: TrainingData) -> torch.utils.data.DataLoader:
-    """The stage's training batches from the step after ``run.start_step`` to the last, this
+def _loader(training: _StageTraining, data: TrainingData) -> torch.utils.data.DataLoader:
+    """The stage's training batches from the step after ``training.start_step`` to the last, this
     rank's share of each (distributed.DrawPositions)."""
-    config = run.config
-    samples = stage_samples(run.stage, config, data, train=True)
+    config = training.config
+    samples = stage_samples(training.stage, config, data, train=True)
     if len(samples) == 0:
         raise ScnnError(
-            f"{run.stage.name}: no training windows (no instances in the training videos?)"
+            f"{training.stage.name}: no training windows (no instances in the training videos?)"
         )
-    positions = DrawPositions(run.start_step, config.steps, config.batch_size, run.world)
+    positions = DrawPositions(training.start_step, config.steps, config.batch_size, training.world)
     return torch.utils.data.DataLoader(
         ClipDataset(
             samples,
             data.cache,
-            run.convention,
+            training.convention,
             train=True,
             seed=config.seed,
             mirror=config.clip.mirror,
@@ -233,59 +214,79 @@ def _loader(run: _Run, data: TrainingData) -> torch.utils.data.DataLoader:
         sampler=positions,  # this rank's draw positions, see ClipDataset
         collate_fn=ClipDataset.collate,
         num_workers=config.workers,
-        pin_memory=run.device.type == "cuda",
+        pin_memory=training.device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps torch's global RNG untouched
     )
 
 
-def train_step(run: _Run, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
+def train_step(
+    training: _StageTraining, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> float:
     """One optimiser step on ``batch`` (clips, labels, IoUs); returns its loss."""
     clips, labels, ious = batch
-    clips = clips.to(run.device, non_blocking=True, memory_format=_memory_format(run.config))
-    labels, ious = labels.to(run.device), ious.to(run.device)
-    with run.autocast:
-        logits = run.model(clips)
-    loss = overlap_loss(logits.float(), labels, ious, lam=run.lam, alpha=run.config.overlap_alpha)
-    run.optimizer.zero_grad(set_to_none=True)
+    clips = clips.to(
+        training.device, non_blocking=True, memory_format=_memory_format(training.config)
+    )
+    labels, ious = labels.to(training.device), ious.to(training.device)
+    with training.autocast:
+        logits = training.model(clips)
+    loss = overlap_loss(
+        logits.float(), labels, ious, lam=training.lam, alpha=training.config.overlap_alpha
+    )
+    training.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    run.optimizer.step()
-    run.scheduler.step()
+    training.optimizer.step()
+    training.scheduler.step()
     return loss.item()
 
 
-def maybe_checkpoint(run: _Run, step: int, *, stop: bool) -> None:
+def maybe_checkpoint(training: _StageTraining, step: int, *, stop: bool) -> None:
     """Rank 0 saves a checkpoint every ``checkpoint_every`` steps, and before stopping early."""
-    if (step % run.config.checkpoint_every == 0 or stop) and run.world.is_main:
-        save_checkpoint(run.stage_dir / CHECKPOINT, step, run.net, run.optimizer, run.scheduler)
+    if (step % training.config.checkpoint_every == 0 or stop) and training.world.is_main:
+        save_checkpoint(
+            training.stage_dir / CHECKPOINT,
+            step,
+            training.net,
+            training.optimizer,
+            training.scheduler,
+        )
 
 
-def _finish(run: _Run, data: TrainingData, training_log: TrainingLog) -> dict[str, float]:
+def _finish(
+    training: _StageTraining, data: TrainingData, training_log: TrainingLog
+) -> dict[str, float]:
     """After the last step: rank 0 writes the final checkpoint and the weights, validates and
     writes the metrics, while the other ranks wait; every rank returns the metrics."""
-    if not run.world.is_main:
-        distributed.barrier(run.world)  # rank 0 validates and writes the stage's files
-        return _read_metrics(run.stage_dir)
-    config, stage = run.config, run.stage
-    save_checkpoint(run.stage_dir / CHECKPOINT, config.steps, run.net, run.optimizer, run.scheduler)
-    atomic_write_bytes(run.stage_dir / WEIGHTS, state_bytes(run.net))
+    if not training.world.is_main:
+        distributed.barrier(training.world)  # rank 0 validates and writes the stage's files
+        return read_metrics(training.stage_dir)
+    config, stage = training.config, training.stage
+    save_checkpoint(
+        training.stage_dir / CHECKPOINT,
+        config.steps,
+        training.net,
+        training.optimizer,
+        training.scheduler,
+    )
+    atomic_write_bytes(training.stage_dir / WEIGHTS, state_bytes(training.net))
     val_samples = stage_samples(stage, config, data, train=False)
     metrics = validate(
-        run.net,
+        training.net,
         val_samples,
         data.cache,
         config,
-        lam=run.lam,
-        device=run.device,
-        convention=run.convention,
+        lam=training.lam,
+        device=training.device,
+        convention=training.convention,
     )
     training_log.validation(metrics)
-    atomic_write_text(run.stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
+    atomic_write_text(training.stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
     log.info("%s: validation %s", stage.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    distributed.barrier(run.world)
+    distributed.barrier(training.world)
     return metrics
 
 
-def _read_metrics(stage_dir: Path) -> dict[str, float]:
+def read_metrics(stage_dir: Path) -> dict[str, float]:
     return json.loads((stage_dir / METRICS).read_text(encoding="utf-8"))
 
 
@@ -322,36 +323,41 @@ def train(
     (distributed.DrawPositions), so the weights match one process's up to float summation
     order. Batch norm becomes SyncBatchNorm on CUDA; on CPU (gloo) it keeps per-rank batch
     statistics. Dropout draws per rank. Rank 0 alone logs, checkpoints and validates.
+
+    The weights' initialisation and dropout draw from torch's RNG seeded with ``config.seed``
+    (dropout takes no generator), inside ``torch.random.fork_rng``: the caller's RNG state is
+    restored after, as if training had drawn nothing.
     """
     out_dir = Path(out_dir)
     stage_dir = out_dir / stage.name
     if resume and (stage_dir / METRICS).is_file() and (stage_dir / WEIGHTS).is_file():
         log.info("%s: already trained, skipped", stage.name)
-        return _read_metrics(stage_dir)
+        return read_metrics(stage_dir)
     _clear_stage_dir(stage_dir, resume=resume, world=world)
     device = device or training_device(config, world)
-    run = _setup(stage, config, data, out_dir, device=device, resume=resume, world=world)
-    loader = _loader(run, data)
-    logs = TrainingLog(
-        stage_dir,
-        stage.name,
-        config,
-        world,
-        device,
-        run.optimizer,
-        start_step=run.start_step,
-        progress=progress,
-    )
-    with sigint_flag() as interrupted, logs:
-        for step, batch in enumerate(loader, start=run.start_step + 1):
-            loss = train_step(run, batch)
-            stop = distributed.any_rank(interrupted[0], world, device)
-            logs.maybe_log(step, loss)
-            maybe_checkpoint(run, step, stop=stop)
-            if stop:
-                distributed.barrier(world)  # the checkpoint is complete before any rank leaves
-                raise KeyboardInterrupt
-    return _finish(run, data, logs)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        training = _setup(stage, config, data, out_dir, device=device, resume=resume, world=world)
+        loader = _loader(training, data)
+        logs = TrainingLog(
+            stage_dir,
+            stage.name,
+            config,
+            world,
+            device,
+            training.optimizer,
+            start_step=training.start_step,
+            progress=progress,
+        )
+        with sigint_flag() as interrupted, logs:
+            for step, batch in enumerate(loader, start=training.start_step + 1):
+                loss = train_step(training, batch)
+                stop = distributed.any_rank(interrupted[0], world, device)
+                logs.maybe_log(step, loss)
+                maybe_checkpoint(training, step, stop=stop)
+                if stop:
+                    distributed.barrier(world)  # the checkpoint is complete before any leaves
+                    raise KeyboardInterrupt
+        return _finish(training, data, logs)
 
 
 @torch.no_grad()
@@ -394,105 +400,3 @@ def validate(
         "loss": loss_sum / len(samples),
         "windows": len(samples),
     }
-
-
-def model_ready(out_dir: str | Path) -> bool:
-    """Whether the proposal and localization stages of ``out_dir`` have both finished."""
-    return all((Path(out_dir) / s.name / WEIGHTS).is_file() for s in (PROPOSAL, LOCALIZATION))
-
-
-def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData) -> Path:
-    """Assemble ``out_dir/model`` from the trained proposal and localization networks, the
-    window-length prior of the training instances, the config, every stage's metrics and the
-    input convention the networks learnt on (pretrained.training_convention)."""
-    out_dir = Path(out_dir)
-    networks = {}
-    for stage in (PROPOSAL, LOCALIZATION):
-        network = build_network(stage.num_outputs(len(data.classes)), config.model, config.clip)
-        weights = out_dir / stage.name / WEIGHTS
-        if not weights.is_file():
-            raise ScnnError(f"the {stage.name} stage is not trained yet", weights)
-        load_state(network, weights)
-        networks[stage.name] = network
-    trained = [stage for stage in STAGES if (out_dir / stage.name / METRICS).is_file()]
-    metrics = {stage.name: _read_metrics(out_dir / stage.name) for stage in trained}
-    model_dir = out_dir / MODEL_DIR
-    save_model(
-        model_dir,
-        proposal=networks[PROPOSAL.name],
-        localization=networks[LOCALIZATION.name],
-        classes=data.classes,
-        prior=training_prior(data.train_gt, config.windows),
-        options=config.model,
-        windows=config.windows,
-        clip=config.clip,
-        config={**config_dict(config), "started_from": started_from(config, data.classes)},
-        metrics=metrics,
-        use_prior=config.use_prior,
-        convention=training_convention(config),
-        proposal_threshold=config.proposal_threshold,
-        vote_iou=config.vote_iou or None,
-    )
-    return model_dir
-
-
-def run(
-    config: TrainConfig,
-    annotations: str | Path,
-    videos_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    stage: str = "all",
-    val_annotations: str | Path | None = None,
-    trimmed_dir: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    world: World = SINGLE,
-) -> Path | None:
-    """``scnn train``: save the config, decode the videos once, train the chosen stages in
-    order (``stage``: one stage's name, or "all": every stage, or from an scnn model
-    directory those of ``config.finetune_stages``, the model's proposal network copied when
-    left out), and assemble ``out_dir/model`` once both networks detection needs are
-    trained. Returns the model directory, or None before then.
-
-    ``world``: this process among several started by torchrun (distributed.world_from_env);
-    they share ``out_dir`` and join one process group for the run. On each machine local
-    rank 0 decodes the videos into the frame cache while the other ranks wait."""
-    out_dir = Path(out_dir)
-    device = training_device(config, world)
-    trained = trained_stages(config)  # checked before any video is decoded, as the input is
-    check_follows_weights(config)
-    training_convention(config)
-    with distributed.process_group(world, distributed.backend_for(device)):
-        write_run_config(out_dir, config, resume=resume, world=world)
-        with distributed.local_rank_first(world):
-            data = prepare_data(
-                config,
-                annotations,
-                videos_dir,
-                cache_dir or out_dir / "frame_cache",
-                val_annotations=val_annotations,
-                trimmed_dir=trimmed_dir,
-                progress=progress and world.local_rank == 0,
-            )
-        if PROPOSAL not in trained and world.is_main:
-            copy_proposal(config, out_dir / PROPOSAL.name / WEIGHTS)
-        for each in STAGES:
-            if stage == each.name or (stage == "all" and each in trained):
-                train(
-                    each,
-                    config,
-                    data,
-                    out_dir,
-                    resume=resume,
-                    progress=progress,
-                    world=world,
-                    device=device,
-                )
-        if not model_ready(out_dir):
-            return None
-        if world.is_main:
-            write_model_dir(out_dir, config, data)
-        distributed.barrier(world)
-    return out_dir / MODEL_DIR

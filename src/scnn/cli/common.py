@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from scnn.bundled_data import resolve_class_table
 
 if TYPE_CHECKING:  # torch is imported only by the commands that use it
+    import torch
+
     from scnn.distributed import World
 
 EXIT_OK = 0
@@ -82,6 +84,17 @@ def add_class_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_report_option(parser: argparse.ArgumentParser) -> None:
+    """``--report DIR``: the HTML report folder written beside the results."""
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write an HTML report folder (video pages with clickable timelines)",
+    )
+
+
 def add_vote_option(parser: argparse.ArgumentParser, default: str) -> None:
     """``--vote-iou``: boundary voting after NMS (postprocess.vote_boundaries); ``default``
     says what happens without it."""
@@ -116,8 +129,8 @@ def torchrun_world() -> World | None:
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
-    """``--precision``: the networks' number format (scnn.detect.PRECISIONS)."""
-    from scnn.detect import PRECISIONS
+    """``--precision``: the networks' number format (scnn.runtime.PRECISIONS)."""
+    from scnn.runtime import PRECISIONS
 
     parser.add_argument(
         "--precision",
@@ -128,18 +141,39 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def network_device(device: str, world: World | None) -> str:
-    """The device this process runs the networks on: under torchrun, a CUDA device becomes
-    the GPU of the process's local rank. cuDNN picks its fastest kernels for the fixed clip
-    shapes."""
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where the networks run, by scnn.runtime's one rule."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (default: CUDA when available, else the CPU), cpu, cuda or cuda:N",
+    )
+
+
+def network_device(device: str, world: World | None) -> torch.device:
+    """The device this process runs prediction's networks on (runtime.resolve_device): under
+    torchrun, a CUDA device becomes the GPU of the process's local rank. cuDNN picks its
+    fastest kernels for the fixed clip shapes."""
     import torch
 
     from scnn.distributed import local_device
+    from scnn.runtime import resolve_device
 
     torch.backends.cudnn.benchmark = True
+    resolved = resolve_device(device)
     if world is not None:
-        device = str(local_device(torch.device(device), world))
-    return device
+        resolved = local_device(resolved, world)
+    keep_cpu_allocations(resolved)
+    return resolved
+
+
+def keep_cpu_allocations(device: torch.device) -> None:
+    """On a CPU, glibc's malloc set to keep the networks' large tensors in reused memory
+    (scnn.allocator): process-wide, so the command sets it, never the library."""
+    from scnn.allocator import keep_large_allocations
+
+    if device.type == "cpu":
+        keep_large_allocations()
 
 
 def print_failures(failures: Mapping[str, str]) -> None:

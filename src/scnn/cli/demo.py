@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scnn.cli.common import EXIT_OK, EXIT_SOME_FAILED
+from scnn.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    add_report_option,
+    keep_cpu_allocations,
+)
 from scnn.errors import ScnnError
 
 
@@ -29,22 +34,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--train", action="store_true", help="train a model from scratch first (CPU default)"
     )
-    parser.add_argument(
-        "--report",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also write an HTML report folder (video pages with clickable timelines)",
-    )
+    add_report_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo (and, with --report, the HTML report of its folder's files)."""
+    import torch
+
     from scnn import demo
 
     if args.train and args.model is not None:
         raise ScnnError("--train makes its own model; drop --model")
+    keep_cpu_allocations(torch.device("cpu"))  # the demo detects on the CPU
     result = demo.run_demo(
         args.out,
         model=args.model,

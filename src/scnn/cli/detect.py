@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 from scnn.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
+    add_device_option,
     add_precision_option,
+    add_report_option,
     add_vote_option,
     count,
     finite,
@@ -24,6 +26,8 @@ from scnn.cli.common import (
 from scnn.errors import ScnnError
 
 if TYPE_CHECKING:
+    import torch
+
     from scnn.detect import Detector
 
 # Options a live run refuses: files written once the whole video is known (the library
@@ -80,13 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="CSV",
         help="also write the scored proposal survivors (the windows CSV `scnn postprocess` reads)",
     )
-    parser.add_argument(
-        "--report",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also write an HTML report folder (video pages with clickable timelines)",
-    )
+    add_report_option(parser)
     parser.add_argument(
         "--proposal-threshold",
         type=fraction,
@@ -145,13 +143,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "least 60 s each), sharing the torch threads; default: one per torch thread, at most 8; "
         "1: none",
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Detect (and, with --report, write the HTML report of what was found)."""
-    from scnn import formats, sharded
+    from scnn import formats
+    from scnn.batch import detect_videos, write_results
+    from scnn.sharded import detect_sharded
     from scnn.video import find_videos
 
     if args.live:
@@ -162,17 +162,19 @@ def run(args: argparse.Namespace) -> int:
     videos = find_videos(args.videos)  # so do missing inputs and empty folders
     world = torchrun_world()
     detector = load_detector(args, network_device(args.device, world))
-    result = sharded.detect_files(
-        detector,
-        videos,
-        args.out,
-        world=world,
-        windows_csv=args.save_windows,
-        quiet=args.quiet,
-        on_failures=print_failures,
-    )
-    if result is None:  # under torchrun, rank 0 reports the merged result
-        return EXIT_OK
+    if world is None:
+        keep_windows = args.save_windows is not None
+        result = detect_videos(detector, videos, quiet=args.quiet, keep_windows=keep_windows)
+        print_failures(result.failures)  # told before writing: also when every video failed
+        write_results(result, args.out, detector.classes, args.save_windows)
+    else:
+        quiet = args.quiet or not world.is_main
+        result = detect_sharded(
+            detector, videos, args.out, world=world, windows_csv=args.save_windows, quiet=quiet
+        )
+        if result is None:  # rank 0 reports the merged result
+            return EXIT_OK
+        print_failures(result.failures)
     found = sum(len(d) for d in result.detections.values())
     print(f"{found} detections in {len(result.detections)} video(s) -> {args.out}")
     if args.report is not None:
@@ -186,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if result.failures else EXIT_OK
 
 
-def load_detector(args: argparse.Namespace, device: str) -> Detector:
+def load_detector(args: argparse.Namespace, device: torch.device) -> Detector:
     """The model and the prediction settings given on the command line."""
     from scnn.detect import Detector
 
@@ -221,6 +223,7 @@ def run_live(args: argparse.Namespace) -> int:
         raise ScnnError(f"--live cannot be combined with {what}")
     out = args.out or STDOUT
     source = args.videos[0]
-    found = write_live(load_detector(args, args.device), source, out, quiet=args.quiet)
+    detector = load_detector(args, network_device(args.device, None))
+    found = write_live(detector, source, out, quiet=args.quiet)
     print(f"{found} detections in {source} -> {out}", file=sys.stderr)
     return EXIT_OK

@@ -8,6 +8,7 @@ from pathlib import Path
 from scnn.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
+    add_device_option,
     add_precision_option,
     network_device,
     note_bundled_model,
@@ -103,7 +104,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="clips per network call (default: as `scnn detect`: 256 on a GPU, at most 16 on "
         "a CPU)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_option(parser)
     parser.set_defaults(run=run)
 
 

@@ -15,6 +15,7 @@ from scnn.cli.common import (
     fraction,
     positive_int,
 )
+from scnn.postprocess import NMS_THRESHOLD
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,9 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--nms",
         type=fraction,
-        default=0.4,
-        help="NMS IoU threshold: suppress IoU > this (default 0.4, the authors' demo; their "
-        "THUMOS14 table uses evaluation IoU - 0.1)",
+        default=NMS_THRESHOLD,
+        help="NMS IoU threshold: suppress IoU > this (default %(default)s, the authors' demo; "
+        "their THUMOS14 table uses evaluation IoU - 0.1)",
     )
     parser.add_argument(
         "--top-k", type=positive_int, default=None, help="keep the best K per video (off)"

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from scnn.cli.common import EXIT_OK
+from scnn.video import FRAME_SIZE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,9 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--size",
         type=int,
         nargs=2,
-        default=(171, 128),
+        default=FRAME_SIZE,
         metavar=("W", "H"),
-        help="frame size in pixels (default: 171 128)",
+        help="frame size in pixels (default: {} {}, the frames scnn reads)".format(*FRAME_SIZE),
     )
     parser.set_defaults(run=run)
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from scnn.bundled_data import resolve_ground_truth
-from scnn.cli.common import EXIT_OK, torchrun_world
+from scnn.cli.common import EXIT_OK, keep_cpu_allocations, torchrun_world
 from scnn.errors import ScnnError
 from scnn.stages import STAGES
 
@@ -146,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from scnn import train
+    from scnn.distributed import SINGLE
     from scnn.pretrained import training_config
+    from scnn.train import training_device
+    from scnn.training_job import train_model
 
     if args.dataset is None and (args.annotations is None or args.videos is None):
         raise ScnnError("give a DATASET folder, or both --annotations and --videos")
@@ -156,8 +158,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(config.deterministic)
     torch.backends.cudnn.benchmark = not config.deterministic
-    world = torchrun_world() or train.SINGLE
-    model_dir = train.run(
+    world = torchrun_world() or SINGLE
+    keep_cpu_allocations(training_device(config, world))
+    model_dir = train_model(
         config,
         args.annotations or args.dataset / "annotations.json",
         args.videos or args.dataset / "videos",
