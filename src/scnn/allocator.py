@@ -12,11 +12,12 @@ inference now gains ~2 %.
 
 Kept memory is reused only within its arena: glibc gives each thread that allocates at
 once an arena of its own (up to 8 per core), a thread's arena made of 64 MiB heaps that a
-large block cannot span. Detection's lanes then left the peak to chance, and it crept up
-along a video (bundled model, 2 lanes: 10-minute runs 489-629 MB, a 2-hour run 568 -> 609
-MB); one arena for every thread held it flat (525 MB from the 5th to the 105th minute).
-Threads created after this call share the arenas that exist; called before any other
-thread allocates, that is the main one.
+large block cannot span. With detection's two lanes the peak crept up along a video
+(bundled model, a 2-hour video: 568 -> 609 MB by its 60th minute); with one arena for every
+thread it held 525 MB from the 5th minute to the 115th. Threads that allocate at once in one
+heap still interleave by chance, so the peak varies from run to run (benchmarks/speed/
+RESULTS.md). Threads created after this call share the arenas that exist; called before any
+other thread allocates, that is the main one.
 """
 
 from __future__ import annotations
