@@ -196,11 +196,16 @@ def metrics(gt: GroundTruth, detections) -> tuple[dict[str, float], np.ndarray]:
     return row, diagnose(gt, detections, DIAGNOSIS_IOU).counts.sum(axis=0)
 
 
+def bundled_cache_name() -> str:
+    """The folder of the bundled model's cached logits: a new model, new logits."""
+    weights = b"".join(p.read_bytes() for p in sorted(BUNDLED_MODEL.glob("*.safetensors")))
+    return f"bundled-{hashlib.sha256(weights).hexdigest()[:12]}"
+
+
 def inference_part(work: Path) -> None:
     model = load_model(BUNDLED_MODEL)
     config = TrainConfig(clip=model.clip, windows=model.windows)
-    weights = b"".join(p.read_bytes() for p in sorted(BUNDLED_MODEL.glob("*.safetensors")))
-    cache_name = f"bundled-{hashlib.sha256(weights).hexdigest()[:12]}"  # a new model, new logits
+    cache_name = bundled_cache_name()
     for title, seeds in (
         ("Development sets", DEV_SEEDS),
         ("Fresh sets", FRESH_SEEDS),
