@@ -1,5 +1,8 @@
 """The streaming pipeline of one video against a plain whole-video computation."""
 
+import itertools
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
@@ -7,10 +10,10 @@ from detecting import EVERY_WINDOW, assert_same_windows, long_video
 from tiny import MODEL_CLIP
 from videos import numbered_frames, write_video
 
-from scnn.clips import assemble_clips
+from scnn.clips import assemble_clips, gather_clips
 from scnn.detect import Detector
 from scnn.errors import VideoError
-from scnn.pipeline import chunk_windows, probabilities
+from scnn.pipeline import ClipQueue, chunk_windows, probabilities
 from scnn.runtime import cpu_batch_size
 from scnn.video import read_frames
 from scnn.windows import WindowConfig, window_grid
@@ -113,8 +116,61 @@ def test_chunks_bring_each_window_ending_after_first_end_once(first_end):
     assert sorted(got) == expected and len(got) == len(set(got))
     assert [step.frames_seen for step in steps] == [100, 103, 400, 700]
     assert sum(step.new_frames for step in steps) == 700 - first_end
-    assert [len(step.clips) for step in steps] == [len(step.windows) for step in steps]
-    assert steps[1].clips.shape[1:] == (16, CLIP.crop_size, CLIP.crop_size, 3)
+    assert [len(step.frame_index) for step in steps] == [len(step.windows) for step in steps]
+    assert steps[1].frame_index.shape[1:] == (16,)
+
+
+def test_chunk_clips_are_those_cut_from_the_whole_video():
+    # Chunks of uneven sizes: the frame array is reused, moved to its front and grown
+    frames = np.random.default_rng(0).integers(0, 256, (2300, 48, 64, 3), np.uint8)
+    sizes = [5, 250, 600, 7, 256, 256, 1, 300, 256, 369]
+    chunks = iter(np.split(frames, np.cumsum(sizes)[:-1]))
+    compared = 0
+    for step in chunk_windows(chunks, WindowConfig(), CLIP, torch.device("cpu")):
+        windows, queue = step.windows, ClipQueue()
+        step.queue_clips(queue, np.arange(len(windows)))
+        if len(windows):
+            clips, _ = queue.pop(len(windows))
+            expected = gather_clips(frames, windows.start_frame, windows.length_frames, CLIP, False)
+            assert torch.equal(clips, expected)
+            compared += len(windows)
+    assert compared == len(window_grid(len(frames)))
+
+
+def test_clip_queue_gives_clips_first_in_first_out_as_it_reuses_and_grows_its_array():
+    rng = np.random.default_rng(1)
+    queue, expected, popped, row = ClipQueue(), [], [], 0
+    # 10 in, 3 out, 2 in: the 7 waiting move to the front, over their old place; then growth
+    for pushed, taken in [(10, 3), (2, 5), (20, 16), (1, 0), (30, 7), (0, 16), (5, 40)]:
+        clips = torch.from_numpy(rng.integers(0, 256, (pushed, 2, 3), np.uint8))
+        queue.push(clips, np.arange(row, row + pushed))
+        expected += list(clips)
+        row += pushed
+        out, rows = queue.pop(taken)
+        assert len(out) == len(rows) == min(taken, len(expected) - len(popped))
+        popped += list(out.clone())
+        assert rows.tolist() == list(range(len(popped) - len(rows), len(popped)))
+    assert len(queue) == 0 and len(popped) == len(expected) == row
+    assert all(torch.equal(a, b) for a, b in zip(popped, expected, strict=True))
+
+
+def test_a_long_stream_allocates_no_frames_or_clips_per_chunk():
+    chunk = np.random.default_rng(2).integers(0, 256, (256, 48, 64, 3), np.uint8)  # 2.4 MB
+    steps = chunk_windows(itertools.repeat(chunk, 40), WindowConfig(), CLIP, torch.device("cpu"))
+    queue = ClipQueue()
+    tracemalloc.start()
+    try:
+        for number, step in enumerate(steps):
+            step.queue_clips(queue, np.arange(len(step.windows)))
+            while len(queue) >= 16:
+                queue.pop(16)
+            if number == 5:  # the arrays have their size: from now on, nothing new
+                tracemalloc.reset_peak()
+                start, _ = tracemalloc.get_traced_memory()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - start < 200_000  # NumPy's allocations (frames, clips, indices) in bytes
 
 
 def test_too_short_video_is_an_error(model_dir, tmp_path):

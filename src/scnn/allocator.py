@@ -9,6 +9,15 @@ training step 191-201 -> 208-222 clips/s (3 interleaved pairs of fresh processes
 gained most before ReLU moved after pooling (fresh process 590 -> 1 010 clips/s; the full C3D
 81 -> 104 % of the bf16 matmul rate); that move removed the largest temporaries, and
 inference now gains ~2 %.
+
+Kept memory is reused only within its arena: glibc gives each thread that allocates at
+once an arena of its own (up to 8 per core), a thread's arena made of 64 MiB heaps that a
+large block cannot span. With detection's two lanes the peak crept up along a video
+(bundled model, a 2-hour video: 568 -> 609 MB by its 60th minute); with one arena for every
+thread it held 525 MB from the 5th minute to the 115th. Threads that allocate at once in one
+heap still interleave by chance, so the peak varies from run to run (benchmarks/speed/
+RESULTS.md). Threads created after this call share the arenas that exist; called before any
+other thread allocates, that is the main one.
 """
 
 from __future__ import annotations
@@ -22,23 +31,31 @@ log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # the largest glibc accepts on 64-bit
 TRIM_THRESHOLD_BYTES = 2**30  # free memory kept at the heap's top before returning it
+ARENAS = 1  # malloc arenas (heaps) that threads may create
 
 
 @functools.cache
 def keep_large_allocations() -> bool:
-    """Serve allocations up to 32 MiB from the heap, and keep up to 1 GiB of freed memory for
-    reuse. Process-wide; a no-op returning False where malloc is not glibc's. Memory in use
-    is unchanged; the process may hold freed memory instead of returning it."""
+    """Serve allocations up to 32 MiB from the heap, keep up to 1 GiB of freed memory for
+    reuse, and create no further arena for new threads. Process-wide; a no-op returning
+    False where malloc is not glibc's. Memory in use is unchanged; the process may hold
+    freed memory instead of returning it."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    done = all(
+        mallopt(parameter, value)
+        for parameter, value in (
+            (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+            (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+            (M_ARENA_MAX, ARENAS),
+        )
     )
     if not done:
         log.debug("mallopt refused: large CPU tensors keep glibc's default handling")

@@ -211,23 +211,12 @@ def gather_clips(
     window, drawn from ``rng``, the same for all 16 frames of a clip. Otherwise: the centre crop
     (:func:`centre_crop_offsets`).
     """
-    num_frames, height, width, _ = frames.shape
-    if (width, height) != tuple(convention.frame_size):
-        raise ValueError(
-            f"frames are {width}×{height} px, the input convention expects "
-            f"{convention.frame_size[0]}×{convention.frame_size[1]}"
-        )
-    starts = np.asarray(start_frames, dtype=np.int64).reshape(-1)
-    lengths = np.asarray(lengths_frames, dtype=np.int64).reshape(-1)
-    time_index = sample_frame_indices(starts, lengths, convention.clip_frames) - first_frame
-    if len(time_index) and (time_index.min() < 0 or time_index.max() >= num_frames):
-        raise ValueError(
-            f"windows need frames {time_index.min() + first_frame}.."
-            f"{time_index.max() + first_frame}, the buffer holds "
-            f"{first_frame}..{first_frame + num_frames - 1}"
-        )
-
-    batch, crop = len(starts), convention.crop_size
+    _, height, width, _ = frames.shape
+    _check_frame_size(frames, convention)
+    time_index = clip_frame_index(
+        start_frames, lengths_frames, convention.clip_frames, first_frame, len(frames)
+    )
+    batch, crop = len(time_index), convention.crop_size
     if train:
         if rng is None:
             raise ValueError("training clips need a random generator")
@@ -236,10 +225,57 @@ def gather_clips(
         flips = (rng.random(batch) < 0.5) & mirror
         clips = _gather_each(frames, time_index, top, left, flips, crop)
     else:
-        top, left = centre_crop_offsets(height, width, crop)
-        region = frames[:, top : top + crop, left : left + crop]
-        clips = region[_as_index(time_index, frames)]
+        clips = take_frames(centre_crop(frames, convention), time_index)
     return clips if isinstance(clips, torch.Tensor) else torch.from_numpy(clips)
+
+
+def clip_frame_index(
+    start_frames: np.ndarray,
+    lengths_frames: np.ndarray,
+    clip_frames: int,
+    first_frame: int,
+    held_frames: int,
+) -> np.ndarray:
+    """``(B, clip_frames)``: where each window's clip frames lie in a buffer of ``held_frames``
+    frames whose first is frame number ``first_frame`` (1-based); ValueError if outside it."""
+    starts = np.asarray(start_frames, dtype=np.int64).reshape(-1)
+    lengths = np.asarray(lengths_frames, dtype=np.int64).reshape(-1)
+    time_index = sample_frame_indices(starts, lengths, clip_frames) - first_frame
+    if len(time_index) and (time_index.min() < 0 or time_index.max() >= held_frames):
+        raise ValueError(
+            f"windows need frames {time_index.min() + first_frame}.."
+            f"{time_index.max() + first_frame}, the buffer holds "
+            f"{first_frame}..{first_frame + held_frames - 1}"
+        )
+    return time_index
+
+
+def take_frames(
+    frames: np.ndarray | torch.Tensor,
+    time_index: np.ndarray,
+    out: np.ndarray | torch.Tensor | None = None,
+) -> np.ndarray | torch.Tensor:
+    """``frames[time_index]`` (indices already checked), written into ``out`` when given, so a
+    stream can reuse one array for every chunk's clips. ``frames`` should then be contiguous:
+    NumPy copies other arrays whole before taking from them."""
+    if out is None:
+        return frames[_as_index(time_index, frames)]
+    if isinstance(frames, torch.Tensor):
+        flat = _as_index(time_index.reshape(-1), frames)
+        torch.index_select(frames, 0, flat, out=out.view(-1, *frames.shape[1:]))
+        return out
+    return np.take(frames, time_index, axis=0, out=out, mode="clip")
+
+
+def centre_crop(
+    frames: np.ndarray | torch.Tensor, convention: InputConvention
+) -> np.ndarray | torch.Tensor:
+    """The test-time crop of ``(T, H, W, 3)`` frames at ``convention.frame_size``, a view:
+    see :func:`centre_crop_offsets`."""
+    _check_frame_size(frames, convention)
+    crop = convention.crop_size
+    top, left = centre_crop_offsets(frames.shape[1], frames.shape[2], crop)
+    return frames[:, top : top + crop, left : left + crop]
 
 
 def check_network_input(
@@ -261,6 +297,15 @@ def centre_crop_offsets(height: int, width: int, crop: int) -> tuple[int, int]:
     """(top, left) of the test-time crop: ``((H − crop) // 2, (W − crop) // 2)``, as Caffe's
     data layer (8, 29 for 128×171 frames)."""
     return (height - crop) // 2, (width - crop) // 2
+
+
+def _check_frame_size(frames: np.ndarray | torch.Tensor, convention: InputConvention) -> None:
+    height, width = frames.shape[1:3]
+    if (width, height) != tuple(convention.frame_size):
+        raise ValueError(
+            f"frames are {width}×{height} px, the input convention expects "
+            f"{convention.frame_size[0]}×{convention.frame_size[1]}"
+        )
 
 
 def normalize_clips(

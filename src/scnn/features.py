@@ -208,7 +208,7 @@ class Extractor:
         with atomic_write(out, "wb") as file, torch.inference_mode():
             file.write(bytes(NPY_HEADER_BYTES))  # replaced by the header once rows is known
             for step in chunk_windows(chunks, self.grid, self.convention, self.runtime.device):
-                queue.push(step.clips, step.windows.start_frame)
+                step.queue_clips(queue, step.windows.start_frame)
                 for batch in self._batches(queue, final=False):
                     rows, dim = rows + len(batch), batch.shape[1]
                     file.write(batch.tobytes())

@@ -2,12 +2,14 @@
 scored windows; frames and clips in memory bounded by the batch size and the longest window,
 not the video (the scored windows are kept, 56 bytes each).
 
-Frames are decoded once, in a background thread, into a buffer no longer than the longest
-window. Every window of the grid is scored as soon as its last frame has arrived: its clip is
-assembled at once, so frames can be dropped, and clips wait in a queue until a full batch is
-ready for the proposal network. Survivors (P(action) ≥ threshold) queue again for the
-localization network. The per-chunk loop (:func:`chunk_windows`) is apart from what is done
-with its clips (:func:`score_segment`), so another consumer can reuse it.
+Frames are decoded once, in a background thread; the centre crops of the last longest
+window's frames are held. Every window of the grid is scored as soon as its last frame has
+arrived: its clip is assembled at once, so frames can be dropped, and clips wait in a queue
+until a full batch is ready for the proposal network. Survivors (P(action) ≥ threshold)
+queue again for the localization network. Frames and queued clips each live in one array
+kept for the whole stream, so memory does not depend on how long it runs. The per-chunk
+loop (:func:`chunk_windows`) is apart from what is done with its clips
+(:func:`score_segment`), so another consumer can reuse it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scnn.clips import InputConvention, gather_clips, normalize_clips
+from scnn.clips import (
+    InputConvention,
+    centre_crop,
+    clip_frame_index,
+    normalize_clips,
+    take_frames,
+)
 from scnn.errors import VideoError
 from scnn.model import Network, fold_batch_norm
 from scnn.modelfile import LoadedModel
@@ -61,38 +69,66 @@ def inference_network(network: Network, device: torch.device, bf16: bool) -> Net
     return network.to(torch.bfloat16) if bf16 else network
 
 
-@dataclass
 class ClipQueue:
-    """Clips and their window rows waiting for one network, flushed a batch at a time."""
+    """Clips and their window rows waiting for one network, flushed a batch at a time.
 
-    clips: list[torch.Tensor] = field(default_factory=list)
-    rows: list[np.ndarray] = field(default_factory=list)
+    The clips live in one array that the queue keeps (grown when a chunk needs more room, a
+    few times early in a stream) and reuses: a fresh array per chunk left the heap's
+    high-water mark, and so peak memory, to chance (benchmarks/speed/RESULTS.md).
+    """
+
+    def __init__(self) -> None:
+        self.storage: torch.Tensor | None = None
+        self.head = 0  # storage[head : head + len(self)] wait, in order
+        self.rows = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return sum(len(r) for r in self.rows)
+        return len(self.rows)
 
     def push(self, clips: torch.Tensor, rows: np.ndarray) -> None:
+        """Queue a copy of ``clips``, whose windows are ``rows``."""
         if len(rows):
-            self.clips.append(clips)
-            self.rows.append(rows)
+            self._room(rows, clips.shape[1:], clips.device)[:] = clips
+
+    def gather(
+        self, frames: np.ndarray | torch.Tensor, frame_index: np.ndarray, rows: np.ndarray
+    ) -> None:
+        """Queue the uint8 clips ``frames[frame_index]`` (:func:`scnn.clips.take_frames`),
+        taken straight into the queue's array, whose windows are ``rows``."""
+        if len(rows):
+            shape = (*frame_index.shape[1:], *frames.shape[1:])
+            if isinstance(frames, torch.Tensor):
+                take_frames(frames, frame_index, out=self._room(rows, shape, frames.device))
+            else:
+                room = self._room(rows, shape, torch.device("cpu"))
+                take_frames(frames, frame_index, out=room.numpy())
 
     def pop(self, size: int) -> tuple[torch.Tensor, np.ndarray]:
-        """The first ``size`` clips (fewer if fewer wait). Only the pieces that make up the
-        batch are copied: concatenating the whole queue on every pop cost 15 % of detection."""
-        taken_clips, taken_rows, count = [], [], 0
-        while count < size and self.rows:
-            clips, rows = self.clips[0], self.rows[0]
-            need = size - count
-            if len(rows) > need:
-                self.clips[0], self.rows[0] = clips[need:], rows[need:]
-                clips, rows = clips[:need], rows[:need]
-            else:
-                del self.clips[0], self.rows[0]
-            taken_clips.append(clips)
-            taken_rows.append(rows)
-            count += len(rows)
-        batch = taken_clips[0] if len(taken_clips) == 1 else torch.cat(taken_clips)
-        return batch, np.concatenate(taken_rows)
+        """The first ``size`` clips (fewer if fewer wait) and their rows. The clips are a view
+        of the queue's array: use them before the next push."""
+        count = min(size, len(self.rows))
+        clips = self.storage[self.head : self.head + count]
+        rows, self.rows = self.rows[:count], self.rows[count:]
+        self.head += count
+        return clips, rows
+
+    def _room(self, rows: np.ndarray, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The place of ``len(rows)`` uint8 clips of ``shape`` after those waiting: the
+        waiting clips move to the front, or to a larger array, when they do not fit."""
+        waiting, count = len(self.rows), len(rows)
+        if self.storage is None or self.head + waiting + count > len(self.storage):
+            held = None if self.storage is None else self.storage[self.head : self.head + waiting]
+            storage = self.storage
+            if storage is None or waiting + count > len(storage):
+                storage = torch.empty((waiting + count, *shape), dtype=torch.uint8, device=device)
+            elif waiting > self.head:  # the waiting clips would overlap their new place
+                held = held.clone()
+            if waiting:
+                storage[:waiting] = held
+            self.storage, self.head = storage, 0
+        self.rows = np.concatenate([self.rows, rows])
+        start = self.head + waiting
+        return self.storage[start : start + count]
 
 
 @dataclass
@@ -251,23 +287,67 @@ def _on_device(
     return frames.to(device, non_blocking=True)
 
 
-def _concatenate(
-    first: np.ndarray | torch.Tensor, second: np.ndarray | torch.Tensor
-) -> np.ndarray | torch.Tensor:
-    if isinstance(first, torch.Tensor):
-        return torch.cat([first, second])
-    return np.concatenate([first, second])
+def _empty(like: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> np.ndarray | torch.Tensor:
+    """An uninitialised array of ``shape`` in the library, type and device of ``like``."""
+    if isinstance(like, torch.Tensor):
+        return like.new_empty(shape)
+    return np.empty(shape, like.dtype)
+
+
+class FrameBuffer:
+    """The latest frames of a stream, in one array allocated at the first chunk and reused
+    (grown only for a larger chunk), so a long stream allocates no fresh frames per chunk.
+    It holds ``2 × keep + chunk`` frames: appending moves the ``keep`` frames still needed
+    to its front only when the next chunk does not fit behind them, and they never overlap
+    their new place there."""
+
+    def __init__(self, keep: int, first_frame: int):
+        self.keep = keep  # frames still needed after each chunk
+        self.first_frame = first_frame  # frame number (1-based) of frames[0]
+        self.storage: np.ndarray | torch.Tensor | None = None
+        self.start = self.end = 0
+
+    @property
+    def frames(self) -> np.ndarray | torch.Tensor:
+        return self.storage[self.start : self.end]
+
+    def append(self, chunk: np.ndarray | torch.Tensor) -> None:
+        """Add ``chunk``'s frames after those held (at most ``keep``: see :meth:`drop_old`)."""
+        held, count = self.end - self.start, len(chunk)
+        if self.storage is None or self.end + count > len(self.storage):
+            storage = self.storage
+            if storage is None or 2 * self.keep + count > len(storage):
+                storage = _empty(chunk, (2 * self.keep + count, *chunk.shape[1:]))
+            if held:  # end + count > 2·keep + count, held <= keep: start > keep >= held
+                storage[:held] = self.frames
+            self.storage, self.start, self.end = storage, 0, held
+        self.storage[self.end : self.end + count] = chunk
+        self.end += count
+
+    def drop_old(self) -> None:
+        """Forget all but the last ``keep`` frames."""
+        drop = max(0, self.end - self.start - self.keep)
+        self.start += drop
+        self.first_frame += drop
 
 
 @dataclass(frozen=True)
 class ChunkWindows:
-    """What one decoded chunk brings: the windows whose last frame arrived in it, their clips
-    (uint8, on the networks' device), and how far decoding has come."""
+    """What one decoded chunk brings: the windows whose last frame arrived in it, where their
+    clips' frames lie in the frames held (:meth:`queue_clips`), and how far decoding has
+    come."""
 
     windows: Windows
-    clips: torch.Tensor
+    frames: (
+        np.ndarray | torch.Tensor
+    )  # centre crops, on the networks' device; the next chunk reuses them
+    frame_index: np.ndarray  # (windows, clip_frames): each clip's frames in ``frames``
     frames_seen: int  # frames decoded so far, counted from the video's first
     new_frames: int  # frames of this chunk after ``first_end`` (lead-in frames not counted)
+
+    def queue_clips(self, queue: ClipQueue, rows: np.ndarray) -> None:
+        """Gather the windows' clips (uint8) into ``queue``, as ``rows``: before the next chunk."""
+        queue.gather(self.frames, self.frame_index, rows)
 
 
 def chunk_windows(
@@ -277,30 +357,32 @@ def chunk_windows(
     device: torch.device,
     first_end: int = 0,
 ) -> Iterator[ChunkWindows]:
-    """The windows ending after frame ``first_end`` (1-based), chunk by chunk, with their clips.
+    """The windows ending after frame ``first_end`` (1-based), chunk by chunk, with where
+    their clips' frames lie.
 
     ``chunks`` (decoded frames) start at the first frame such a window needs,
-    ``first_end + 2 - longest`` or 1; no more frames than the longest window are kept.
+    ``first_end + 2 - longest`` or 1; no more frames than the longest window are kept, and
+    only their centre crops (all that test-time clips take of them), in one array reused
+    for the whole stream.
     """
     longest = max(windows.lengths_frames)
-    buffer = _on_device(np.zeros((0, *convention.frame_size[::-1], 3), np.uint8), device)
-    first_frame = max(0, first_end + 1 - longest) + 1  # frame number of buffer[0], 1-based
+    buffer = FrameBuffer(longest, first_frame=max(0, first_end + 1 - longest) + 1)
     for chunk in chunks:
-        buffer = _concatenate(buffer, _on_device(chunk, device))
-        frames_seen = first_frame - 1 + len(buffer)
+        buffer.append(centre_crop(_on_device(chunk, device), convention))
+        frames = buffer.frames
+        frames_seen = buffer.first_frame - 1 + len(frames)
         previously_seen = max(first_end, frames_seen - len(chunk))
         ready = windows_ending_between(previously_seen, frames_seen, windows)
-        clips = gather_clips(
-            buffer,
+        index = clip_frame_index(
             ready.start_frame,
             ready.length_frames,
-            convention,
-            train=False,
-            first_frame=first_frame,
+            convention.clip_frames,
+            buffer.first_frame,
+            len(frames),
         )
-        yield ChunkWindows(ready, clips, frames_seen, max(0, frames_seen - previously_seen))
-        drop = max(0, len(buffer) - longest)
-        buffer, first_frame = buffer[drop:], first_frame + drop
+        new_frames = max(0, frames_seen - previously_seen)
+        yield ChunkWindows(ready, frames, index, frames_seen, new_frames)
+        buffer.drop_old()
 
 
 class GridRows:
@@ -436,10 +518,10 @@ def scored_steps(
     proposals, survivors = ClipQueue(), ClipQueue()
     first_row, frames_seen = 0, 0
     for step in chunk_windows(chunks, windows, networks.convention, networks.device, first_end):
-        proposals.push(step.clips, first_row + np.arange(len(step.windows)))
+        step.queue_clips(proposals, first_row + np.arange(len(step.windows)))
         with torch.inference_mode():
             scored = networks.flush(proposals, survivors, final=False)
-        waiting = np.concatenate([np.zeros(0, np.int64), *proposals.rows, *survivors.rows])
+        waiting = np.concatenate([proposals.rows, survivors.rows])
         frames_seen = step.frames_seen
         yield ScoredStep(step.windows, first_row, scored, waiting, frames_seen, step.new_frames)
         first_row += len(step.windows)
