@@ -186,6 +186,7 @@ def test_training_prior_is_over_the_models_window_lengths():
         (lambda d: d.update(window_lengths_frames=[16, 2.5]), "window length 2.5 is not a whole"),
         (lambda d: d.update(prior=[[float("inf")] * 2] * 2), "prior holds a value that is not"),
         (lambda d: d["model"].update(pooling="odd"), "pooling 'odd'"),
+        (lambda d: d.update(boundaries="yes"), "boundaries 'yes' is not true or false"),
     ],
 )
 def test_model_json_with_missing_keys_wrong_types_or_values_out_of_range(tmp_path, change, words):

@@ -1,5 +1,6 @@
 """The windows CSV: the authors' file, round trips plain and gzip, class names; concatenation."""
 
+import csv
 import gzip
 
 import numpy as np
@@ -19,6 +20,7 @@ def test_windows_csv_reads_the_authors_file():
     assert windows.videos[0] == "video_test_0000004"
     assert (windows.window_frames[0], windows.start_frame[0], windows.end_frame[0]) == (16, 13, 28)
     assert windows.label_index[0] == 6 and windows.start_s[0] == 0.52
+    assert windows.start_offset_s is None and windows.end_offset_s is None
     assert set(np.unique(windows.window_frames)) <= {16, 32, 64, 128, 256, 512}
 
 
@@ -50,6 +52,41 @@ def test_windows_csv_round_trip(tmp_path, name):
         np.testing.assert_array_equal(getattr(back, field), getattr(windows, field))
     if name.endswith(".gz"):
         assert gzip.decompress((tmp_path / name).read_bytes()).startswith(b"video,window_frames")
+
+
+def test_a_boundary_networks_offsets_round_trip_as_two_more_columns(tmp_path):
+    windows = ScoredWindows(
+        videos=np.array(["a", "a"]),
+        window_frames=np.array([16, 32]),
+        start_frame=np.array([1, 9]),
+        end_frame=np.array([16, 40]),
+        start_s=np.array([0.04, 0.36]),
+        end_s=np.array([0.64, 1.6]),
+        label_index=np.array([0, 1]),
+        score=np.array([0.25, 0.75]),
+        classes=("Diving",),
+        start_offset_s=np.array([0.0, 0.123456789]),
+        end_offset_s=np.array([0.0, -0.5]),
+    )
+    write_windows_csv(tmp_path / "w.csv", windows)
+    with open(tmp_path / "w.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[1])[-2:] == ["start_offset_s", "end_offset_s"]
+    assert [(float(r["start_offset_s"]), float(r["end_offset_s"])) for r in rows] == [
+        (0.0, 0.0),
+        (0.123456789, -0.5),
+    ]
+    back = read_windows_csv(tmp_path / "w.csv", windows.classes)
+    np.testing.assert_array_equal(back.start_offset_s, windows.start_offset_s)
+    np.testing.assert_array_equal(back.end_offset_s, windows.end_offset_s)
+    np.testing.assert_array_equal(back.start_s, windows.start_s)
+    both = concat_windows([back, read_windows_csv(tmp_path / "w.csv", ("Diving",))], ("Diving",))
+    assert both.start_offset_s.tolist() == [0.0, 0.123456789] * 2
+    (tmp_path / "w.csv").write_text(
+        (tmp_path / "w.csv").read_text().replace("start_offset_s,end_offset_s", "start_offset_s")
+    )
+    with pytest.raises(AnnotationError, match=r"w.csv:1: header must be video,.*start_offset_s"):
+        read_windows_csv(tmp_path / "w.csv", windows.classes)
 
 
 def test_windows_csv_accepts_class_names(tmp_path):

@@ -7,6 +7,7 @@ where it uses these, and says why.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from scnn.clips import ClipConfig, InputConvention
 from scnn.model import ModelOptions, build_network
-from scnn.modelfile import LoadedModel, save_model
+from scnn.modelfile import LoadedModel, load_model, save_model
 from scnn.synth import SynthConfig
 from scnn.windows import WindowConfig
 
@@ -119,6 +120,19 @@ def small_model(path: Path, vote_iou: float | None = None) -> Path:
         prior=prior,
         vote_iou=vote_iou,
     )
+
+
+def with_boundaries(model_dir: Path, out: Path, offsets: tuple[float, float]) -> Path:
+    """A copy of ``model_dir`` with a boundary network that gives every window ``offsets``:
+    its last layer's weights are zeros and its bias is the offsets."""
+    model = load_model(model_dir)
+    torch.manual_seed(1)
+    network = build_network(2, model.options, model.clip)
+    torch.nn.init.zeros_(network.fc8.weight)
+    with torch.no_grad():
+        network.fc8.bias.copy_(torch.tensor(offsets))
+    save_model(out, dataclasses.replace(model, boundaries=network.eval()))
+    return out
 
 
 class CreatesAFileWhenUnpickled:

@@ -4,6 +4,7 @@ network, measured.
     nice -n 10 python3 benchmarks/accuracy/boundaries.py --threads 1 --part train --seed 0
     nice -n 10 python3 benchmarks/accuracy/boundaries.py --threads 1 --part score --sets fresh
     python3 benchmarks/accuracy/boundaries.py --threads 1 --part speed
+    python3 benchmarks/accuracy/boundaries.py --part model --seed 0 --out models/with-boundaries
 
 Both are C3D with two outputs, fine-tuned from the bundled model's localization network,
 whose fc8 gives way to the two outputs (zeros at first); the class scores stay the bundled
@@ -31,6 +32,9 @@ seeds, then the diagnosis at tIoU 0.5 summed, and how far the boundary network's
 are off. ``speed``: ``scnn detect``'s wall time on the first video of each fresh set with the
 bundled model alone, with the boundary network run on the windows the localization network
 labels with an action, and with the boundary clips on top, alternated in one run.
+``model``: the bundled model with a seed's boundary network (trained unless there) as a model
+directory at --out, which ``scnn detect --model`` runs with it (the boundary clips are not
+part of a model).
 
 Layout under --work (benchmarks/accuracy/accuracy.py's, shared with it)::
 
@@ -75,7 +79,7 @@ from scnn.detect import BUNDLED_MODEL, Detector  # noqa: E402
 from scnn.fileio import atomic_write  # noqa: E402
 from scnn.loss import overlap_loss  # noqa: E402
 from scnn.model import build_network  # noqa: E402
-from scnn.modelfile import LoadedModel, load_model, load_state  # noqa: E402
+from scnn.modelfile import LoadedModel, load_model, load_state, save_model  # noqa: E402
 from scnn.pipeline import inference_network  # noqa: E402
 from scnn.postprocess import postprocess  # noqa: E402
 from scnn.records import Detection, GroundTruth  # noqa: E402
@@ -577,13 +581,23 @@ def speed_part(work: Path, seed: int) -> None:
         print(f"| {name} | {min(times):.1f} | {duration_s / min(times):.1f} |")
 
 
+def model_part(work: Path, seed: int, out: Path) -> None:
+    """The bundled model with ``seed``'s boundary network, as the model directory ``out``."""
+    model = load_model(BUNDLED_MODEL)
+    network = boundary_network(model)
+    load_state(network, train_boundaries(work, seed))
+    save_model(out, dataclasses.replace(model, boundaries=network.eval()))
+    print(f"wrote {out}: the bundled model with the boundary network of seed {seed}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("runs") / "accuracy")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--part", choices=("train", "score", "speed"), default="score")
+    parser.add_argument("--part", choices=("train", "score", "speed", "model"), default="score")
     parser.add_argument("--seed", type=int, action="append", help="training seeds (default 0 1 2)")
     parser.add_argument("--sets", choices=tuple(SETS), default="fresh")
+    parser.add_argument("--out", type=Path, help="--part model: the model directory to write")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = args.seed or list(TRAIN_SEEDS)
@@ -593,8 +607,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_clip_network(args.work, seed)
     elif args.part == "score":
         score_part(args.work, SETS[args.sets], seeds)
-    else:
+    elif args.part == "speed":
         speed_part(args.work, seeds[0])
+    elif args.out is None:
+        parser.error("--part model needs --out")
+    else:
+        model_part(args.work, seeds[0], args.out)
     return 0
 
 

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from scnn.detect import Detector
 from scnn.errors import ScnnError
 from scnn.pipeline import GridRows, ScoredBatch, source_steps
-from scnn.postprocess import PostprocessSettings, weighted_scores
+from scnn.postprocess import PostprocessSettings, weighted_scores, window_segments_s
 from scnn.records import Detection, ScoredWindows
 from scnn.video import READ_TIMEOUT_S, video_name
 from scnn.windows import WindowConfig, Windows, first_start_after, temporal_iou, window_grid
@@ -225,14 +225,16 @@ def _candidates(
         batch.label_index,
         batch.score,
         detector.classes,
+        batch.offsets,
     )
     keep, weighted, labels = weighted_scores(windows, settings.prior, settings.min_score)
+    segments = window_segments_s(windows)
     return [
         Candidate(
             Detection(
                 name,
-                float(windows.start_s[k]),
-                float(windows.end_s[k]),
+                float(segments[k, 0]),
+                float(segments[k, 1]),
                 detector.classes[label - 1],
                 float(score),
             ),

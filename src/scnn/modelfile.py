@@ -7,6 +7,9 @@
                               training config, metrics
     mean_cube.safetensors     only when the input's mean is a per-pixel cube (C3D's Caffe
                               mean file)
+    boundaries.safetensors    only with a boundary network: C3D with 2 outputs, the offsets
+                              of an action's start and end from its window's, as fractions
+                              of the window's length (model.json: ``"boundaries": true``)
 
 Directories written before model.json held the input convention (``"input"``) have it made
 from their clip config and mean cube, as it was then.
@@ -43,6 +46,7 @@ MODEL_JSON = "model.json"
 PROPOSAL_WEIGHTS = "proposal.safetensors"
 LOCALIZATION_WEIGHTS = "localization.safetensors"
 MEAN_CUBE = "mean_cube.safetensors"
+BOUNDARY_WEIGHTS = "boundaries.safetensors"
 FORMAT_VERSION = 1
 PROPOSAL_THRESHOLD = 0.7  # P(action) a window needs to reach the localization network (§4)
 # The range of each number model.json holds (low, high, whole): a value outside is refused,
@@ -62,7 +66,7 @@ _RANGES = {
     "nms": (0, 1, False),
     "vote_iou": (0, 1, False),
 }
-_FLAGS = ("bgr", "mirror", "batch_norm", "use_prior")
+_FLAGS = ("bgr", "mirror", "batch_norm", "use_prior", "boundaries")
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +91,8 @@ class LoadedModel:
     metrics: Mapping[str, Any] = field(default_factory=dict)  # validation metrics by stage
     # boundary voting's IoU by default (postprocess.vote_boundaries); None: off, as S-CNN
     vote_iou: float | None = None
+    # moves each window labelled with an action before NMS (docs/accuracy.md); None: S-CNN's grid
+    boundaries: Network | None = None
 
 
 def state_bytes(model: torch.nn.Module) -> bytes:
@@ -160,9 +166,13 @@ def save_model(path: str | Path, model: LoadedModel) -> None:
         "config": model.config,
         "metrics": model.metrics,
     }
+    if model.boundaries is not None:
+        description["boundaries"] = True
     with replaced_directory(path) as folder:
         atomic_write_bytes(folder / PROPOSAL_WEIGHTS, state_bytes(model.proposal))
         atomic_write_bytes(folder / LOCALIZATION_WEIGHTS, state_bytes(model.localization))
+        if model.boundaries is not None:
+            atomic_write_bytes(folder / BOUNDARY_WEIGHTS, state_bytes(model.boundaries))
         if cube is not None:
             mean = safetensors_bytes({"mean": cube.cpu().contiguous()})
             atomic_write_bytes(folder / MEAN_CUBE, mean)
@@ -230,6 +240,7 @@ def load_model(path: str | Path) -> LoadedModel:
         vote_iou = None if vote_iou is None else float(vote_iou)
         config, metrics = description["config"], description["metrics"]
         has_mean_cube = bool(description.get("mean_cube", False))
+        has_boundaries = description.get("boundaries", False)
         stored_input = description.get("input")
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"malformed model description: {exc!r}", description_path) from exc
@@ -256,6 +267,9 @@ def load_model(path: str | Path) -> LoadedModel:
     localization = network_for_weights(len(classes) + 1, options, clip)
     load_state(proposal, path / PROPOSAL_WEIGHTS)
     load_state(localization, path / LOCALIZATION_WEIGHTS)
+    boundaries = (
+        _boundary_network(path / BOUNDARY_WEIGHTS, options, clip) if has_boundaries else None
+    )
     cube = _load_mean_cube(path / MEAN_CUBE) if has_mean_cube else None
     try:
         if stored_input is None:  # written before model.json held the input convention
@@ -281,7 +295,18 @@ def load_model(path: str | Path) -> LoadedModel:
         config=config,
         metrics=metrics,
         vote_iou=vote_iou,
+        boundaries=boundaries,
     )
+
+
+def _boundary_network(weights: Path, options: ModelOptions, clip: ClipConfig) -> Network:
+    """The boundary network in ``weights``: two outputs, in eval mode."""
+    outputs = _num_outputs(weights)
+    if outputs != 2:
+        raise ModelError(f"the boundary network has {outputs} outputs, it must have 2", weights)
+    network = network_for_weights(2, options, clip)
+    load_state(network, weights)
+    return network.eval()
 
 
 def _check_values(description: dict[str, Any], path: Path) -> None:

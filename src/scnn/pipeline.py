@@ -1,6 +1,6 @@
 """The streaming pipeline of one video (method.md §4): decode → windows → clips → networks →
 scored windows; frames and clips in memory bounded by the batch size and the longest window,
-not the video (the scored windows are kept, 48 bytes each).
+not the video (the scored windows are kept, 56 bytes each).
 
 Frames are decoded once, in a background thread; the centre crops of the last longest
 window's frames are held. Every window of the grid is scored as soon as its last frame has
@@ -48,11 +48,13 @@ DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
 @dataclass(frozen=True)
 class ScoredBatch:
     """One batch out of the localization network: each window's row in its stream's grid,
-    its label index (0: background) and that label's probability."""
+    its label index (0: background) and that label's probability, and with a boundary network
+    its offsets (N, 2; fractions of the window's length; 0 for background windows)."""
 
     rows: np.ndarray
     label_index: np.ndarray
     score: np.ndarray
+    offsets: np.ndarray | None = None
 
 
 def inference_network(network: Network, device: torch.device, bf16: bool) -> Network:
@@ -134,10 +136,12 @@ class Networks:
     """Both networks as prediction runs them (:func:`inference_network`), and how a batch of
     clips goes through them: the proposal network, then the localization network for the
     windows with P(action) ≥ ``proposal_threshold`` (a threshold ≤ 0 skips the proposal
-    network: every window goes to the localization network)."""
+    network: every window goes to the localization network). A boundary network, when the
+    model has one, runs on the windows the localization network labels with an action."""
 
     proposal: torch.nn.Module
     localization: torch.nn.Module
+    boundaries: torch.nn.Module | None
     convention: InputConvention  # on the device
     device: torch.device
     batch_size: int
@@ -158,12 +162,18 @@ class Networks:
         device = runtime.device
         proposal = inference_network(model.proposal, device, runtime.bf16)
         localization = inference_network(model.localization, device, runtime.bf16)
+        boundaries = None
+        if model.boundaries is not None:
+            boundaries = inference_network(model.boundaries, device, runtime.bf16)
         if compile_mode:  # fixed shapes (padded), so each network compiles once
             proposal = torch.compile(proposal, mode=compile_mode, dynamic=False)
             localization = torch.compile(localization, mode=compile_mode, dynamic=False)
+            if boundaries is not None:
+                boundaries = torch.compile(boundaries, mode=compile_mode, dynamic=False)
         return cls(
             proposal,
             localization,
+            boundaries,
             model.convention.to(device),
             device,
             runtime.batch_size,
@@ -186,23 +196,38 @@ class Networks:
             survivors.push(clips[torch.from_numpy(keep).to(clips.device)], rows[keep])
         while len(survivors) >= size or (final and len(survivors)):
             clips, rows = survivors.pop(size)
-            score, label = self._softmax(self.localization, self._input(clips)).max(dim=1)
-            scored.append(ScoredBatch(rows, label.numpy(), score.numpy()))
+            clips = self._input(clips)
+            score, label = self._softmax(self.localization, clips).max(dim=1)
+            label = label.numpy()
+            offsets = None if self.boundaries is None else self._offsets(clips, label > 0)
+            scored.append(ScoredBatch(rows, label, score.numpy(), offsets))
         return scored
+
+    def _offsets(self, clips: torch.Tensor, action: np.ndarray) -> np.ndarray:
+        """The boundary network's offsets for the ``action`` clips, 0 for the others."""
+        offsets = np.zeros((len(clips), 2), np.float32)
+        if action.any():
+            chosen = clips[torch.from_numpy(action).to(clips.device)]
+            chosen = chosen.contiguous(memory_format=torch.channels_last_3d)
+            offsets[action] = self._outputs(self.boundaries, chosen).float().cpu().numpy()
+        return offsets
 
     def _input(self, clips: torch.Tensor) -> torch.Tensor:
         """A batch of gathered uint8 clips as the networks' input, normalised only now: the
         queues hold uint8 (4x smaller), and a batch's float copy stays in cache."""
         return normalize_clips(clips, self.convention, self.dtype)
 
-    def _softmax(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    def _outputs(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        """``network``'s outputs for ``clips`` (padded to a full batch when compiled)."""
         count = len(clips)
         if self.padded and count < self.batch_size:
             padding = clips[:1].expand(self.batch_size - count, *clips.shape[1:])
             clips = torch.cat([clips, padding]).contiguous(memory_format=torch.channels_last_3d)
         with exact_fp32(self.device, self.dtype):
-            logits = network(clips)[:count]
-        return probabilities(logits).cpu()
+            return network(clips)[:count]
+
+    def _softmax(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        return probabilities(self._outputs(network, clips)).cpu()
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -390,6 +415,7 @@ SCORED_WINDOW = np.dtype(
         ("end", np.int64),
         ("label", np.int64),
         ("score", np.float64),
+        ("offsets", np.float32, (2,)),  # the boundary network's, as it gives them (0 without one)
     ]
 )
 
@@ -410,9 +436,15 @@ class Segment:
         return self.storage[: self.count]
 
     def add(
-        self, rows: np.ndarray, places: np.ndarray, labels: np.ndarray, scores: np.ndarray
+        self,
+        rows: np.ndarray,
+        places: np.ndarray,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        offsets: np.ndarray | None = None,
     ) -> None:
-        """Append scored windows; ``places`` is ``(3, n)``: length, start and end frame."""
+        """Append scored windows; ``places`` is ``(3, n)``: length, start and end frame;
+        ``offsets`` ``(n, 2)``, a boundary network's (None: 0)."""
         end = self.count + len(rows)
         if end > len(self.storage):
             grown = np.zeros(max(end, 2 * len(self.storage), 1024), SCORED_WINDOW)
@@ -421,6 +453,8 @@ class Segment:
         added = self.storage[self.count : end]
         added["row"], added["label"], added["score"] = rows, labels, scores
         added["length"], added["start"], added["end"] = places
+        if offsets is not None:
+            added["offsets"] = offsets
         self.count = end
 
 
@@ -442,10 +476,12 @@ def score_segment(
             grid.add(step.windows)
             for batch in step.scored:
                 rows, labels, scores = batch.rows, batch.label_index, batch.score
+                offsets = batch.offsets
                 if not background:
                     action = labels > 0
                     rows, labels, scores = rows[action], labels[action], scores[action]
-                segment.add(rows, grid.take(rows), labels, scores)
+                    offsets = None if offsets is None else offsets[action]
+                segment.add(rows, grid.take(rows), labels, scores, offsets)
             grid.forget_before(int(step.waiting.min(initial=step.first_row + len(step.windows))))
             segment.windows = step.first_row + len(step.windows)
             segment.frames = step.frames_seen
@@ -552,4 +588,5 @@ def scored_windows(
         windows["label"].copy(),
         windows["score"].copy(),
         model.classes,
+        None if model.boundaries is None else windows["offsets"].copy(),
     )

@@ -165,7 +165,8 @@ def postprocess(
 ) -> list[Detection]:
     """Scored windows → detections, sorted by descending score (method.md §4).
 
-    Drops background windows, multiplies each score by ``prior[window length][class]`` (a
+    Moves each window by its boundary network's offsets, if any (:func:`window_segments_s`),
+    drops background windows, multiplies each score by ``prior[window length][class]`` (a
     :func:`window_length_prior` over ``windows.classes``; a length it lacks is an error),
     optionally drops scores below ``min_score``, runs :func:`nms` per video and class,
     optionally moves each kept window's boundaries by :func:`vote_boundaries` (``vote_iou``;
@@ -179,7 +180,7 @@ def postprocess(
     keep, scores, labels = weighted_scores(windows, prior, min_score)
     videos = windows.videos[keep]
     group_order = np.lexsort((labels, videos))
-    segments = np.stack([windows.start_s[keep], windows.end_s[keep]], axis=1)
+    segments = window_segments_s(windows)[keep]
     picked = []
     bounds = (
         np.flatnonzero(
@@ -212,6 +213,15 @@ def postprocess(
         )
         for i in picked
     ]
+
+
+def window_segments_s(windows: ScoredWindows) -> np.ndarray:
+    """``(N, 2)`` seconds: each window's start and end, moved by its boundary network's
+    offsets where it has them (the grid's own otherwise, as S-CNN)."""
+    segments = np.stack([windows.start_s, windows.end_s], axis=1)
+    if windows.start_offset_s is not None and windows.end_offset_s is not None:
+        segments += np.stack([windows.start_offset_s, windows.end_offset_s], axis=1)
+    return segments
 
 
 def vote_boundaries(

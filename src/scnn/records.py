@@ -56,6 +56,8 @@ class ScoredWindows:
 
     ``label_index`` is 0 for background and 1..K for ``classes[label_index - 1]``; ``score``
     is the softmax probability of that label. Frames are 1-based at 25 fps, as the authors'.
+    A model with a boundary network gives each window the seconds its start and end move
+    by (``start_offset_s``, ``end_offset_s``); without one they are None: the grid's own.
     """
 
     videos: np.ndarray
@@ -67,6 +69,8 @@ class ScoredWindows:
     label_index: np.ndarray
     score: np.ndarray
     classes: tuple[str, ...]
+    start_offset_s: np.ndarray | None = None
+    end_offset_s: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.score)
@@ -82,13 +86,20 @@ class ScoredWindows:
         label_index: np.ndarray,
         score: np.ndarray,
         classes: tuple[str, ...],
+        offsets: np.ndarray | None = None,
     ) -> ScoredWindows:
-        """The windows of one video placed in frames at ``fps``, their times made from them."""
+        """The windows of one video placed in frames at ``fps``, their times made from them.
+        ``offsets`` (N, 2), a boundary network's, are fractions of each window's length
+        (``window_frames / fps``); None: no boundary network."""
         start_frame = np.asarray(start_frame, np.int64)
         end_frame = np.asarray(end_frame, np.int64)
+        window_frames = np.asarray(window_frames, np.int64)
+        moves_s = None
+        if offsets is not None:
+            moves_s = np.asarray(offsets, np.float64) * (window_frames / fps)[:, None]
         return cls(
             videos=np.full(len(score), video, dtype=object),
-            window_frames=np.asarray(window_frames, np.int64),
+            window_frames=window_frames,
             start_frame=start_frame,
             end_frame=end_frame,
             start_s=start_frame / fps,
@@ -96,4 +107,6 @@ class ScoredWindows:
             label_index=np.asarray(label_index, np.int64),
             score=np.asarray(score, np.float64),
             classes=classes,
+            start_offset_s=None if moves_s is None else moves_s[:, 0].copy(),
+            end_offset_s=None if moves_s is None else moves_s[:, 1].copy(),
         )

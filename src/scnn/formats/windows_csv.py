@@ -1,7 +1,8 @@
 """The windows CSV (plain, or gzip for ``.gz``): the windows scored by the localization
 network, one row per window, as the authors' ``scnn_c3d_test_windows.csv.gz``.
 
-Frames are 1-based at 25 fps, as the authors'; times are seconds.
+Frames are 1-based at 25 fps, as the authors'; times are seconds. Windows scored with a
+boundary network have two more columns: the seconds their start and end move by.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ WINDOWS_COLUMNS = (
     "loc_class",
     "loc_score",
 )
+OFFSET_COLUMNS = ("start_offset_s", "end_offset_s")  # also ScoredWindows' names for them
 MAX_FRAMES = 2**53  # frame numbers beyond this are not whole numbers as floats: a corrupt file
 
 
@@ -74,22 +76,27 @@ def read_windows_csv(path: str | Path, classes: Sequence[str]) -> ScoredWindows:
             rows = list(csv_records(handle, path))
     except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise AnnotationError(f"cannot read windows CSV ({exc})", path) from exc
-    if not rows or tuple(c.strip() for c in rows[0][1]) != WINDOWS_COLUMNS:
-        raise AnnotationError(f"header must be {','.join(WINDOWS_COLUMNS)}", path, 1)
-    columns: list[list] = [[] for _ in WINDOWS_COLUMNS]
+    header = tuple(c.strip() for c in rows[0][1]) if rows else ()
+    if header not in (WINDOWS_COLUMNS, WINDOWS_COLUMNS + OFFSET_COLUMNS):
+        raise AnnotationError(
+            f"header must be {','.join(WINDOWS_COLUMNS)}, optionally then "
+            f"{','.join(OFFSET_COLUMNS)}",
+            path,
+            1,
+        )
+    columns: list[list] = [[] for _ in header]
     for line, row in rows[1:]:
         if not row:
             continue
-        if len(row) != len(WINDOWS_COLUMNS):
-            raise AnnotationError(
-                f"expected {len(WINDOWS_COLUMNS)} columns, got {len(row)}", path, line
-            )
+        if len(row) != len(header):
+            raise AnnotationError(f"expected {len(header)} columns, got {len(row)}", path, line)
         columns[0].append(row[0])
         for n in (1, 2, 3):
-            columns[n].append(_frame(row[n], WINDOWS_COLUMNS[n], path, line))
-        for n in (4, 5, 7):
-            columns[n].append(number(row[n], WINDOWS_COLUMNS[n], path, line))
+            columns[n].append(_frame(row[n], header[n], path, line))
+        for n in (4, 5, 7, *range(len(WINDOWS_COLUMNS), len(header))):
+            columns[n].append(number(row[n], header[n], path, line))
         columns[6].append(_label_index(row[6], classes, path, line))
+    offsets = [np.array(c, dtype=np.float64) for c in columns[len(WINDOWS_COLUMNS) :]] or [None] * 2
     return ScoredWindows(
         videos=np.array(columns[0], dtype=str),
         window_frames=np.array(columns[1], dtype=np.int64),
@@ -100,6 +107,8 @@ def read_windows_csv(path: str | Path, classes: Sequence[str]) -> ScoredWindows:
         label_index=np.array(columns[6], dtype=np.int64),
         score=np.array(columns[7], dtype=np.float64),
         classes=classes,
+        start_offset_s=offsets[0],
+        end_offset_s=offsets[1],
     )
 
 
@@ -107,21 +116,26 @@ def write_windows_csv(path: str | Path, windows: ScoredWindows) -> None:
     """Write ``windows`` in the columns :func:`read_windows_csv` reads (gzip for ``.gz``).
 
     ``loc_class`` is written as the class name (``background`` for 0), so the file needs no
-    class table to be read back."""
+    class table to be read back. Windows with a boundary network's offsets get their columns
+    too."""
     path = Path(path)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(WINDOWS_COLUMNS)
-    for row in zip(
-        windows.videos,
-        windows.window_frames,
-        windows.start_frame,
-        windows.end_frame,
-        windows.start_s,
-        windows.end_s,
-        windows.label_index,
-        windows.score,
-        strict=True,
+    moves = windows.start_offset_s, windows.end_offset_s
+    moved = moves[0] is not None and moves[1] is not None
+    writer.writerow(WINDOWS_COLUMNS + OFFSET_COLUMNS if moved else WINDOWS_COLUMNS)
+    for n, row in enumerate(
+        zip(
+            windows.videos,
+            windows.window_frames,
+            windows.start_frame,
+            windows.end_frame,
+            windows.start_s,
+            windows.end_s,
+            windows.label_index,
+            windows.score,
+            strict=True,
+        )
     ):
         writer.writerow(
             [
@@ -130,6 +144,7 @@ def write_windows_csv(path: str | Path, windows: ScoredWindows) -> None:
                 *(repr(float(v)) for v in row[4:6]),
                 windows.classes[row[6] - 1] if row[6] > 0 else BACKGROUND,
                 repr(float(row[7])),
+                *((repr(float(moves[0][n])), repr(float(moves[1][n]))) if moved else ()),
             ]
         )
     data = buffer.getvalue().encode()
@@ -138,13 +153,25 @@ def write_windows_csv(path: str | Path, windows: ScoredWindows) -> None:
 
 def concat_windows(parts: Sequence[ScoredWindows], classes: tuple[str, ...]) -> ScoredWindows:
     """The rows of several ScoredWindows (one per video, say) as one, in order."""
-    columns = [f.name for f in fields(ScoredWindows) if f.name != "classes"]
+    columns = [f.name for f in fields(ScoredWindows) if f.name not in ("classes", *OFFSET_COLUMNS)]
     if not parts:
         empty = {
             name: np.zeros(0, dtype=object if name == "videos" else np.int64) for name in columns
         }
         return ScoredWindows(**empty, classes=classes)
+    moved = any(p.start_offset_s is not None for p in parts)
+    offsets = {
+        name: np.concatenate([_offsets(p, name) for p in parts]) if moved else None
+        for name in OFFSET_COLUMNS
+    }
     return ScoredWindows(
         **{name: np.concatenate([getattr(p, name) for p in parts]) for name in columns},
         classes=classes,
+        **offsets,
     )
+
+
+def _offsets(windows: ScoredWindows, name: str) -> np.ndarray:
+    """The ``name`` offsets of ``windows`` (0 for windows scored without a boundary network)."""
+    values = getattr(windows, name)
+    return np.zeros(len(windows)) if values is None else values
