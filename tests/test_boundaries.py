@@ -18,6 +18,8 @@ from scnn.errors import ModelError
 from scnn.formats import load_detections
 from scnn.live import live_detections
 from scnn.modelfile import BOUNDARY_WEIGHTS, MODEL_JSON, load_model, save_model
+from scnn.postprocess import window_segments_s
+from scnn.records import ScoredWindows
 from scnn.video import video_name
 
 SETTINGS = {"proposal_threshold": 0.0, "precision": "fp32"}  # every window reaches both networks
@@ -158,3 +160,21 @@ def test_a_missing_boundary_network_is_named(models, tmp_path):
     (missing / BOUNDARY_WEIGHTS).unlink()
     with pytest.raises(ModelError, match=f"{BOUNDARY_WEIGHTS}: weights file missing"):
         load_model(missing)
+
+
+def test_offsets_that_cross_the_start_past_the_end_leave_the_window_on_the_grid():
+    start_s, end_s = np.array([0.0, 10.0]), np.array([2.0, 12.0])
+    windows = ScoredWindows(
+        videos=np.array(["v", "v"]),
+        window_frames=np.array([50, 50]),
+        start_frame=np.array([1, 251]),
+        end_frame=np.array([50, 300]),
+        start_s=start_s,
+        end_s=end_s,
+        label_index=np.array([1, 1]),
+        score=np.array([0.9, 0.9]),
+        classes=("a",),
+        start_offset_s=np.array([0.5, 1.5]),
+        end_offset_s=np.array([-0.5, -1.0]),
+    )
+    assert window_segments_s(windows).tolist() == [[0.5, 1.5], [10.0, 12.0]]

@@ -217,11 +217,13 @@ def postprocess(
 
 def window_segments_s(windows: ScoredWindows) -> np.ndarray:
     """``(N, 2)`` seconds: each window's start and end, moved by its boundary network's
-    offsets where it has them (the grid's own otherwise, as S-CNN)."""
-    segments = np.stack([windows.start_s, windows.end_s], axis=1)
-    if windows.start_offset_s is not None and windows.end_offset_s is not None:
-        segments += np.stack([windows.start_offset_s, windows.end_offset_s], axis=1)
-    return segments
+    offsets where it has them (the grid's own otherwise, as S-CNN). Offsets that would put
+    the start at or after the end say nothing usable: such a window keeps the grid's place."""
+    grid = np.stack([windows.start_s, windows.end_s], axis=1)
+    if windows.start_offset_s is None or windows.end_offset_s is None:
+        return grid
+    moved = grid + np.stack([windows.start_offset_s, windows.end_offset_s], axis=1)
+    return np.where((moved[:, 0] < moved[:, 1])[:, None], moved, grid)
 
 
 def vote_boundaries(
