@@ -187,6 +187,11 @@ def test_training_prior_is_over_the_models_window_lengths():
         (lambda d: d.update(prior=[[float("inf")] * 2] * 2), "prior holds a value that is not"),
         (lambda d: d["model"].update(pooling="odd"), "pooling 'odd'"),
         (lambda d: d.update(boundaries="yes"), "boundaries 'yes' is not true or false"),
+        (lambda d: d["input"].update(std=[0, 1, 1]), r"std \[0, 1, 1\]: expected 3 finite"),
+        (lambda d: d["input"].update(std=[1, 1]), "std .1, 1.: expected 3 finite"),
+        (lambda d: d["input"].update(mean=[float("nan"), 1, 1]), "mean .nan, 1, 1.: expected"),
+        (lambda d: d["input"].update(mean="x"), "mean 'x' names a cube the model does not hold"),
+        (lambda d: d["input"].update(channels="RBG"), "channels 'RBG'"),
     ],
 )
 def test_model_json_with_missing_keys_wrong_types_or_values_out_of_range(tmp_path, change, words):

@@ -8,6 +8,8 @@ array: no Python loop per frame or per window.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -55,7 +57,12 @@ class InputConvention:
         width, height = self.frame_size
         if not 0 < self.crop_size <= min(width, height):
             raise ValueError(f"crop {self.crop_size} px does not fit frames of {width}×{height} px")
+        if len(self.std) != 3 or not all(_finite(s) and s > 0 for s in self.std):
+            raise ValueError(f"std {list(self.std)}: expected 3 finite numbers > 0")
         cube = self.mean_cube
+        per_channel = self.mean if isinstance(self.mean, tuple) else (self.mean,) * 3
+        if cube is None and (len(per_channel) != 3 or not all(map(_finite, per_channel))):
+            raise ValueError(f"mean {self.mean!r}: expected a finite number or 3 of them")
         expected = (self.clip_frames, height, width, 3)
         if cube is not None and tuple(cube.shape) != expected:
             raise ValueError(f"mean cube has shape {tuple(cube.shape)}, expected {expected}")
@@ -110,6 +117,8 @@ class InputConvention:
         if values["channels"] not in ("RGB", "BGR"):
             raise ValueError(f"channels {values['channels']!r}: expected RGB or BGR")
         mean = values["mean"]
+        if isinstance(mean, str) and cube is None:
+            raise ValueError(f"mean {mean!r} names a cube the model does not hold")
         return cls(
             frame_size=tuple(values["frame_size"]),
             crop_size=int(values["crop_size"]),
@@ -118,6 +127,11 @@ class InputConvention:
             mean=cube if isinstance(mean, str) else tuple(mean) if isinstance(mean, list) else mean,
             std=tuple(values["std"]),
         )
+
+
+def _finite(value: Any) -> bool:
+    """A JSON or Python number that is neither NaN nor infinite (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
