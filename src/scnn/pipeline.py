@@ -338,9 +338,8 @@ class ChunkWindows:
     come."""
 
     windows: Windows
-    frames: (
-        np.ndarray | torch.Tensor
-    )  # centre crops, on the networks' device; the next chunk reuses them
+    # the held frames' centre crops, on the networks' device; the next chunk reuses them
+    frames: np.ndarray | torch.Tensor
     frame_index: np.ndarray  # (windows, clip_frames): each clip's frames in ``frames``
     frames_seen: int  # frames decoded so far, counted from the video's first
     new_frames: int  # frames of this chunk after ``first_end`` (lead-in frames not counted)

@@ -153,7 +153,9 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 def network_device(device: str, world: World | None) -> torch.device:
     """The device this process runs prediction's networks on (runtime.resolve_device): under
     torchrun, a CUDA device becomes the GPU of the process's local rank. cuDNN picks its
-    fastest kernels for the fixed clip shapes."""
+    fastest kernels for the fixed clip shapes. On a CPU it also sets the allocator
+    (:func:`keep_cpu_allocations`): called before a model loads, every thread then shares
+    the main malloc arena."""
     import torch
 
     from scnn.distributed import local_device
