@@ -17,7 +17,7 @@ Layout under --work (benchmarks/accuracy/accuracy.py's, shared with it)::
 
     train/data/, train/frame_cache/      the training set (scnn synth's defaults, data seed 0)
     train/seed<S>/                       a seed's scnn train run (model/ its model directory)
-    logits/run-<hash>/<network>/test<T>.npy  outputs on every window of test set T
+    logits/<network>-<hash>/test<T>.npy  a network's outputs on every window of test set T
 """
 
 from __future__ import annotations
@@ -46,7 +46,12 @@ from scnn.boundary_training import (  # noqa: E402
 )
 from scnn.config import TrainConfig, load_config  # noqa: E402
 from scnn.fileio import atomic_write  # noqa: E402
-from scnn.modelfile import LoadedModel, load_model  # noqa: E402
+from scnn.modelfile import (  # noqa: E402
+    BOUNDARY_WEIGHTS,
+    LOCALIZATION_WEIGHTS,
+    LoadedModel,
+    load_model,
+)
 from scnn.postprocess import postprocess  # noqa: E402
 from scnn.records import Detection, GroundTruth  # noqa: E402
 from scnn.synth import SynthConfig, generate  # noqa: E402
@@ -86,10 +91,9 @@ def trained_run(work: Path, seed: int) -> Path:
     return out / MODEL_DIR
 
 
-def run_cache_name(model_dir: Path) -> str:
-    """The folder of a model's cached outputs: new weights, new outputs."""
-    weights = b"".join(p.read_bytes() for p in sorted(model_dir.glob("*.safetensors")))
-    return f"run-{hashlib.sha256(weights).hexdigest()[:12]}"
+def cache_name(weights: Path) -> str:
+    """The folder of a network's cached outputs: new weights, new outputs."""
+    return f"{weights.stem}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}"
 
 
 def detections(
@@ -179,22 +183,27 @@ def offset_errors(
     return np.concatenate(errors), np.concatenate(before), np.concatenate(after)
 
 
-def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
+def score_part(work: Path, sets: Sequence[int], model_dirs: Mapping[int, Path]) -> None:
+    """Each seed's model (``model_dirs``) on test sets ``sets`` under every variant."""
     rows: dict[str, list] = {}
-    for seed in seeds:
-        model_dir = trained_run(work, seed)
+    for seed, model_dir in model_dirs.items():
         model = load_model(model_dir)
         if model.boundaries is None or model.boundary_clips is None:
             raise SystemExit(f"{model_dir}: no boundary networks")
         config = TrainConfig(clip=model.clip, windows=model.windows)
-        name = run_cache_name(model_dir)
         once = dataclasses.replace(model.boundary_clips, rounds=1)
         per_set, errors = [], []
         for test in sets:
             gt, grid, logits = cached_logits(
-                f"{name}/localization", model.localization, test, work, model.classes, config
+                cache_name(model_dir / LOCALIZATION_WEIGHTS),
+                model.localization,
+                test,
+                work,
+                model.classes,
+                config,
             )
-            offsets = action_offsets(f"{name}/boundaries", test, work, model, grid, logits)
+            name = cache_name(model_dir / BOUNDARY_WEIGHTS)
+            offsets = action_offsets(name, test, work, model, grid, logits)
             frames = test_grid(test, work, model.classes, config)[2]
             errors.append(offset_errors(gt, grid, logits, offsets))
             plain = detections(grid, logits, None, model.classes)
@@ -216,8 +225,8 @@ def score_part(work: Path, sets: Sequence[int], seeds: Sequence[int]) -> None:
             mean = {key: np.mean([m[key] for m, _ in found]) for key in found[0][0]}
             rows.setdefault(variant, []).append((mean, sum(c for _, c in found)))
             print(f"  {variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
-    print(f"\nThe CPU config with its boundary stages, training seeds {list(seeds)}, test sets "
-          f"{list(sets)}; mean ± std over the seeds (each seed's mAP the mean over the "
+    print(f"\nThe CPU config with its boundary stages, training seeds {list(model_dirs)}, "
+          f"test sets {list(sets)}; mean ± std over the seeds (each seed's mAP the mean over the "
           "sets):\n")  # fmt: skip
     print(table(rows))
 
@@ -236,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed in seeds:
             trained_run(args.work, seed)
     else:
-        score_part(args.work, SETS[args.sets], seeds)
+        score_part(args.work, SETS[args.sets], {s: trained_run(args.work, s) for s in seeds})
     return 0
 
 
