@@ -25,6 +25,7 @@ from scnn.model import Network
 
 SCALE = 0.5  # a boundary clip spans this share of its detection
 ROUNDS = 2
+MAX_ROUNDS = 16  # a model's or a run's rounds at most
 MAX_OFFSET = 0.5  # of the clip's length: a boundary moves at most to its clip's edge
 
 
