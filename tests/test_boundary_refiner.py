@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from tiny import constant_network, small_model, with_boundary_clips
+from tiny import SMALL_CLASSES, constant_network, small_model, with_boundary_clips
 from videos import numbered_frames, write_video
 
 from scnn import cli
@@ -16,6 +16,7 @@ from scnn.boundary_clips import BoundaryClips, network_offsets, reach_frames, re
 from scnn.boundary_refiner import BoundaryRefiner
 from scnn.detect import Detector
 from scnn.errors import ScnnError
+from scnn.formats import load_detections
 from scnn.live import live_detections
 from scnn.modelfile import load_model, save_model
 from scnn.records import Detection
@@ -201,3 +202,54 @@ def test_rounds_asked_of_a_model_without_the_network_are_refused(models):
     plain_dir, _, _ = models
     with pytest.raises(ScnnError, match="no boundary-clip network"):
         Detector.load(plain_dir, boundary_clip_rounds=2)
+
+
+def test_postprocess_with_the_model_and_the_videos_moves_as_detect(models, video, tmp_path):
+    _, _, seen_dir = models
+    out, windows_csv = tmp_path / "d.csv", tmp_path / "w.csv"
+    argv = ["--quiet", "detect", str(video), "--model", str(seen_dir), "-o", str(out),
+            "--save-windows", str(windows_csv), "--proposal-threshold", "0",
+            "--precision", "fp32", "--no-prior"]  # fmt: skip
+    assert cli.main(argv) == 0
+    detected = load_detections(out, classes=SMALL_CLASSES)
+    again, unmoved = tmp_path / "again.csv", tmp_path / "unmoved.csv"
+    argv = ["--quiet", "postprocess", str(windows_csv), "-o", str(again), "--model",
+            str(seen_dir), "--videos", str(video.parent), "--precision", "fp32"]  # fmt: skip
+    assert cli.main(argv) == 0  # the classes are the model's
+    assert load_detections(again, classes=SMALL_CLASSES) == detected
+    argv[4:7] = [str(unmoved), "--model", str(seen_dir), "--boundary-clips", "0"]
+    assert cli.main(argv) == 0
+    unrefined = load_detections(unmoved, classes=SMALL_CLASSES)
+    assert [(d.label, d.score) for d in unrefined] == [(d.label, d.score) for d in detected]
+    assert [(d.start_s, d.end_s) for d in unrefined] != [(d.start_s, d.end_s) for d in detected]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--model", "MODEL"], "--model and --videos go together"),
+        (["--videos", "VIDEOS"], "--model and --videos go together"),
+        (["--model", "PLAIN", "--videos", "VIDEOS"], "has no boundary-clip network"),
+        (["--model", "MODEL", "--videos", "ELSEWHERE"], "no video file for 'clip'"),
+    ],
+)
+def test_postprocess_refuses_boundary_clips_it_cannot_apply_in_one_line(
+    models, video, tmp_path, capsys, options, message
+):
+    plain_dir, _, seen_dir = models
+    windows_csv = tmp_path / "w.csv"
+    argv = ["--quiet", "detect", str(video), "--model", str(plain_dir), "-o",
+            str(tmp_path / "d.json"), "--save-windows", str(windows_csv)]  # fmt: skip
+    assert cli.main(argv) == 0
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "other.mp4").write_bytes(video.read_bytes())
+    paths = {"MODEL": seen_dir, "PLAIN": plain_dir, "VIDEOS": video.parent,
+             "ELSEWHERE": tmp_path / "elsewhere"}  # fmt: skip
+    out = tmp_path / "out.json"
+    classes = tmp_path / "classes.csv"
+    classes.write_text("index,name\n1,jump\n2,run\n")
+    argv = ["--quiet", "postprocess", str(windows_csv), "-o", str(out), "--classes", str(classes)]
+    assert cli.main(argv + [str(paths.get(o, o)) for o in options]) != 0
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error
+    assert not out.exists()

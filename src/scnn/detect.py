@@ -25,9 +25,10 @@ from scnn.pipeline import (
     scored_windows,
     video_chunks,
 )
-from scnn.postprocess import PostprocessSettings
+from scnn.postprocess import PostprocessSettings, Refine
 from scnn.records import Detection, ScoredWindows
 from scnn.runtime import PRECISIONS, InferenceRuntime
+from scnn.video import video_files
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 
@@ -159,6 +160,11 @@ class Detector:
             return detections
         offsets_of = network_offsets(clips.network)
         return refine_in_video(video, detections, clips, offsets_of, model.convention, model.fps)
+
+    def refine_in_folder(self, videos_dir: Path) -> Refine:
+        """:meth:`refine` by video name, the video's file found in ``videos_dir`` (none there
+        is a VideoError naming it)."""
+        return lambda video, found: self.refine(video_files(videos_dir, [video])[video], found)
 
     def detections(self, windows: ScoredWindows) -> list[Detection]:
         """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""
