@@ -18,6 +18,13 @@ and NMS 0.4 a detection is final at most 30.7 s of video after its end
 localization network's queue, waiting for a full batch, holds it back.
 ``--top-k`` ranks a whole video, which a stream never is: live detection refuses it; so it
 does ``--vote-iou`` (boundary voting moves detections after NMS and runs NMS again).
+
+With a model's boundary clips, a final detection waits until the frames its rounds can read
+have arrived (boundary_clips.reach_frames: up to about 0.63 of its length after its end,
+for two rounds), then is refined as offline refines it (scnn.boundary_refiner). The
+refiner holds the frames from the first that an open window, or one not scored yet, can need
+(:func:`first_frame_needed`); so what is held stays bounded by the longest window and its
+reach, however long the stream runs.
 """
 
 from __future__ import annotations
