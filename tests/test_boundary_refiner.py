@@ -65,6 +65,18 @@ def video(tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", frames.astype(np.uint8))
 
 
+@pytest.fixture(scope="module")
+def unrefined(models, video):
+    """The detections of the model without boundary clips."""
+    return Detector.load(models[0], **SETTINGS)(video)
+
+
+@pytest.fixture(scope="module")
+def frames(models, video):
+    """The whole video, decoded at the models' frame size."""
+    return read_frames(video, FPS, load_model(models[0]).convention.frame_size)
+
+
 def by_hand(detector, detections, frames):
     """Each detection refined alone by refine_segments on the whole decoded video."""
     clips, model = detector.boundary_clips, detector.model
@@ -79,31 +91,28 @@ def by_hand(detector, detections, frames):
     return moved
 
 
-def test_offline_detection_refines_each_detection_from_the_whole_video(models, video):
+def test_offline_detection_refines_each_detection_from_the_whole_video(
+    models, video, unrefined, frames
+):
     """Each model's detections are those of its 0 rounds, each refined alone on the whole
     decoded video; with a boundary network too, the windows move first."""
-    plain = Detector.load(models[0], **SETTINGS)
-    frames = read_frames(video, FPS, plain.model.convention.frame_size)
-    assert len(frames) == NUM_FRAMES
+    assert len(frames) == NUM_FRAMES and len(unrefined) > 5
     for model_dir in models[1:]:
-        unrefined = Detector.load(model_dir, boundary_clip_rounds=0, **SETTINGS)(video)
-        assert len(unrefined) > 5
-        assert (unrefined == plain(video)) == (model_dir != models[3])
+        before = Detector.load(model_dir, boundary_clip_rounds=0, **SETTINGS)(video)
+        assert (before == unrefined) == (model_dir != models[3])
         detector = Detector.load(model_dir, **SETTINGS)
         found = detector(video)
-        assert found == by_hand(detector, unrefined, frames)
-        assert [(d.label, d.score) for d in found] == [(d.label, d.score) for d in unrefined]
+        assert found == by_hand(detector, before, frames)
+        assert [(d.label, d.score) for d in found] == [(d.label, d.score) for d in before]
         assert all(
-            (d.start_s, d.end_s) != (u.start_s, u.end_s)
-            for d, u in zip(found, unrefined, strict=True)
+            (d.start_s, d.end_s) != (u.start_s, u.end_s) for d, u in zip(found, before, strict=True)
         )
 
 
-def test_a_constant_network_moves_each_detection_by_the_worked_answer(models, video):
+def test_a_constant_network_moves_each_detection_by_the_worked_answer(models, video, unrefined):
     """Every clip says +0.25 (start) and −0.125 (end) of itself; each round's clips span
     round(0.5 × the detection) frames (at least 16), held inside the video."""
-    plain_dir, constant_dir, _, _ = models
-    unrefined = Detector.load(plain_dir, **SETTINGS)(video)
+    _, constant_dir, _, _ = models
     found = Detector.load(constant_dir, **SETTINGS)(video)
     for before, after in zip(unrefined, found, strict=True):
         start, end = before.start_s * FPS, before.end_s * FPS
@@ -119,11 +128,10 @@ def test_a_constant_network_moves_each_detection_by_the_worked_answer(models, vi
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 100])
-def test_small_chunks_give_the_whole_arrays_result_within_the_largest_reach(models, video, chunk):
-    plain_dir, _, seen_dir, _ = models
-    unrefined = Detector.load(plain_dir, **SETTINGS)(video)
-    detector = Detector.load(seen_dir, **SETTINGS)
-    frames = read_frames(video, FPS, detector.model.convention.frame_size)
+def test_small_chunks_give_the_whole_arrays_result_within_the_largest_reach(
+    models, unrefined, frames, chunk
+):
+    detector = Detector.load(models[2], **SETTINGS)
     refiner = detector.boundary_refiner()
     serials = refiner.add(unrefined)
     refiner.keep_from = np.inf  # every detection is known
@@ -210,12 +218,9 @@ def test_zero_rounds_detect_as_the_model_without_the_network(models, video, tmp_
     assert Detector.load(seen_dir, boundary_clip_rounds=0, **SETTINGS).boundary_refiner() is None
 
 
-def test_rounds_on_the_command_line_override_the_models(models, video, tmp_path):
-    plain_dir, constant_dir, _, _ = models
-    once = Detector.load(constant_dir, boundary_clip_rounds=1, **SETTINGS)
+def test_rounds_on_the_command_line_override_the_models(models, video, unrefined, frames):
+    once = Detector.load(models[1], boundary_clip_rounds=1, **SETTINGS)
     assert once.boundary_clips.rounds == 1
-    unrefined = Detector.load(plain_dir, **SETTINGS)(video)
-    frames = read_frames(video, FPS, once.model.convention.frame_size)
     assert once(video) == by_hand(once, unrefined, frames)
 
 

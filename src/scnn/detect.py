@@ -128,7 +128,8 @@ class Detector:
     def __call__(
         self, video: str | Path, progress: Callable[[int], None] | None = None
     ) -> list[Detection]:
-        """Detections in ``video``, sorted by descending score."""
+        """Detections in ``video``, sorted by descending score (moved by the model's boundary
+        clips where it has them: :meth:`refine`)."""
         found = self.detections(self.score_windows(video, progress, background=False))
         return self.refine(video, found)
 

@@ -249,11 +249,11 @@ def first_frame_needed(
     ``waiting`` and the first to come of each length; ``moved`` by a boundary network, a
     window is taken to move each end by at most its length)."""
     windows = nms.windows
-    starts = [
-        first_start_after(frames_seen, L, windows.stride_frames(L)) for L in windows.lengths_frames
-    ]
     lengths = np.array(windows.lengths_frames, np.int64)
-    coming = Windows(lengths, np.array(starts, np.int64), np.array(starts) + lengths - 1)
+    starts = np.array(
+        [first_start_after(frames_seen, n, windows.stride_frames(n)) for n in lengths.tolist()]
+    )
+    coming = Windows(lengths, starts, starts + lengths - 1)
     unscored = np.concatenate([coming.segments_s(nms.fps), waiting.segments_s(nms.fps)])
     if moved:
         length_s = unscored[:, 1:] - unscored[:, :1]
