@@ -28,8 +28,9 @@ from scnn.video import iter_frames
 log = logging.getLogger(__name__)
 
 # Frames between two groups of detections above which the second pass seeks over them: a
-# seek decodes from a keyframe up to ~10 s back (x264's default keyframe interval); on a
-# 720p video, 10 ranges of 100 frames read in 23 % of a whole pass over 7 500 frames.
+# seek decodes from a keyframe up to ~10 s back (x264's default keyframe interval). A 720p
+# video read as 100-frame ranges every 30 s took 0.45 of a whole pass (benchmarks/speed/
+# RESULTS.md, "Seeking over the frames the boundary clips do not need").
 SEEK_GAP_FRAMES = 250
 
 
