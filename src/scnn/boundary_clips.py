@@ -22,9 +22,11 @@ import torch
 
 from scnn.clips import InputConvention, assemble_clips
 from scnn.model import Network
+from scnn.precision import exact_fp32
 
 SCALE = 0.5  # a boundary clip spans this share of its detection
 ROUNDS = 2
+MAX_ROUNDS = 16  # a model's or a run's rounds at most
 MAX_OFFSET = 0.5  # of the clip's length: a boundary moves at most to its clip's edge
 
 
@@ -105,12 +107,14 @@ def refine_segments(
 
 def network_offsets(network: torch.nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
     """``offsets_of`` for :func:`refine_segments`: ``network`` on clips in its own device
-    and dtype (an inference copy, pipeline.inference_network), as float64."""
+    and dtype (an inference copy, pipeline.inference_network), as float64; fp32 in fp32 on
+    CUDA too (precision.exact_fp32)."""
     parameter = next(network.parameters())
 
     @torch.inference_mode()
     def offsets_of(batch: torch.Tensor) -> np.ndarray:
         batch = batch.to(parameter.device, parameter.dtype, memory_format=torch.channels_last_3d)
-        return network(batch).double().cpu().numpy()
+        with exact_fp32(parameter.device, parameter.dtype):
+            return network(batch).double().cpu().numpy()
 
     return offsets_of

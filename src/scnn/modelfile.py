@@ -38,7 +38,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from scnn.boundary_clips import BoundaryClips
+from scnn.boundary_clips import MAX_ROUNDS, BoundaryClips
 from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
@@ -72,7 +72,7 @@ _RANGES = {
     "proposal": (0, 1, False),
     "nms": (0, 1, False),
     "vote_iou": (0, 1, False),
-    "rounds": (1, 16, True),
+    "rounds": (1, MAX_ROUNDS, True),
     "scale": (0.05, 4, False),
 }
 _FLAGS = ("bgr", "mirror", "batch_norm", "use_prior", "boundaries")
