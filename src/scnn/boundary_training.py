@@ -256,7 +256,7 @@ def _run_stage(
     # the logs' view of this stage: its steps, the clips in each
     stage_config = dataclasses.replace(config, steps=steps, batch_size=clips_per_step)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)  # the head's initialisation is fixed; dropout
+        torch.manual_seed(config.seed)  # dropout's draws (the head starts at zeros)
         body = build_network(len(data.classes) + 1, config.model, config.clip)
         load_state(body, localization)
         module = _WithHead(body).to(device, memory_format=training_memory_format(config))
