@@ -131,6 +131,8 @@ def test_exposure_known_answers_just_inside_and_just_outside():
     assert exposed(segment(12.0, 20.0), unscored, 0.79, 0.0)
     assert not exposed(segment(12.0, 20.0), unscored, 0.8, 0.0)
     assert not exposed(segment(0.0, 5.0), unscored, 0.01, 0.0)
+    # a class whose windows were all forgotten: nothing to judge
+    assert exposed(np.zeros(0), unscored, 0.4, 1.0).shape == (0,)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -19,6 +19,15 @@ localization network's queue, waiting for a full batch, holds it back.
 ``--top-k`` ranks a whole video, which a stream never is: live detection refuses it; so it
 does ``--vote-iou`` (boundary voting moves detections after NMS and runs NMS again).
 
+With a model's boundary network every window labelled with an action moves before NMS, each
+end by at most :data:`scnn.postprocess.MAX_WINDOW_OFFSET` of its length (window_segments_s
+holds it there, offline and live alike). A window not scored yet is then judged wherever it
+can land: it exposes a window if the landing nearest to it has an IoU over the threshold
+(:func:`exposed`), and a decided window is forgotten only once no window, moved as far as it
+can, can overlap it. So the end of a finite stream still gives exactly the offline
+detections, later: at most 52.5 s of video after their end with the default grid (1312
+frames; 1056 with batch size 1), chains and the queue aside.
+
 With a model's boundary clips, a final detection waits until the frames its rounds can read
 have arrived (boundary_clips.reach_frames: up to about 0.63 of its length after its end,
 for two rounds), then is refined as offline refines it (scnn.boundary_refiner). The
@@ -128,6 +137,7 @@ def suppressors(
     """
     if move == 0:
         return temporal_iou(segments, unscored) > iou_threshold
+    segments, unscored = (np.asarray(a, np.float64).reshape(-1, 2) for a in (segments, unscored))
     most = move * (unscored[:, 1:] - unscored[:, :1])
     near = np.clip(segments[:, None, :], unscored - most, unscored + most)  # (N, M, 2)
     ends = np.minimum(segments[:, None, 1], near[..., 1])
