@@ -9,7 +9,9 @@ the finality rule differs; with ``--model DIR``, a model's trained boundary netw
 same model without it. Live detection (no voting, which live refuses) of synthetic test videos
 read as fast as they decode: the delay in video time, the frames decoded when a detection is
 given out past its end, does not depend on the pace. Detections that end in a video's last
-bound seconds are left out (the video's end makes them final).
+bound seconds are left out (the video's end makes them final). ``--max-offset B`` measures
+what another bound would cost: it sets MAX_WINDOW_OFFSET in scnn.postprocess and scnn.live for
+the run.
 
     nice -n 10 python3 benchmarks/speed/live_bound_delay.py --threads 1 --videos 2 --duration-s 120
 """
@@ -25,10 +27,11 @@ import numpy as np
 import torch
 from boundary_cost import make_videos, zero_head_network
 
+import scnn.live
+import scnn.postprocess
 from scnn.detect import BUNDLED_MODEL, DetectConfig, Detector
 from scnn.live import latency_bound_frames, live_detections
 from scnn.modelfile import LoadedModel, load_model
-from scnn.postprocess import MAX_WINDOW_OFFSET
 from scnn.video import CHUNK_FRAMES, video_name
 
 
@@ -37,7 +40,7 @@ def delays(detector: Detector, videos: list[Path]) -> dict:
     before the video's last bound seconds), keyed by video, label and score; whether the
     final set equals the offline detections; the bound in seconds."""
     model = detector.model
-    move = 0.0 if model.boundaries is None else MAX_WINDOW_OFFSET
+    move = 0.0 if model.boundaries is None else scnn.postprocess.MAX_WINDOW_OFFSET
     nms_iou = detector.postprocess_settings().nms_iou
     bound = latency_bound_frames(model.windows, nms_iou, CHUNK_FRAMES, detector.batch_size, move)
     bound_s = bound / model.fps
@@ -78,9 +81,12 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=120.0, help="each video's length")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--model", type=Path, help="a model directory with a boundary network")
+    parser.add_argument("--max-offset", type=float, help="another bound on the offsets")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "scnn_bound")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.max_offset is not None:
+        scnn.postprocess.MAX_WINDOW_OFFSET = scnn.live.MAX_WINDOW_OFFSET = args.max_offset
     videos = make_videos(args.work, args.videos, args.duration_s)
     bundled = load_model(BUNDLED_MODEL)
     variants = {"bundled model": pair(bundled, zero_head_network(bundled))}
@@ -88,7 +94,7 @@ def main() -> None:
         trained = load_model(args.model)
         variants[f"{args.model.name}"] = pair(trained, trained.boundaries)
     print(f"{len(videos)} videos of {args.duration_s:g} s, {args.threads} torch thread(s), "
-          f"MAX_WINDOW_OFFSET {MAX_WINDOW_OFFSET:g}\n")  # fmt: skip
+          f"MAX_WINDOW_OFFSET {scnn.postprocess.MAX_WINDOW_OFFSET:g}\n")  # fmt: skip
     print("| model | boundary network | detections | final set = offline | bound (s) | "
           "median delay (s) | 95th pct | max | held by a chain |")  # fmt: skip
     print("|---|---|---:|---|---:|---:|---:|---:|---:|")
