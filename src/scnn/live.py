@@ -66,8 +66,8 @@ from scnn.video import READ_TIMEOUT_S, video_name
 from scnn.windows import WindowConfig, Windows, first_start_after, temporal_iou, window_grid
 
 STDOUT = "-"  # the output name that writes detection lines to standard output
-# IoU a window not scored yet may exceed its bound by through rounding: a window whose bound
-# comes this close to the threshold counts as exposed (a boundary network's windows only)
+# With a boundary network, a window not scored yet exposes another from this far below the NMS
+# threshold: where it really lands, rounding may give an IoU above the one tested (exposed).
 ROUNDING = 1e-9
 
 
