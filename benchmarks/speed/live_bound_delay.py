@@ -58,6 +58,18 @@ def delays(detector: Detector, videos: list[Path]) -> dict:
     return {"given": given, "chained": chained, "equal": equal, "bound_s": bound_s}
 
 
+def largest_offset(detector: Detector, videos: list[Path]) -> float:
+    """The largest offset the model's boundary network gives a window of ``videos`` labelled
+    with an action, as a share of the window's length (its segment, as the bound is)."""
+    largest = 0.0
+    for video in videos:
+        windows = detector.score_windows(video)
+        length = windows.end_s - windows.start_s
+        for offsets in (windows.start_offset_s, windows.end_offset_s):
+            largest = max(largest, float(np.max(np.abs(offsets) / length, initial=0.0)))
+    return largest
+
+
 def row(name: str, result: dict) -> str:
     """A table row: detections, equal to offline, bound, median/95th/max delay, chained."""
     values = np.array(list(result["given"].values()))
@@ -93,6 +105,8 @@ def main() -> None:
     if args.model is not None:
         trained = load_model(args.model)
         variants[f"{args.model.name}"] = pair(trained, trained.boundaries)
+        largest = largest_offset(variants[args.model.name][1], videos)
+        print(f"{args.model.name}: its largest offset {largest:.3f} of a window's length\n")
     print(f"{len(videos)} videos of {args.duration_s:g} s, {args.threads} torch thread(s), "
           f"MAX_WINDOW_OFFSET {scnn.postprocess.MAX_WINDOW_OFFSET:g}\n")  # fmt: skip
     print("| model | boundary network | detections | final set = offline | bound (s) | "
