@@ -215,16 +215,13 @@ def test_live_gives_the_offline_detections_holding_a_few_chunks(models, video, m
         Detector, "boundary_refiner", lambda self: refiners.append(made(self)) or refiners[-1]
     )
     _, constant_dir, seen_dir, both_dir = models
-    for model_dir in (constant_dir, seen_dir):
+    # chunks of 256 frames, the video has 900; a boundary network widens what may be needed
+    for model_dir, most_chunks in ((constant_dir, 2), (seen_dir, 2), (both_dir, 3)):
         detector = Detector.load(model_dir, **SETTINGS)
         live = [found.detection for found in live_detections(detector, video)]
         offline = [dataclasses.replace(d, video=video_name(video)) for d in detector(video)]
         assert len(live) == len(offline) and set(live) == set(offline)
-        assert refiners[-1].most_held < 2 * 256  # chunks of 256 frames; the video has 900
-    # with a boundary network live NMS differs from offline (docs/live.md); the frames held
-    # still cover every final detection's clips
-    assert list(live_detections(Detector.load(both_dir, **SETTINGS), video))
-    assert refiners[-1].most_held < 3 * 256
+        assert refiners[-1].most_held < most_chunks * 256
     assert "not applied" not in caplog.text
 
 
