@@ -149,7 +149,7 @@ def test_a_boundary_network_of_other_outputs_is_refused_naming_the_file(models, 
     model = load_model(broken)
     wrong = dataclasses.replace(model, boundaries=model.localization)
     save_model(broken, wrong)
-    with pytest.raises(ModelError, match="boundary network has 3 outputs") as error:
+    with pytest.raises(ModelError, match="has 3 outputs, a boundary network has 2") as error:
         load_model(broken)
     assert BOUNDARY_WEIGHTS in str(error.value)
 

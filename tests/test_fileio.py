@@ -2,9 +2,11 @@
 
 import os
 import stat
+import sys
 
 import pytest
 
+from scnn import fileio
 from scnn.fileio import atomic_write, atomic_write_text, replaced_directory
 
 
@@ -52,3 +54,30 @@ def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask  # as mkdir makes it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_on_linux_the_folders_swap_in_one_call_so_the_path_is_never_missing(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "a").write_text("old a")
+
+    def rename(*args):  # the two-step fallback, whose middle leaves no folder at the path
+        raise AssertionError("renamed aside instead of swapped")
+
+    monkeypatch.setattr(os, "rename", rename)
+    with replaced_directory(folder) as new:
+        (new / "b").write_text("new b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {"b": "new b"}
+
+
+def test_without_the_swap_the_folder_is_renamed_aside_and_in(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "a").write_text("old a")
+    monkeypatch.setattr(fileio, "_exchange", lambda first, second: False)
+    with replaced_directory(folder) as new:
+        (new / "b").write_text("new b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {"b": "new b"}

@@ -20,8 +20,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 2 data: windows, clips, files, training samples, the synthetic dataset
     ("windows", "clips", "formats", "dataset", "synth", "caffe_wire"),
     # 3 model and scoring: networks, configs, model directories, post-processing, evaluation
-    ("model", "res3d", "config", "modelfile", "postprocess", "evaluate", "stages", "report",
-     "runtime"),
+    ("model", "res3d", "config", "boundary_clips", "boundary_refiner", "modelfile", "postprocess",
+     "evaluate", "stages", "report", "runtime"),
     # 4 the method: streaming detection, training, the Caffe import, the diagnosis
     ("pipeline", "lanes", "detect", "caffe", "caffe_res3d", "pretrained", "train", "diagnose",
      "features", "training_log"),

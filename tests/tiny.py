@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scnn.boundary_clips import BoundaryClips
 from scnn.clips import ClipConfig, InputConvention
 from scnn.model import ModelOptions, build_network
 from scnn.modelfile import LoadedModel, load_model, save_model
@@ -122,16 +123,31 @@ def small_model(path: Path, vote_iou: float | None = None) -> Path:
     )
 
 
-def with_boundaries(model_dir: Path, out: Path, offsets: tuple[float, float]) -> Path:
-    """A copy of ``model_dir`` with a boundary network that gives every window ``offsets``:
+def constant_network(model, offsets: tuple[float, float]) -> torch.nn.Module:
+    """A two-output network of ``model``'s architecture that gives every clip ``offsets``:
     its last layer's weights are zeros and its bias is the offsets."""
-    model = load_model(model_dir)
     torch.manual_seed(1)
     network = build_network(2, model.options, model.clip)
     torch.nn.init.zeros_(network.fc8.weight)
     with torch.no_grad():
         network.fc8.bias.copy_(torch.tensor(offsets))
-    save_model(out, dataclasses.replace(model, boundaries=network.eval()))
+    return network.eval()
+
+
+def with_boundaries(model_dir: Path, out: Path, offsets: tuple[float, float]) -> Path:
+    """A copy of ``model_dir`` with a boundary network that gives every window ``offsets``."""
+    model = load_model(model_dir)
+    save_model(out, dataclasses.replace(model, boundaries=constant_network(model, offsets)))
+    return out
+
+
+def with_boundary_clips(
+    model_dir: Path, out: Path, offsets: tuple[float, float], rounds: int = 2
+) -> Path:
+    """A copy of ``model_dir`` with a boundary-clip network that gives every clip ``offsets``."""
+    model = load_model(model_dir)
+    clips = BoundaryClips(constant_network(model, offsets), rounds=rounds)
+    save_model(out, dataclasses.replace(model, boundary_clips=clips))
     return out
 
 

@@ -34,7 +34,8 @@ class BatchResult:
 def detect_videos(
     detector: Detector, videos: Sequence[Path], *, quiet: bool = False, keep_windows: bool = True
 ) -> BatchResult:
-    """Run ``detector`` on each video; a video that fails is recorded and the rest go on.
+    """Run ``detector`` on each video (its boundary clips reading it a second time, when the
+    model has them); a video that fails is recorded and the rest go on.
     Without ``keep_windows`` the result holds no windows, and only the windows detection
     uses are scored into memory (Detector.score_windows' ``background``)."""
     result = BatchResult({}, [], {})
@@ -46,13 +47,14 @@ def detect_videos(
                 total=total, desc=video.name, unit="frame", leave=False, disable=quiet
             ) as bar:
                 windows = detector.score_windows(video, bar.update, total, background=keep_windows)
+            found = detector.refine(video, detector.detections(windows))
         except ScnnError as exc:
             result.failures[str(video)] = str(exc)
             tqdm.write(f"scnn: failed: {exc}")
             continue
         if keep_windows:
             result.windows.append(windows)
-        result.detections[video.stem] = detector.detections(windows)
+        result.detections[video.stem] = found
     return result
 
 

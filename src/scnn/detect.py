@@ -11,14 +11,24 @@ from pathlib import Path
 
 import torch
 
+from scnn.boundary_clips import MAX_ROUNDS, BoundaryClips, network_offsets
+from scnn.boundary_refiner import BoundaryRefiner, refine_in_video
 from scnn.compiling import check_compile_mode
 from scnn.errors import ScnnError
 from scnn.lanes import lane_ends, score_lanes
 from scnn.modelfile import LoadedModel, load_model
-from scnn.pipeline import Networks, score_segment, scored_steps, scored_windows, video_chunks
-from scnn.postprocess import PostprocessSettings
+from scnn.pipeline import (
+    Networks,
+    inference_network,
+    score_segment,
+    scored_steps,
+    scored_windows,
+    video_chunks,
+)
+from scnn.postprocess import PostprocessSettings, Refine
 from scnn.records import Detection, ScoredWindows
 from scnn.runtime import PRECISIONS, InferenceRuntime
+from scnn.video import video_files
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 
@@ -42,11 +52,16 @@ class DetectConfig:
     # Lanes scoring one long video on a CPU, a time segment each (lanes.lane_ends).
     # 0: one per torch thread, at most lanes.MAX_LANES; 1: none.
     lanes: int = 0
+    # rounds of the boundary-clip network on each detection (boundary_clips.py); 0: off
+    boundary_clip_rounds: int | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ScnnError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
         check_compile_mode(self.compile)
+        rounds = self.boundary_clip_rounds
+        if rounds is not None and (isinstance(rounds, bool) or not 0 <= rounds <= MAX_ROUNDS):
+            raise ScnnError(f"boundary-clip rounds {rounds} is not in 0..{MAX_ROUNDS}")
 
 
 class Detector:
@@ -79,6 +94,7 @@ class Detector:
             model.proposal_threshold if threshold is None else threshold,
             config.compile,
         )
+        self.boundary_clips = self._boundary_clips()
 
     @property
     def device(self) -> torch.device:
@@ -112,8 +128,44 @@ class Detector:
     def __call__(
         self, video: str | Path, progress: Callable[[int], None] | None = None
     ) -> list[Detection]:
-        """Detections in ``video``, sorted by descending score."""
-        return self.detections(self.score_windows(video, progress, background=False))
+        """Detections in ``video``, sorted by descending score (moved by the model's boundary
+        clips where it has them: :meth:`refine`)."""
+        found = self.detections(self.score_windows(video, progress, background=False))
+        return self.refine(video, found)
+
+    def _boundary_clips(self) -> BoundaryClips | None:
+        """The model's boundary-clip network as an inference copy, with the rounds the
+        config asks (the model's by default); None when it has none or 0 rounds are asked."""
+        clips, rounds = self.model.boundary_clips, self.config.boundary_clip_rounds
+        if rounds is not None and rounds > 0 and clips is None:
+            raise ScnnError("the model has no boundary-clip network: boundary clips cannot run")
+        if clips is None or rounds == 0:
+            return None
+        network = inference_network(clips.network, self.device, self.bf16)
+        return replace(clips, network=network, rounds=clips.rounds if rounds is None else rounds)
+
+    def boundary_refiner(self) -> BoundaryRefiner | None:
+        """A streaming refiner of detections by the boundary clips (None without them)."""
+        clips = self.boundary_clips
+        if clips is None:
+            return None
+        model = self.model
+        return BoundaryRefiner(clips, network_offsets(clips.network), model.convention, model.fps)
+
+    def refine(self, video: str | Path, detections: list[Detection]) -> list[Detection]:
+        """``detections`` of ``video`` with each start and end moved by the boundary clips,
+        reading the video a second time (boundary_refiner.refine_in_video), in the same order;
+        as they are without boundary clips."""
+        clips, model = self.boundary_clips, self.model
+        if clips is None:
+            return detections
+        offsets_of = network_offsets(clips.network)
+        return refine_in_video(video, detections, clips, offsets_of, model.convention, model.fps)
+
+    def refine_in_folder(self, videos_dir: Path) -> Refine:
+        """:meth:`refine` by video name, the video's file found in ``videos_dir`` (none there
+        is a VideoError naming it)."""
+        return lambda video, found: self.refine(video_files(videos_dir, [video])[video], found)
 
     def detections(self, windows: ScoredWindows) -> list[Detection]:
         """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""

@@ -4,8 +4,10 @@ results changes all at once or not at all."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,10 +60,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 @contextlib.contextmanager
 def replaced_directory(path: str | Path) -> Iterator[Path]:
     """A new, empty folder beside ``path`` to fill; on success it takes the place of
-    ``path`` whole (the old folder renamed aside, the new one renamed in, the old one
-    removed), so a run killed at any point leaves the old folder or the new one, never a mix.
-    On an exception the new folder is removed and ``path`` is left as it was. (A SIGKILL
-    leaves the new folder, ``.NAME.*.new``, beside it.)"""
+    ``path`` whole, so a run killed at any point leaves the old folder or the new one, never
+    a mix. Where Linux can swap two folders in one call (:func:`_exchange`), ``path`` never
+    goes missing; elsewhere the old folder is renamed aside and the new one in, and a kill
+    between the two leaves it as ``.NAME.*.old``. On an exception the new folder is removed
+    and ``path`` is left as it was. (A SIGKILL leaves the new folder, ``.NAME.*.new``, or the
+    old one beside it.)"""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent))
@@ -69,10 +73,30 @@ def replaced_directory(path: str | Path) -> Iterator[Path]:
     try:
         os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield new
-        if path.exists():
-            os.rename(path, old)
-        os.rename(new, path)
+        if path.exists() and _exchange(new, path):
+            old = new
+        else:
+            if path.exists():
+                os.rename(path, old)
+            os.rename(new, path)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+_AT_FDCWD = -100  # from Linux's fcntl.h and fs.h
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically with Linux's renameat2; False where the system,
+    its C library or the file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without it (glibc < 2.28, some musl)
+        return False
+    names = (os.fsencode(first), os.fsencode(second))
+    return renameat2(_AT_FDCWD, names[0], _AT_FDCWD, names[1], _RENAME_EXCHANGE) == 0

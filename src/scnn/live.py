@@ -18,6 +18,13 @@ and NMS 0.4 a detection is final at most 30.7 s of video after its end
 localization network's queue, waiting for a full batch, holds it back.
 ``--top-k`` ranks a whole video, which a stream never is: live detection refuses it; so it
 does ``--vote-iou`` (boundary voting moves detections after NMS and runs NMS again).
+
+With a model's boundary clips, a final detection waits until the frames its rounds can read
+have arrived (boundary_clips.reach_frames: up to about 0.63 of its length after its end,
+for two rounds), then is refined as offline refines it (scnn.boundary_refiner). The
+refiner holds the frames from the first that an open window, or one not scored yet, can need
+(:func:`first_frame_needed`); so what is held stays bounded by the longest window and its
+reach, however long the stream runs.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import IO
 import numpy as np
 from tqdm import tqdm
 
+from scnn.boundary_refiner import BoundaryRefiner
 from scnn.detect import Detector
 from scnn.errors import ScnnError
 from scnn.pipeline import GridRows, ScoredBatch, source_steps
@@ -127,6 +135,16 @@ class LiveNms:
     def add(self, candidate: Candidate) -> None:
         self._classes.setdefault(candidate.detection.label, []).append(candidate)
 
+    def open_segments(self) -> np.ndarray:
+        """``(N, 2)`` seconds: the segments of the windows whose fate is still open."""
+        segments = [
+            (c.detection.start_s, c.detection.end_s)
+            for candidates in self._classes.values()
+            for c in candidates
+            if c.kept is None
+        ]
+        return np.array(segments, np.float64).reshape(-1, 2)
+
     def settle(self, frames_seen: int | None, waiting: Windows) -> list[Candidate]:
         """The windows kept whose fate became final, now that ``frames_seen`` frames were
         decoded and the ``waiting`` windows are queued for a network (``None``: the stream has
@@ -193,17 +211,55 @@ def live_detections(
     # nor does it vote by the model's default: live gives the windows' own boundaries
     model, name = detector.model, video_name(source)
     nms, grid = LiveNms(settings.nms_iou, model.windows, model.fps), GridRows()
-    for step in source_steps(source, detector.networks, model, timeout_s):
+    refiner = detector.boundary_refiner()
+    chained: dict[int, bool] = {}  # each detection the refiner waits with, by its serial
+    each_chunk = None if refiner is None else refiner.feed
+    for step in source_steps(source, detector.networks, model, timeout_s, each_chunk):
         grid.add(step.windows)
         for batch in step.scored:
             for candidate in _candidates(batch, grid, name, detector, settings):
                 nms.add(candidate)
         grid.forget_before(int(step.waiting.min(initial=step.first_row + len(step.windows))))
         waiting = Windows(*grid.take(step.waiting))
-        for candidate in nms.settle(None if step.final else step.frames_seen, waiting):
-            yield LiveDetection(candidate.detection, step.frames_seen, candidate.chained)
+        final = nms.settle(None if step.final else step.frames_seen, waiting)
+        if refiner is None:
+            for candidate in final:
+                yield LiveDetection(candidate.detection, step.frames_seen, candidate.chained)
+        else:
+            serials = refiner.add([candidate.detection for candidate in final])
+            chained.update(zip(serials, (c.chained for c in final), strict=True))
+            if step.final:
+                refined = refiner.finish()
+            else:
+                refiner.keep_from = first_frame_needed(
+                    refiner, nms, waiting, step.frames_seen, model.boundaries is not None
+                )
+                refined = refiner.ready()
+            for serial, detection in refined:
+                yield LiveDetection(detection, step.frames_seen, chained.pop(serial))
         if progress is not None and step.new_frames:
             progress(step.new_frames)
+
+
+def first_frame_needed(
+    refiner: BoundaryRefiner, nms: LiveNms, waiting: Windows, frames_seen: int, moved: bool
+) -> int:
+    """The first frame that the boundary clips of a detection still to become final can
+    read: the open windows' segments, and the places of the windows not scored yet (those
+    ``waiting`` and the first to come of each length; ``moved`` by a boundary network, a
+    window is taken to move each end by at most its length)."""
+    windows = nms.windows
+    lengths = np.array(windows.lengths_frames, np.int64)
+    starts = np.array(
+        [first_start_after(frames_seen, n, windows.stride_frames(n)) for n in lengths.tolist()]
+    )
+    coming = Windows(lengths, starts, starts + lengths - 1)
+    unscored = np.concatenate([coming.segments_s(nms.fps), waiting.segments_s(nms.fps)])
+    if moved:
+        length_s = unscored[:, 1:] - unscored[:, :1]
+        unscored = unscored + np.concatenate([-length_s, length_s], axis=1)
+    segments = np.concatenate([nms.open_segments(), unscored])
+    return int(refiner.reach_of(segments)[0].min(initial=frames_seen + 1))
 
 
 def _candidates(

@@ -10,6 +10,11 @@
     boundaries.safetensors    only with a boundary network: C3D with 2 outputs, the offsets
                               of an action's start and end from its window's, as fractions
                               of the window's length (model.json: ``"boundaries": true``)
+    boundary_clips.safetensors  only with a boundary-clip network: C3D with 2 outputs, a
+                              start's and an end's offset from the centre of a clip around
+                              it, as fractions of the clip's length (model.json:
+                              ``"boundary_clips": {"rounds": 2, "scale": 0.5}``,
+                              scnn.boundary_clips)
 
 Directories written before model.json held the input convention (``"input"``) have it made
 from their clip config and mean cube, as it was then.
@@ -33,6 +38,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from scnn.boundary_clips import MAX_ROUNDS, BoundaryClips
 from scnn.clips import ClipConfig, InputConvention
 from scnn.errors import ModelError, ScnnError
 from scnn.fileio import atomic_write_bytes, atomic_write_text, replaced_directory
@@ -47,6 +53,7 @@ PROPOSAL_WEIGHTS = "proposal.safetensors"
 LOCALIZATION_WEIGHTS = "localization.safetensors"
 MEAN_CUBE = "mean_cube.safetensors"
 BOUNDARY_WEIGHTS = "boundaries.safetensors"
+BOUNDARY_CLIP_WEIGHTS = "boundary_clips.safetensors"
 FORMAT_VERSION = 1
 PROPOSAL_THRESHOLD = 0.7  # P(action) a window needs to reach the localization network (§4)
 # The range of each number model.json holds (low, high, whole): a value outside is refused,
@@ -65,6 +72,8 @@ _RANGES = {
     "proposal": (0, 1, False),
     "nms": (0, 1, False),
     "vote_iou": (0, 1, False),
+    "rounds": (1, MAX_ROUNDS, True),
+    "scale": (0.05, 4, False),
 }
 _FLAGS = ("bgr", "mirror", "batch_norm", "use_prior", "boundaries")
 
@@ -93,6 +102,8 @@ class LoadedModel:
     vote_iou: float | None = None
     # moves each window labelled with an action before NMS (docs/accuracy.md); None: S-CNN's grid
     boundaries: Network | None = None
+    # moves each detection's start and end after NMS and voting; None: not moved
+    boundary_clips: BoundaryClips | None = None
 
 
 def state_bytes(model: torch.nn.Module) -> bytes:
@@ -168,11 +179,17 @@ def save_model(path: str | Path, model: LoadedModel) -> None:
     }
     if model.boundaries is not None:
         description["boundaries"] = True
+    if model.boundary_clips is not None:
+        clips = model.boundary_clips
+        description["boundary_clips"] = {"rounds": clips.rounds, "scale": clips.scale}
     with replaced_directory(path) as folder:
         atomic_write_bytes(folder / PROPOSAL_WEIGHTS, state_bytes(model.proposal))
         atomic_write_bytes(folder / LOCALIZATION_WEIGHTS, state_bytes(model.localization))
         if model.boundaries is not None:
             atomic_write_bytes(folder / BOUNDARY_WEIGHTS, state_bytes(model.boundaries))
+        if model.boundary_clips is not None:
+            weights = state_bytes(model.boundary_clips.network)
+            atomic_write_bytes(folder / BOUNDARY_CLIP_WEIGHTS, weights)
         if cube is not None:
             mean = safetensors_bytes({"mean": cube.cpu().contiguous()})
             atomic_write_bytes(folder / MEAN_CUBE, mean)
@@ -241,6 +258,9 @@ def load_model(path: str | Path) -> LoadedModel:
         config, metrics = description["config"], description["metrics"]
         has_mean_cube = bool(description.get("mean_cube", False))
         has_boundaries = description.get("boundaries", False)
+        clip_settings = description.get("boundary_clips")
+        if clip_settings is not None:
+            clip_settings = {"rounds": clip_settings["rounds"], "scale": clip_settings["scale"]}
         stored_input = description.get("input")
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"malformed model description: {exc!r}", description_path) from exc
@@ -270,6 +290,10 @@ def load_model(path: str | Path) -> LoadedModel:
     boundaries = (
         _boundary_network(path / BOUNDARY_WEIGHTS, options, clip) if has_boundaries else None
     )
+    boundary_clips = None
+    if clip_settings is not None:
+        network = _boundary_network(path / BOUNDARY_CLIP_WEIGHTS, options, clip)
+        boundary_clips = BoundaryClips(network, **clip_settings)
     cube = _load_mean_cube(path / MEAN_CUBE) if has_mean_cube else None
     try:
         if stored_input is None:  # written before model.json held the input convention
@@ -296,14 +320,15 @@ def load_model(path: str | Path) -> LoadedModel:
         metrics=metrics,
         vote_iou=vote_iou,
         boundaries=boundaries,
+        boundary_clips=boundary_clips,
     )
 
 
 def _boundary_network(weights: Path, options: ModelOptions, clip: ClipConfig) -> Network:
-    """The boundary network in ``weights``: two outputs, in eval mode."""
+    """A boundary (or boundary-clip) network in ``weights``: two outputs, in eval mode."""
     outputs = _num_outputs(weights)
     if outputs != 2:
-        raise ModelError(f"the boundary network has {outputs} outputs, it must have 2", weights)
+        raise ModelError(f"the network has {outputs} outputs, a boundary network has 2", weights)
     network = network_for_weights(2, options, clip)
     load_state(network, weights)
     return network.eval()
@@ -319,6 +344,11 @@ def _check_values(description: dict[str, Any], path: Path) -> None:
         raise ModelError("classes must be names: a list of distinct, non-empty strings", path)
     values = {**description, **description["clip"], **description["model"]}
     values.update(description["thresholds"])
+    clip_settings = description.get("boundary_clips")
+    if clip_settings is not None:
+        if not isinstance(clip_settings, dict):
+            raise ModelError(f"boundary_clips {clip_settings!r} is not an object", path)
+        values.update(clip_settings)
     for name, value in values.items():
         if name in _FLAGS and not isinstance(value, bool):
             raise ModelError(f"{name} {value!r} is not true or false", path)

@@ -559,14 +559,30 @@ def video_chunks(
 
 
 def source_steps(
-    source: str | Path, networks: Networks, model: LoadedModel, timeout_s: float = READ_TIMEOUT_S
+    source: str | Path,
+    networks: Networks,
+    model: LoadedModel,
+    timeout_s: float = READ_TIMEOUT_S,
+    each_chunk: Callable[[np.ndarray | torch.Tensor], None] | None = None,
 ) -> Iterator[ScoredStep]:
     """:func:`scored_steps` of a source decoded once, as :func:`video_chunks` decodes a file
     (one process, a background thread), and never probed first: standard input, a pipe or a URL
-    cannot be read twice. A source silent for ``timeout_s`` seconds is given up."""
+    cannot be read twice. A source silent for ``timeout_s`` seconds is given up. ``each_chunk``
+    is shown each decoded chunk before the step it leads to."""
     chunks = iter_frames(source, model.fps, model.convention.frame_size, timeout_s=timeout_s)
     chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
+    if each_chunk is not None:
+        chunks = _shown(chunks, each_chunk)
     yield from scored_steps(chunks, networks, model.windows)
+
+
+def _shown(
+    chunks: Iterator[np.ndarray | torch.Tensor],
+    show: Callable[[np.ndarray | torch.Tensor], None],
+) -> Iterator[np.ndarray | torch.Tensor]:
+    for chunk in chunks:
+        show(chunk)
+        yield chunk
 
 
 def scored_windows(

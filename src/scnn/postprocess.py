@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,16 +324,20 @@ def postprocess_files(
     top_k: int | None = None,
     min_score: float | None = None,
     vote_iou: float | None = None,
+    refine: Refine | None = None,
+    classes: Sequence[str] | None = None,
 ) -> tuple[int, int]:
     """``scnn postprocess``: a windows CSV to a detections file (format by extension), the
     prior from the ground truth ``prior_from``; the class list from ``class_table``, else from
-    that ground truth. Returns the numbers of detections and of windows."""
+    that ground truth, else ``classes`` (a model's). ``refine`` then moves each video's
+    detections (a model's boundary clips: :meth:`scnn.detect.Detector.refine_in_folder`).
+    Returns the numbers of detections and of windows."""
     prior_gt = None if prior_from is None else formats.load_ground_truth(prior_from, prior_subset)
     if class_table is not None:
         classes = tuple(class_table[k] for k in sorted(class_table))
     elif prior_gt is not None:
         classes = prior_gt.classes
-    else:
+    elif classes is None:
         raise ScnnError("give --classes or --prior-from: the windows' class ids need a list")
     windows = read_windows_csv(windows_path, classes)
     prior = None
@@ -343,5 +347,23 @@ def postprocess_files(
     detections = postprocess(
         windows, nms_threshold, prior, top_k=top_k, min_score=min_score, vote_iou=vote_iou
     )
+    if refine is not None:
+        detections = refine_each_video(detections, refine)
     formats.write_detections(out, detections, classes)
     return len(detections), len(windows)
+
+
+# moves a video's detections (by its name), giving them back in their order
+Refine = Callable[[str, list[Detection]], list[Detection]]
+
+
+def refine_each_video(detections: list[Detection], refine: Refine) -> list[Detection]:
+    """``detections`` in their order, each video's moved by ``refine`` (called once a video)."""
+    rows_of: dict[str, list[int]] = {}
+    for row, detection in enumerate(detections):
+        rows_of.setdefault(detection.video, []).append(row)
+    moved = list(detections)
+    for video, rows in rows_of.items():
+        for row, detection in zip(rows, refine(video, [moved[k] for k in rows]), strict=True):
+            moved[row] = detection
+    return moved

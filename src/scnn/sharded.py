@@ -59,12 +59,13 @@ def detect_sharded(
 
 
 def settings_key(detector: Detector) -> str:
-    """The fingerprint of what the detections depend on: both networks, the model's settings
-    and the prediction settings."""
-    model = detector.model
+    """The fingerprint of what the detections depend on: the networks, the model's settings
+    and the prediction settings (a model without boundary networks keeps the key it had)."""
+    model, clips = detector.model, detector.boundary_clips
+    leave_out = (*_SPEED_ONLY, "boundary_clip_rounds")  # the rounds run are below
     settings = {
         "config": {
-            k: v for k, v in dataclasses.asdict(detector.config).items() if k not in _SPEED_ONLY
+            k: v for k, v in dataclasses.asdict(detector.config).items() if k not in leave_out
         },
         "device": detector.device.type,  # precision "auto" depends on it
         "prior": [weights.tolist() for weights in model.prior.values()],
@@ -77,7 +78,13 @@ def settings_key(detector: Detector) -> str:
         "windows": dataclasses.asdict(model.windows),
         "fps": model.fps,
     }
-    return fingerprint((model.proposal, model.localization), model.convention, settings)
+    networks = [model.proposal, model.localization]
+    if model.boundaries is not None:
+        networks.append(model.boundaries)
+    if clips is not None:
+        networks.append(model.boundary_clips.network)
+        settings["boundary_clips"] = [clips.rounds, clips.scale]
+    return fingerprint(networks, model.convention, settings)
 
 
 def _windows_path(parts: Path, video: Path) -> Path:

@@ -114,6 +114,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         parser, "the model's: 0.4 for the bundled model, off for models of the faithful config"
     )
     parser.add_argument(
+        "--boundary-clips",
+        type=count,
+        default=None,
+        metavar="ROUNDS",
+        help="rounds of the model's boundary-clip network, which moves each detection's start "
+        "and end from a clip centred on each, reading the video a second time (with --live, "
+        "once a detection is final); 0: off (default: the model's rounds, when it has the "
+        "network)",
+    )
+    parser.add_argument(
         "--batch-size",
         type=positive_int,
         default=None,
@@ -203,6 +213,7 @@ def load_detector(args: argparse.Namespace, device: torch.device) -> Detector:
         min_score=args.min_score,
         top_k=args.top_k,
         vote_iou=args.vote_iou,
+        boundary_clip_rounds=args.boundary_clips,
         batch_size=args.batch_size,
         decode_processes=args.decode_processes,
         lanes=args.lanes,

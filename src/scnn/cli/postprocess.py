@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scnn.bundled_data import resolve_ground_truth
 from scnn.cli.common import (
     EXIT_OK,
     add_class_options,
+    add_device_option,
+    add_precision_option,
     add_vote_option,
     class_table,
+    count,
     finite,
     fraction,
+    network_device,
     positive_int,
 )
+from scnn.errors import ScnnError
 from scnn.postprocess import NMS_THRESHOLD
+
+if TYPE_CHECKING:
+    from scnn.detect import Detector
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="scored windows -> detections (window-length prior, per-class temporal NMS)",
         description="Turn a windows CSV (columns of scnn_c3d_test_windows.csv.gz, gzip or "
         "plain) into detections: drop background, weight scores by the window-length prior, "
-        "greedy per-video per-class NMS, sort by score (method.md section 4).",
+        "greedy per-video per-class NMS, sort by score (method.md section 4). With --model and "
+        "--videos, a model's boundary-clip network then moves each detection's boundaries, "
+        "reading the videos again (docs/accuracy.md).",
     )
     parser.add_argument("windows", type=Path, help="windows CSV (.csv or .csv.gz)")
     parser.add_argument(
@@ -61,6 +72,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--min-score", type=finite, default=None, help="drop weighted scores below this (off)"
     )
     add_vote_option(parser, "off")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a model directory with a boundary-clip network (`scnn detect`'s): each "
+        "detection's start and end moved by it, as `scnn detect` moves them; needs --videos "
+        "(its classes serve when --classes and --prior-from are not given)",
+    )
+    parser.add_argument(
+        "--videos",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --model: the folder holding the CSV's videos (<video>.mp4 and the like), "
+        "read again around each detection's boundaries",
+    )
+    parser.add_argument(
+        "--boundary-clips",
+        type=count,
+        default=None,
+        metavar="ROUNDS",
+        help="with --model: rounds of its boundary-clip network (default: the model's)",
+    )
+    add_precision_option(parser)
+    add_device_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -68,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     """Post-process the windows CSV into the detections file."""
     from scnn.postprocess import postprocess_files
 
+    detector = boundary_clips(args)
     found, windows = postprocess_files(
         args.windows,
         args.out,
@@ -78,6 +115,30 @@ def run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         min_score=args.min_score,
         vote_iou=args.vote_iou,
+        refine=None if detector is None else detector.refine_in_folder(args.videos),
+        classes=None if detector is None else detector.classes,
     )
     print(f"{found} detections from {windows} windows -> {args.out}")
     return EXIT_OK
+
+
+def boundary_clips(args: argparse.Namespace) -> Detector | None:
+    """The model whose boundary clips move the detections (None without --model)."""
+    from scnn.detect import Detector
+
+    if (args.model is None) != (args.videos is None):
+        raise ScnnError("--model and --videos go together: boundary clips read the videos")
+    if args.model is None:
+        if args.boundary_clips is not None:
+            raise ScnnError("--boundary-clips needs --model and --videos")
+        return None
+    device = network_device(args.device, None)
+    detector = Detector.load(
+        args.model,
+        device=device,
+        precision=args.precision,
+        boundary_clip_rounds=args.boundary_clips,
+    )
+    if detector.boundary_clips is None and args.boundary_clips != 0:
+        raise ScnnError(f"the model {args.model} has no boundary-clip network")
+    return detector

@@ -1,0 +1,147 @@
+"""What learned boundaries cost at detection: ``scnn detect``'s path (Detector: one streaming
+pass, post-processing, then the boundary clips' second pass over the video) on synthetic test
+videos, with the bundled model alone, with a boundary network, and with the boundary-clip
+network on top, alternated in one run (docs/accuracy.md, "Learned boundaries").
+
+The networks beside the bundled model have the bundled architecture and random bodies with a
+last layer of zeros: they cost what trained ones cost (a boundary network runs on every window
+labelled with an action; the clip network on two clips per detection and round), and they
+leave every detection where the bundled model puts it, so each variant refines the same
+detections. The boundary clips' time is split into the second pass's decoding (the same pass
+with the network's outputs given as zeros) and the rest. Then live detection (no voting, which
+live refuses) with and without the boundary clips: how much later, in video time, each
+detection is given out.
+
+    nice -n 10 python3 benchmarks/speed/boundary_cost.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scnn.boundary_clips import BoundaryClips
+from scnn.boundary_refiner import refine_in_video
+from scnn.detect import BUNDLED_MODEL, DetectConfig, Detector
+from scnn.live import live_detections
+from scnn.model import build_network
+from scnn.modelfile import LoadedModel, load_model
+from scnn.synth import SynthConfig, generate
+from scnn.video import num_frames, probe
+
+
+def zero_head_network(model: LoadedModel) -> torch.nn.Module:
+    """C3D of the model's architecture with two outputs, its last layer zeros."""
+    torch.manual_seed(0)
+    network = build_network(2, model.options, model.clip)
+    torch.nn.init.zeros_(network.fc8.weight)
+    torch.nn.init.zeros_(network.fc8.bias)
+    return network.eval()
+
+
+def make_videos(work: Path, count: int, duration_s: float) -> list[Path]:
+    """``count`` synthetic test videos (the bundled model's kind) of ``duration_s`` seconds."""
+    folder = work / "synth" / "videos"
+    if not folder.is_dir():
+        config = SynthConfig(
+            train_videos=0,
+            val_videos=0,
+            test_videos=count,
+            duration_range_s=(duration_s, duration_s),
+        )
+        generate(work / "synth", config, quiet=True)
+    return sorted(folder.glob("*.mp4"))[:count]
+
+
+def no_network(batch: torch.Tensor) -> np.ndarray:
+    """Offsets of 0 without running a network: the second pass's decoding and clips alone."""
+    return np.zeros((len(batch), 2))
+
+
+def live_delays(detectors: tuple[Detector, Detector], videos: list[Path]) -> np.ndarray:
+    """Seconds of video by which the boundary clips (``detectors[1]``) make each live detection
+    later than without them (``detectors[0]``): the frames decoded when it is given out, the
+    same detection (label and score) matched across the two runs."""
+    extra = []
+    for video in videos:
+        given = []
+        for detector in detectors:
+            found = live_detections(detector, video)
+            given.append({(f.detection.label, f.detection.score): f.frames_seen for f in found})
+        extra += [given[1][key] - frames for key, frames in given[0].items()]
+    return np.array(extra) / detectors[0].model.fps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("runs") / "boundary_cost")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--videos", type=int, default=3)
+    parser.add_argument("--duration-s", type=float, default=60.0)
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds (best kept)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    videos = make_videos(args.work, args.videos, args.duration_s)
+    model = load_model(BUNDLED_MODEL)
+    boundaries = dataclasses.replace(model, boundaries=zero_head_network(model))
+    clips = dataclasses.replace(boundaries, boundary_clips=BoundaryClips(zero_head_network(model)))
+    variants = {
+        "the bundled model": Detector(model),
+        "with the boundary network": Detector(boundaries),
+        "and the boundary clips, twice": Detector(clips),
+    }
+    seconds = {name: [] for name in variants}
+    clip_seconds, decode_seconds = [], []
+    for _ in range(args.rounds):
+        for name, detector in variants.items():
+            wall = clip_wall = decode_wall = 0.0
+            found_count = 0
+            for video in videos:
+                start = time.perf_counter()
+                found = detector.detections(detector.score_windows(video, background=False))
+                scored = time.perf_counter()
+                detector.refine(video, found)
+                wall += time.perf_counter() - start
+                clip_wall += time.perf_counter() - scored
+                found_count += len(found)
+                if detector.boundary_clips is not None:
+                    start = time.perf_counter()
+                    refine_in_video(
+                        video,
+                        found,
+                        detector.boundary_clips,
+                        no_network,
+                        model.convention,
+                        model.fps,
+                    )
+                    decode_wall += time.perf_counter() - start
+            seconds[name].append(wall)
+            if detector.boundary_clips is not None:
+                clip_seconds.append(clip_wall)
+                decode_seconds.append(decode_wall)
+    duration_s = sum(num_frames(probe(video), model.fps) for video in videos) / model.fps
+    print(
+        f"\nDetector on {len(videos)} videos ({duration_s:.0f} s, {found_count} detections), "
+        f"{args.threads} torch thread(s), best of {args.rounds} alternated rounds:\n"
+    )
+    print("| | wall s | × real time |\n|---|---:|---:|")
+    for name, times in seconds.items():
+        print(f"| {name} | {min(times):.2f} | {duration_s / min(times):.1f} |")
+    best = int(np.argmin(seconds["and the boundary clips, twice"]))
+    print(f"\nboundary clips: {clip_seconds[best]:.2f} s of that run, of which the second "
+          f"pass's decoding and clips {decode_seconds[best]:.2f} s")  # fmt: skip
+    live = tuple(Detector(m, DetectConfig(vote_iou=0.0, lanes=1)) for m in (model, clips))
+    extra = live_delays(live, videos)
+    print(f"\nlive (no voting): {len(extra)} detections, the boundary clips make them final "
+          f"later by a median {np.median(extra):.2f} s of video, 95th percentile "
+          f"{np.percentile(extra, 95):.2f} s, at most {extra.max():.2f} s; "
+          f"{np.mean(extra == 0):.0%} no later")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

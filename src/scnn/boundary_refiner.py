@@ -1,0 +1,195 @@
+"""Boundary clips applied as frames stream by: each detection refined
+(:func:`scnn.boundary_clips.refine_segments`) once the frames within its reach have arrived,
+holding only those frames, so memory does not grow with the video.
+
+Offline detection reads a video a second time, in order, from the first frame its detections
+can need to the last (:func:`refine_in_video`); live detection hands over each decoded chunk
+as it comes and each detection once it is final (scnn.live). Each detection is refined alone,
+its two clips a batch of their own, so its boundaries do not depend on which other
+detections were refined beside it: live gives exactly offline's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scnn.boundary_clips import BoundaryClips, reach_frames, refine_segments
+from scnn.clips import InputConvention
+from scnn.records import Detection
+from scnn.video import iter_frames
+
+log = logging.getLogger(__name__)
+
+
+class BoundaryRefiner:
+    """Detections waiting for their frames, and the frames they can need.
+
+    :meth:`add` detections and :meth:`feed` the stream's chunks in order (any interleaving),
+    take the refined ones with :meth:`ready`, and the rest with :meth:`finish` once the stream
+    has ended. Held are the frames from the first that a waiting detection can need, or that
+    ``keep_from`` names (the first frame a detection still to be added can need: at first
+    any; a stream moves it on as its detections settle, and it is infinity once none is to
+    come), to the latest: at most the largest waiting detection's reach and a chunk.
+    """
+
+    def __init__(
+        self,
+        clips: BoundaryClips,
+        offsets_of: Callable[[torch.Tensor], np.ndarray],
+        convention: InputConvention,
+        fps: float,
+        first_frame: int = 1,
+    ):
+        self.clips = clips
+        self.offsets_of = offsets_of
+        self.convention = convention
+        self.fps = fps
+        self.keep_from: float = first_frame
+        self.frames_seen = first_frame - 1  # the stream's chunks fed so far end at this frame
+        self.storage: np.ndarray | None = None
+        self.start = self.end = 0  # storage[start:end]: frames held_from .. frames_seen
+        self.most_held = 0  # the most frames held at once
+        self._waiting: list[tuple[int, Detection, int, int]] = []  # serial, detection, reach
+        self._added = 0
+
+    @property
+    def held_from(self) -> int:
+        """The first frame held (frames_seen + 1 when none is)."""
+        return self.frames_seen + 1 - (self.end - self.start)
+
+    @property
+    def waiting(self) -> int:
+        """Detections added and not yet refined."""
+        return len(self._waiting)
+
+    def reach(self, detections: Sequence[Detection]) -> tuple[np.ndarray, np.ndarray]:
+        """The first and last frame each detection's rounds can read (reach_frames)."""
+        segments = np.array([(d.start_s, d.end_s) for d in detections], np.float64)
+        return self.reach_of(segments.reshape(-1, 2))
+
+    def reach_of(self, segments_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`reach` of ``(N, 2)`` segments in seconds."""
+        return reach_frames(segments_s, self.clips, self.fps, self.convention.clip_frames)
+
+    def add(self, detections: Sequence[Detection]) -> list[int]:
+        """Wait for ``detections``' frames; their serial numbers (0, 1, … in the order added
+        over the refiner's life), which :meth:`ready` gives them back with."""
+        first, last = self.reach(detections)
+        serials = list(range(self._added, self._added + len(detections)))
+        self._added += len(detections)
+        self._waiting += zip(serials, detections, first.tolist(), last.tolist(), strict=True)
+        return serials
+
+    def feed(self, chunk: np.ndarray | torch.Tensor) -> None:
+        """The stream's next decoded frames (at the convention's frame size)."""
+        if isinstance(chunk, torch.Tensor):
+            chunk = chunk.cpu().numpy()
+        needed_from = self._needed_from()
+        self._drop_before(needed_from)
+        if not math.isinf(needed_from):
+            kept = chunk[min(len(chunk), max(0, int(needed_from) - self.frames_seen - 1)) :]
+            self._append(kept)
+        self.frames_seen += len(chunk)
+        self.most_held = max(self.most_held, self.end - self.start)
+
+    def ready(self) -> list[tuple[int, Detection]]:
+        """The detections whose reach has arrived, refined, with their serial numbers."""
+        return self._refine(lambda last: last <= self.frames_seen)
+
+    def finish(self) -> list[tuple[int, Detection]]:
+        """The stream has ended: every waiting detection refined (its clips held inside the
+        video, which ends at the last frame fed)."""
+        return self._refine(lambda last: True)
+
+    def _refine(self, due: Callable[[int], bool]) -> list[tuple[int, Detection]]:
+        done = [entry for entry in self._waiting if due(entry[3])]
+        self._waiting = [entry for entry in self._waiting if not due(entry[3])]
+        refined = [
+            (serial, self._refined(detection, first)) for serial, detection, first, _ in done
+        ]
+        self._drop_before(self._needed_from())
+        return refined
+
+    def _refined(self, detection: Detection, first: int) -> Detection:
+        """``detection`` refined from the frames held; as it was, with a warning, when its
+        first frames are no longer held (a stream's ``keep_from`` promised too little)."""
+        if first < self.held_from:
+            log.warning(
+                "boundary clips not applied to %s at %.2f-%.2f s: its frames were no longer held",
+                detection.label,
+                detection.start_s,
+                detection.end_s,
+            )
+            return detection
+        if self.end == self.start:  # the stream ended before the detection: nothing to see
+            return detection
+        start_s, end_s = refine_segments(
+            np.array([[detection.start_s, detection.end_s]]),
+            self.storage[self.start : self.end],
+            self.held_from,
+            self.frames_seen,
+            self.clips,
+            self.offsets_of,
+            self.convention,
+            self.fps,
+        )[0]
+        return dataclasses.replace(detection, start_s=float(start_s), end_s=float(end_s))
+
+    def _needed_from(self) -> float:
+        """The first frame a waiting detection, or one still to be added, can need."""
+        return min([self.keep_from] + [entry[2] for entry in self._waiting])
+
+    def _drop_before(self, frame: float) -> None:
+        """Forget the frames held before ``frame`` (every one at infinity)."""
+        held = self.end - self.start
+        self.start += held if math.isinf(frame) else min(held, max(0, int(frame) - self.held_from))
+
+    def _append(self, frames: np.ndarray) -> None:
+        """Frames after those held, in one array reused (moved to its front, or grown to
+        twice what it must hold, only when they do not fit behind the others)."""
+        held, count = self.end - self.start, len(frames)
+        if self.storage is None or self.end + count > len(self.storage):
+            storage = self.storage
+            if storage is None or 2 * (held + count) > len(storage):
+                storage = np.empty((2 * (held + count), *frames.shape[1:]), frames.dtype)
+            if held:
+                storage[:held] = self.storage[self.start : self.end]
+            self.storage, self.start, self.end = storage, 0, held
+        self.storage[self.end : self.end + count] = frames
+        self.end += count
+
+
+def refine_in_video(
+    video: str | Path,
+    detections: Sequence[Detection],
+    clips: BoundaryClips,
+    offsets_of: Callable[[torch.Tensor], np.ndarray],
+    convention: InputConvention,
+    fps: float,
+) -> list[Detection]:
+    """``detections`` of ``video``, in their order, each refined by ``clips``: the video
+    decoded again, in order, from the first frame they can need to the last, holding only
+    what the detections still waiting can need."""
+    if not detections:
+        return list(detections)
+    segments = np.array([(d.start_s, d.end_s) for d in detections], np.float64)
+    first, last = reach_frames(segments, clips, fps, convention.clip_frames)
+    refiner = BoundaryRefiner(clips, offsets_of, convention, fps, first_frame=int(first.min()))
+    refiner.add(detections)
+    refiner.keep_from = math.inf  # no other detection is to come
+    refined: dict[int, Detection] = {}
+    size, start, stop = convention.frame_size, int(first.min()) - 1, int(last.max())
+    for chunk in iter_frames(video, fps, size, start_frame=start, stop_frame=stop):
+        refiner.feed(chunk)
+        refined.update(refiner.ready())
+        if not refiner.waiting:
+            break
+    refined.update(refiner.finish())
+    return [refined[serial] for serial in range(len(detections))]
