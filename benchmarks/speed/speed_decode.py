@@ -11,13 +11,28 @@ import os
 import time
 
 import av
-from harness import FPS, Bench, Row, iter_frames, iter_frames_parallel, section_main
+from harness import (
+    FPS,
+    Bench,
+    Row,
+    iter_frames,
+    iter_frames_parallel,
+    num_frames,
+    probe,
+    section_main,
+)
+
+RANGE_FRAMES = 100
+RANGE_EVERY_FRAMES = 750  # 30 s
 
 
 def measure(bench: Bench) -> None:
     """Decode + scale to the model's frame size: the obvious PyAV loop (a new scaling
-    context per frame, FFmpeg's default threads, no resampling), ``iter_frames``, and
-    ``iter_frames_parallel`` with one process per core (60 s segments)."""
+    context per frame, FFmpeg's default threads, no resampling), ``iter_frames``,
+    ``iter_frames_parallel`` with one process per core (60 s segments), and ``iter_frames``
+    over 100-frame ranges every 30 s, each sought (the boundary clips' second pass over sparse
+    detections: boundary_refiner.SEEK_GAP_FRAMES); its rate counts the whole video's frames,
+    as a pass over it that skips what it need not convert."""
     size = bench.size.clip.frame_size
     processes = bench.args.decode_processes or os.cpu_count() or 1
 
@@ -29,6 +44,13 @@ def measure(bench: Bench) -> None:
                 count += 1
         return count
 
+    def ranges() -> int:
+        total = num_frames(probe(bench.video))
+        for start in range(RANGE_EVERY_FRAMES // 2, total, RANGE_EVERY_FRAMES):
+            stop = min(start + RANGE_FRAMES, total)
+            sum(map(len, iter_frames(bench.video, size=size, start_frame=start, stop_frame=stop)))
+        return total
+
     runs = (
         ("baseline: PyAV loop, frame.to_ndarray(width, height)", baseline),
         ("iter_frames", lambda: sum(map(len, iter_frames(bench.video, size=size)))),
@@ -36,6 +58,7 @@ def measure(bench: Bench) -> None:
             f"iter_frames_parallel, {processes} processes",
             lambda: sum(map(len, iter_frames_parallel(bench.video, processes, size=size))),
         ),
+        (f"iter_frames over {RANGE_FRAMES}-frame ranges every {RANGE_EVERY_FRAMES}", ranges),
     )
     base = None
     for name, run in runs:

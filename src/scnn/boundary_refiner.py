@@ -27,6 +27,12 @@ from scnn.video import iter_frames
 
 log = logging.getLogger(__name__)
 
+# Frames between two groups of detections above which the second pass seeks over them: a
+# seek decodes from a keyframe up to ~10 s back (x264's default keyframe interval). A 720p
+# video read as 100-frame ranges every 30 s took 0.45 of a whole pass (benchmarks/speed/
+# RESULTS.md, "Seeking over the frames the boundary clips do not need").
+SEEK_GAP_FRAMES = 250
+
 
 class BoundaryRefiner:
     """Detections waiting for their frames, and the frames they can need.
@@ -175,21 +181,43 @@ def refine_in_video(
     fps: float,
 ) -> list[Detection]:
     """``detections`` of ``video``, in their order, each refined by ``clips``: the video
-    decoded again, in order, from the first frame they can need to the last, holding only
-    what the detections still waiting can need."""
+    decoded again, in order, over the frames they can need, holding only what the detections
+    still waiting can need. Where SEEK_GAP_FRAMES or more frames lie between the reaches of
+    two groups of detections, the pass seeks over them (a keyframe before the next group,
+    the same frames a whole pass gives: video.iter_frames) instead of converting them."""
     if not detections:
         return list(detections)
     segments = np.array([(d.start_s, d.end_s) for d in detections], np.float64)
     first, last = reach_frames(segments, clips, fps, convention.clip_frames)
-    refiner = BoundaryRefiner(clips, offsets_of, convention, fps, first_frame=int(first.min()))
-    refiner.add(detections)
-    refiner.keep_from = math.inf  # no other detection is to come
     refined: dict[int, Detection] = {}
-    size, start, stop = convention.frame_size, int(first.min()) - 1, int(last.max())
-    for chunk in iter_frames(video, fps, size, start_frame=start, stop_frame=stop):
-        refiner.feed(chunk)
-        refined.update(refiner.ready())
-        if not refiner.waiting:
-            break
-    refined.update(refiner.finish())
-    return [refined[serial] for serial in range(len(detections))]
+    for group in reach_groups(first, last, SEEK_GAP_FRAMES):
+        start, stop = int(first[group].min()), int(last[group].max())
+        refiner = BoundaryRefiner(clips, offsets_of, convention, fps, first_frame=start)
+        serials = refiner.add([detections[i] for i in group])
+        refiner.keep_from = math.inf  # no other detection of the group is to come
+        by_serial = dict(zip(serials, group.tolist(), strict=True))
+        done: list[tuple[int, Detection]] = []
+        size = convention.frame_size
+        for chunk in iter_frames(video, fps, size, start_frame=start - 1, stop_frame=stop):
+            refiner.feed(chunk)
+            done += refiner.ready()
+            if not refiner.waiting:
+                break
+        done += refiner.finish()
+        refined.update((by_serial[serial], detection) for serial, detection in done)
+    return [refined[i] for i in range(len(detections))]
+
+
+def reach_groups(first: np.ndarray, last: np.ndarray, gap_frames: int) -> list[np.ndarray]:
+    """The indices of the reaches ``[first, last]`` (frames) in groups of one pass each,
+    in order of their first frames: a reach joins the group before it unless at least
+    ``gap_frames`` frames lie between them."""
+    order = np.argsort(first, kind="stable")
+    groups: list[list[int]] = []
+    group_last = -math.inf
+    for index in order.tolist():
+        if not groups or first[index] - group_last - 1 >= gap_frames:
+            groups.append([])
+        groups[-1].append(index)
+        group_last = max(group_last, last[index])
+    return [np.array(group, np.int64) for group in groups]

@@ -19,6 +19,15 @@ localization network's queue, waiting for a full batch, holds it back.
 ``--top-k`` ranks a whole video, which a stream never is: live detection refuses it; so it
 does ``--vote-iou`` (boundary voting moves detections after NMS and runs NMS again).
 
+With a model's boundary network every window labelled with an action moves before NMS, each
+end by at most :data:`scnn.postprocess.MAX_WINDOW_OFFSET` of its length (window_segments_s
+holds it there, offline and live alike). A window not scored yet is then judged wherever it
+can land: it exposes a window if the landing nearest to it has an IoU over the threshold
+(:func:`exposed`), and a decided window is forgotten only once no window, moved as far as it
+can, can overlap it. So the end of a finite stream still gives exactly the offline
+detections, later: at most 52.5 s of video after their end with the default grid (1312
+frames; 1056 with batch size 1), chains and the queue aside.
+
 With a model's boundary clips, a final detection waits until the frames its rounds can read
 have arrived (boundary_clips.reach_frames: up to about 0.63 of its length after its end,
 for two rounds), then is refined as offline refines it (scnn.boundary_refiner). The
@@ -29,6 +38,7 @@ reach, however long the stream runs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -45,12 +55,20 @@ from scnn.boundary_refiner import BoundaryRefiner
 from scnn.detect import Detector
 from scnn.errors import ScnnError
 from scnn.pipeline import GridRows, ScoredBatch, source_steps
-from scnn.postprocess import PostprocessSettings, weighted_scores, window_segments_s
+from scnn.postprocess import (
+    MAX_WINDOW_OFFSET,
+    PostprocessSettings,
+    weighted_scores,
+    window_segments_s,
+)
 from scnn.records import Detection, ScoredWindows
 from scnn.video import READ_TIMEOUT_S, video_name
 from scnn.windows import WindowConfig, Windows, first_start_after, temporal_iou, window_grid
 
 STDOUT = "-"  # the output name that writes detection lines to standard output
+# With a boundary network, a window not scored yet exposes another from this far below the NMS
+# threshold: where it really lands, rounding may give an IoU above the one tested (exposed).
+ROUNDING = 1e-9
 
 
 @dataclass(frozen=True)
@@ -97,36 +115,89 @@ def upcoming_windows(frames_seen: int, windows: WindowConfig, before_frame: int)
     return Windows(length_frames, start_frame, start_frame + length_frames - 1)
 
 
-def latency_bound_frames(
-    windows: WindowConfig, iou_threshold: float, chunk_frames: int, batch_size: int
-) -> int:
-    """Frames that may follow a window's last frame before its detection is final, NMS chains
-    and the localization network's queue aside.
+def exposed(
+    segments: np.ndarray, unscored: np.ndarray, iou_threshold: float, move: float
+) -> np.ndarray:
+    """For each of the ``(N, 2)`` segments, whether a window not scored yet (``(M, 2)``: its
+    place on the grid) can suppress it: :func:`suppressors` of each, any of them."""
+    return suppressors(segments, unscored, iou_threshold, move).any(axis=1)
 
-    The window is safe from windows to come once the last grid window whose IoU with it is
-    over the threshold has arrived (its *reach*: computed here over every window length and
-    position); the chunk that brings that frame ends up to ``chunk - 1`` frames later. With
-    batches, the proposal network's partial batch (the latest chunk's last windows) waits for
-    the next chunk: one chunk more.
+
+def suppressors(
+    segments: np.ndarray, unscored: np.ndarray, iou_threshold: float, move: float
+) -> np.ndarray:
+    """``(N, M)``: whether each window not scored yet (``unscored``: its place on the grid) can
+    land where its IoU with each segment is over the threshold.
+
+    Without a boundary network (``move`` 0) a window stays on the grid. With one, each of its
+    ends lands within ``move`` × its length of the grid's (postprocess.window_segments_s).
+    Of those places, the one whose ends are each nearest the segment's has the largest IoU:
+    an end moved nearer adds to the intersection or takes from the union, and never the
+    reverse. So that place alone is tested, :data:`ROUNDING` below the threshold.
+    """
+    if move == 0:
+        return temporal_iou(segments, unscored) > iou_threshold
+    segments, unscored = (np.asarray(a, np.float64).reshape(-1, 2) for a in (segments, unscored))
+    most = move * (unscored[:, 1:] - unscored[:, :1])
+    near = np.clip(segments[:, None, :], unscored - most, unscored + most)  # (N, M, 2)
+    ends = np.minimum(segments[:, None, 1], near[..., 1])
+    inter = np.clip(ends - np.maximum(segments[:, None, 0], near[..., 0]), 0.0, None)
+    union = (segments[:, None, 1] - segments[:, None, 0]) + (near[..., 1] - near[..., 0]) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(inter > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return iou > iou_threshold - ROUNDING
+
+
+def latency_bound_frames(
+    windows: WindowConfig,
+    iou_threshold: float,
+    chunk_frames: int,
+    batch_size: int,
+    move: float = 0.0,
+) -> int:
+    """Frames that may follow a detection's last frame before it is final, NMS chains and the
+    localization network's queue aside; ``move``: a boundary network's
+    (:data:`scnn.postprocess.MAX_WINDOW_OFFSET`), 0 without one.
+
+    A window is safe from windows to come once the last grid window that can suppress it
+    (:func:`suppressors`) has arrived (its *reach*: computed here over every window length
+    and position of one period of the grid; with a boundary network, each window moved by
+    offsets in steps of ``move``/4 at each end); the chunk that brings that frame ends up to
+    ``chunk - 1`` frames later. With batches, the proposal network's partial batch (the
+    latest chunk's last windows) waits for the next chunk: one chunk more.
     """
     longest = max(windows.lengths_frames)
-    grid = window_grid(6 * longest, windows)
-    middle = (grid.start_frame > 2 * longest) & (grid.end_frame <= 4 * longest)
+    period = math.lcm(*(windows.stride_frames(n) for n in windows.lengths_frames))
+    first = math.ceil((2 + 2 * move) * longest)
+    grid = window_grid(first + period + math.ceil((2 + 2 * move) * longest) * 2, windows)
+    middle = (grid.start_frame > first) & (grid.start_frame <= first + period)
     segments = grid.segments_s(1.0)
-    suppressors = temporal_iou(segments[middle], segments) > iou_threshold
-    last_end = np.where(suppressors, grid.end_frame[None, :], 0).max(axis=1)
-    reach = int((last_end - grid.end_frame[middle]).max())
+    length = segments[middle, 1:] - segments[middle, :1]
+    reach = 0
+    for start, end in itertools.product(np.linspace(-move, move, 9 if move else 1), repeat=2):
+        moved = segments[middle] + length * np.array([start, end])
+        if not (moved[:, 0] < moved[:, 1]).all():
+            continue
+        last_end = np.where(
+            suppressors(moved, segments, iou_threshold, move), grid.end_frame[None, :], 0
+        ).max(axis=1)
+        reach = max(reach, math.ceil((last_end - moved[:, 1]).max()))
     return reach + chunk_frames - 1 + (chunk_frames if batch_size > 1 else 0)
 
 
 class LiveNms:
     """Greedy temporal NMS per class (postprocess.nms, its tie rule included) over windows
-    that arrive over time; :meth:`settle` decides the windows whose fate is final."""
+    that arrive over time; :meth:`settle` decides the windows whose fate is final. ``move``:
+    how far a boundary network may move each end of a window, a share of its length
+    (:data:`scnn.postprocess.MAX_WINDOW_OFFSET`; 0: no boundary network)."""
 
-    def __init__(self, iou_threshold: float, windows: WindowConfig, fps: float):
+    def __init__(self, iou_threshold: float, windows: WindowConfig, fps: float, move: float = 0.0):
         self.iou_threshold = iou_threshold
         self.windows = windows
         self.fps = fps
+        self.move = move
+        # frames by which two windows that may overlap can each move towards the other
+        self.margin = math.ceil(2 * move * max(windows.lengths_frames))
         self._classes: dict[str, list[Candidate]] = {}
 
     def __len__(self) -> int:
@@ -149,12 +220,15 @@ class LiveNms:
         """The windows kept whose fate became final, now that ``frames_seen`` frames were
         decoded and the ``waiting`` windows are queued for a network (``None``: the stream has
         ended and everything is scored). A window not scored yet may suppress an open window
-        it overlaps with IoU over the threshold: such a window is *exposed*."""
+        it overlaps with IoU over the threshold, wherever a boundary network can move it
+        (:func:`exposed`): such a window is *exposed*. A decided window is forgotten once
+        no open window, nor one to come, can reach it."""
         if frames_seen is None:
             unscored, frontier = np.zeros((0, 2)), math.inf
         else:
             ends = [c.end_frame for cs in self._classes.values() for c in cs if c.kept is None]
-            coming = upcoming_windows(frames_seen, self.windows, max(ends, default=0))
+            before = max(ends, default=0) + self.margin
+            coming = upcoming_windows(frames_seen, self.windows, before)
             unscored = np.concatenate([coming.segments_s(self.fps), waiting.segments_s(self.fps)])
             starts = [next_window_start(frames_seen, self.windows), *waiting.start_frame.tolist()]
             frontier = min(starts)
@@ -163,7 +237,7 @@ class LiveNms:
             final += self._settle_class(candidates, unscored)
             horizon = min([frontier] + [c.start_frame for c in candidates if c.kept is None])
             self._classes[label] = [
-                c for c in candidates if c.kept is None or c.end_frame > horizon
+                c for c in candidates if c.kept is None or c.end_frame + self.margin > horizon
             ]
         return final
 
@@ -174,7 +248,7 @@ class LiveNms:
         candidates.sort(key=lambda c: (c.detection.score, c.row), reverse=True)
         segments = np.array([(c.detection.start_s, c.detection.end_s) for c in candidates])
         overlaps = temporal_iou(segments, segments) > self.iou_threshold
-        exposed = (temporal_iou(segments, unscored) > self.iou_threshold).any(axis=1)
+        at_risk = exposed(segments, unscored, self.iou_threshold, self.move)
         kept = np.zeros(len(candidates), bool)
         blocked = np.zeros(len(candidates), bool)
         final = []
@@ -184,12 +258,12 @@ class LiveNms:
                 kept[i] = candidate.kept
                 continue
             kept[i] = not (above & kept[:i]).any()
-            blocked[i] = exposed[i] or (above & blocked[:i]).any()
+            blocked[i] = at_risk[i] or (above & blocked[:i]).any()
             if not blocked[i]:
                 candidate.kept = bool(kept[i])
                 if candidate.kept:
                     final.append(candidate)
-            elif not exposed[i]:
+            elif not at_risk[i]:
                 candidate.chained = True
         return final
 
@@ -210,7 +284,8 @@ def live_detections(
         raise ScnnError("--vote-iou moves boundaries after NMS; live detection cannot honour it")
     # nor does it vote by the model's default: live gives the windows' own boundaries
     model, name = detector.model, video_name(source)
-    nms, grid = LiveNms(settings.nms_iou, model.windows, model.fps), GridRows()
+    move = 0.0 if model.boundaries is None else MAX_WINDOW_OFFSET
+    nms, grid = LiveNms(settings.nms_iou, model.windows, model.fps, move), GridRows()
     refiner = detector.boundary_refiner()
     chained: dict[int, bool] = {}  # each detection the refiner waits with, by its serial
     each_chunk = None if refiner is None else refiner.feed
@@ -231,9 +306,7 @@ def live_detections(
             if step.final:
                 refined = refiner.finish()
             else:
-                refiner.keep_from = first_frame_needed(
-                    refiner, nms, waiting, step.frames_seen, model.boundaries is not None
-                )
+                refiner.keep_from = first_frame_needed(refiner, nms, waiting, step.frames_seen)
                 refined = refiner.ready()
             for serial, detection in refined:
                 yield LiveDetection(detection, step.frames_seen, chained.pop(serial))
@@ -242,12 +315,12 @@ def live_detections(
 
 
 def first_frame_needed(
-    refiner: BoundaryRefiner, nms: LiveNms, waiting: Windows, frames_seen: int, moved: bool
+    refiner: BoundaryRefiner, nms: LiveNms, waiting: Windows, frames_seen: int
 ) -> int:
     """The first frame that the boundary clips of a detection still to become final can
     read: the open windows' segments, and the places of the windows not scored yet (those
-    ``waiting`` and the first to come of each length; ``moved`` by a boundary network, a
-    window is taken to move each end by at most its length)."""
+    ``waiting`` and the first to come of each length), each end moved out by as much as a
+    boundary network can move it (``nms.move`` of its length)."""
     windows = nms.windows
     lengths = np.array(windows.lengths_frames, np.int64)
     starts = np.array(
@@ -255,9 +328,9 @@ def first_frame_needed(
     )
     coming = Windows(lengths, starts, starts + lengths - 1)
     unscored = np.concatenate([coming.segments_s(nms.fps), waiting.segments_s(nms.fps)])
-    if moved:
-        length_s = unscored[:, 1:] - unscored[:, :1]
-        unscored = unscored + np.concatenate([-length_s, length_s], axis=1)
+    if nms.move:
+        most = nms.move * (unscored[:, 1:] - unscored[:, :1])
+        unscored = unscored + np.concatenate([-most, most], axis=1)
     segments = np.concatenate([nms.open_segments(), unscored])
     return int(refiner.reach_of(segments)[0].min(initial=frames_seen + 1))
 

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 # computed with).
 AUTHORS_WINDOW_DURATIONS_S = (0.6, 1.24, 2.52, 5.08, 10.20, 22.44)
 NMS_THRESHOLD = 0.4  # the authors' fixed NMS IoU threshold of their demo (method.md §4)
+# A boundary network moves each end of a window by at most this share of the window's length
+# (its segment, end − start): live detection knows so where a window not scored yet can land.
+# Its training targets lie within it (a window over tIoU 0.5 with an instance is less than its
+# own length from each of the instance's ends).
+MAX_WINDOW_OFFSET = 1.0
 
 
 def _durations_s(lengths_frames: Sequence[int]) -> tuple[float, ...]:
@@ -217,12 +222,15 @@ def postprocess(
 
 def window_segments_s(windows: ScoredWindows) -> np.ndarray:
     """``(N, 2)`` seconds: each window's start and end, moved by its boundary network's
-    offsets where it has them (the grid's own otherwise, as S-CNN). Offsets that would put
-    the start at or after the end say nothing usable: such a window keeps the grid's place."""
+    offsets where it has them (the grid's own otherwise, as S-CNN), each held to
+    :data:`MAX_WINDOW_OFFSET` of the window's length. Offsets that would put the start at or
+    after the end say nothing usable: such a window keeps the grid's place."""
     grid = np.stack([windows.start_s, windows.end_s], axis=1)
     if windows.start_offset_s is None or windows.end_offset_s is None:
         return grid
-    moved = grid + np.stack([windows.start_offset_s, windows.end_offset_s], axis=1)
+    most = MAX_WINDOW_OFFSET * (grid[:, 1:] - grid[:, :1])
+    offsets = np.stack([windows.start_offset_s, windows.end_offset_s], axis=1)
+    moved = grid + np.clip(offsets, -most, most)
     return np.where((moved[:, 0] < moved[:, 1])[:, None], moved, grid)
 
 
