@@ -173,6 +173,38 @@ def test_a_long_stream_allocates_no_frames_or_clips_per_chunk():
     assert peak - start < 200_000  # NumPy's allocations (frames, clips, indices) in bytes
 
 
+def test_clip_queue_grows_in_the_first_chunks_only():
+    # The faithful grid's windows per 256-frame chunk (the first one: 109), batches of 16:
+    # as the clips left waiting vary (13, 11, ..., 1, then 15), the array grows only while
+    # the first two chunks arrive, never for a few more waiting clips later
+    queue, arrays = ClipQueue(16), []
+    for count in [109] + [126] * 20:
+        queue.push(torch.zeros((count, 2, 3), dtype=torch.uint8), np.arange(count))
+        if queue.storage is not (arrays or [None])[-1]:
+            arrays.append(queue.storage)
+        while len(queue) >= 16:
+            queue.pop(16)
+    assert [len(array) for array in arrays] == [109 + 15, 126 + 15]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e-30])
+def test_flush_holds_fewer_than_two_batches_of_survivors(model_dir, threshold):
+    # Every window passes (P(action) >= 1e-30, or no proposal network): the localization
+    # network scores each batch as it is complete, so survivors never hold 40 clips at once
+    networks = Detector.load(model_dir, batch_size=4, proposal_threshold=threshold).networks
+    proposals, survivors = ClipQueue(4), ClipQueue(4)
+    shape = (40, CLIP.clip_frames, CLIP.crop_size, CLIP.crop_size, 3)
+    clips = torch.from_numpy(np.random.default_rng(3).integers(0, 256, shape, np.uint8))
+    proposals.push(clips, np.arange(40))
+    with torch.inference_mode():
+        scored = networks.flush(proposals, survivors, final=True)
+    assert [batch.rows.tolist() for batch in scored] == np.arange(40).reshape(10, 4).tolist()
+    if threshold == 0:  # the proposal queue is scored as it is: no second copy
+        assert survivors.storage is None
+    else:
+        assert len(survivors.storage) < 2 * 4
+
+
 def test_too_short_video_is_an_error(model_dir, tmp_path):
     path = tmp_path / "short.mp4"
     write_video(path, numbered_frames(10, 64, 48), 25, "libx264")

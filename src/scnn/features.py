@@ -204,7 +204,7 @@ class Extractor:
             self.runtime.device,
             self.runtime.decode_processes,
         )
-        queue, rows, dim, frames = ClipQueue(), 0, 0, 0
+        queue, rows, dim, frames = ClipQueue(self.runtime.batch_size), 0, 0, 0
         with atomic_write(out, "wb") as file, torch.inference_mode():
             file.write(bytes(NPY_HEADER_BYTES))  # replaced by the header once rows is known
             for step in chunk_windows(chunks, self.grid, self.convention, self.runtime.device):

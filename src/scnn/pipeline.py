@@ -72,12 +72,15 @@ def inference_network(network: Network, device: torch.device, bf16: bool) -> Net
 class ClipQueue:
     """Clips and their window rows waiting for one network, flushed a batch at a time.
 
-    The clips live in one array that the queue keeps (grown when a chunk needs more room, a
-    few times early in a stream) and reuses: a fresh array per chunk left the heap's
-    high-water mark, and so peak memory, to chance (benchmarks/speed/RESULTS.md).
+    The clips live in one array that the queue keeps and reuses: a fresh array per chunk
+    left the heap's high-water mark, and so peak memory, to chance (benchmarks/speed/
+    RESULTS.md). When it grows it makes room for the clips pushed and ``batch_size − 1``
+    waiting, the most a flush leaves, so it grows once or twice, in a stream's first chunks,
+    instead of each time a few more clips wait: every growth leaves a hole in the heap.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, batch_size: int = 1) -> None:
+        self.batch_size = batch_size
         self.storage: torch.Tensor | None = None
         self.head = 0  # storage[head : head + len(self)] wait, in order
         self.rows = np.zeros(0, np.int64)
@@ -120,7 +123,8 @@ class ClipQueue:
             held = None if self.storage is None else self.storage[self.head : self.head + waiting]
             storage = self.storage
             if storage is None or waiting + count > len(storage):
-                storage = torch.empty((waiting + count, *shape), dtype=torch.uint8, device=device)
+                size = count + max(waiting, self.batch_size - 1)
+                storage = torch.empty((size, *shape), dtype=torch.uint8, device=device)
             elif waiting > self.head:  # the waiting clips would overlap their new place
                 held = held.clone()
             if waiting:
@@ -184,16 +188,24 @@ class Networks:
 
     def flush(self, proposals: ClipQueue, survivors: ClipQueue, final: bool) -> list[ScoredBatch]:
         """Run full batches (and, when ``final``, the remainder) through both networks; the
-        localization network's batches, scored."""
+        localization network's batches, scored. Each full batch of survivors is scored as
+        soon as it is complete, so fewer than two batches ever wait in ``survivors``; with
+        every window passing (a threshold ≤ 0), ``proposals`` is scored as it is."""
         size, scored = self.batch_size, []
+        if self.proposal_threshold <= 0:  # every window passes: the network is not run
+            return self._localize(proposals, final)
         while len(proposals) >= size or (final and len(proposals)):
             clips, rows = proposals.pop(size)
-            if self.proposal_threshold <= 0:  # every window passes: the network is not run
-                survivors.push(clips, rows)
-                continue
             p_action = self._softmax(self.proposal, self._input(clips))[:, 1]
             keep = (p_action >= self.proposal_threshold).numpy()
             survivors.push(clips[torch.from_numpy(keep).to(clips.device)], rows[keep])
+            scored += self._localize(survivors, final=False)
+        return scored + self._localize(survivors, final)
+
+    def _localize(self, survivors: ClipQueue, final: bool) -> list[ScoredBatch]:
+        """The localization network's full batches of ``survivors`` (and, when ``final``, the
+        remainder), scored."""
+        size, scored = self.batch_size, []
         while len(survivors) >= size or (final and len(survivors)):
             clips, rows = survivors.pop(size)
             clips = self._input(clips)
@@ -514,7 +526,7 @@ def scored_steps(
     and a final one that scores what the queues hold. The networks see the same batches
     however the steps are consumed, so a consumer that acts step by step (scnn.live) gets
     exactly the scores that :func:`score_segment` gathers."""
-    proposals, survivors = ClipQueue(), ClipQueue()
+    proposals, survivors = ClipQueue(networks.batch_size), ClipQueue(networks.batch_size)
     first_row, frames_seen = 0, 0
     for step in chunk_windows(chunks, windows, networks.convention, networks.device, first_end):
         step.queue_clips(proposals, first_row + np.arange(len(step.windows)))
