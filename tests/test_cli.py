@@ -12,6 +12,7 @@ from tiny import small_model
 from videos import numbered_frames, write_video
 
 from scnn import cli
+from scnn.boundary_training import BOUNDARY_STAGES
 from scnn.cli import build_parser
 from scnn.detect import BUNDLED_MODEL
 from scnn.evaluate import PROTOCOLS
@@ -29,7 +30,8 @@ def choices(command: str, option: str) -> tuple[str, ...]:
 
 
 def test_choices_are_the_librarys_constants():
-    assert choices("train", "--stage") == ("all", *(stage.name for stage in STAGES))
+    stages = ("all", *(stage.name for stage in STAGES), *BOUNDARY_STAGES)
+    assert choices("train", "--stage") == stages
     assert choices("detect", "--precision") == PRECISIONS
     assert choices("evaluate", "--protocol") == tuple(PROTOCOLS)
 

@@ -53,6 +53,7 @@ def test_ready_configs_load():
         TrainConfig().clip,
         1e-4,
     )
+    assert not faithful.boundaries  # S-CNN's three stages only
 
 
 def test_an_override_inside_a_value_names_the_key(tmp_path):

@@ -133,9 +133,9 @@ def test_clip_dataset_draws_are_a_function_of_seed_and_position(tmp_path, video)
         assert torch.equal(clips[row], first[position][0])
         assert labels[row] == first[position][1] and ious[row] == pytest.approx(0.8)
     # Each epoch visits every sample once: the starts of positions 0..9 are a permutation.
-    starts = [int(first._sample_of(p)) for p in range(10)]
+    starts = [int(first.sample_of(p)) for p in range(10)]
     assert sorted(starts) == list(range(10))
-    assert [int(first._sample_of(p)) for p in range(10, 20)] != starts
+    assert [int(first.sample_of(p)) for p in range(10, 20)] != starts
 
 
 def test_clip_dataset_evaluation_is_the_centre_crop(tmp_path, video):

@@ -23,7 +23,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("model", "res3d", "config", "boundary_clips", "boundary_refiner", "modelfile", "postprocess",
      "evaluate", "stages", "report", "runtime"),
     # 4 the method: streaming detection, training, the Caffe import, the diagnosis
-    ("pipeline", "lanes", "detect", "caffe", "caffe_res3d", "pretrained", "train", "diagnose",
+    ("pipeline", "lanes", "detect", "caffe", "caffe_res3d", "pretrained", "train",
+     "boundary_training", "diagnose",
      "features", "training_log"),
     # 5 runs over many files: batches, torchrun shards, the HTML report, the demo
     ("batch", "sharded", "html_report", "demo", "live",

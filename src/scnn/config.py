@@ -71,6 +71,11 @@ class TrainConfig:
     use_prior: bool = True  # weight scores by the window-length prior (method.md §4)
     proposal_threshold: float = PROPOSAL_THRESHOLD  # P(action) to reach localization; 0: no filter
     vote_iou: float = 0.0  # boundary voting (postprocess.vote_boundaries); 0: off, as S-CNN
+    # Beyond S-CNN: a boundary network and a boundary-clip network trained after localization
+    # (boundary_training.py), both written into the model directory; false: S-CNN's stages only
+    boundaries: bool = False
+    boundary_steps: int = 600  # steps of the boundary network (16 windows + 16 segments each)
+    boundary_clip_steps: int = 500  # steps of the boundary-clip network (32 clips each)
     seed: int = 0
     deterministic: bool = False  # deterministic kernels: a resumed run equals an uninterrupted one
 
@@ -78,7 +83,14 @@ class TrainConfig:
         check_compile_mode(self.compile)
         if self.optimizer not in _OPTIMIZERS:
             raise ScnnError(f"optimizer '{self.optimizer}' is not one of {', '.join(_OPTIMIZERS)}")
-        for name in ("batch_size", "steps", "checkpoint_every", "log_every"):
+        for name in (
+            "batch_size",
+            "steps",
+            "checkpoint_every",
+            "log_every",
+            "boundary_steps",
+            "boundary_clip_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ScnnError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("proposal_threshold", "vote_iou"):

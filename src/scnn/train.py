@@ -60,11 +60,11 @@ def training_device(config: TrainConfig, world: World) -> torch.device:
     return distributed.local_device(resolve_device(config.device), world)
 
 
-def _memory_format(config: TrainConfig) -> torch.memory_format:
+def training_memory_format(config: TrainConfig) -> torch.memory_format:
     return torch.channels_last_3d if config.channels_last else torch.contiguous_format
 
 
-def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
+def training_autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
     """bf16 autocast where the config asks for it and the device computes bf16 natively."""
     bf16 = use_bf16("auto" if config.amp else "fp32", device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -106,7 +106,7 @@ def _setup(
     _initialise(net, stage, config, out_dir, data.classes)
     if world.size > 1 and device.type == "cuda":
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    net.to(device, memory_format=_memory_format(config))
+    net.to(device, memory_format=training_memory_format(config))
     optimizer = _optimizer(net, config)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer,
@@ -137,7 +137,7 @@ def _setup(
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        autocast=_autocast(config, device),
+        autocast=training_autocast(config, device),
         lam=config.overlap_lambda if stage.overlap else 0.0,
         start_step=start_step,
         convention=training_convention(config),
@@ -225,7 +225,7 @@ def train_step(
     """One optimiser step on ``batch`` (clips, labels, IoUs); returns its loss."""
     clips, labels, ious = batch
     clips = clips.to(
-        training.device, non_blocking=True, memory_format=_memory_format(training.config)
+        training.device, non_blocking=True, memory_format=training_memory_format(training.config)
     )
     labels, ious = labels.to(training.device), ious.to(training.device)
     with training.autocast:
@@ -290,7 +290,7 @@ def read_metrics(stage_dir: Path) -> dict[str, float]:
     return json.loads((stage_dir / METRICS).read_text(encoding="utf-8"))
 
 
-def _clear_stage_dir(stage_dir: Path, *, resume: bool, world: World) -> None:
+def clear_stage_dir(stage_dir: Path, *, resume: bool, world: World) -> None:
     """Create the stage's folder; a fresh (not resumed) run removes an earlier run's files."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     if not resume and world.is_main:
@@ -333,7 +333,7 @@ def train(
     if resume and (stage_dir / METRICS).is_file() and (stage_dir / WEIGHTS).is_file():
         log.info("%s: already trained, skipped", stage.name)
         return read_metrics(stage_dir)
-    _clear_stage_dir(stage_dir, resume=resume, world=world)
+    clear_stage_dir(stage_dir, resume=resume, world=world)
     device = device or training_device(config, world)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         training = _setup(stage, config, data, out_dir, device=device, resume=resume, world=world)
@@ -386,9 +386,9 @@ def validate(
     model.eval()
     correct, loss_sum = 0, 0.0
     for clips, labels, ious in loader:
-        clips = clips.to(device, memory_format=_memory_format(config))
+        clips = clips.to(device, memory_format=training_memory_format(config))
         labels, ious = labels.to(device), ious.to(device)
-        with _autocast(config, device):
+        with training_autocast(config, device):
             logits = model(clips).float()
         loss_sum += overlap_loss(
             logits, labels, ious, lam=lam, alpha=config.overlap_alpha

@@ -1,6 +1,7 @@
 """``scnn train``'s job: the config saved, the videos decoded once, the chosen stages trained
-in order (train.py trains each), and the model directory assembled once the two networks
-detection needs are trained.
+in order (train.py trains each; boundary_training.py the boundary stages a config with
+``boundaries = true`` adds), and the model directory assembled once the networks detection
+needs are trained.
 
 A job writes, under its output folder::
 
@@ -15,6 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from scnn import distributed
+from scnn.boundary_clips import BoundaryClips
+from scnn.boundary_training import (
+    BOUNDARIES,
+    BOUNDARY_CLIPS,
+    BOUNDARY_STAGES,
+    train_boundaries,
+    train_boundary_clips,
+)
 from scnn.config import TrainConfig, config_dict, write_run_config
 from scnn.distributed import SINGLE, World
 from scnn.errors import ScnnError
@@ -33,27 +42,35 @@ from scnn.train import METRICS, WEIGHTS, read_metrics, train, training_device
 MODEL_DIR = "model"
 
 
-def model_ready(out_dir: str | Path) -> bool:
-    """Whether the proposal and localization stages of ``out_dir`` have both finished."""
-    return all((Path(out_dir) / s.name / WEIGHTS).is_file() for s in (PROPOSAL, LOCALIZATION))
+def model_stages(config: TrainConfig) -> tuple[str, ...]:
+    """The stages whose networks the model directory holds."""
+    return (PROPOSAL.name, LOCALIZATION.name, *(BOUNDARY_STAGES if config.boundaries else ()))
+
+
+def model_ready(out_dir: str | Path, config: TrainConfig) -> bool:
+    """Whether every stage of :func:`model_stages` has finished in ``out_dir``."""
+    return all((Path(out_dir) / name / WEIGHTS).is_file() for name in model_stages(config))
 
 
 def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData) -> Path:
-    """Assemble ``out_dir/model`` from the trained proposal and localization networks, the
-    window-length prior of the training instances, the config, every stage's metrics and the
-    input convention the networks learnt on (pretrained.training_convention)."""
+    """Assemble ``out_dir/model`` from the trained proposal and localization networks (and
+    boundary networks, when the config has them), the window-length prior of the training
+    instances, the config, every stage's metrics and the input convention the networks learnt
+    on (pretrained.training_convention)."""
     out_dir = Path(out_dir)
+    outputs = {PROPOSAL.name: 2, LOCALIZATION.name: len(data.classes) + 1}
     networks = {}
-    for stage in (PROPOSAL, LOCALIZATION):
-        outputs = stage.num_outputs(len(data.classes))
-        network = network_for_weights(outputs, config.model, config.clip)
-        weights = out_dir / stage.name / WEIGHTS
+    for name in model_stages(config):
+        network = network_for_weights(outputs.get(name, 2), config.model, config.clip)
+        weights = out_dir / name / WEIGHTS
         if not weights.is_file():
-            raise ScnnError(f"the {stage.name} stage is not trained yet", weights)
+            raise ScnnError(f"the {name} stage is not trained yet", weights)
         load_state(network, weights)
-        networks[stage.name] = network
-    trained = [stage for stage in STAGES if (out_dir / stage.name / METRICS).is_file()]
-    metrics = {stage.name: read_metrics(out_dir / stage.name) for stage in trained}
+        networks[name] = network.eval()
+    names = [stage.name for stage in STAGES] + list(BOUNDARY_STAGES)
+    trained = [name for name in names if (out_dir / name / METRICS).is_file()]
+    metrics = {name: read_metrics(out_dir / name) for name in trained}
+    clips = networks.get(BOUNDARY_CLIPS)
     model = LoadedModel(
         proposal=networks[PROPOSAL.name],
         localization=networks[LOCALIZATION.name],
@@ -68,6 +85,8 @@ def write_model_dir(out_dir: str | Path, config: TrainConfig, data: TrainingData
         config={**config_dict(config), "started_from": started_from(config, data.classes)},
         metrics=metrics,
         vote_iou=config.vote_iou or None,
+        boundaries=networks.get(BOUNDARIES),
+        boundary_clips=None if clips is None else BoundaryClips(clips),
     )
     model_dir = out_dir / MODEL_DIR
     save_model(model_dir, model)
@@ -92,12 +111,16 @@ def train_model(
     order (``stage``: one stage's name, or "all": every stage, or from an scnn model
     directory those of ``config.finetune_stages``, the model's proposal network copied when
     left out), and assemble ``out_dir/model`` once both networks detection needs are
-    trained. Returns the model directory, or None before then.
+    trained. Returns the model directory, or None before then. A config with ``boundaries``
+    trains the boundary stages after localization (``stage`` "all", or either by its name),
+    in one process (rank 0, while the others wait).
 
     ``world``: this process among several started by torchrun (distributed.world_from_env);
     they share ``out_dir`` and join one process group for the run. On each machine local
     rank 0 decodes the videos into the frame cache while the other ranks wait."""
     out_dir = Path(out_dir)
+    if stage in BOUNDARY_STAGES and not config.boundaries:
+        raise ScnnError(f"--stage {stage}: the config has no boundary stages (boundaries = true)")
     device = training_device(config, world)
     trained = trained_stages(config)  # checked before any video is decoded, as the input is
     check_follows_weights(config)
@@ -128,7 +151,17 @@ def train_model(
                     world=world,
                     device=device,
                 )
-        if not model_ready(out_dir):
+        if config.boundaries and world.is_main:
+            for name, train_stage in (
+                (BOUNDARIES, train_boundaries),
+                (BOUNDARY_CLIPS, train_boundary_clips),
+            ):
+                if stage in ("all", name):
+                    train_stage(
+                        config, data, out_dir, resume=resume, progress=progress, device=device
+                    )
+        distributed.barrier(world)
+        if not model_ready(out_dir, config):
             return None
         if world.is_main:
             write_model_dir(out_dir, config, data)

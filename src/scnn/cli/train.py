@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scnn.boundary_training import BOUNDARY_STAGES
 from scnn.bundled_data import resolve_ground_truth
 from scnn.cli.common import EXIT_OK, keep_cpu_allocations, torchrun_world
 from scnn.errors import ScnnError
@@ -56,9 +57,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--stage",
-        choices=("all", *(stage.name for stage in STAGES)),
+        choices=("all", *(stage.name for stage in STAGES), *BOUNDARY_STAGES),
         default="all",
-        help="stage(s) to train (default: all)",
+        help="stage(s) to train (default: all; the boundary stages only with boundaries = true "
+        "in the config)",
     )
     parser.add_argument(
         "--resume",
