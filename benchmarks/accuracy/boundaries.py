@@ -41,8 +41,8 @@ from offline_detection import VideoGrid, scored_windows, softmax, window_logits 
 from scnn.boundary_clips import BoundaryClips, network_offsets, refine_segments  # noqa: E402
 from scnn.boundary_training import (  # noqa: E402
     instance_segments,
+    placed_segments_s,
     segment_offsets,
-    window_segments_s,
 )
 from scnn.config import TrainConfig, load_config  # noqa: E402
 from scnn.fileio import atomic_write  # noqa: E402
@@ -172,7 +172,7 @@ def offset_errors(
         rows = np.flatnonzero((grid.videos == video) & (logits.argmax(axis=1) > 0))
         if len(instances) == 0 or len(rows) == 0:
             continue
-        windows = window_segments_s(grid.start_frame[rows], grid.window_frames[rows])
+        windows = placed_segments_s(grid.start_frame[rows], grid.window_frames[rows])
         iou = temporal_iou(windows, instances).max(axis=1)
         rows, windows, iou = rows[iou >= 0.5], windows[iou >= 0.5], iou[iou >= 0.5]
         errors.append(np.abs(offsets[rows] - segment_offsets(windows, instances)))

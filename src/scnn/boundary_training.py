@@ -59,7 +59,7 @@ from scnn.train import (
 )
 from scnn.training_log import TrainingLog
 from scnn.video import FPS
-from scnn.windows import temporal_iou
+from scnn.windows import Windows, temporal_iou
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,10 @@ CLIP_SHIFT = 0.35  # the boundary up to this share of the clip off its centre
 # --- the samples: what each network learns from, with its targets ---------------------------
 
 
-def window_segments_s(start_frame: np.ndarray, length_frames: np.ndarray) -> np.ndarray:
-    """Windows as ``(N, 2)`` seconds, the authors' ``frame / fps`` convention (scnn.windows)."""
-    return np.stack([start_frame, start_frame + length_frames - 1], axis=1) / FPS
+def placed_segments_s(start_frame: np.ndarray, length_frames: np.ndarray) -> np.ndarray:
+    """Samples placed at ``start_frame`` for ``length_frames`` as ``(N, 2)`` seconds, as grid
+    windows (Windows.segments_s)."""
+    return Windows(length_frames, start_frame, start_frame + length_frames - 1).segments_s(FPS)
 
 
 def instance_segments(gt: GroundTruth, video: str) -> np.ndarray:
@@ -111,7 +112,7 @@ def sample_offsets(samples: Samples, gt: GroundTruth) -> np.ndarray:
     offsets = np.zeros((len(samples), 2), np.float32)
     for v, video in enumerate(samples.videos):
         rows = np.flatnonzero(samples.video == v)
-        segments = window_segments_s(samples.start_frame[rows], samples.length_frames[rows])
+        segments = placed_segments_s(samples.start_frame[rows], samples.length_frames[rows])
         offsets[rows] = segment_offsets(segments, instance_segments(gt, video))
     return offsets
 
@@ -148,7 +149,7 @@ def jittered_segments(
         begin = int(round((first + last) / 2 - frames / 2 + shift))
         if begin < 1 or begin + frames - 1 > num_frames[instance.video]:
             continue
-        segment = window_segments_s(np.array([begin]), np.array([frames]))
+        segment = placed_segments_s(np.array([begin]), np.array([frames]))
         instance_s = np.array([[instance.start_s, instance.end_s]])
         if temporal_iou(segment, instance_s)[0, 0] < MIN_SEGMENT_IOU:
             continue
