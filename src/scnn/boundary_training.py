@@ -82,6 +82,14 @@ CLIP_SPREAD = 0.4  # a clip's length: SCALE of the instance × e^U(−0.4, 0.4)
 CLIP_SHIFT = 0.35  # the boundary up to this share of the clip off its centre
 
 
+def boundary_stages(config: TrainConfig) -> tuple[str, ...]:
+    """The boundary stages ``config`` trains, in order: none without ``boundaries``, the
+    boundary network only with ``boundary_steps``."""
+    if not config.boundaries:
+        return ()
+    return BOUNDARY_STAGES if config.boundary_steps else (BOUNDARY_CLIPS,)
+
+
 # --- the samples: what each network learns from, with its targets ---------------------------
 
 
