@@ -13,7 +13,7 @@ import torch
 
 from scnn.boundary_clips import MAX_ROUNDS, BoundaryClips, network_offsets
 from scnn.boundary_refiner import BoundaryRefiner, refine_in_video
-from scnn.compiling import check_compile_mode
+from scnn.compiling import check_compile_mode, compiled
 from scnn.errors import ScnnError
 from scnn.lanes import lane_ends, score_lanes
 from scnn.modelfile import LoadedModel, load_model
@@ -45,7 +45,7 @@ class DetectConfig:
     use_prior: bool | None = None  # weight scores by the window-length prior
     vote_iou: float | None = None  # boundary voting after NMS (postprocess.vote_boundaries); 0: off
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
-    compile: str = ""  # torch.compile mode for both networks (e.g. "default"); "": eager
+    compile: str = ""  # torch.compile mode for every network (e.g. "default"); "": eager
     # Processes decoding one long video by time segments (parallel_decode.py). None: 1 on a
     # CPU, where the networks need every core; on a GPU, one per 2 cores, at most 8.
     decode_processes: int | None = None
@@ -141,7 +141,10 @@ class Detector:
             raise ScnnError("the model has no boundary-clip network: boundary clips cannot run")
         if clips is None or rounds == 0:
             return None
-        network = inference_network(clips.network, self.device, self.bf16)
+        # each detection's clips a batch of their own (boundary_refiner.py): one shape
+        network = compiled(
+            inference_network(clips.network, self.device, self.bf16), self.config.compile
+        )
         return replace(clips, network=network, rounds=clips.rounds if rounds is None else rounds)
 
     def boundary_refiner(self) -> BoundaryRefiner | None:
