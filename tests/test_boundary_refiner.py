@@ -274,8 +274,9 @@ def test_rounds_on_the_command_line_override_the_models(models, video, unrefined
 
 def test_rounds_asked_of_a_model_without_the_network_are_refused(models):
     plain_dir, _, _, _ = models
-    with pytest.raises(ScnnError, match="no boundary-clip network"):
+    with pytest.raises(ScnnError, match="no boundary-clip network") as error:
         Detector.load(plain_dir, boundary_clip_rounds=2)
+    assert error.value.path == str(plain_dir)  # the model directory is named
 
 
 def test_postprocess_with_the_model_and_the_videos_moves_as_detect(models, video, tmp_path):
