@@ -127,6 +127,21 @@ def test_a_constant_network_moves_each_detection_by_the_worked_answer(models, vi
         assert (after.start_s, after.end_s) == pytest.approx((start / FPS, end / FPS), abs=1e-9)
 
 
+def test_compile_compiles_the_boundary_clip_network_and_moves_as_eager(models, video, unrefined):
+    """``--compile``'s detector runs its boundary-clip network compiled (one shape: each
+    detection's clips a batch of their own), to eager's boundaries."""
+    _, _, seen_dir, _ = models
+    eager = Detector.load(seen_dir, **SETTINGS)
+    compiled = Detector.load(seen_dir, compile="default", **SETTINGS)
+    assert isinstance(compiled.boundary_clips.network, torch._dynamo.eval_frame.OptimizedModule)
+    expected = eager.refine(video, unrefined[:2])
+    found = compiled.refine(video, unrefined[:2])
+    assert [(d.label, d.score) for d in found] == [(d.label, d.score) for d in expected]
+    segments = np.array([(d.start_s, d.end_s) for d in found])
+    assert segments == pytest.approx(np.array([(d.start_s, d.end_s) for d in expected]), abs=1e-6)
+    assert (segments != np.array([(d.start_s, d.end_s) for d in unrefined[:2]])).any(axis=1).all()
+
+
 def test_reaches_far_apart_are_read_in_passes_of_their_own():
     """Frames 101..399 (299) lie between the first two reaches and 501..699 (199) between
     the last two."""
@@ -259,8 +274,9 @@ def test_rounds_on_the_command_line_override_the_models(models, video, unrefined
 
 def test_rounds_asked_of_a_model_without_the_network_are_refused(models):
     plain_dir, _, _, _ = models
-    with pytest.raises(ScnnError, match="no boundary-clip network"):
+    with pytest.raises(ScnnError, match="no boundary-clip network") as error:
         Detector.load(plain_dir, boundary_clip_rounds=2)
+    assert error.value.path == str(plain_dir)  # the model directory is named
 
 
 def test_postprocess_with_the_model_and_the_videos_moves_as_detect(models, video, tmp_path):

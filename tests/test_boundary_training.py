@@ -160,6 +160,12 @@ def test_scnn_train_with_boundaries_writes_a_model_with_both_networks(synth_root
     change = (clip_body["conv1.weight"] - localization["conv1.weight"]).abs().max()
     assert 0 < change < 0.1 * localization["conv1.weight"].abs().max()
 
+    # resumed, the finished boundary stages are skipped: their files stay as they were
+    weights = (out / BOUNDARY_CLIPS / "weights.safetensors").stat().st_mtime_ns
+    assert cli.main([*argv, "--steps", "3", "--resume"]) == 0
+    assert (out / BOUNDARY_CLIPS / "weights.safetensors").stat().st_mtime_ns == weights
+    assert len((out / BOUNDARIES / "log.jsonl").read_text().splitlines()) == 2
+
     # without the key the boundary stages cannot be chosen, and none is trained
     plain = tmp_path / "plain.toml"
     plain.write_text(toml_text({**BOUNDARY_TINY, "boundaries": False}))

@@ -45,17 +45,19 @@ def zero_head_network(model: LoadedModel) -> torch.nn.Module:
 
 
 def make_videos(work: Path, count: int, duration_s: float) -> list[Path]:
-    """``count`` synthetic test videos (the bundled model's kind) of ``duration_s`` seconds."""
-    folder = work / "synth" / "videos"
-    if not folder.is_dir():
+    """``count`` synthetic test videos (the bundled model's kind) of ``duration_s`` seconds,
+    made once in ``work`` for each count and duration (the ground truth, written last, marks
+    a finished set)."""
+    root = work / f"synth_{count}x{duration_s:g}s"
+    if not (root / "annotations.json").is_file():
         config = SynthConfig(
             train_videos=0,
             val_videos=0,
             test_videos=count,
             duration_range_s=(duration_s, duration_s),
         )
-        generate(work / "synth", config, quiet=True)
-    return sorted(folder.glob("*.mp4"))[:count]
+        generate(root, config, quiet=True)
+    return sorted((root / "videos").glob("*.mp4"))
 
 
 def no_network(batch: torch.Tensor) -> np.ndarray:

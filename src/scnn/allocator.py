@@ -12,12 +12,13 @@ inference now gains ~2 %.
 
 Kept memory is reused only within its arena: glibc gives each thread that allocates at
 once an arena of its own (up to 8 per core), a thread's arena made of 64 MiB heaps that a
-large block cannot span. With detection's two lanes the peak crept up along a video
-(bundled model, a 2-hour video: 568 -> 609 MB by its 60th minute); with one arena for every
-thread it held 525 MB from the 5th minute to the 115th. Threads that allocate at once in one
-heap still interleave by chance, so the peak varies from run to run (benchmarks/speed/
-RESULTS.md). Threads created after this call share the arenas that exist; called before any
-other thread allocates, that is the main one.
+large block cannot span. Detection's peak with its two lanes, bundled model, 10-minute
+video: 554.4-554.7 MB with an arena per thread, 447.3-508.1 MB with one arena for every
+thread, and a 2-hour run held 463.1 MB from its 5th minute to its 92nd (benchmarks/speed/
+RESULTS.md, "Memory along a video: clip queues that grow once"). Threads that allocate at
+once in one heap still interleave by chance, so the peak varies from run to run. Threads
+created after this call share the arenas that exist; called before any other thread
+allocates, that is the main one.
 """
 
 from __future__ import annotations

@@ -24,8 +24,7 @@ are the mean absolute offset error on the validation videos.
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
+import functools
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,33 +34,26 @@ import torch
 import torch.nn.functional as F
 
 from scnn.boundary_clips import SCALE
-from scnn.checkpoint import load_checkpoint, save_checkpoint, sigint_flag
 from scnn.config import TrainConfig
 from scnn.dataset import ClipDataset, Samples
 from scnn.distributed import SINGLE
 from scnn.errors import ScnnError
-from scnn.fileio import atomic_write_bytes, atomic_write_text
 from scnn.loss import overlap_loss
 from scnn.model import Network, build_network
-from scnn.modelfile import load_state, state_bytes
+from scnn.modelfile import load_state
 from scnn.pretrained import training_convention
 from scnn.records import GroundTruth
 from scnn.stages import LOCALIZATION, TrainingData, stage_samples
 from scnn.train import (
-    CHECKPOINT,
-    METRICS,
     WEIGHTS,
-    clear_stage_dir,
-    read_metrics,
+    StageTraining,
+    resumed_step,
+    run_stage,
     training_autocast,
-    training_device,
     training_memory_format,
 )
-from scnn.training_log import TrainingLog
 from scnn.video import FPS
 from scnn.windows import Windows, temporal_iou
-
-log = logging.getLogger(__name__)
 
 BOUNDARIES = "boundaries"  # the stages' folders
 BOUNDARY_CLIPS = "boundary_clips"
@@ -208,7 +200,7 @@ def boundary_samples(
     )
 
 
-# --- the training loop both stages share ------------------------------------------------------
+# --- what both stages share: their module, setup and outputs --------------------------------
 
 
 class _WithHead(torch.nn.Module):
@@ -249,22 +241,15 @@ def _run_stage(
     progress: bool,
     device: torch.device | None,
 ) -> dict[str, float]:
-    """Train a stage for ``steps`` steps from the run's localization network, checkpointing
-    as train.py does (``resume``, Ctrl-C), then save its two-output network and validate it."""
-    stage_dir = out_dir / name
-    if resume and (stage_dir / METRICS).is_file() and (stage_dir / WEIGHTS).is_file():
-        log.info("%s: already trained, skipped", name)
-        return read_metrics(stage_dir)
+    """Train a stage for ``steps`` steps from the run's localization network in train.py's
+    loop (``resume``, Ctrl-C), then save its two-output network and validate it."""
     localization = out_dir / LOCALIZATION.name / WEIGHTS
-    if not localization.is_file():
+    if not localization.is_file():  # before run_stage clears an earlier run's files
         raise ScnnError(
             f"train the localization stage first: its weights start {name}", localization
         )
-    clear_stage_dir(stage_dir, resume=resume, world=SINGLE)
-    device = device or training_device(config, SINGLE)
-    # the logs' view of this stage: its steps, the clips in each
-    stage_config = dataclasses.replace(config, steps=steps, batch_size=clips_per_step)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+
+    def setup(device: torch.device) -> StageTraining:
         torch.manual_seed(config.seed)  # dropout's draws (the head starts at zeros)
         body = build_network(len(data.classes) + 1, config.model, config.clip)
         load_state(body, localization)
@@ -279,35 +264,25 @@ def _run_stage(
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps))
         )
-        start_step = 0
-        if resume and (stage_dir / CHECKPOINT).is_file():
-            start_step = load_checkpoint(stage_dir / CHECKPOINT, module, optimizer, schedule)
-            log.info("%s: resumed at step %d", name, start_step)
+        start_step = resumed_step(out_dir / name, module, optimizer, schedule, resume=resume)
         module.train()
         loss_of = step_loss(device, training_autocast(config, device))
-        logs = TrainingLog(
-            stage_dir, name, stage_config, SINGLE, device, optimizer,
-            start_step=start_step, progress=progress,
-        )  # fmt: skip
-        with sigint_flag() as interrupted, logs:
-            for step in range(start_step + 1, steps + 1):
-                loss = loss_of(module, step - 1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                logs.maybe_log(step, loss.item())
-                if step % config.checkpoint_every == 0 or step == steps or interrupted[0]:
-                    save_checkpoint(stage_dir / CHECKPOINT, step, module, optimizer, schedule)
-                if interrupted[0]:
-                    raise KeyboardInterrupt
-        network = module.network(config)
-    atomic_write_bytes(stage_dir / WEIGHTS, state_bytes(network))
-    metrics = validation(network.to(device).eval(), device)
-    logs.validation(metrics)
-    atomic_write_text(stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
-    log.info("%s: validation %s", name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    return metrics
+        return StageTraining(
+            # the logs' view of this stage: its steps, the clips in each
+            config=dataclasses.replace(config, steps=steps, batch_size=clips_per_step),
+            module=module,
+            optimizer=optimizer,
+            scheduler=schedule,
+            start_step=start_step,
+            batches=range(start_step, steps),  # the steps' indices: each step draws its clips
+            loss=functools.partial(loss_of, module),
+            trained=lambda: module.network(config).to(device).eval(),
+            validation=functools.partial(validation, device=device),
+        )
+
+    return run_stage(
+        name, config, out_dir, setup, resume=resume, progress=progress, world=SINGLE, device=device
+    )
 
 
 def _clips(dataset: ClipDataset, positions: range) -> tuple[np.ndarray, tuple[torch.Tensor, ...]]:

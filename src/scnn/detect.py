@@ -13,8 +13,8 @@ import torch
 
 from scnn.boundary_clips import MAX_ROUNDS, BoundaryClips, network_offsets
 from scnn.boundary_refiner import BoundaryRefiner, refine_in_video
-from scnn.compiling import check_compile_mode
-from scnn.errors import ScnnError
+from scnn.compiling import check_compile_mode, compiled
+from scnn.errors import ModelError, ScnnError
 from scnn.lanes import lane_ends, score_lanes
 from scnn.modelfile import LoadedModel, load_model
 from scnn.pipeline import (
@@ -28,7 +28,7 @@ from scnn.pipeline import (
 from scnn.postprocess import PostprocessSettings, Refine
 from scnn.records import Detection, ScoredWindows
 from scnn.runtime import PRECISIONS, InferenceRuntime
-from scnn.video import video_files
+from scnn.video import video_finder
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 
@@ -45,7 +45,7 @@ class DetectConfig:
     use_prior: bool | None = None  # weight scores by the window-length prior
     vote_iou: float | None = None  # boundary voting after NMS (postprocess.vote_boundaries); 0: off
     precision: str = "auto"  # "fp32", "bf16", or "auto": bf16 where the hardware computes in it
-    compile: str = ""  # torch.compile mode for both networks (e.g. "default"); "": eager
+    compile: str = ""  # torch.compile mode for every network (e.g. "default"); "": eager
     # Processes decoding one long video by time segments (parallel_decode.py). None: 1 on a
     # CPU, where the networks need every core; on a GPU, one per 2 cores, at most 8.
     decode_processes: int | None = None
@@ -138,10 +138,16 @@ class Detector:
         config asks (the model's by default); None when it has none or 0 rounds are asked."""
         clips, rounds = self.model.boundary_clips, self.config.boundary_clip_rounds
         if rounds is not None and rounds > 0 and clips is None:
-            raise ScnnError("the model has no boundary-clip network: boundary clips cannot run")
+            raise ModelError(
+                "the model has no boundary-clip network: boundary clips cannot run",
+                self.model.directory,
+            )
         if clips is None or rounds == 0:
             return None
-        network = inference_network(clips.network, self.device, self.bf16)
+        # each detection's clips a batch of their own (boundary_refiner.py): one shape
+        network = compiled(
+            inference_network(clips.network, self.device, self.bf16), self.config.compile
+        )
         return replace(clips, network=network, rounds=clips.rounds if rounds is None else rounds)
 
     def boundary_refiner(self) -> BoundaryRefiner | None:
@@ -163,9 +169,10 @@ class Detector:
         return refine_in_video(video, detections, clips, offsets_of, model.convention, model.fps)
 
     def refine_in_folder(self, videos_dir: Path) -> Refine:
-        """:meth:`refine` by video name, the video's file found in ``videos_dir`` (none there
-        is a VideoError naming it)."""
-        return lambda video, found: self.refine(video_files(videos_dir, [video])[video], found)
+        """:meth:`refine` by video name, the video's file found in ``videos_dir``, listed once
+        (none there is a VideoError naming it)."""
+        file_of = video_finder(videos_dir)
+        return lambda video, found: self.refine(file_of(video), found)
 
     def detections(self, windows: ScoredWindows) -> list[Detection]:
         """Window-length prior, per-class NMS, optional min-score / top-k (method.md §4)."""

@@ -104,6 +104,7 @@ class LoadedModel:
     boundaries: Network | None = None
     # moves each detection's start and end after NMS and voting; None: not moved
     boundary_clips: BoundaryClips | None = None
+    directory: Path | None = None  # where load_model read it (for messages); None: in memory
 
 
 def state_bytes(model: torch.nn.Module) -> bytes:
@@ -321,6 +322,7 @@ def load_model(path: str | Path) -> LoadedModel:
         vote_iou=vote_iou,
         boundaries=boundaries,
         boundary_clips=boundary_clips,
+        directory=path,
     )
 
 

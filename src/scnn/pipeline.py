@@ -32,6 +32,7 @@ from scnn.clips import (
     normalize_clips,
     take_frames,
 )
+from scnn.compiling import compiled
 from scnn.errors import VideoError
 from scnn.model import Network, fold_batch_norm
 from scnn.modelfile import LoadedModel
@@ -163,17 +164,12 @@ class Networks:
     ) -> Networks:
         """Inference copies of ``model``'s networks as ``runtime`` runs them, compiled in
         ``compile_mode`` unless ""."""
-        device = runtime.device
-        proposal = inference_network(model.proposal, device, runtime.bf16)
-        localization = inference_network(model.localization, device, runtime.bf16)
+        device, bf16 = runtime.device, runtime.bf16
+        proposal = compiled(inference_network(model.proposal, device, bf16), compile_mode)
+        localization = compiled(inference_network(model.localization, device, bf16), compile_mode)
         boundaries = None
         if model.boundaries is not None:
-            boundaries = inference_network(model.boundaries, device, runtime.bf16)
-        if compile_mode:  # fixed shapes (padded), so each network compiles once
-            proposal = torch.compile(proposal, mode=compile_mode, dynamic=False)
-            localization = torch.compile(localization, mode=compile_mode, dynamic=False)
-            if boundaries is not None:
-                boundaries = torch.compile(boundaries, mode=compile_mode, dynamic=False)
+            boundaries = compiled(inference_network(model.boundaries, device, bf16), compile_mode)
         return cls(
             proposal,
             localization,
@@ -183,7 +179,7 @@ class Networks:
             runtime.batch_size,
             runtime.dtype,
             proposal_threshold,
-            padded=bool(compile_mode),
+            padded=bool(compile_mode),  # one shape, so each compiled network compiles once
         )
 
     def flush(self, proposals: ClipQueue, survivors: ClipQueue, final: bool) -> list[ScoredBatch]:

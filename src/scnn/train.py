@@ -1,9 +1,11 @@
-"""One trainer for the three S-CNN networks (method.md §2–3).
+"""One trainer for the three S-CNN networks (method.md §2–3), and the loop every stage trains in.
 
 The proposal, classification and localization networks differ only in data, output size and
 loss, so one :func:`train` runs any of them, as its :class:`~scnn.stages.Stage` record says
-(stages.py). The loop reads top to bottom in :func:`train`; setup, checkpointing and validation
-are the functions it calls, and it reports to a :class:`~scnn.training_log.TrainingLog`.
+(stages.py). The loop reads top to bottom in :func:`run_stage`: a stage set up as a
+:class:`StageTraining` (this module's :func:`_setup`, or boundary_training.py's for the
+boundary stages), steps, checkpoints and validation, reported to a
+:class:`~scnn.training_log.TrainingLog`.
 
 A stage writes, under the job's output folder (training_job.py writes the rest)::
 
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -71,22 +75,42 @@ def training_autocast(config: TrainConfig, device: torch.device) -> torch.autoca
 
 
 @dataclass(eq=False)
-class _StageTraining:
-    """One stage's training, set up: what each step of the loop uses."""
+class StageTraining:
+    """A stage set up to train: what :func:`run_stage`'s loop uses. :func:`train` makes one
+    for each S-CNN stage, boundary_training.py for each boundary stage."""
 
-    stage: Stage
-    stage_dir: Path  # the stage's files (module docstring)
-    config: TrainConfig
-    world: World
-    device: torch.device
-    net: Network  # the network itself: its weights are what is saved
-    model: torch.nn.Module  # what the loop calls: ``net``, maybe in DDP and torch.compile
+    config: TrainConfig  # as the stage sees it: its steps and clips per step (the logs')
+    module: torch.nn.Module  # what checkpoints hold: the network, unwrapped (no DDP, no compile)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    autocast: torch.autocast
-    lam: float  # λ of the overlap loss; 0 for a cross-entropy stage
     start_step: int  # the last finished step: 0, or the checkpoint's when resuming
-    convention: InputConvention  # the networks' input (pretrained.training_convention)
+    # each step's input to ``loss``, from the step after ``start_step`` to the last: a batch
+    # of clips, or the step's 0-based index for a stage that draws its clips itself
+    batches: Iterable[Any]
+    loss: Callable[[Any], torch.Tensor]
+    trained: Callable[[], Network]  # the network to save, once trained
+    validation: Callable[[Network], dict[str, float]]  # the trained network's metrics
+
+    def save_checkpoint(self, stage_dir: Path, step: int) -> None:
+        save_checkpoint(stage_dir / CHECKPOINT, step, self.module, self.optimizer, self.scheduler)
+
+
+def resumed_step(
+    stage_dir: Path,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    resume: bool,
+) -> int:
+    """With ``resume`` and a checkpoint in ``stage_dir``, its state restored into the module,
+    optimiser and schedule, and its step; else 0."""
+    checkpoint = stage_dir / CHECKPOINT
+    if not (resume and checkpoint.is_file()):
+        return 0
+    step = load_checkpoint(checkpoint, module, optimizer, scheduler)
+    log.info("%s: resumed at step %d", stage_dir.name, step)
+    return step
 
 
 def _setup(
@@ -98,7 +122,7 @@ def _setup(
     device: torch.device,
     resume: bool,
     world: World,
-) -> _StageTraining:
+) -> StageTraining:
     """The stage's network (initialised, or restored from its checkpoint with ``resume``), its
     optimiser and schedule, wrapped for several processes and torch.compile as the config says."""
     torch.manual_seed(config.seed)  # weight initialisation and dropout (train's own RNG fork)
@@ -113,11 +137,7 @@ def _setup(
         step_size=max(1, round(config.steps * stage.lr_decay_every)),
         gamma=stage.lr_decay,
     )
-    start_step = 0
-    checkpoint = out_dir / stage.name / CHECKPOINT
-    if resume and checkpoint.is_file():
-        start_step = load_checkpoint(checkpoint, net, optimizer, scheduler)
-        log.info("%s: resumed at step %d", stage.name, start_step)
+    start_step = resumed_step(out_dir / stage.name, net, optimizer, scheduler, resume=resume)
     model = net
     if world.size > 1:
         torch.manual_seed(config.seed + (start_step + 1) * world.size + world.rank)  # dropout
@@ -127,20 +147,26 @@ def _setup(
     if config.compile:  # every batch has the same shape (DrawPositions), so it compiles once
         model = torch.compile(model, mode=config.compile)
     model.train()
-    return _StageTraining(
-        stage=stage,
-        stage_dir=out_dir / stage.name,
+    lam = config.overlap_lambda if stage.overlap else 0.0  # 0 for a cross-entropy stage
+    convention = training_convention(config)
+    return StageTraining(
         config=config,
-        world=world,
-        device=device,
-        net=net,
-        model=model,
+        module=net,
         optimizer=optimizer,
         scheduler=scheduler,
-        autocast=training_autocast(config, device),
-        lam=config.overlap_lambda if stage.overlap else 0.0,
         start_step=start_step,
-        convention=training_convention(config),
+        batches=_loader(stage, config, data, convention, start_step, world, device),
+        loss=_window_loss(model, config, lam, device),
+        trained=lambda: net,
+        validation=lambda network: validate(
+            network,
+            stage_samples(stage, config, data, train=False),
+            data.cache,
+            config,
+            lam=lam,
+            device=device,
+            convention=convention,
+        ),
     )
 
 
@@ -191,21 +217,26 @@ def _optimizer(model: Network, config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def _loader(training: _StageTraining, data: TrainingData) -> torch.utils.data.DataLoader:
-    """The stage's training batches from the step after ``training.start_step`` to the last, this
+def _loader(
+    stage: Stage,
+    config: TrainConfig,
+    data: TrainingData,
+    convention: InputConvention,
+    start_step: int,
+    world: World,
+    device: torch.device,
+) -> torch.utils.data.DataLoader:
+    """The stage's training batches from the step after ``start_step`` to the last, this
     rank's share of each (distributed.DrawPositions)."""
-    config = training.config
-    samples = stage_samples(training.stage, config, data, train=True)
+    samples = stage_samples(stage, config, data, train=True)
     if len(samples) == 0:
-        raise ScnnError(
-            f"{training.stage.name}: no training windows (no instances in the training videos?)"
-        )
-    positions = DrawPositions(training.start_step, config.steps, config.batch_size, training.world)
+        raise ScnnError(f"{stage.name}: no training windows (no instances in the training videos?)")
+    positions = DrawPositions(start_step, config.steps, config.batch_size, world)
     return torch.utils.data.DataLoader(
         ClipDataset(
             samples,
             data.cache,
-            training.convention,
+            convention,
             train=True,
             seed=config.seed,
             mirror=config.clip.mirror,
@@ -214,25 +245,32 @@ def _loader(training: _StageTraining, data: TrainingData) -> torch.utils.data.Da
         sampler=positions,  # this rank's draw positions, see ClipDataset
         collate_fn=ClipDataset.collate,
         num_workers=config.workers,
-        pin_memory=training.device.type == "cuda",
+        pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps torch's global RNG untouched
     )
 
 
-def train_step(
-    training: _StageTraining, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-) -> float:
-    """One optimiser step on ``batch`` (clips, labels, IoUs); returns its loss."""
-    clips, labels, ious = batch
-    clips = clips.to(
-        training.device, non_blocking=True, memory_format=training_memory_format(training.config)
-    )
-    labels, ious = labels.to(training.device), ious.to(training.device)
-    with training.autocast:
-        logits = training.model(clips)
-    loss = overlap_loss(
-        logits.float(), labels, ious, lam=training.lam, alpha=training.config.overlap_alpha
-    )
+def _window_loss(
+    model: torch.nn.Module, config: TrainConfig, lam: float, device: torch.device
+) -> Callable[[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """The overlap loss (λ ``lam``) of ``model`` on a batch (clips, labels, IoUs)."""
+    autocast = training_autocast(config, device)
+    memory_format = training_memory_format(config)
+
+    def loss(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        clips, labels, ious = batch
+        clips = clips.to(device, non_blocking=True, memory_format=memory_format)
+        labels, ious = labels.to(device), ious.to(device)
+        with autocast:
+            logits = model(clips)
+        return overlap_loss(logits.float(), labels, ious, lam=lam, alpha=config.overlap_alpha)
+
+    return loss
+
+
+def train_step(training: StageTraining, batch: Any) -> float:
+    """One optimiser step on ``batch`` (StageTraining.batches); returns its loss."""
+    loss = training.loss(batch)
     training.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     training.optimizer.step()
@@ -240,49 +278,22 @@ def train_step(
     return loss.item()
 
 
-def maybe_checkpoint(training: _StageTraining, step: int, *, stop: bool) -> None:
-    """Rank 0 saves a checkpoint every ``checkpoint_every`` steps, and before stopping early."""
-    if (step % training.config.checkpoint_every == 0 or stop) and training.world.is_main:
-        save_checkpoint(
-            training.stage_dir / CHECKPOINT,
-            step,
-            training.net,
-            training.optimizer,
-            training.scheduler,
-        )
-
-
 def _finish(
-    training: _StageTraining, data: TrainingData, training_log: TrainingLog
+    name: str, stage_dir: Path, training: StageTraining, world: World, training_log: TrainingLog
 ) -> dict[str, float]:
     """After the last step: rank 0 writes the final checkpoint and the weights, validates and
     writes the metrics, while the other ranks wait; every rank returns the metrics."""
-    if not training.world.is_main:
-        distributed.barrier(training.world)  # rank 0 validates and writes the stage's files
-        return read_metrics(training.stage_dir)
-    config, stage = training.config, training.stage
-    save_checkpoint(
-        training.stage_dir / CHECKPOINT,
-        config.steps,
-        training.net,
-        training.optimizer,
-        training.scheduler,
-    )
-    atomic_write_bytes(training.stage_dir / WEIGHTS, state_bytes(training.net))
-    val_samples = stage_samples(stage, config, data, train=False)
-    metrics = validate(
-        training.net,
-        val_samples,
-        data.cache,
-        config,
-        lam=training.lam,
-        device=training.device,
-        convention=training.convention,
-    )
+    if not world.is_main:
+        distributed.barrier(world)  # rank 0 validates and writes the stage's files
+        return read_metrics(stage_dir)
+    training.save_checkpoint(stage_dir, training.config.steps)
+    network = training.trained()
+    atomic_write_bytes(stage_dir / WEIGHTS, state_bytes(network))
+    metrics = training.validation(network)
     training_log.validation(metrics)
-    atomic_write_text(training.stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
-    log.info("%s: validation %s", stage.name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    distributed.barrier(training.world)
+    atomic_write_text(stage_dir / METRICS, json.dumps(metrics, indent=1) + "\n")
+    log.info("%s: validation %s", name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    distributed.barrier(world)
     return metrics
 
 
@@ -298,6 +309,60 @@ def clear_stage_dir(stage_dir: Path, *, resume: bool, world: World) -> None:
             (stage_dir / stale).unlink(missing_ok=True)
 
 
+def run_stage(
+    name: str,
+    config: TrainConfig,
+    out_dir: Path,
+    setup: Callable[[torch.device], StageTraining],
+    *,
+    resume: bool,
+    progress: bool,
+    world: World,
+    device: torch.device | None,
+) -> dict[str, float]:
+    """Train the stage ``setup`` sets up on the device, validate it, and return its metrics:
+    the loop every stage trains in, writing the files of the module docstring under
+    ``out_dir/name``.
+
+    With ``resume``, a stage with weights is skipped and an unfinished one continues from its
+    last checkpoint (``setup`` restores it, :func:`resumed_step`). A checkpoint every
+    ``checkpoint_every`` steps; Ctrl-C writes one after the current step, then raises
+    KeyboardInterrupt. ``device``: the one :func:`training_device` gave (None: resolve it
+    here). ``setup`` and the loop draw from torch's RNG inside ``torch.random.fork_rng``: the
+    caller's RNG state is restored after, as if training had drawn nothing. Rank 0 alone
+    logs, checkpoints and validates.
+    """
+    stage_dir = out_dir / name
+    if resume and (stage_dir / METRICS).is_file() and (stage_dir / WEIGHTS).is_file():
+        log.info("%s: already trained, skipped", name)
+        return read_metrics(stage_dir)
+    clear_stage_dir(stage_dir, resume=resume, world=world)
+    device = device or training_device(config, world)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        training = setup(device)
+        logs = TrainingLog(
+            stage_dir,
+            name,
+            training.config,
+            world,
+            device,
+            training.optimizer,
+            start_step=training.start_step,
+            progress=progress,
+        )
+        with sigint_flag() as interrupted, logs:
+            for step, batch in enumerate(training.batches, start=training.start_step + 1):
+                loss = train_step(training, batch)
+                stop = distributed.any_rank(interrupted[0], world, device)
+                logs.maybe_log(step, loss)
+                if (step % training.config.checkpoint_every == 0 or stop) and world.is_main:
+                    training.save_checkpoint(stage_dir, step)
+                if stop:
+                    distributed.barrier(world)  # the checkpoint is complete before any leaves
+                    raise KeyboardInterrupt
+        return _finish(name, stage_dir, training, world, logs)
+
+
 def train(
     stage: Stage,
     config: TrainConfig,
@@ -309,55 +374,35 @@ def train(
     world: World = SINGLE,
     device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Train one stage for ``config.steps`` steps, validate it, and return its metrics.
+    """Train one S-CNN stage for ``config.steps`` steps, validate it, and return its metrics
+    (:func:`run_stage`: ``resume``, Ctrl-C, ``device``).
 
-    With ``resume``, a stage with weights is skipped and an unfinished one continues from its
-    last checkpoint. Ctrl-C writes a checkpoint after the current step, then raises
-    KeyboardInterrupt. Validation reports window accuracy and loss on the validation subset;
-    the localization stage's detection mAP needs the whole detector and is measured on the
-    model directory by ``scnn detect`` + ``scnn evaluate`` (see the README). ``device``: the
-    one :func:`training_device` gave (None: resolve it here).
+    Validation reports window accuracy and loss on the validation subset; the localization
+    stage's detection mAP needs the whole detector and is measured on the model directory by
+    ``scnn detect`` + ``scnn evaluate`` (see the README).
 
     With several processes (``world``, inside :func:`distributed.process_group`) the model is
     wrapped in DistributedDataParallel and each rank draws its slice of every global batch
     (distributed.DrawPositions), so the weights match one process's up to float summation
     order. Batch norm becomes SyncBatchNorm on CUDA; on CPU (gloo) it keeps per-rank batch
-    statistics. Dropout draws per rank. Rank 0 alone logs, checkpoints and validates.
+    statistics. Dropout draws per rank.
 
     The weights' initialisation and dropout draw from torch's RNG seeded with ``config.seed``
-    (dropout takes no generator), inside ``torch.random.fork_rng``: the caller's RNG state is
-    restored after, as if training had drawn nothing.
+    (dropout takes no generator).
     """
     out_dir = Path(out_dir)
-    stage_dir = out_dir / stage.name
-    if resume and (stage_dir / METRICS).is_file() and (stage_dir / WEIGHTS).is_file():
-        log.info("%s: already trained, skipped", stage.name)
-        return read_metrics(stage_dir)
-    clear_stage_dir(stage_dir, resume=resume, world=world)
-    device = device or training_device(config, world)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        training = _setup(stage, config, data, out_dir, device=device, resume=resume, world=world)
-        loader = _loader(training, data)
-        logs = TrainingLog(
-            stage_dir,
-            stage.name,
-            config,
-            world,
-            device,
-            training.optimizer,
-            start_step=training.start_step,
-            progress=progress,
-        )
-        with sigint_flag() as interrupted, logs:
-            for step, batch in enumerate(loader, start=training.start_step + 1):
-                loss = train_step(training, batch)
-                stop = distributed.any_rank(interrupted[0], world, device)
-                logs.maybe_log(step, loss)
-                maybe_checkpoint(training, step, stop=stop)
-                if stop:
-                    distributed.barrier(world)  # the checkpoint is complete before any leaves
-                    raise KeyboardInterrupt
-        return _finish(training, data, logs)
+    return run_stage(
+        stage.name,
+        config,
+        out_dir,
+        lambda device: _setup(
+            stage, config, data, out_dir, device=device, resume=resume, world=world
+        ),
+        resume=resume,
+        progress=progress,
+        world=world,
+        device=device,
+    )
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ import os
 import re
 import select
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -185,18 +185,25 @@ def find_videos(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def video_files(videos_dir: str | Path, videos: Iterable[str]) -> dict[str, Path]:
-    """The file of each named video among :func:`find_videos` of ``videos_dir``; a video
-    without one is a VideoError naming it."""
+def video_finder(videos_dir: str | Path) -> Callable[[str], Path]:
+    """The file of a named video among :func:`find_videos` of ``videos_dir``, listed once,
+    now; a video without one is a VideoError naming it."""
     by_name = {path.stem: path for path in find_videos([videos_dir])}
-    files = {}
-    for video in videos:
+
+    def file_of(video: str) -> Path:
         if video not in by_name:
             raise VideoError(
                 f"no video file for '{video}' (suffixes {', '.join(VIDEO_SUFFIXES)})", videos_dir
             )
-        files[video] = by_name[video]
-    return files
+        return by_name[video]
+
+    return file_of
+
+
+def video_files(videos_dir: str | Path, videos: Iterable[str]) -> dict[str, Path]:
+    """The file of each named video in ``videos_dir`` (:func:`video_finder`)."""
+    file_of = video_finder(videos_dir)
+    return {video: file_of(video) for video in videos}
 
 
 def _decode(

@@ -135,7 +135,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--compile",
         default="",
         metavar="MODE",
-        help="torch.compile both networks in this mode (e.g. default, max-autotune); off by "
+        help="torch.compile the networks in this mode (e.g. default, max-autotune); off by "
         "default: compiling takes minutes and pays off on long videos on a GPU",
     )
     parser.add_argument(
