@@ -1,7 +1,8 @@
 """Two stages of ``scnn train`` beyond S-CNN, trained after localization when the config
-says ``boundaries = true``: the boundary network and the boundary-clip network
-(docs/accuracy.md, "Learned boundaries"). Each is C3D with two outputs, fine-tuned from the
-run's localization network, whose fc8 gives way to the two outputs (zeros at first).
+says ``boundaries = true``: the boundary network (only when ``boundary_steps`` ≥ 1) and the
+boundary-clip network (docs/accuracy.md, "Learned boundaries"). Each is C3D with two
+outputs, fine-tuned from the run's localization network, whose fc8 gives way to the two
+outputs (zeros at first).
 
 The boundary network gives the offsets of an action's start and end from its window's,
 divided by the window's length (what detection moves a window by, postprocess.py). Each step
