@@ -27,7 +27,7 @@ from scnn.config import config_from_dict
 from scnn.dataset import Samples
 from scnn.errors import ScnnError
 from scnn.model import build_network
-from scnn.modelfile import load_model
+from scnn.modelfile import BOUNDARY_WEIGHTS, load_model
 from scnn.records import GroundTruth, Instance
 from scnn.synth import generate
 from scnn.video import FPS
@@ -170,6 +170,20 @@ def test_scnn_train_with_boundaries_writes_a_model_with_both_networks(synth_root
     plain = tmp_path / "plain.toml"
     plain.write_text(toml_text({**BOUNDARY_TINY, "boundaries": False}))
     assert cli.main([*argv, "--config", str(plain), "--stage", BOUNDARIES]) == 1
+
+
+def test_without_boundary_steps_the_model_has_the_boundary_clips_alone(synth_root, tmp_path):
+    config_file = tmp_path / "clips.toml"
+    config_file.write_text(toml_text({**BOUNDARY_TINY, "boundary_steps": 0}))
+    out = tmp_path / "run"
+    argv = ["--quiet", "train", str(synth_root), "--out", str(out), "--config", str(config_file)]
+    assert cli.main([*argv, "--steps", "3"]) == 0
+    model = load_model(out / "model")
+    assert model.boundaries is None and model.boundary_clips is not None
+    assert not (out / BOUNDARIES).exists() and not (out / "model" / BOUNDARY_WEIGHTS).exists()
+    assert set(model.metrics) == {"proposal", "classification", "localization", BOUNDARY_CLIPS}
+    # the boundary network's stage cannot be chosen
+    assert cli.main([*argv, "--stage", BOUNDARIES]) == 1
 
 
 def test_a_boundary_stage_needs_the_localization_stage(data, tmp_path):

@@ -44,6 +44,14 @@ def test_config_errors_name_the_key_and_file(tmp_path, text, message):
         assert str(path) in str(error.value)
 
 
+def test_boundary_steps_may_be_0_the_boundary_clip_steps_may_not():
+    assert TrainConfig(boundary_steps=0).boundary_steps == 0  # no boundary network
+    with pytest.raises(ScnnError, match="boundary_steps must be at least 0, got -1"):
+        TrainConfig(boundary_steps=-1)
+    with pytest.raises(ScnnError, match="boundary_clip_steps must be at least 1, got 0"):
+        TrainConfig(boundary_clip_steps=0)
+
+
 def test_ready_configs_load():
     cpu = load_config("synthetic_cpu")
     assert cpu.clip.crop_size < TrainConfig().clip.crop_size

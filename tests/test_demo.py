@@ -59,4 +59,4 @@ def test_detection_scores_only_the_windows_it_uses(demo):
     used = detector.score_windows(video, background=False)
     for field in ("window_frames", "start_frame", "end_frame", "start_s", "label_index", "score"):
         np.testing.assert_array_equal(getattr(used, field), getattr(everything, field)[action])
-    assert detector(video) == detector.detections(everything)
+    assert detector(video) == detector.refine(video, detector.detections(everything))

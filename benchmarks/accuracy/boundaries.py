@@ -1,17 +1,18 @@
-"""Learned boundaries beside S-CNN's window grid: the boundary network and the boundary-clip
-network of ``scnn train`` (scnn.boundary_training, ``boundaries = true``), measured.
+"""Learned boundaries beside S-CNN's window grid: the boundary-clip network (and the optional
+boundary network) of ``scnn train`` (scnn.boundary_training, ``boundaries = true``), measured.
 
-    nice -n 5 python3 benchmarks/accuracy/boundaries.py --threads 1 --part train --seed 0
-    nice -n 5 python3 benchmarks/accuracy/boundaries.py --threads 1 --part score --sets new
+    python3 benchmarks/accuracy/boundaries.py --threads 2 --part train --seed 0
+    python3 benchmarks/accuracy/boundaries.py --threads 2 --part score --sets final
 
 ``train``: a training seed's whole ``scnn train`` run of the CPU config with ``boundaries =
-true`` (the three S-CNN stages, then the two boundary stages from its localization network),
-resumed where it stopped. ``score``: each seed's model on the test sets with and without its
-boundary networks (the same localization network, detection's settings otherwise the
-model's: no proposal filter, NMS 0.4, voting 0.4), mean ± std over the seeds, then the
-diagnosis at tIoU 0.5 summed, and how far the boundary network's offsets are off. The
-boundary clips are applied by scnn.boundary_clips.refine_segments on the cached frames, as
-detection applies them.
+true`` (the three S-CNN stages, then the boundary stages of the config's defaults from its
+localization network), resumed where it stopped. ``score``: each seed's model on the test
+sets without its boundary networks and with the boundary clips applied 1-4 times (the same
+localization network, detection's settings otherwise the model's: no proposal filter, NMS
+0.4, voting 0.4), mean ± std over the seeds, then the diagnosis at tIoU 0.5 summed; a model
+with a boundary network also with the windows it moves, and how far its offsets are off.
+The boundary clips are applied by scnn.boundary_clips.refine_segments on the cached frames,
+as detection applies them (a round at a time: rounds k equal k single rounds).
 
 Layout under --work (benchmarks/accuracy/accuracy.py's, shared with it)::
 
@@ -59,22 +60,22 @@ from scnn.training_job import MODEL_DIR, train_model  # noqa: E402
 from scnn.windows import temporal_iou  # noqa: E402
 
 # The boundary networks were chosen on 2201-2202 beside the bundled model (scored once on
-# 2601-2603 and 2701-2703); the stages of scnn train were scored once on 2801-2803.
+# 2601-2603 and 2701-2703); the stages of scnn train were scored once on 2801-2803; the
+# boundary clips' training steps and rounds were chosen on the development sets (all four).
 SETS = {
     "dev": DEV_SEEDS[1:3],
+    "development": DEV_SEEDS,
     "first": (2601, 2602, 2603),
     "fresh": (2701, 2702, 2703),
     "new": (2801, 2802, 2803),
+    # made after the boundary clips' 1 500 steps, no boundary network and 2 rounds were chosen
+    "final": (2901, 2902, 2903),
 }
 TRAIN_SEEDS = (0, 1, 2)
 VOTE_IOU = 0.4  # the CPU config's
-VARIANTS = (
-    "S-CNN's grid, voting 0.4 (no boundary network)",
-    "boundary clips twice on those",
-    "windows moved by the boundary network, then voting 0.4",
-    "windows moved, voting, boundary clips once",
-    "windows moved, voting, boundary clips twice (the model)",
-)
+GRID = "S-CNN's grid, voting 0.4 (no boundary networks)"
+ROUNDS = range(1, 5)  # the boundary clips' rounds scored
+MOVED = "windows moved by the boundary network, then voting 0.4"
 
 
 def trained_run(work: Path, seed: int) -> Path:
@@ -184,14 +185,22 @@ def offset_errors(
 
 
 def score_part(work: Path, sets: Sequence[int], model_dirs: Mapping[int, Path]) -> None:
-    """Each seed's model (``model_dirs``) on test sets ``sets`` under every variant."""
+    """Each seed's model (``model_dirs``) on test sets ``sets``: S-CNN's grid, then the
+    boundary clips 1…SCORED_ROUNDS times; with a boundary network also the windows it moves,
+    and the boundary clips the model's rounds on those."""
     rows: dict[str, list] = {}
     for seed, model_dir in model_dirs.items():
         model = load_model(model_dir)
-        if model.boundaries is None or model.boundary_clips is None:
-            raise SystemExit(f"{model_dir}: no boundary networks")
+        if model.boundary_clips is None:
+            raise SystemExit(f"{model_dir}: no boundary-clip network")
         config = TrainConfig(clip=model.clip, windows=model.windows)
         once = dataclasses.replace(model.boundary_clips, rounds=1)
+        variants = [GRID] + [clip_variant(k, model.boundary_clips.rounds) for k in ROUNDS]
+        if model.boundaries is not None:
+            variants += [
+                MOVED,
+                f"windows moved, voting, boundary clips {model.boundary_clips.rounds}×",
+            ]
         per_set, errors = [], []
         for test in sets:
             gt, grid, logits = cached_logits(
@@ -202,25 +211,30 @@ def score_part(work: Path, sets: Sequence[int], model_dirs: Mapping[int, Path]) 
                 model.classes,
                 config,
             )
-            name = cache_name(model_dir / BOUNDARY_WEIGHTS)
-            offsets = action_offsets(name, test, work, model, grid, logits)
             frames = test_grid(test, work, model.classes, config)[2]
-            errors.append(offset_errors(gt, grid, logits, offsets))
-            plain = detections(grid, logits, None, model.classes)
-            moved = detections(grid, logits, offsets, model.classes)
-            per_set.append([
-                metrics(gt, plain),
-                metrics(gt, clip_refined(plain, model.boundary_clips, frames, model)),
-                metrics(gt, moved),
-                metrics(gt, clip_refined(moved, once, frames, model)),
-                metrics(gt, clip_refined(moved, model.boundary_clips, frames, model)),
-            ])  # fmt: skip
-        error, before, after = (np.concatenate(parts) for parts in zip(*errors, strict=True))
-        print(f"seed {seed}: {len(error)} windows labelled with an action at tIoU ≥ 0.5; "
-              f"offset error per end median {np.median(error):.3f}, mean {error.mean():.3f} of "
-              f"the window; mean tIoU {before.mean():.3f}, moved {after.mean():.3f}",
-              flush=True)  # fmt: skip
-        for k, variant in enumerate(VARIANTS):
+            found = detections(grid, logits, None, model.classes)
+            scores = [metrics(gt, found)]
+            for _ in ROUNDS:
+                found = clip_refined(found, once, frames, model)
+                scores.append(metrics(gt, found))
+            if model.boundaries is not None:
+                name = cache_name(model_dir / BOUNDARY_WEIGHTS)
+                offsets = action_offsets(name, test, work, model, grid, logits)
+                errors.append(offset_errors(gt, grid, logits, offsets))
+                moved = detections(grid, logits, offsets, model.classes)
+                scores += [
+                    metrics(gt, moved),
+                    metrics(gt, clip_refined(moved, model.boundary_clips, frames, model)),
+                ]
+            per_set.append(scores)
+        if errors:
+            error, before, after = (np.concatenate(parts) for parts in zip(*errors, strict=True))
+            print(f"seed {seed}: {len(error)} windows labelled with an action at tIoU ≥ 0.5; "
+                  f"offset error per end median {np.median(error):.3f}, mean {error.mean():.3f} "
+                  f"of the window; mean tIoU {before.mean():.3f}, moved {after.mean():.3f}",
+                  flush=True)  # fmt: skip
+        print(f"seed {seed}:")
+        for k, variant in enumerate(variants):
             found = [row[k] for row in per_set]
             mean = {key: np.mean([m[key] for m, _ in found]) for key in found[0][0]}
             rows.setdefault(variant, []).append((mean, sum(c for _, c in found)))
@@ -229,6 +243,11 @@ def score_part(work: Path, sets: Sequence[int], model_dirs: Mapping[int, Path]) 
           f"test sets {list(sets)}; mean ± std over the seeds (each seed's mAP the mean over the "
           "sets):\n")  # fmt: skip
     print(table(rows))
+
+
+def clip_variant(rounds: int, model_rounds: int) -> str:
+    """The row of the boundary clips applied ``rounds`` times."""
+    return f"boundary clips {rounds}×" + (" (the model)" if rounds == model_rounds else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Two stages of ``scnn train`` beyond S-CNN, trained after localization when the config
-says ``boundaries = true``: the boundary network and the boundary-clip network
-(docs/accuracy.md, "Learned boundaries"). Each is C3D with two outputs, fine-tuned from the
-run's localization network, whose fc8 gives way to the two outputs (zeros at first).
+says ``boundaries = true``: the boundary network (only when ``boundary_steps`` ≥ 1) and the
+boundary-clip network (docs/accuracy.md, "Learned boundaries"). Each is C3D with two
+outputs, fine-tuned from the run's localization network, whose fc8 gives way to the two
+outputs (zeros at first).
 
 The boundary network gives the offsets of an action's start and end from its window's,
 divided by the window's length (what detection moves a window by, postprocess.py). Each step
@@ -72,6 +73,14 @@ CLIP_BATCH = 32  # boundary clips per step
 CLIPS = 12000  # boundary clips drawn once per run
 CLIP_SPREAD = 0.4  # a clip's length: SCALE of the instance × e^U(−0.4, 0.4)
 CLIP_SHIFT = 0.35  # the boundary up to this share of the clip off its centre
+
+
+def boundary_stages(config: TrainConfig) -> tuple[str, ...]:
+    """The boundary stages ``config`` trains, in order: none without ``boundaries``, the
+    boundary network only with ``boundary_steps``."""
+    if not config.boundaries:
+        return ()
+    return BOUNDARY_STAGES if config.boundary_steps else (BOUNDARY_CLIPS,)
 
 
 # --- the samples: what each network learns from, with its targets ---------------------------

@@ -71,11 +71,12 @@ class TrainConfig:
     use_prior: bool = True  # weight scores by the window-length prior (method.md §4)
     proposal_threshold: float = PROPOSAL_THRESHOLD  # P(action) to reach localization; 0: no filter
     vote_iou: float = 0.0  # boundary voting (postprocess.vote_boundaries); 0: off, as S-CNN
-    # Beyond S-CNN: a boundary network and a boundary-clip network trained after localization
-    # (boundary_training.py), both written into the model directory; false: S-CNN's stages only
+    # Beyond S-CNN: a boundary-clip network (and optionally a boundary network) trained after
+    # localization (boundary_training.py), written into the model directory; false: S-CNN's
+    # stages only
     boundaries: bool = False
-    boundary_steps: int = 600  # steps of the boundary network (16 windows + 16 segments each)
-    boundary_clip_steps: int = 500  # steps of the boundary-clip network (32 clips each)
+    boundary_steps: int = 0  # boundary network steps (16 windows + 16 segments each); 0: none
+    boundary_clip_steps: int = 1500  # steps of the boundary-clip network (32 clips each)
     seed: int = 0
     deterministic: bool = False  # deterministic kernels: a resumed run equals an uninterrupted one
 
@@ -88,11 +89,12 @@ class TrainConfig:
             "steps",
             "checkpoint_every",
             "log_every",
-            "boundary_steps",
             "boundary_clip_steps",
         ):
             if getattr(self, name) < 1:
                 raise ScnnError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.boundary_steps < 0:
+            raise ScnnError(f"boundary_steps must be at least 0, got {self.boundary_steps}")
         for name in ("proposal_threshold", "vote_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ScnnError(f"{name} must be in [0, 1], got {getattr(self, name)}")

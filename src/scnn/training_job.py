@@ -21,6 +21,7 @@ from scnn.boundary_training import (
     BOUNDARIES,
     BOUNDARY_CLIPS,
     BOUNDARY_STAGES,
+    boundary_stages,
     train_boundaries,
     train_boundary_clips,
 )
@@ -44,7 +45,7 @@ MODEL_DIR = "model"
 
 def model_stages(config: TrainConfig) -> tuple[str, ...]:
     """The stages whose networks the model directory holds."""
-    return (PROPOSAL.name, LOCALIZATION.name, *(BOUNDARY_STAGES if config.boundaries else ()))
+    return (PROPOSAL.name, LOCALIZATION.name, *boundary_stages(config))
 
 
 def model_ready(out_dir: str | Path, config: TrainConfig) -> bool:
@@ -119,8 +120,9 @@ def train_model(
     they share ``out_dir`` and join one process group for the run. On each machine local
     rank 0 decodes the videos into the frame cache while the other ranks wait."""
     out_dir = Path(out_dir)
-    if stage in BOUNDARY_STAGES and not config.boundaries:
-        raise ScnnError(f"--stage {stage}: the config has no boundary stages (boundaries = true)")
+    if stage in BOUNDARY_STAGES and stage not in boundary_stages(config):
+        wanted = "boundaries = true" + (", boundary_steps ≥ 1" if stage == BOUNDARIES else "")
+        raise ScnnError(f"--stage {stage}: the config does not train it ({wanted})")
     device = training_device(config, world)
     trained = trained_stages(config)  # checked before any video is decoded, as the input is
     check_follows_weights(config)
@@ -156,7 +158,7 @@ def train_model(
                 (BOUNDARIES, train_boundaries),
                 (BOUNDARY_CLIPS, train_boundary_clips),
             ):
-                if stage in ("all", name):
+                if name in boundary_stages(config) and stage in ("all", name):
                     train_stage(
                         config, data, out_dir, resume=resume, progress=progress, device=device
                     )
