@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "fileio", "records", "allocator", "precision", "compiling", "bundled_data",
      "distributed", "checkpoint", "kernels", "loss"),
     # 1 decoding
-    ("video", "parallel_decode", "encode"),
+    ("video", "video_source", "parallel_decode", "encode"),
     # 2 data: windows, clips, files, training samples, the synthetic dataset
     ("windows", "clips", "formats", "dataset", "synth", "caffe_wire"),
     # 3 model and scoring: networks, configs, model directories, post-processing, evaluation

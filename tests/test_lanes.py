@@ -1,5 +1,6 @@
 """CPU lanes: the split of a long video, and the same windows as one pass."""
 
+import av
 import pytest
 import torch
 from detecting import EVERY_WINDOW, assert_same_windows, long_video
@@ -8,6 +9,7 @@ from videos import numbered_frames, write_video
 from scnn.detect import Detector
 from scnn.errors import VideoError
 from scnn.lanes import lane_ends
+from scnn.video import num_frames, probe
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +62,29 @@ def test_a_failing_lane_fails_the_video_and_restores_the_threads(model_dir, tmp_
     with pytest.raises(VideoError, match=r"cut.mkv: truncated: decoding stopped at 9\d\."):
         detector.score_windows(path)
     assert torch.get_num_threads() == threads
+
+
+def test_lanes_open_an_mp4_once(model_dir, long_path, monkeypatch):
+    """FFmpeg holds an MP4's whole sample index for each open: two lanes open it as one."""
+    opened = []
+    real_open = av.open
+
+    def counting_open(source, *args, **kwargs):
+        opened.append(str(source))
+        return real_open(source, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    model = Detector.load(model_dir).model
+    total = num_frames(probe(long_path), model.fps)
+    opens = {}
+    for lanes in (1, 2):
+        detector = Detector.load(model_dir, lanes=lanes)
+        opened.clear()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)  # room for two lanes
+        try:
+            detector.score_windows(long_path, total_frames=total)
+        finally:
+            torch.set_num_threads(threads)
+        opens[lanes] = len(opened)
+    assert opens == {1: 1, 2: 1}

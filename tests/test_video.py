@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from videos import numbered_frames, read_numbers, write_audio, write_video
 
-from scnn import video
+from scnn import video_source
 from scnn.errors import VideoError
 from scnn.video import (
     FPS,
@@ -276,7 +276,7 @@ def test_huge_resolution_in_the_bitstream_fails_cleanly(tmp_path, side):
 
 def test_declared_frame_size_over_the_limit_is_refused(tmp_path, monkeypatch):
     path = write_video(tmp_path / "v.mp4", numbered_frames(10), 25)
-    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 64 * 48 - 1)
+    monkeypatch.setattr(video_source, "MAX_FRAME_PIXELS", 64 * 48 - 1)
     with pytest.raises(VideoError, match="declared frame size 64x48 is over the 3,071-pixel"):
         probe(path)
 
@@ -358,3 +358,54 @@ def test_unreadable_file_or_folder(tmp_path, blocked):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{path}: ") and "Permission denied" in result.stdout
     assert result.stdout.count("\n") == 1
+
+
+def _interleaved(readers: list) -> list[list[np.ndarray]]:
+    """Every chunk of each reader, taken one chunk of each reader in turn."""
+    chunks: list[list[np.ndarray]] = [[] for _ in readers]
+    live = dict(enumerate(readers))
+    while live:
+        for index, reader in list(live.items()):
+            chunk = next(reader, None)
+            if chunk is None:
+                del live[index]
+            else:
+                chunks[index].append(chunk)
+    return chunks
+
+
+@pytest.mark.parametrize("batch_packets", [1, 7, 64])
+def test_readers_of_one_shared_mp4_get_what_their_own_opens_get(
+    tmp_path, monkeypatch, batch_packets
+):
+    path = write_video(tmp_path / "b_frames.mp4", numbered_frames(900, 64, 48), 25, "libx264")
+    whole = read_frames(path, size=(64, 48))
+    segments = [(0, 400), (300, 700), (650, None)]  # starts after a seek, overlaps, the end
+    monkeypatch.setattr(video_source.SharedFile, "BATCH_PACKETS", batch_packets)
+    with video_source.shared_file(path) as shared:
+        assert shared is not None
+        readers = [
+            iter_frames(
+                path, size=(64, 48), chunk_frames=50, start_frame=a, stop_frame=b, shared=shared
+            )
+            for a, b in segments
+        ]
+        chunks = _interleaved(readers)  # the demuxer moves between readers at every batch
+    for (start, stop), got in zip(segments, chunks, strict=True):
+        np.testing.assert_array_equal(np.concatenate(got), whole[start:stop])
+    assert read_numbers(np.concatenate(chunks[2])).tolist() == list(range(650, 900))
+
+
+def test_only_an_mp4_whose_pictures_a_new_decoder_reproduces_is_shared(tmp_path):
+    frames = numbered_frames(10, 64, 48)
+    matroska = write_video(tmp_path / "clip.mkv", frames, 25, "libx264")
+    stored = write_video(tmp_path / "stored.mp4", frames, 25)
+    portrait = rotate_mp4(  # the turn is the stream's, which a new decoder does not know
+        stored, tmp_path / "portrait.mp4", (0, 1 << 16, 0, -1 << 16, 0, 0, 0, 0, 1 << 30)
+    )
+    with video_source.shared_file(matroska) as shared:
+        assert shared is None  # Matroska's index is sparse: each reader opens the file
+    with video_source.shared_file(stored) as shared:
+        assert shared is not None
+    with video_source.shared_file(portrait) as shared:
+        assert shared is None

@@ -20,6 +20,7 @@ from scnn.modelfile import LoadedModel
 from scnn.pipeline import Networks, Segment, score_segment, scored_steps, scored_windows
 from scnn.records import ScoredWindows
 from scnn.video import iter_frames, num_frames, probe
+from scnn.video_source import SharedFile, shared_file
 
 LANE_MIN_S = 60.0  # seconds of video per lane, at least: each lane decodes a longest window more
 # Lanes by default: one per torch thread, at most this many (each holds its own frame buffer
@@ -60,12 +61,13 @@ def score_lanes(
 ) -> ScoredWindows:
     """Score each lane's windows (``ends`` from :func:`lane_ends`) in its own thread, which
     also decodes its segment (a decoding thread per lane was slower: 4 busy threads on 2
-    cores), with the torch threads shared out among the lanes for the call. The first failure
+    cores), with the torch threads shared out among the lanes for the call. An MP4 is opened
+    once for all lanes (:class:`scnn.video.SharedFile`). The first failure
     stops the others. Without ``background``, the windows labelled background are left out."""
     longest = max(model.windows.lengths_frames)
     failed = threading.Event()
 
-    def lane(first_end: int, last_end: int) -> Segment:
+    def lane(first_end: int, last_end: int, shared: SharedFile | None) -> Segment:
         try:
             chunks = iter_frames(
                 video,
@@ -74,6 +76,7 @@ def score_lanes(
                 start_frame=max(0, first_end + 1 - longest),
                 stop_frame=last_end or None,
                 decoder_threads=1,
+                shared=shared,
             )
             steps = scored_steps(chunks, networks, model.windows, first_end)
             return score_segment(steps, progress, failed, background)
@@ -84,9 +87,9 @@ def score_lanes(
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads // len(ends)))
     try:
-        with ThreadPoolExecutor(len(ends)) as pool:
+        with shared_file(video) as shared, ThreadPoolExecutor(len(ends)) as pool:
             starts = [0, *ends[:-1]]
-            futures = [pool.submit(lane, a, b) for a, b in zip(starts, ends, strict=True)]
+            futures = [pool.submit(lane, a, b, shared) for a, b in zip(starts, ends, strict=True)]
             segments = [future.result() for future in futures]
     finally:
         torch.set_num_threads(threads)

@@ -62,7 +62,8 @@ from scnn.postprocess import (
     window_segments_s,
 )
 from scnn.records import Detection, ScoredWindows
-from scnn.video import READ_TIMEOUT_S, video_name
+from scnn.video import video_name
+from scnn.video_source import READ_TIMEOUT_S
 from scnn.windows import WindowConfig, Windows, first_start_after, temporal_iou, window_grid
 
 STDOUT = "-"  # the output name that writes detection lines to standard output
@@ -274,7 +275,7 @@ def live_detections(
     timeout_s: float = READ_TIMEOUT_S,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[LiveDetection]:
-    """The detections of ``source`` (a file, pipe, :data:`scnn.video.STDIN` or URL) in the
+    """The detections of ``source`` (a file, pipe, :data:`scnn.video_source.STDIN` or URL) in the
     order they become final. A source that fails raises VideoError after the detections
     final by then. ``progress`` is called with each chunk's decoded frames."""
     settings = detector.postprocess_settings()

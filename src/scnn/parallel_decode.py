@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from scnn.errors import VideoError
-from scnn.video import CHUNK_FRAMES, FPS, FRAME_SIZE, READ_TIMEOUT_S, iter_frames, num_frames, probe
+from scnn.video import CHUNK_FRAMES, FPS, FRAME_SIZE, iter_frames, num_frames, probe
+from scnn.video_source import READ_TIMEOUT_S
 
 SEGMENT_S = 60.0  # seconds of video per task
 # fork starts a worker in milliseconds and needs no ``if __name__ == "__main__"`` guard in the

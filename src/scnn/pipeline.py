@@ -40,7 +40,8 @@ from scnn.parallel_decode import iter_frames_parallel
 from scnn.precision import exact_fp32
 from scnn.records import ScoredWindows
 from scnn.runtime import InferenceRuntime
-from scnn.video import READ_TIMEOUT_S, iter_frames
+from scnn.video import iter_frames
+from scnn.video_source import READ_TIMEOUT_S
 from scnn.windows import WindowConfig, Windows, windows_ending_between
 
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory

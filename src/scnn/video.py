@@ -9,13 +9,7 @@ Every failure, from a missing file to a truncated stream, is raised as :class:`V
 
 from __future__ import annotations
 
-import errno
-import io
 import math
-import os
-import re
-import select
-import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,28 +21,31 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from scnn.errors import VideoError
+from scnn.video_source import (
+    READ_TIMEOUT_S,
+    STDIN,
+    OwnFile,
+    SeekMissed,
+    SharedFile,
+    SharedReader,
+    failure_reason,
+    is_url,
+    open_video,
+    video_stream,
+)
 
 FPS = 25.0  # frames/s after resampling (method.md §1)
 FRAME_SIZE = (171, 128)  # (width, height) in pixels after resizing (C3D convention)
 CHUNK_FRAMES = 256  # output frames per yielded chunk
-READ_TIMEOUT_S = 10.0  # a file, pipe or device that sends no data for this long is given up
-MAX_FRAME_PIXELS = 8192 * 8192  # larger declared frames are refused before any allocation
 # Suffixes (any case) of the files a folder's videos are found by; also stripped from the video
 # names of submitted detections (the official kits strip ".mpeg" and ".mp4").
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".flv")
-
-STDIN = "-"  # the source name that reads standard input
-# A source that starts with a scheme (``http://``, ``rtsp://``, ``udp://``...) is a URL that
-# FFmpeg opens with its own protocols; anything else is a path.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 # An output frame whose time lies within this fraction of a frame of a source frame's start
 # counts as starting there: container timestamps are rounded (e.g. to 1 ms in WebM).
 _TIME_TOLERANCE_FRAMES = 1e-3
 # A stream that ends more than this before the duration its container declares is truncated.
 _TRUNCATION_TOLERANCE_S = 0.5
-# A segment's decoding starts at a keyframe at least this long before its first frame.
-_SEEK_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,11 +69,6 @@ def num_frames(info: VideoInfo, fps: float = FPS) -> int:
     return math.floor(info.duration_s * fps + _TIME_TOLERANCE_FRAMES)
 
 
-def is_url(source: str | Path) -> bool:
-    """Whether ``source`` names a URL for FFmpeg rather than a file (a Path never does)."""
-    return isinstance(source, str) and _URL.match(source) is not None
-
-
 def video_name(source: str | Path) -> str:
     """The name detections give a video: a file's stem, the stem of a URL's last path part
     (else its host), ``stdin`` for standard input; the same source always gets the same name."""
@@ -90,8 +82,8 @@ def video_name(source: str | Path) -> str:
 
 def probe(path: str | Path, timeout_s: float = READ_TIMEOUT_S) -> VideoInfo:
     """Read a video's duration, rate, frame count, size and codec without decoding pictures."""
-    with _open(path, timeout_s) as container:
-        stream = _video_stream(container, path)
+    with open_video(path, timeout_s) as container:
+        stream = video_stream(container, path)
         try:
             frame_count = stream.frames or sum(
                 1 for packet in container.demux(stream) if packet.size > 0
@@ -134,6 +126,7 @@ def iter_frames(
     start_frame: int = 0,
     stop_frame: int | None = None,
     decoder_threads: int = 0,
+    shared: SharedFile | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield consecutive (n, H, W, 3) uint8 RGB chunks of the video at a constant ``fps``.
 
@@ -147,6 +140,8 @@ def iter_frames(
     frames a whole pass gives there; decoding then starts at a keyframe before
     ``start_frame`` (how several processes split one video, see :func:`iter_frames_parallel`).
     ``decoder_threads``: FFmpeg's threads for this stream (0: its choice, one per core).
+    ``shared``: the file opened once for several readers (:class:`SharedFile`), which then
+    read its packets in turn, each with a decoder of its own; else the file is opened here.
 
     Raises VideoError when the file cannot be opened, and, after yielding every frame that
     could be decoded, when decoding fails, no data arrives for ``timeout_s`` seconds (a
@@ -155,9 +150,9 @@ def iter_frames(
     """
     settings = (path, fps, size, chunk_frames, timeout_s, start_frame, stop_frame, decoder_threads)
     try:
-        yield from _decode(*settings, seek=start_frame > 0)
-    except _SeekMissed:  # raised before the first yield: decode from the top instead
-        yield from _decode(*settings, seek=False)
+        yield from _decode(*settings, shared, seek=start_frame > 0)
+    except SeekMissed:  # raised before the first yield: decode from the top instead
+        yield from _decode(*settings, shared, seek=False)
 
 
 def find_videos(paths: Sequence[str | Path]) -> list[Path]:
@@ -215,18 +210,20 @@ def _decode(
     start_frame: int,
     stop_frame: int | None,
     decoder_threads: int,
+    shared: SharedFile | None,
     *,
     seek: bool,
 ) -> Iterator[np.ndarray]:
     """:func:`iter_frames`, seeking to a keyframe before ``start_frame`` when ``seek``;
-    raises _SeekMissed before yielding anything when the seek does not land before it."""
+    raises SeekMissed before yielding anything when the seek does not land before it."""
     width, height = size
-    with _open(path, timeout_s) as container:
-        stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
-        stream.thread_count = decoder_threads
+    source = OwnFile(path, timeout_s) if shared is None else SharedReader(shared)
+    with source:
+        stream = source.stream
+        source.decoder.thread_type = "AUTO"
+        source.decoder.thread_count = decoder_threads
         scaler = VideoReformatter()  # one FFmpeg scaling context for the whole video
-        origin_s = _seek_before(container, stream, start_frame / fps) if seek else None
+        origin_s = source.seek_before(start_frame / fps) if seek else None
         pending: list[np.ndarray] = []  # kept output frames decoded but not yet yielded
         pending_first = start_frame  # output frame number of pending[0]
         emitted = 0  # output frames counted so far (yielded, pending, or before start_frame)
@@ -242,14 +239,14 @@ def _decode(
             return _repeat(frame, last - first, scaler, width, height)
 
         try:
-            for frame in _decoded_frames(container, stream, path):
+            for frame in source.frames():
                 time_s = _relative_time_s(frame, origin_s, previous, previous_s + gap_s)
                 if origin_s is None:
                     origin_s = frame.time or 0.0
                 if previous is None:  # 0 for a video's first frame; after a seek, its slot
                     emitted = _frames_before(time_s, fps)
                     if seek and (emitted > start_frame or frame.time is None):
-                        raise _SeekMissed
+                        raise SeekMissed
                 else:
                     if time_s > previous_s:
                         gap_s = time_s - previous_s
@@ -280,7 +277,7 @@ def _decode(
             yield np.stack(pending[start : start + chunk_frames])
         if not reached_end:
             return
-        declared_s = _declared_video_duration_s(container, stream)
+        declared_s = _declared_video_duration_s(source.container, stream)
         decoded_s = 0.0 if previous is None else end_s
         if decoded_s < declared_s - _TRUNCATION_TOLERANCE_S:
             raise VideoError(
@@ -288,28 +285,6 @@ def _decode(
                 f"{math.floor(decoded_s * fps)}) of the {declared_s:.2f} s the file declares",
                 path,
             )
-
-
-class _SeekMissed(Exception):
-    """A seek that cannot serve a segment: no timestamps, or a keyframe after its start."""
-
-
-def _seek_before(
-    container: av.container.InputContainer, stream: av.VideoStream, time_s: float
-) -> float:
-    """Seek to a keyframe at least _SEEK_MARGIN_S before ``time_s`` (counted from the first
-    frame) and return the first frame's presentation time, the origin of every time."""
-    try:
-        first = next(container.decode(stream), None)
-        if first is None or first.time is None:
-            raise _SeekMissed
-        target_s = first.time + time_s - _SEEK_MARGIN_S
-        if target_s <= first.time:
-            raise _SeekMissed
-        container.seek(int(target_s / stream.time_base), stream=stream, backward=True)
-    except (av.FFmpegError, OSError) as exc:
-        raise _SeekMissed from exc
-    return first.time
 
 
 def _relative_time_s(
@@ -324,24 +299,6 @@ def _relative_time_s(
 def _frames_before(time_s: float, fps: float) -> int:
     """How many output frames have a time strictly before ``time_s`` (within tolerance)."""
     return max(0, math.ceil(time_s * fps - _TIME_TOLERANCE_FRAMES))
-
-
-def _decoded_frames(
-    container: av.container.InputContainer, stream: av.VideoStream, path: str | Path
-) -> Iterator[av.VideoFrame]:
-    """The stream's frames. An HTTP response of no declared length, neither sized nor chunked,
-    ends when the server closes the connection; FFmpeg reports that as an input/output error,
-    which there is then nothing to tell from a cut: the end of the stream, with the frames the
-    decoder still holds. A response that declared its length and stops short stays an error."""
-    try:
-        yield from container.decode(stream)
-    except OSError as exc:
-        http = urlsplit(str(path)).scheme in ("http", "https") and is_url(path)
-        if not (http and exc.errno == errno.EIO and container.size < 0):
-            raise
-        for frame in stream.codec_context.decode(None):
-            frame.time_base = stream.time_base  # as stream.decode sets it
-            yield frame
 
 
 def _repeat(
@@ -392,97 +349,3 @@ def _declared_video_duration_s(
     if stream.duration is None and len(container.streams) > 1:
         return 0.0
     return _declared_duration_s(container, stream)
-
-
-class _TimedPipe(io.RawIOBase):
-    """A pipe or device whose reads give up after ``timeout_s`` seconds without data.
-
-    FFmpeg's own timeout is checked between reads, so it cannot end a read() that blocks
-    forever on a pipe nobody writes to; a non-blocking descriptor and select() can.
-    """
-
-    def __init__(self, path: Path, timeout_s: float):
-        super().__init__()
-        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never blocks, even writerless
-        self._timeout_s = timeout_s
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while True:
-            ready, _, _ = select.select([self._fd], [], [], self._timeout_s)
-            if not ready:
-                raise TimeoutError(f"no data for {self._timeout_s:g} s")
-            try:
-                data = os.read(self._fd, len(buffer))
-            except BlockingIOError:
-                continue
-            buffer[: len(data)] = data
-            return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
-
-
-def failure_reason(exc: BaseException, timeout_s: float | None = None) -> str:
-    """Why FFmpeg or the system failed, in words: the message alone, not ``[Errno N]`` (an
-    FFmpeg error code, e.g. 1094995529) nor the path, which the VideoError names. PyAV ends
-    a read that waited ``timeout_s`` for data with FFmpeg's "Immediate exit requested"."""
-    if isinstance(exc, av.ExitError) and timeout_s is not None:
-        return f"no data for {timeout_s:g} s"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _open(path: str | Path, timeout_s: float) -> av.container.InputContainer:
-    """Open ``path`` for decoding, turning every way it can fail into one VideoError line.
-
-    ``path`` may also be :data:`STDIN` (read like a pipe) or a URL (:func:`is_url`), which
-    FFmpeg opens and reads with ``timeout_s`` as its timeout.
-    """
-    if is_url(path):
-        try:
-            return av.open(str(path), mode="r", timeout=timeout_s)
-        except (av.FFmpegError, OSError) as exc:
-            reason = failure_reason(exc, timeout_s)
-            raise VideoError(f"cannot open the stream ({reason})", path) from exc
-    file = Path("/dev/stdin" if str(path) == STDIN else path)
-    try:
-        mode = file.stat().st_mode
-    except FileNotFoundError:
-        raise VideoError("no such file", path) from None
-    except OSError as exc:  # e.g. a folder on the way that we may not enter
-        raise VideoError(f"cannot access ({failure_reason(exc)})", path) from exc
-    if stat.S_ISDIR(mode):
-        raise VideoError("is a directory, not a video file", path)
-    regular = stat.S_ISREG(mode)
-    if regular and file.stat().st_size == 0:
-        raise VideoError("empty file (0 bytes)", path)
-    source: str | _TimedPipe = str(file)
-    try:
-        if not regular:
-            source = _TimedPipe(file, timeout_s)
-        return av.open(source, mode="r", timeout=timeout_s)
-    except (av.FFmpegError, OSError) as exc:
-        if isinstance(source, _TimedPipe):
-            source.close()
-        raise VideoError(f"not a readable video file ({failure_reason(exc)})", path) from exc
-
-
-def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
-    """The first video stream, with a decoder for its codec."""
-    if not container.streams.video:
-        kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-        raise VideoError(f"has no video stream (contains: {kinds})", path)
-    stream = container.streams.video[0]
-    if stream.codec_context is None:
-        raise VideoError("video codec unknown to FFmpeg: cannot decode", path)
-    width, height = stream.codec_context.width, stream.codec_context.height
-    if width * height > MAX_FRAME_PIXELS:
-        raise VideoError(
-            f"declared frame size {width}x{height} is over the {MAX_FRAME_PIXELS:,}-pixel limit",
-            path,
-        )
-    return stream

@@ -17,7 +17,8 @@ import av
 from scnn.encode import write_h264
 from scnn.errors import VideoError
 from scnn.fileio import atomic_write
-from scnn.video import failure_reason, iter_frames, probe
+from scnn.video import iter_frames, probe
+from scnn.video_source import failure_reason
 
 log = logging.getLogger(__name__)
 
