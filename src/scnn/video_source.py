@@ -300,18 +300,18 @@ def _same_frame(one: av.VideoFrame, other: av.VideoFrame) -> bool:
 @contextlib.contextmanager
 def shared_file(path: str | Path, timeout_s: float = READ_TIMEOUT_S) -> Iterator[SharedFile | None]:
     """The file opened once for several readers when it is an MP4 or MOV they can share
-    (:class:`SharedFile`), else None: each reader then opens the file itself."""
-    container = open_video(path, timeout_s)
-    try:
+    (:class:`SharedFile`), else None: each reader then opens the file itself, and this open
+    is closed at once, so that its index is not held beside theirs."""
+    with open_video(path, timeout_s) as container:
         shared = None
         if "mov" in container.format.name.split(","):
             try:
                 shared = SharedFile(path, container)
-            except (_NotShareable, StopIteration, av.FFmpegError, OSError):
+            except (_NotShareable, av.FFmpegError, OSError):
                 shared = None
+        if shared is None:
+            container.close()
         yield shared
-    finally:
-        container.close()
 
 
 class SharedReader:
