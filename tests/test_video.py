@@ -409,21 +409,3 @@ def test_only_an_mp4_whose_pictures_a_new_decoder_reproduces_is_shared(tmp_path)
         assert shared is not None
     with video_source.shared_file(portrait) as shared:
         assert shared is None
-
-
-@pytest.mark.parametrize("reused", [2, 4])
-def test_reused_chunk_arrays_hold_each_chunk_until_that_many_more_come(tmp_path, reused):
-    path = write_video(tmp_path / "clip.mp4", numbered_frames(230, 64, 48), 25, "libx264")
-    whole = read_frames(path, size=(64, 48))
-    chunks = list(iter_frames(path, size=(64, 48), chunk_frames=20, reused_chunks=reused))
-    assert [len(c) for c in chunks] == [20] * 11 + [10]
-    for index, chunk in enumerate(chunks):  # the arrays hold the last `reused` chunks
-        assert np.shares_memory(chunk, chunks[index % reused])
-    recent = len(chunks) - reused
-    copies = [
-        chunk.copy()
-        for chunk in iter_frames(path, size=(64, 48), chunk_frames=20, reused_chunks=reused)
-    ]
-    np.testing.assert_array_equal(np.concatenate(copies), whole)
-    np.testing.assert_array_equal(chunks[-1], whole[220:])
-    np.testing.assert_array_equal(chunks[recent], whole[recent * 20 : recent * 20 + 20])

@@ -198,10 +198,7 @@ def refine_in_video(
         by_serial = dict(zip(serials, group.tolist(), strict=True))
         done: list[tuple[int, Detection]] = []
         size = convention.frame_size
-        chunks = iter_frames(  # fed chunks are copied: two arrays, the one fed and the next
-            video, fps, size, start_frame=start - 1, stop_frame=stop, reused_chunks=2
-        )
-        for chunk in chunks:
+        for chunk in iter_frames(video, fps, size, start_frame=start - 1, stop_frame=stop):
             refiner.feed(chunk)
             done += refiner.ready()
             if not refiner.waiting:

@@ -77,7 +77,6 @@ def score_lanes(
                 stop_frame=last_end or None,
                 decoder_threads=1,
                 shared=shared,
-                reused_chunks=2,  # the chunk being read, copied into the frames held, and the next
             )
             steps = scored_steps(chunks, networks, model.windows, first_end)
             return score_segment(steps, progress, failed, background)

@@ -45,9 +45,6 @@ from scnn.video_source import READ_TIMEOUT_S
 from scnn.windows import WindowConfig, Windows, windows_ending_between
 
 DECODE_QUEUE_CHUNKS = 2  # decoded chunks waiting for the network: bounds memory
-# Chunk arrays a stream decoded in the background reuses: the one being decoded, those waiting
-# and the one being read (which each reader copies from before it takes the next).
-BACKGROUND_CHUNK_ARRAYS = DECODE_QUEUE_CHUNKS + 2
 
 
 @dataclass(frozen=True)
@@ -569,13 +566,7 @@ def source_steps(
     (one process, a background thread), and never probed first: standard input, a pipe or a URL
     cannot be read twice. A source silent for ``timeout_s`` seconds is given up. ``each_chunk``
     is shown each decoded chunk before the step it leads to."""
-    chunks = iter_frames(
-        source,
-        model.fps,
-        model.convention.frame_size,
-        timeout_s=timeout_s,
-        reused_chunks=BACKGROUND_CHUNK_ARRAYS,
-    )
+    chunks = iter_frames(source, model.fps, model.convention.frame_size, timeout_s=timeout_s)
     chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
     if each_chunk is not None:
         chunks = _shown(chunks, each_chunk)

@@ -127,7 +127,6 @@ def iter_frames(
     stop_frame: int | None = None,
     decoder_threads: int = 0,
     shared: SharedFile | None = None,
-    reused_chunks: int = 0,
 ) -> Iterator[np.ndarray]:
     """Yield consecutive (n, H, W, 3) uint8 RGB chunks of the video at a constant ``fps``.
 
@@ -143,9 +142,6 @@ def iter_frames(
     ``decoder_threads``: FFmpeg's threads for this stream (0: its choice, one per core).
     ``shared``: the file opened once for several readers (:class:`SharedFile`), which then
     read its packets in turn, each with a decoder of its own; else the file is opened here.
-    ``reused_chunks``: 0, every chunk a new array; N, the chunks are N arrays written in turn,
-    so a chunk is overwritten N chunks later (for a reader that copies what it keeps: a new
-    array of a chunk's size among the other threads' allocations leaves holes in the heap).
 
     Raises VideoError when the file cannot be opened, and, after yielding every frame that
     could be decoded, when decoding fails, no data arrives for ``timeout_s`` seconds (a
@@ -153,11 +149,10 @@ def iter_frames(
     truncated file).
     """
     settings = (path, fps, size, chunk_frames, timeout_s, start_frame, stop_frame, decoder_threads)
-    chunks = _ChunkArrays(reused_chunks)
     try:
-        yield from _decode(*settings, shared, chunks, seek=start_frame > 0)
+        yield from _decode(*settings, shared, seek=start_frame > 0)
     except SeekMissed:  # raised before the first yield: decode from the top instead
-        yield from _decode(*settings, shared, chunks, seek=False)
+        yield from _decode(*settings, shared, seek=False)
 
 
 def find_videos(paths: Sequence[str | Path]) -> list[Path]:
@@ -216,7 +211,6 @@ def _decode(
     stop_frame: int | None,
     decoder_threads: int,
     shared: SharedFile | None,
-    chunks: _ChunkArrays,
     *,
     seek: bool,
 ) -> Iterator[np.ndarray]:
@@ -261,14 +255,14 @@ def _decode(
                     emitted += max(count, 0)
                 previous, previous_s = frame, time_s
                 while len(pending) > chunk_frames:  # keep one back: the end may trim it
-                    yield chunks.stack(pending[:chunk_frames])
+                    yield np.stack(pending[:chunk_frames])
                     del pending[:chunk_frames]
                     pending_first += chunk_frames
                 if stop_frame is not None and emitted >= stop_frame:
                     break
         except (av.FFmpegError, OSError) as exc:
             if pending:
-                yield chunks.stack(pending)
+                yield np.stack(pending)
             reason = failure_reason(exc, timeout_s)
             raise VideoError(
                 f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {reason}", path
@@ -280,7 +274,7 @@ def _decode(
             pending += shown(previous, total - emitted)
             del pending[max(total - pending_first, 0) :]
         for start in range(0, len(pending), chunk_frames):
-            yield chunks.stack(pending[start : start + chunk_frames])
+            yield np.stack(pending[start : start + chunk_frames])
         if not reached_end:
             return
         declared_s = _declared_video_duration_s(source.container, stream)
@@ -291,28 +285,6 @@ def _decode(
                 f"{math.floor(decoded_s * fps)}) of the {declared_s:.2f} s the file declares",
                 path,
             )
-
-
-class _ChunkArrays:
-    """The arrays chunks are stacked into: a new one each time (``reused`` 0), or ``reused``
-    arrays written in turn, each as large as the largest chunk it has held."""
-
-    def __init__(self, reused: int):
-        self.arrays: list[np.ndarray] = []
-        self.reused = reused
-        self.next = 0
-
-    def stack(self, pictures: list[np.ndarray]) -> np.ndarray:
-        if not self.reused:
-            return np.stack(pictures)
-        shape = (len(pictures), *pictures[0].shape)
-        if len(self.arrays) < self.reused:
-            self.arrays.append(np.empty(shape, np.uint8))
-        array = self.arrays[self.next]
-        if array.shape[1:] != shape[1:] or len(array) < len(pictures):
-            array = self.arrays[self.next] = np.empty(shape, np.uint8)
-        self.next = (self.next + 1) % self.reused
-        return np.stack(pictures, out=array[: len(pictures)])
 
 
 def _relative_time_s(
