@@ -5,6 +5,7 @@ reach; live gives offline's detections; 0 rounds, or no network, detect as befor
 
 import dataclasses
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -159,22 +160,30 @@ def test_offline_passes_that_seek_over_gaps_give_the_whole_videos_result(
     models, video, unrefined, frames, monkeypatch
 ):
     """With every gap sought over, each detection is refined from a pass over its own reach
-    (and those it touches) and gives what the whole decoded video gives."""
-    passes = []
+    (and those it touches) and gives what the whole decoded video gives; the passes share one
+    open of the MP4 (its whole index, held once)."""
+    passes, opened = [], []
+    real_open = av.open
 
     def recorded(*args, **kwargs):
         passes.append((kwargs["start_frame"], kwargs["stop_frame"]))
         return iter_frames(*args, **kwargs)
+
+    def counting_open(source, *args, **kwargs):
+        opened.append(source)
+        return real_open(source, *args, **kwargs)
 
     monkeypatch.setattr(boundary_refiner, "SEEK_GAP_FRAMES", 0)
     monkeypatch.setattr(boundary_refiner, "iter_frames", recorded)
     detector = Detector.load(models[2], **SETTINGS)
     chosen = sorted(unrefined, key=lambda d: d.start_s)
     chosen = [chosen[0], chosen[len(chosen) // 2], chosen[-1]]
+    monkeypatch.setattr(av, "open", counting_open)
     assert detector.refine(video, chosen) == by_hand(detector, chosen, frames)
     segments = np.array([(d.start_s, d.end_s) for d in chosen])
     first, last = reach_frames(segments, detector.boundary_clips, FPS, 16)
     assert len(passes) == 3
+    assert len(opened) == 1
     assert sorted(passes) == sorted(zip((first - 1).tolist(), last.tolist(), strict=True))
 
 

@@ -24,6 +24,7 @@ from scnn.boundary_clips import BoundaryClips, reach_frames, refine_segments
 from scnn.clips import InputConvention
 from scnn.records import Detection
 from scnn.video import iter_frames
+from scnn.video_source import shared_file
 
 log = logging.getLogger(__name__)
 
@@ -184,27 +185,31 @@ def refine_in_video(
     decoded again, in order, over the frames they can need, holding only what the detections
     still waiting can need. Where SEEK_GAP_FRAMES or more frames lie between the reaches of
     two groups of detections, the pass seeks over them (a keyframe before the next group,
-    the same frames a whole pass gives: video.iter_frames) instead of converting them."""
+    the same frames a whole pass gives: video.iter_frames) instead of converting them. An MP4
+    is opened once for all the groups (video_source.shared_file)."""
     if not detections:
         return list(detections)
     segments = np.array([(d.start_s, d.end_s) for d in detections], np.float64)
     first, last = reach_frames(segments, clips, fps, convention.clip_frames)
     refined: dict[int, Detection] = {}
-    for group in reach_groups(first, last, SEEK_GAP_FRAMES):
-        start, stop = int(first[group].min()), int(last[group].max())
-        refiner = BoundaryRefiner(clips, offsets_of, convention, fps, first_frame=start)
-        serials = refiner.add([detections[i] for i in group])
-        refiner.keep_from = math.inf  # no other detection of the group is to come
-        by_serial = dict(zip(serials, group.tolist(), strict=True))
-        done: list[tuple[int, Detection]] = []
-        size = convention.frame_size
-        for chunk in iter_frames(video, fps, size, start_frame=start - 1, stop_frame=stop):
-            refiner.feed(chunk)
-            done += refiner.ready()
-            if not refiner.waiting:
-                break
-        done += refiner.finish()
-        refined.update((by_serial[serial], detection) for serial, detection in done)
+    with shared_file(video) as shared:  # one MP4 index for every group's pass
+        for group in reach_groups(first, last, SEEK_GAP_FRAMES):
+            start, stop = int(first[group].min()), int(last[group].max())
+            refiner = BoundaryRefiner(clips, offsets_of, convention, fps, first_frame=start)
+            serials = refiner.add([detections[i] for i in group])
+            refiner.keep_from = math.inf  # no other detection of the group is to come
+            by_serial = dict(zip(serials, group.tolist(), strict=True))
+            done: list[tuple[int, Detection]] = []
+            size = convention.frame_size
+            for chunk in iter_frames(
+                video, fps, size, start_frame=start - 1, stop_frame=stop, shared=shared
+            ):
+                refiner.feed(chunk)
+                done += refiner.ready()
+                if not refiner.waiting:
+                    break
+            done += refiner.finish()
+            refined.update((by_serial[serial], detection) for serial, detection in done)
     return [refined[i] for i in range(len(detections))]
 
 
