@@ -62,8 +62,8 @@ def score_lanes(
     """Score each lane's windows (``ends`` from :func:`lane_ends`) in its own thread, which
     also decodes its segment (a decoding thread per lane was slower: 4 busy threads on 2
     cores), with the torch threads shared out among the lanes for the call. An MP4 is opened
-    once for all lanes (:class:`scnn.video.SharedFile`). The first failure
-    stops the others. Without ``background``, the windows labelled background are left out."""
+    once for all lanes (:class:`scnn.video_source.SharedFile`). The first failure stops the
+    others. Without ``background``, the windows labelled background are left out."""
     longest = max(model.windows.lengths_frames)
     failed = threading.Event()
 

@@ -202,7 +202,7 @@ class SharedFile:
     """An MP4 or MOV file opened once for several readers (CPU lanes), who take its packets
     in turn, each from where it left off, and decode them with decoders of their own.
 
-    Why: FFmpeg's MP4 demuxer holds the file's whole sample index for each open, about 50
+    Why: FFmpeg's MP4 demuxer holds the file's whole sample index for each open, about 55
     bytes a frame in use (9.6 MB for 2 hours at 25 fps) and more while it is built; opened
     once per lane, a long video's memory grew with the lanes. Other containers index sparsely
     (Matroska: 0.3 MB for the same 2 hours) and are opened by each reader.
