@@ -206,6 +206,7 @@ def test_small_chunks_give_the_whole_arrays_result_within_the_largest_reach(
     first, last = reach_frames(segments, detector.boundary_clips, FPS, 16)
     largest = int((np.minimum(last, NUM_FRAMES) - first + 1).max())
     assert 0 < refiner.most_held <= largest + chunk - 1
+    assert len(refiner.storage) <= refiner.most_held + chunk  # grown to what it had to hold
     assert refiner.end == refiner.start  # nothing held once every detection is refined
 
 

@@ -159,13 +159,17 @@ class BoundaryRefiner:
         self.start += held if math.isinf(frame) else min(held, max(0, int(frame) - self.held_from))
 
     def _append(self, frames: np.ndarray) -> None:
-        """Frames after those held, in one array reused (moved to its front, or grown to
-        twice what it must hold, only when they do not fit behind the others)."""
+        """Frames after those held, in one array reused: moved to its front when they do not
+        fit behind the others, and grown only when they cannot fit at all, to what it must
+        hold and one chunk more. So its size follows the most frames held, which the longest
+        detection bounds, not the video's length; grown to twice what it had to hold, its
+        size was left to chance, and a longer video more often drew the larger one
+        (benchmarks/speed/RESULTS.md, "The boundary clips' frames")."""
         held, count = self.end - self.start, len(frames)
         if self.storage is None or self.end + count > len(self.storage):
             storage = self.storage
-            if storage is None or 2 * (held + count) > len(storage):
-                storage = np.empty((2 * (held + count), *frames.shape[1:]), frames.dtype)
+            if storage is None or held + count > len(storage):
+                storage = np.empty((held + 2 * count, *frames.shape[1:]), frames.dtype)
             if held:
                 storage[:held] = self.storage[self.start : self.end]
             self.storage, self.start, self.end = storage, 0, held
