@@ -196,6 +196,7 @@ def refine_in_video(
     segments = np.array([(d.start_s, d.end_s) for d in detections], np.float64)
     first, last = reach_frames(segments, clips, fps, convention.clip_frames)
     refined: dict[int, Detection] = {}
+    size = convention.frame_size
     with shared_file(video) as shared:  # one MP4 index for every group's pass
         for group in reach_groups(first, last, SEEK_GAP_FRAMES):
             start, stop = int(first[group].min()), int(last[group].max())
@@ -204,7 +205,6 @@ def refine_in_video(
             refiner.keep_from = math.inf  # no other detection of the group is to come
             by_serial = dict(zip(serials, group.tolist(), strict=True))
             done: list[tuple[int, Detection]] = []
-            size = convention.frame_size
             for chunk in iter_frames(
                 video, fps, size, start_frame=start - 1, stop_frame=stop, shared=shared
             ):
