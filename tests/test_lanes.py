@@ -9,7 +9,8 @@ from videos import numbered_frames, write_video
 from scnn.detect import Detector
 from scnn.errors import VideoError
 from scnn.lanes import lane_ends
-from scnn.video import num_frames, probe
+from scnn.runtime import CPU_CHUNK_FRAMES
+from scnn.video import CHUNK_FRAMES, num_frames, probe
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,16 @@ def test_lanes_score_the_same_windows_as_one_pass(model_dir, long_path):
     assert threads_in_lanes == {1}
     assert sum(decoded) == 3250  # the second lane's lead-in frames are not counted twice
     assert_same_windows(one, two, atol=1e-5)
+
+
+def test_a_cpu_decodes_a_file_in_small_chunks(model_dir, long_path):
+    """On a CPU the clips of the windows that end in a chunk are gathered at once: one pass
+    and the lanes alike decode CPU_CHUNK_FRAMES at a time, not video.CHUNK_FRAMES."""
+    assert CPU_CHUNK_FRAMES < CHUNK_FRAMES
+    for lanes in (1, 2):
+        decoded = []
+        Detector.load(model_dir, lanes=lanes).score_windows(long_path, progress=decoded.append)
+        assert max(decoded) == CPU_CHUNK_FRAMES and sum(decoded) == 3250
 
 
 def test_a_failing_lane_fails_the_video_and_restores_the_threads(model_dir, tmp_path):

@@ -19,6 +19,7 @@ import torch
 from scnn.modelfile import LoadedModel
 from scnn.pipeline import Networks, Segment, score_segment, scored_steps, scored_windows
 from scnn.records import ScoredWindows
+from scnn.runtime import chunk_frames_for
 from scnn.video import iter_frames, num_frames, probe
 from scnn.video_source import SharedFile, shared_file
 
@@ -73,6 +74,7 @@ def score_lanes(
                 video,
                 model.fps,
                 model.convention.frame_size,
+                chunk_frames_for(networks.device),
                 start_frame=max(0, first_end + 1 - longest),
                 stop_frame=last_end or None,
                 decoder_threads=1,

@@ -39,7 +39,7 @@ from scnn.modelfile import LoadedModel
 from scnn.parallel_decode import iter_frames_parallel
 from scnn.precision import exact_fp32
 from scnn.records import ScoredWindows
-from scnn.runtime import InferenceRuntime
+from scnn.runtime import InferenceRuntime, chunk_frames_for
 from scnn.video import iter_frames
 from scnn.video_source import READ_TIMEOUT_S
 from scnn.windows import WindowConfig, Windows, windows_ending_between
@@ -550,8 +550,9 @@ def video_chunks(
     background thread, page-locked on a GPU. The one place detection decodes with processes:
     ``decode_processes`` > 1 splits the video into time segments, one per process
     (parallel_decode.py), which pays on a GPU, where the networks leave the cores to the
-    decoders."""
-    chunks = iter_frames_parallel(video, decode_processes, fps=fps, size=convention.frame_size)
+    decoders. Chunks are smaller on a CPU (runtime.CPU_CHUNK_FRAMES)."""
+    size, chunk_frames = convention.frame_size, chunk_frames_for(device)
+    chunks = iter_frames_parallel(video, decode_processes, fps, size, chunk_frames)
     return _background_chunks(chunks, pin=device.type == "cuda")
 
 

@@ -19,6 +19,7 @@ from scnn.allocator import MMAP_THRESHOLD_BYTES
 from scnn.errors import ScnnError
 from scnn.model import Network
 from scnn.precision import native_bf16
+from scnn.video import CHUNK_FRAMES
 
 DEVICES = "auto, cpu, cuda or cuda:N"  # what a device name may be
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -30,6 +31,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # 2 and 4 within noise of it, 11.7-13.0; 8: 11.1). On a GPU, large.
 CPU_BATCH_SIZE = 16
 GPU_BATCH_SIZE = 256
+# Frames per decoded chunk on a CPU. The clips of the windows that end in a chunk are gathered
+# at once and queued for the networks, each lane its own: with the default grid, about one
+# window per 2 frames, so 256-frame chunks gathered some 126 clips (19 MB of the bundled
+# model's uint8 crops) and queued as many. Detection's peak, bundled model, 10-minute video,
+# 2 threads: 460-468 MB with 256-frame chunks, 403-422 MB with 64, in 14.4 against 14.8 s
+# (benchmarks/speed/RESULTS.md, "Memory along a video: smaller chunks on a CPU").
+CPU_CHUNK_FRAMES = 64
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -59,6 +67,12 @@ def cpu_batch_size(network: Network, bf16: bool) -> int:
     element = 2 if bf16 else 4
     per_clip = network.conv1.out_channels * network.clip_frames * network.crop_size**2 * element
     return max(1, min(CPU_BATCH_SIZE, MMAP_THRESHOLD_BYTES // per_clip))
+
+
+def chunk_frames_for(device: torch.device) -> int:
+    """Frames per decoded chunk when a whole file is scored: CPU_CHUNK_FRAMES on a CPU,
+    video.CHUNK_FRAMES on a GPU."""
+    return CPU_CHUNK_FRAMES if device.type == "cpu" else CHUNK_FRAMES
 
 
 def decode_processes_for(device: torch.device) -> int:
