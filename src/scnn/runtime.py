@@ -1,5 +1,6 @@
-"""Where and how the networks run: the one rule for the device, the precision, the batch size
-and the decoding processes, shared by detection, feature extraction and training.
+"""Where and how the networks run: the one rule for the device, the precision, the batch size,
+the decoded chunk and the decoding processes, shared by detection, feature extraction and
+training.
 
 The device: ``auto`` is CUDA when available, else the CPU (the default of ``scnn detect``,
 ``scnn features`` and ``scnn train`` alike); a CUDA device asked for where there is none is an
