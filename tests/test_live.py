@@ -32,7 +32,8 @@ from scnn.live import (
 from scnn.pipeline import _background_chunks
 from scnn.postprocess import postprocess
 from scnn.records import Detection, ScoredWindows
-from scnn.video import CHUNK_FRAMES, video_name
+from scnn.runtime import chunk_frames_for
+from scnn.video import video_name
 from scnn.windows import WindowConfig, window_grid
 
 SETTINGS = {"proposal_threshold": 0.0, "precision": "fp32"}  # every window reaches both networks
@@ -119,8 +120,9 @@ def test_detections_arrive_while_a_pipe_streams_and_end_as_offline(
 def test_each_detection_is_final_within_the_bound_unless_a_chain_holds_it(detector, stream):
     """Batch size 1: no queue waits; the bound is the grid's reach plus one chunk."""
     one = detector.with_settings(batch_size=1)
-    bound = latency_bound_frames(one.model.windows, one.model.nms_threshold, CHUNK_FRAMES, 1)
-    assert bound == 16 + 255  # a 32-frame window holding a 16-frame one reaches 16 frames on
+    chunk_frames = chunk_frames_for(one.networks.device)  # as live reads the stream
+    bound = latency_bound_frames(one.model.windows, one.model.nms_threshold, chunk_frames, 1)
+    assert bound == 16 + chunk_frames - 1  # a 32-frame window holding a 16-frame one reaches 16
     late = []
     for found in live_detections(one, stream):
         end_frame = round(found.detection.end_s * one.model.fps)

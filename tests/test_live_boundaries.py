@@ -3,7 +3,6 @@ detections, whatever the offsets (those beyond postprocess.MAX_WINDOW_OFFSET hel
 decoded chunks and the batches; a window not scored yet is judged wherever it can land."""
 
 import dataclasses
-import functools
 import math
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 from tiny import small_model, with_boundaries, with_boundary_clips
 from videos import numbered_frames, write_video
 
-from scnn import pipeline, runtime
+from scnn import runtime
 from scnn.detect import Detector
 from scnn.live import (
     Candidate,
@@ -24,7 +23,7 @@ from scnn.live import (
 from scnn.modelfile import load_model, save_model
 from scnn.postprocess import MAX_WINDOW_OFFSET, postprocess, window_segments_s
 from scnn.records import Detection, ScoredWindows
-from scnn.video import CHUNK_FRAMES, iter_frames, video_name
+from scnn.video import CHUNK_FRAMES, video_name
 from scnn.windows import WindowConfig, Windows, temporal_iou, window_grid
 
 SETTINGS = {"proposal_threshold": 0.0, "precision": "fp32"}  # every window reaches both networks
@@ -59,11 +58,10 @@ def video(tmp_path_factory):
 
 def live_and_offline(detector, video, chunk_frames, monkeypatch):
     """The live detections of ``video`` and the offline ones, named as live names them, both
-    read in chunks of ``chunk_frames``: the windows a chunk completes are queued by length,
-    so the chunks decide which clips share a batch, and a clip's scores can differ in their
-    last digits from one batch to another (fp32, batch 3: 0.47665872 against 0.47665889)."""
-    chunks = functools.partial(iter_frames, chunk_frames=chunk_frames)
-    monkeypatch.setattr(pipeline, "iter_frames", chunks)
+    read in chunks of ``chunk_frames`` (on a CPU both read runtime.CPU_CHUNK_FRAMES): the
+    windows a chunk completes are queued by length, so the chunks decide which clips share a
+    batch, and a clip's scores can differ in their last digits from one batch to another
+    (fp32, batch 3: 0.47665872 against 0.47665889)."""
     monkeypatch.setattr(runtime, "CPU_CHUNK_FRAMES", chunk_frames)
     live = [found.detection for found in live_detections(detector, video)]
     offline = [dataclasses.replace(d, video=video_name(video)) for d in detector(video)]
@@ -107,8 +105,9 @@ def test_each_detection_is_final_within_the_bound_with_a_boundary_network(plain,
     detector = Detector.load(with_boundaries(plain, tmp_path / "m", (0.25, -0.25)), **SETTINGS)
     one = detector.with_settings(batch_size=1)
     windows, nms_iou = one.model.windows, one.model.nms_threshold
-    bound = latency_bound_frames(windows, nms_iou, CHUNK_FRAMES, 1, MAX_WINDOW_OFFSET)
-    assert latency_bound_frames(windows, nms_iou, CHUNK_FRAMES, 1) < bound
+    chunk_frames = runtime.chunk_frames_for(one.networks.device)  # as live reads the stream
+    bound = latency_bound_frames(windows, nms_iou, chunk_frames, 1, MAX_WINDOW_OFFSET)
+    assert latency_bound_frames(windows, nms_iou, chunk_frames, 1) < bound
     for found in live_detections(one, video):
         assert found.frames_seen - found.detection.end_s * FPS <= bound or found.chained
 

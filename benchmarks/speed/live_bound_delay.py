@@ -32,7 +32,8 @@ import scnn.postprocess
 from scnn.detect import BUNDLED_MODEL, DetectConfig, Detector
 from scnn.live import latency_bound_frames, live_detections
 from scnn.modelfile import LoadedModel, load_model
-from scnn.video import CHUNK_FRAMES, video_name
+from scnn.runtime import chunk_frames_for
+from scnn.video import video_name
 
 
 def delays(detector: Detector, videos: list[Path]) -> dict:
@@ -42,7 +43,8 @@ def delays(detector: Detector, videos: list[Path]) -> dict:
     model = detector.model
     move = 0.0 if model.boundaries is None else scnn.postprocess.MAX_WINDOW_OFFSET
     nms_iou = detector.postprocess_settings().nms_iou
-    bound = latency_bound_frames(model.windows, nms_iou, CHUNK_FRAMES, detector.batch_size, move)
+    chunk_frames = chunk_frames_for(detector.device)  # as live reads the stream
+    bound = latency_bound_frames(model.windows, nms_iou, chunk_frames, detector.batch_size, move)
     bound_s = bound / model.fps
     given, chained, equal = {}, {}, True
     for video in videos:

@@ -27,8 +27,8 @@ import torch
 
 from scnn.detect import Detector
 from scnn.live import latency_bound_frames, live_detections
+from scnn.runtime import chunk_frames_for
 from scnn.synth import SynthConfig, generate
-from scnn.video import CHUNK_FRAMES
 
 
 def make_stream(work: Path, duration_s: float) -> Path:
@@ -131,7 +131,8 @@ def main() -> None:
     detector = Detector.load(batch_size=args.batch_size)
     grid, fps = detector.model.windows, detector.model.fps
     nms_iou = detector.postprocess_settings().nms_iou
-    bound_s = latency_bound_frames(grid, nms_iou, CHUNK_FRAMES, detector.batch_size) / fps
+    chunk_frames = chunk_frames_for(detector.device)  # as live reads the stream
+    bound_s = latency_bound_frames(grid, nms_iou, chunk_frames, detector.batch_size) / fps
     result = paced(detector, ts, bound_s)
     speed = unpaced_fps(detector, ts)
     count, chained = len(result["wall"]), int(result["chained"].sum())

@@ -13,9 +13,10 @@ it in NMS order, IoU over the threshold, recursively: an NMS chain) is exposed. 
 are forgotten once no open or future window can overlap them, so what is held does not depend on
 how long the stream has run (benchmarks/speed/speed_memory.py). At the end of a finite stream every
 window is decided and the kept ones are exactly the offline detections. With the default grid
-and NMS 0.4 a detection is final at most 30.7 s of video after its end
-(:func:`latency_bound_frames`: 767 frames; 511 with batch size 1), unless an NMS chain or the
-localization network's queue, waiting for a full batch, holds it back.
+and NMS 0.4 a detection is final at most 15.3 s of video after its end on a CPU, which reads
+64-frame chunks (:func:`latency_bound_frames`: 383 frames; 319 with batch size 1), and 30.7 s
+on a GPU, which reads 256 (767 frames; 511), unless an NMS chain or the localization
+network's queue, waiting for a full batch, holds it back.
 ``--top-k`` ranks a whole video, which a stream never is: live detection refuses it; so it
 does ``--vote-iou`` (boundary voting moves detections after NMS and runs NMS again).
 
@@ -25,8 +26,9 @@ holds it there, offline and live alike). A window not scored yet is then judged 
 can land: it exposes a window if the landing nearest to it has an IoU over the threshold
 (:func:`exposed`), and a decided window is forgotten only once no window, moved as far as it
 can, can overlap it. So the end of a finite stream still gives exactly the offline
-detections, later: at most 52.5 s of video after their end with the default grid (1312
-frames; 1056 with batch size 1), chains and the queue aside.
+detections, later: at most 37.1 s of video after their end with the default grid on a CPU
+(928 frames; 864 with batch size 1) and 52.5 s on a GPU (1312; 1056), chains and the queue
+aside.
 
 With a model's boundary clips, a final detection waits until the frames its rounds can read
 have arrived (boundary_clips.reach_frames: up to about 0.63 of its length after its end,

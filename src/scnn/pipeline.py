@@ -566,8 +566,10 @@ def source_steps(
     """:func:`scored_steps` of a source decoded once, as :func:`video_chunks` decodes a file
     (one process, a background thread), and never probed first: standard input, a pipe or a URL
     cannot be read twice. A source silent for ``timeout_s`` seconds is given up. ``each_chunk``
-    is shown each decoded chunk before the step it leads to."""
-    chunks = iter_frames(source, model.fps, model.convention.frame_size, timeout_s=timeout_s)
+    is shown each decoded chunk before the step it leads to. Chunks are as a file's
+    (runtime.chunk_frames_for), so live and offline queue the same batches."""
+    size, chunk_frames = model.convention.frame_size, chunk_frames_for(networks.device)
+    chunks = iter_frames(source, model.fps, size, chunk_frames, timeout_s=timeout_s)
     chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
     if each_chunk is not None:
         chunks = _shown(chunks, each_chunk)
