@@ -14,6 +14,12 @@ so a plot shows where memory goes.
 Live detection reads the file unpaced (faster than real time); its finality delay (video
 seconds from a detection's end to when it is given out) is reported for the first 10 minutes
 and for the rest of the stream.
+
+A container's index is part of any reader's memory: FFmpeg holds an MP4's whole sample index
+(about 40-55 bytes a frame) for as long as the file is open, a Matroska file only its sparse
+cues. ``--container mkv`` runs the same streams copied into Matroska; the "open" rows say what
+opening each video and reading its first packet costs a fresh process, so the growth that is
+scnn's own can be told from the index's.
 """
 
 from __future__ import annotations
@@ -49,7 +55,10 @@ from harness import (
     write_h264,
 )
 
+from scnn.video_source import READ_TIMEOUT_S, open_video
+
 JOBS = ("detect", "live", "features")
+CONTAINERS = ("mp4", "mkv")
 LENGTHS_MIN = (10, 120)  # offline detection and features: each length in a fresh process
 LIVE_MIN = 120  # one live stream this long; memory read along it
 STRETCH_S = 300.0  # the synthetic stretch that is looped
@@ -57,11 +66,18 @@ SIZE = (96, 72)
 MB = 2**20
 
 
-def fires_often_video(work: Path, minutes: float) -> Path:
-    """The looped synthetic video of ``minutes`` (made once under ``work``, then reused)."""
-    path = work / f"fires_often_{minutes:g}min.mp4"
+def fires_often_video(work: Path, minutes: float, container: str = "mp4") -> Path:
+    """The looped synthetic video of ``minutes`` in ``container`` (made once under ``work``,
+    then reused; Matroska as a copy of the MP4's stream)."""
+    path = work / f"fires_often_{minutes:g}min.{container}"
     if path.exists():
         return path
+    if container != "mp4":
+        source = fires_often_video(work, minutes)
+        tmp = path.with_suffix(f".part.{container}")
+        command = ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-c", "copy", str(tmp)]
+        subprocess.run(command, check=True)
+        return tmp.rename(path)
     stretch = work / "fires_often_stretch.mp4"
     if not stretch.exists():
         config = SynthConfig(
@@ -115,6 +131,12 @@ def child(args: argparse.Namespace) -> None:
     video, count = args.child_video, 0
     keep_large_allocations()  # as scnn's commands set it on a CPU
     start = time.perf_counter()
+    if args.job == "open":
+        before = _rss_mb()
+        with open_video(video, READ_TIMEOUT_S) as container:
+            next(container.demux(container.streams.video[0]))
+            say(open_mb=_rss_mb() - before)
+        return
     if args.job == "detect":
         count = len(Detector.load()(video, progress))
     elif args.job == "live":
@@ -168,12 +190,16 @@ def measure_all(
     lengths_min: tuple[int, ...],
     live_min: int,
     add: Callable[[Row], None],
+    container: str = "mp4",
 ) -> dict:
     """Each offline job at each length and one live stream, all at once (each child's memory
     is its own; their speed is not measured here): rows to ``add``, and the results by job and
     length."""
     runs = [(job, m) for job in ("detect", "features") for m in lengths_min] + [("live", live_min)]
-    videos = {minutes: fires_often_video(work, minutes) for _, minutes in runs}
+    videos = {minutes: fires_often_video(work, minutes, container) for _, minutes in runs}
+    for minutes in lengths_min:  # one at a time, before the jobs: what opening a video holds
+        opened = child_result(start_child(args, "open", videos[minutes]))["open_mb"]
+        add(Row("memory", f"open and read a packet, {minutes}-minute {container}", opened, "MB"))
     children = [start_child(args, job, videos[minutes]) for job, minutes in runs]
     results: dict = {}
     for (job, minutes), process in zip(runs, children, strict=True):
@@ -248,7 +274,8 @@ def main() -> None:
     command_line.add_argument("--minutes", type=int, nargs="+", default=list(LENGTHS_MIN))
     command_line.add_argument("--live-minutes", type=int, default=LIVE_MIN)
     command_line.add_argument("--plot", type=Path, default=None, help="write the PNG here")
-    command_line.add_argument("--job", choices=JOBS, help=argparse.SUPPRESS)
+    command_line.add_argument("--container", choices=CONTAINERS, default="mp4")
+    command_line.add_argument("--job", choices=(*JOBS, "open"), help=argparse.SUPPRESS)
     command_line.add_argument("--child-video", type=Path, help=argparse.SUPPRESS)
     args = parse_args(command_line)
     if args.child_video:
@@ -260,7 +287,8 @@ def main() -> None:
     def add(row: Row) -> None:
         print(format_row(row), flush=True)
 
-    results = measure_all(args, work, tuple(args.minutes), args.live_minutes, add)
+    lengths = tuple(args.minutes)
+    results = measure_all(args, work, lengths, args.live_minutes, add, args.container)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
     if args.plot:
