@@ -1,5 +1,3 @@
-import av
-import numpy as np
 import pytest
 from page_faults import run_child
 
@@ -66,36 +64,3 @@ def test_threads_share_one_malloc_arena():
 
     assert arenas("default") >= 4  # glibc's default: an arena per thread, up to 8 per core
     assert arenas("keep") == 1
-
-
-# Opens the MP4 as scnn does, with the allocator kept, then prints the resident memory (MB)
-# that trimming the heap still gives back: the free memory the open left resident.
-OPEN_CHILD = """
-import ctypes, sys
-from scnn.allocator import keep_large_allocations
-from scnn.video_source import open_video
-def rss_mb():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-assert keep_large_allocations()
-container = open_video(sys.argv[1], 10.0)
-next(container.demux(container.streams.video[0]))
-opened = rss_mb()
-ctypes.CDLL(None).malloc_trim(0)
-print(opened - rss_mb())
-"""
-
-
-@pytest.mark.skipif(not keep_large_allocations(), reason="malloc is not glibc's")
-def test_opening_a_long_mp4_leaves_no_freed_index_memory_resident(tmp_path):
-    path = tmp_path / "hour.mp4"  # 90 000 frames of 16x16: an index as large as 1 hour's
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
-        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
-        for number in range(90_000):
-            frame.pts = number
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    child = run_child(OPEN_CHILD, str(path))
-    assert child.returncode == 0, child.stderr
-    assert float(child.stdout.split()[-1]) < 1.0  # building the index freed 4.7 MB

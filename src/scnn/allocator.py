@@ -23,7 +23,6 @@ allocates, that is the main one.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import logging
@@ -62,16 +61,3 @@ def keep_large_allocations() -> bool:
     if not done:
         log.debug("mallopt refused: large CPU tensors keep glibc's default handling")
     return done
-
-
-def return_free_memory() -> None:
-    """Hand the free pages the heap holds back to the kernel (glibc's malloc_trim), after a
-    passing peak that the heap would otherwise keep resident for the rest of the run, since
-    :func:`keep_large_allocations` keeps up to 1 GiB of freed memory. The one such peak:
-    opening an MP4, whose demuxer builds the file's sample index in arrays it grows and
-    frees; opening a 2-hour MP4 then held 22.4 MB, 9.8 MB once trimmed (5.5 and 4.1 MB for
-    10 minutes; benchmarks/speed/RESULTS.md). A few milliseconds; a no-op where malloc is
-    not glibc's."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).malloc_trim(0)

@@ -37,7 +37,8 @@ GPU_BATCH_SIZE = 256
 # window per 2 frames, so 256-frame chunks gathered some 126 clips (19 MB of the bundled
 # model's uint8 crops) and queued as many. Detection's peak, bundled model, 10-minute video,
 # 2 threads: 460-468 MB with 256-frame chunks, 403-422 MB with 64, in 14.4 against 14.8 s
-# (benchmarks/speed/RESULTS.md, "Memory along a video: smaller chunks on a CPU").
+# (benchmarks/speed/RESULTS.md, "Memory along a video: smaller chunks on a CPU"). Live
+# detection reads the same chunks, which also bound its finality delay (live.py).
 CPU_CHUNK_FRAMES = 64
 
 
@@ -71,8 +72,8 @@ def cpu_batch_size(network: Network, bf16: bool) -> int:
 
 
 def chunk_frames_for(device: torch.device) -> int:
-    """Frames per decoded chunk when a whole file is scored: CPU_CHUNK_FRAMES on a CPU,
-    video.CHUNK_FRAMES on a GPU."""
+    """Frames per decoded chunk, for a file and a live stream alike: CPU_CHUNK_FRAMES on a
+    CPU, video.CHUNK_FRAMES on a GPU."""
     return CPU_CHUNK_FRAMES if device.type == "cpu" else CHUNK_FRAMES
 
 

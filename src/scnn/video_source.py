@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from scnn.allocator import return_free_memory
 from scnn.errors import VideoError
 
 READ_TIMEOUT_S = 10.0  # a file, pipe or device that sends no data for this long is given up
@@ -109,14 +108,11 @@ def open_video(path: str | Path, timeout_s: float) -> av.container.InputContaine
     try:
         if not regular:
             source = _TimedPipe(file, timeout_s)
-        container = av.open(source, mode="r", timeout=timeout_s)
+        return av.open(source, mode="r", timeout=timeout_s)
     except (av.FFmpegError, OSError) as exc:
         if isinstance(source, _TimedPipe):
             source.close()
         raise VideoError(f"not a readable video file ({failure_reason(exc)})", path) from exc
-    if "mov" in container.format.name.split(","):
-        return_free_memory()  # what building the MP4's index freed (scnn.allocator)
-    return container
 
 
 def video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
