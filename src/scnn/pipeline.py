@@ -567,7 +567,7 @@ def source_steps(
     (one process, a background thread), and never probed first: standard input, a pipe or a URL
     cannot be read twice. A source silent for ``timeout_s`` seconds is given up. ``each_chunk``
     is shown each decoded chunk before the step it leads to. Chunks are as a file's
-    (runtime.chunk_frames_for), so live and offline queue the same batches."""
+    (runtime.chunk_frames_for), so live and one offline pass queue the same batches."""
     size, chunk_frames = model.convention.frame_size, chunk_frames_for(networks.device)
     chunks = iter_frames(source, model.fps, size, chunk_frames, timeout_s=timeout_s)
     chunks = _background_chunks(chunks, pin=networks.device.type == "cuda")
