@@ -120,7 +120,7 @@ def test_detections_arrive_while_a_pipe_streams_and_end_as_offline(
 def test_each_detection_is_final_within_the_bound_unless_a_chain_holds_it(detector, stream):
     """Batch size 1: no queue waits; the bound is the grid's reach plus one chunk."""
     one = detector.with_settings(batch_size=1)
-    chunk_frames = chunk_frames_for(one.networks.device)  # as live reads the stream
+    chunk_frames = chunk_frames_for(one.device)  # as live reads the stream
     bound = latency_bound_frames(one.model.windows, one.model.nms_threshold, chunk_frames, 1)
     assert bound == 16 + chunk_frames - 1  # a 32-frame window holding a 16-frame one reaches 16
     late = []

@@ -105,7 +105,7 @@ def test_each_detection_is_final_within_the_bound_with_a_boundary_network(plain,
     detector = Detector.load(with_boundaries(plain, tmp_path / "m", (0.25, -0.25)), **SETTINGS)
     one = detector.with_settings(batch_size=1)
     windows, nms_iou = one.model.windows, one.model.nms_threshold
-    chunk_frames = runtime.chunk_frames_for(one.networks.device)  # as live reads the stream
+    chunk_frames = runtime.chunk_frames_for(one.device)  # as live reads the stream
     bound = latency_bound_frames(windows, nms_iou, chunk_frames, 1, MAX_WINDOW_OFFSET)
     assert latency_bound_frames(windows, nms_iou, chunk_frames, 1) < bound
     for found in live_detections(one, video):

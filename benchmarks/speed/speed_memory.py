@@ -16,10 +16,10 @@ seconds from a detection's end to when it is given out) is reported for the firs
 and for the rest of the stream.
 
 A container's index is part of any reader's memory: FFmpeg holds an MP4's whole sample index
-(about 40-55 bytes a frame) for as long as the file is open, a Matroska file only its sparse
-cues. ``--container mkv`` runs the same streams copied into Matroska; the "open" rows say what
-opening each video and reading its first packet costs a fresh process, so the growth that is
-scnn's own can be told from the index's.
+(about 55 bytes a frame, benchmarks/speed/RESULTS.md) for as long as the file is open, a
+Matroska file only its sparse cues. ``--container mkv`` runs the same streams copied into
+Matroska; the "open" rows say what opening each video and reading its first packet costs a
+fresh process, so the growth that is scnn's own can be told from the index's.
 """
 
 from __future__ import annotations
