@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
@@ -100,6 +101,28 @@ def test_chunks_are_consecutive_and_bounded(tmp_path: Path) -> None:
     assert [len(c) for c in chunks] == [16, 16, 9]  # 50 frames at 30 fps = 41 frames at 25
     assert read_numbers(np.concatenate(chunks)).tolist() == read_numbers(read_frames(path)).tolist()
     assert all(c.dtype == np.uint8 and c.shape[1:] == (128, 171, 3) for c in chunks)
+
+
+def test_decoding_holds_a_chunk_s_pictures_once(tmp_path: Path) -> None:
+    # Each picture goes into its chunk as it is decoded: kept one by one until the chunk was
+    # full, then stacked, a chunk's pictures were held twice at the end of each chunk
+    path = write_video(tmp_path / "v.mp4", numbered_frames(200), 25)
+    chunk_bytes = 32 * 128 * 171 * 3
+    chunks = iter_frames(path, chunk_frames=32, decoder_threads=1)
+    next(chunks)  # the decoder and its buffers are set up
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        numbers = []
+        for chunk in chunks:
+            numbers.append(read_numbers(chunk[::31]).tolist())
+            del chunk  # held by nothing while the next one is decoded
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert numbers[0] == [32, 63] and len(numbers) == 6
+    assert peak - start < 1.5 * chunk_bytes  # the chunk being filled, and one picture
 
 
 def test_probe_reads_the_container(tmp_path: Path) -> None:

@@ -224,19 +224,19 @@ def _decode(
         source.decoder.thread_count = decoder_threads
         scaler = VideoReformatter()  # one FFmpeg scaling context for the whole video
         origin_s = source.seek_before(start_frame / fps) if seek else None
-        pending: list[np.ndarray] = []  # kept output frames decoded but not yet yielded
-        pending_first = start_frame  # output frame number of pending[0]
+        pending = _ChunkBuilder(chunk_frames, first=start_frame)  # decoded, not yet yielded
         emitted = 0  # output frames counted so far (yielded, pending, or before start_frame)
         previous: av.VideoFrame | None = None
         previous_s = 0.0
         gap_s = 1.0 / float(stream.guessed_rate or fps)  # fallback frame duration
 
-        def shown(frame: av.VideoFrame, count: int) -> list[np.ndarray]:
-            """The frame's pictures for output frames emitted … emitted + count - 1 that
-            fall in [start_frame, stop_frame)."""
+        def show(frame: av.VideoFrame, count: int) -> Iterator[np.ndarray]:
+            """Add the frame's picture as output frames emitted … emitted + count - 1 that
+            fall in [start_frame, stop_frame); the chunks it fills."""
             first = max(emitted, start_frame)
             last = emitted + count if stop_frame is None else min(emitted + count, stop_frame)
-            return _repeat(frame, last - first, scaler, width, height)
+            if last > first:
+                yield from pending.add(_picture(frame, scaler, width, height), last - first)
 
         try:
             for frame in source.frames():
@@ -251,18 +251,13 @@ def _decode(
                     if time_s > previous_s:
                         gap_s = time_s - previous_s
                     count = _frames_before(time_s, fps) - emitted
-                    pending += shown(previous, count)
+                    yield from show(previous, count)
                     emitted += max(count, 0)
                 previous, previous_s = frame, time_s
-                while len(pending) > chunk_frames:  # keep one back: the end may trim it
-                    yield np.stack(pending[:chunk_frames])
-                    del pending[:chunk_frames]
-                    pending_first += chunk_frames
                 if stop_frame is not None and emitted >= stop_frame:
                     break
         except (av.FFmpegError, OSError) as exc:
-            if pending:
-                yield np.stack(pending)
+            yield from pending.rest()
             reason = failure_reason(exc, timeout_s)
             raise VideoError(
                 f"decoding failed at {previous_s:.2f} s (output frame {emitted}): {reason}", path
@@ -271,10 +266,9 @@ def _decode(
         if previous is not None and reached_end:
             end_s = previous_s + _frame_duration_s(previous, gap_s)
             total = math.floor(end_s * fps + _TIME_TOLERANCE_FRAMES)
-            pending += shown(previous, total - emitted)
-            del pending[max(total - pending_first, 0) :]
-        for start in range(0, len(pending), chunk_frames):
-            yield np.stack(pending[start : start + chunk_frames])
+            yield from show(previous, total - emitted)
+            pending.cut(total)
+        yield from pending.rest()
         if not reached_end:
             return
         declared_s = _declared_video_duration_s(source.container, stream)
@@ -301,25 +295,56 @@ def _frames_before(time_s: float, fps: float) -> int:
     return max(0, math.ceil(time_s * fps - _TIME_TOLERANCE_FRAMES))
 
 
-def _repeat(
-    frame: av.VideoFrame, count: int, scaler: VideoReformatter, width: int, height: int
-) -> list[np.ndarray]:
-    """``count`` references to the frame's upright, scaled RGB picture; dropped frames are
-    never scaled. ``frame.rotation`` is the counterclockwise turn the container asks for.
+class _ChunkBuilder:
+    """Output frames gathered into chunks of ``size``, each picture copied into its chunk as
+    it comes: a chunk's pictures are not kept one by one until it is full, where they would
+    lie scattered through the heap's free memory (benchmarks/speed/RESULTS.md). A full chunk
+    is given out only once a frame after it arrives: the end of the video may cut frames
+    (:meth:`cut`), never from a chunk given out."""
+
+    def __init__(self, size: int, first: int) -> None:
+        self.size = size
+        self.first = first  # output frame number of the chunk's first frame
+        self.chunk: np.ndarray | None = None
+        self.filled = 0
+
+    def add(self, picture: np.ndarray, count: int) -> Iterator[np.ndarray]:
+        """Add ``count`` output frames showing ``picture``; the chunks they complete."""
+        for _ in range(count):
+            if self.filled == self.size:
+                yield self.chunk
+                self.chunk, self.filled, self.first = None, 0, self.first + self.size
+            if self.chunk is None:
+                self.chunk = np.empty((self.size, *picture.shape), picture.dtype)
+            self.chunk[self.filled] = picture
+            self.filled += 1
+
+    def cut(self, stop: int) -> None:
+        """Drop the frames from output frame ``stop`` on."""
+        self.filled = min(self.filled, max(stop - self.first, 0))
+
+    def rest(self) -> Iterator[np.ndarray]:
+        """The frames not yet given out, as a last chunk (none if there are none)."""
+        if self.filled:
+            yield self.chunk[: self.filled]
+        self.chunk, self.filled = None, 0
+
+
+def _picture(frame: av.VideoFrame, scaler: VideoReformatter, width: int, height: int) -> np.ndarray:
+    """The frame's upright picture, scaled to ``width`` × ``height`` RGB. ``frame.rotation``
+    is the counterclockwise turn the container asks for.
 
     ``scaler`` is kept for the whole video: ``frame.to_ndarray(width=…)`` builds a new FFmpeg
     scaling context for every frame, which made scaling ~10x slower than decoding (171×128
     yuv444p: 340 → 1 900 frames/s decoded and scaled, the pictures identical).
     """
-    if count <= 0:
-        return []
     quarter_turns = round(frame.rotation / 90) % 4
     if quarter_turns % 2:  # scale to the transposed size, so the turned picture fits
         width, height = height, width
     picture = scaler.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
     if quarter_turns:
-        picture = np.ascontiguousarray(np.rot90(picture, quarter_turns))
-    return [picture] * count
+        picture = np.rot90(picture, quarter_turns)
+    return picture
 
 
 def _frame_duration_s(frame: av.VideoFrame, gap_s: float) -> float:
