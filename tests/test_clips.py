@@ -7,6 +7,7 @@ from scnn.clips import (
     ClipConfig,
     InputConvention,
     assemble_clips,
+    batch_input_array,
     gather_clips,
     normalize_clips,
     sample_frame_indices,
@@ -59,6 +60,23 @@ def test_gather_then_normalize_in_bf16_is_the_float32_clip_rounded_once():
     assert as_bf16.is_contiguous(memory_format=torch.channels_last_3d)
     assert torch.equal(as_bf16, as_float.to(torch.bfloat16))
     assert as_bf16[0, 0, 3, 0, 0].item() == pytest.approx((4 - C3D_MEAN_RGB[0]) / 58.0, rel=4e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bgr", [False, True])
+def test_normalising_into_a_kept_array_gives_the_same_values(dtype, bgr):
+    convention = InputConvention(
+        crop_size=24, mean=(101.4, 97.7, 90.3), std=(58.0, 57.0, 57.0), bgr=bgr
+    )
+    shape = (3, 16, 24, 24, 3)
+    clips = torch.from_numpy(np.random.default_rng(4).integers(0, 256, shape, np.uint8))
+    kept = batch_input_array(4, convention, dtype).fill_(torch.nan)  # room for a larger batch
+    normalised = normalize_clips(clips, convention, dtype, out=kept)
+    assert torch.equal(normalised, normalize_clips(clips, convention, dtype))
+    assert normalised.is_contiguous(memory_format=torch.channels_last_3d)
+    assert kept[:3].isfinite().all() and kept[3].isnan().all()  # written there, no further
+    if not bgr:  # the batch is a view of the kept array, not a copy
+        assert normalised.untyped_storage().data_ptr() == kept.untyped_storage().data_ptr()
 
 
 def test_sample_frame_indices_short_clip_repeats_frames():

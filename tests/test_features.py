@@ -119,9 +119,9 @@ def test_rows_and_sampling_on_a_numbered_video(tmp_path, monkeypatch):
 
     original = features.normalize_clips
 
-    def normalize(clips, *args):
+    def normalize(clips, *args, **kwargs):
         clips_seen.extend(clips.numpy())
-        return original(clips, *args)
+        return original(clips, *args, **kwargs)
 
     monkeypatch.setattr(features, "normalize_clips", normalize)
     code, out = extract([video, "--model", model, "--snippet", "32", "--stride", "8"], tmp_path)
@@ -254,9 +254,10 @@ def test_the_sports1m_mean_file_shifts_the_input_by_its_cube(video, tmp_path, mo
     inputs = []
     original = features.normalize_clips
 
-    def normalize(*args):
-        inputs.append(original(*args))
-        return inputs[-1]
+    def normalize(*args, **kwargs):
+        normalised = original(*args, **kwargs)
+        inputs.append(normalised.clone())  # the next batch is written into the same array
+        return normalised
 
     monkeypatch.setattr(features, "normalize_clips", normalize)
     common = [video, "--init-from", tmp_path / "c3d.pt", "--precision", "fp32"]

@@ -1,6 +1,7 @@
 """The streaming pipeline of one video against a plain whole-video computation."""
 
 import itertools
+import threading
 import tracemalloc
 
 import numpy as np
@@ -10,7 +11,7 @@ from detecting import EVERY_WINDOW, assert_same_windows, long_video
 from tiny import MODEL_CLIP
 from videos import numbered_frames, write_video
 
-from scnn.clips import assemble_clips, gather_clips
+from scnn.clips import assemble_clips, gather_clips, normalize_clips
 from scnn.detect import Detector
 from scnn.errors import VideoError
 from scnn.pipeline import ClipQueue, chunk_windows, probabilities
@@ -229,3 +230,21 @@ def test_cpu_batch_size_keeps_conv1_output_within_the_budget():
     assert cpu_batch_size(faithful, bf16=True) == 1
     assert cpu_batch_size(faithful, bf16=False) == 1
     assert cpu_batch_size(small, bf16=True) == 16
+
+
+def test_each_thread_normalises_its_batches_into_one_kept_array(model_dir):
+    networks = Detector.load(model_dir, batch_size=4).networks
+    shape = (4, CLIP.clip_frames, CLIP.crop_size, CLIP.crop_size, 3)
+    clips = torch.from_numpy(np.random.default_rng(5).integers(0, 256, shape, np.uint8))
+
+    def storages(batches: list[torch.Tensor]) -> set[int]:
+        return {networks._input(batch).untyped_storage().data_ptr() for batch in batches}
+
+    here = storages([clips, clips[:3], clips])
+    elsewhere: list[set[int]] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(storages([clips, clips])))
+    thread.start()
+    thread.join()
+    assert len(here) == 1 and len(elsewhere[0]) == 1 and here != elsewhere[0]
+    expected = normalize_clips(clips[:3], networks.convention, networks.dtype)
+    assert torch.equal(networks._input(clips[:3]), expected)

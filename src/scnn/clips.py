@@ -322,11 +322,22 @@ def _check_frame_size(frames: np.ndarray | torch.Tensor, convention: InputConven
         )
 
 
+def batch_input_array(
+    batch_size: int, convention: InputConvention, dtype: torch.dtype
+) -> torch.Tensor:
+    """Room for ``batch_size`` clips of ``convention`` as :func:`normalize_clips` writes
+    them (its ``out``), on the CPU: an array kept from one batch to the next, where a
+    batch-sized temporary per call leaves pieces of the heap behind."""
+    crop = convention.crop_size
+    return torch.empty((batch_size, convention.clip_frames, crop, crop * 3), dtype=dtype)
+
+
 def normalize_clips(
     clips: torch.Tensor,
     convention: InputConvention,
     dtype: torch.dtype = torch.float32,
     mean_crops: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Gathered uint8 clips as network input, as ``convention`` says: ``(x − mean) / std``
     (computed in float32), the channels in the network's order, then ``dtype``, shaped
@@ -339,6 +350,10 @@ def normalize_clips(
     (see scnn.model). Normalise a network batch at a time: the float32 copy of a batch of 16
     small clips stays in cache and in reused memory, 10× faster than of a 128-clip chunk,
     whose fresh pages fault in on every call (benchmarks/speed/RESULTS.md).
+
+    ``out`` (:func:`batch_input_array`, room for at least B clips) receives the values, the
+    result a view of it, normalised a clip at a time: the same values, and no float32 copy of
+    the whole batch is made.
     """
     batch, clip_frames, crop = clips.shape[:3]
     # Normalise in the gathered (…, crop·3) layout: a contiguous inner dimension is ~3× faster
@@ -348,8 +363,15 @@ def normalize_clips(
     else:
         mean = mean_crops.to(clips.device).reshape(-1, clip_frames, crop, crop * 3)
     std = torch.tensor(convention.std, device=clips.device).repeat(crop)
-    flat = clips.reshape(batch, clip_frames, crop, crop * 3).float()
-    flat = flat.sub_(mean).div_(std).to(dtype)
+    flat = clips.reshape(batch, clip_frames, crop, crop * 3)
+    if out is None:
+        flat = flat.float().sub_(mean).div_(std).to(dtype)
+    else:
+        means = mean.expand(batch, *mean.shape[-3:])
+        centred = torch.empty(flat.shape[1:], dtype=torch.float32, device=flat.device)
+        for clip, clip_mean, normalised in zip(flat, means, out, strict=False):
+            torch.div(torch.sub(clip, clip_mean, out=centred), std, out=normalised)
+        flat = out[:batch]
     tensor = flat.view(batch, clip_frames, crop, crop, 3).permute(0, 4, 1, 2, 3)
     if convention.bgr:
         tensor = tensor.flip(1)

@@ -27,7 +27,7 @@ from scnn.caffe import (
     load_caffe_weights,
     read_mean_cube,
 )
-from scnn.clips import InputConvention, normalize_clips
+from scnn.clips import InputConvention, batch_input_array, normalize_clips
 from scnn.detect import BUNDLED_MODEL
 from scnn.errors import ModelError, ScnnError, VideoError
 from scnn.fileio import atomic_write
@@ -205,17 +205,18 @@ class Extractor:
             self.runtime.decode_processes,
         )
         queue, rows, dim, frames = ClipQueue(self.runtime.batch_size), 0, 0, 0
+        kept = self._kept_input()
         with atomic_write(out, "wb") as file, torch.inference_mode():
             file.write(bytes(NPY_HEADER_BYTES))  # replaced by the header once rows is known
             for step in chunk_windows(chunks, self.grid, self.convention, self.runtime.device):
                 step.queue_clips(queue, step.windows.start_frame)
-                for batch in self._batches(queue, final=False):
+                for batch in self._batches(queue, kept, final=False):
                     rows, dim = rows + len(batch), batch.shape[1]
                     file.write(batch.tobytes())
                 frames = step.frames_seen
                 if progress is not None and step.new_frames:
                     progress(step.new_frames)
-            for batch in self._batches(queue, final=True):
+            for batch in self._batches(queue, kept, final=True):
                 rows, dim = rows + len(batch), batch.shape[1]
                 file.write(batch.tobytes())
             if rows == 0:
@@ -228,12 +229,21 @@ class Extractor:
             file.write(npy_header((rows, dim), np.dtype(self.config.dtype)))
         return VideoFeatures(rows, dim, frames, frames / self.source.fps)
 
-    def _batches(self, queue: ClipQueue, final: bool) -> Iterator[np.ndarray]:
-        """The rows of each full batch waiting (and, when ``final``, of the rest), in order."""
+    def _kept_input(self) -> torch.Tensor | None:
+        """On a CPU, the array each batch of a video is normalised into (batch_input_array)."""
+        if self.runtime.device.type != "cpu":
+            return None
+        return batch_input_array(self.runtime.batch_size, self.convention, self.runtime.dtype)
+
+    def _batches(
+        self, queue: ClipQueue, kept: torch.Tensor | None, final: bool
+    ) -> Iterator[np.ndarray]:
+        """The rows of each full batch waiting (and, when ``final``, of the rest), in order,
+        normalised into ``kept`` when given."""
         size, dtype = self.runtime.batch_size, self.runtime.dtype
         while len(queue) >= size or (final and len(queue)):
             clips, _ = queue.pop(size)
-            clips = normalize_clips(clips, self.convention, dtype)
+            clips = normalize_clips(clips, self.convention, dtype, out=kept)
             with exact_fp32(self.runtime.device, dtype):
                 activations = self.network.activations(clips, self.config.layer)
             yield activations.float().cpu().numpy().astype(self.config.dtype, copy=False)

@@ -27,6 +27,7 @@ import torch
 
 from scnn.clips import (
     InputConvention,
+    batch_input_array,
     centre_crop,
     clip_frame_index,
     normalize_clips,
@@ -154,6 +155,8 @@ class Networks:
     dtype: torch.dtype  # of the weights and the normalised clips
     proposal_threshold: float
     padded: bool = False  # every batch padded to batch_size: one shape for torch.compile
+    # each thread's normalised batch on a CPU (_input), kept from one batch to the next
+    inputs: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     @classmethod
     def build(
@@ -223,8 +226,16 @@ class Networks:
 
     def _input(self, clips: torch.Tensor) -> torch.Tensor:
         """A batch of gathered uint8 clips as the networks' input, normalised only now: the
-        queues hold uint8 (4x smaller), and a batch's float copy stays in cache."""
-        return normalize_clips(clips, self.convention, self.dtype)
+        queues hold uint8 (4x smaller), and a batch's float copy stays in cache. On a CPU the
+        input is written into one array per thread (valid until the thread's next batch),
+        so no batch-sized temporary goes through the heap that the lanes share."""
+        if self.device.type != "cpu":
+            return normalize_clips(clips, self.convention, self.dtype)
+        kept = getattr(self.inputs, "batch", None)
+        if kept is None:
+            kept = batch_input_array(self.batch_size, self.convention, self.dtype)
+            self.inputs.batch = kept
+        return normalize_clips(clips, self.convention, self.dtype, out=kept)
 
     def _outputs(self, network: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
         """``network``'s outputs for ``clips`` (padded to a full batch when compiled)."""
