@@ -1,3 +1,5 @@
+import av
+import numpy as np
 import pytest
 from page_faults import run_child
 
@@ -64,3 +66,48 @@ def test_threads_share_one_malloc_arena():
 
     assert arenas("default") >= 4  # glibc's default: an arena per thread, up to 8 per core
     assert arenas("keep") == 1
+
+
+# Opens and closes the MP4 given, then prints how much the heap grew meanwhile (glibc's
+# mallinfo2: the heap's size); "plain" opens it without returned_when_freed.
+OPEN_CHILD = """
+import contextlib, ctypes, sys
+from scnn import video_source
+from scnn.allocator import keep_large_allocations
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+assert keep_large_allocations()
+if sys.argv[2] == "plain":
+    video_source.returned_when_freed = contextlib.nullcontext
+before = libc.mallinfo2().arena
+with video_source.open_video(sys.argv[1], 10.0) as container:
+    next(container.demux(container.streams.video[0]))
+print(libc.mallinfo2().arena - before)
+"""
+
+
+@pytest.mark.skipif(not keep_large_allocations(), reason="malloc is not glibc's")
+def test_opening_a_long_mp4_leaves_no_memory_behind_in_the_heap(tmp_path):
+    # FFmpeg builds an MP4's sample index in arrays it grows as it reads: 30 minutes at 25 fps
+    path = tmp_path / "long.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 16
+        stream.options = {"preset": "ultrafast"}
+        picture = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+        for number in range(45_000):
+            picture.pts = number
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+
+    def heap_growth(mode: str) -> int:
+        child = run_child(OPEN_CHILD, str(path), mode)
+        assert child.returncode == 0, child.stderr
+        return int(child.stdout.split()[-1])
+
+    assert heap_growth("plain") > 2 * 2**20  # the arrays it outgrew, kept by the heap
+    assert heap_growth("returned") < 2**19

@@ -23,10 +23,13 @@ allocates, that is the main one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
 import sys
+import threading
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ M_ARENA_MAX = -8
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # the largest glibc accepts on 64-bit
 TRIM_THRESHOLD_BYTES = 2**30  # free memory kept at the heap's top before returning it
 ARENAS = 1  # malloc arenas (heaps) that threads may create
+OWN_PAGES_BYTES = 128 * 2**10  # glibc's own mmap threshold at start: see returned_when_freed
 
 
 @functools.cache
@@ -61,3 +65,34 @@ def keep_large_allocations() -> bool:
     if not done:
         log.debug("mallopt refused: large CPU tensors keep glibc's default handling")
     return done
+
+
+_opening = threading.Lock()
+_inside = 0  # callers inside returned_when_freed
+
+
+@contextlib.contextmanager
+def returned_when_freed() -> Iterator[None]:
+    """While inside (in any thread), blocks above 128 KiB get pages of their own again, given
+    back to the system when freed, where :func:`keep_large_allocations` keeps them.
+
+    For what grows while it is built and lives as long as it is used, such as the sample index
+    FFmpeg builds when it opens an MP4, growing its arrays a few percent at a time: in the
+    kept heap every array it outgrew stays behind as held free memory (opening a 2-hour MP4
+    left 22.4 MB, 9.8 MB of it in use; benchmarks/speed/RESULTS.md), and the index is built
+    again each time the file is opened. A no-op unless keep_large_allocations has applied."""
+    global _inside
+    if not keep_large_allocations.cache_info().currsize or not keep_large_allocations():
+        yield
+        return
+    mallopt = ctypes.CDLL(None).mallopt
+    with _opening:
+        _inside += 1
+        mallopt(M_MMAP_THRESHOLD, OWN_PAGES_BYTES)
+    try:
+        yield
+    finally:
+        with _opening:
+            _inside -= 1
+            if not _inside:
+                mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
+from scnn.allocator import returned_when_freed
 from scnn.errors import VideoError
 
 READ_TIMEOUT_S = 10.0  # a file, pipe or device that sends no data for this long is given up
@@ -88,7 +89,8 @@ def open_video(path: str | Path, timeout_s: float) -> av.container.InputContaine
     """
     if is_url(path):
         try:
-            return av.open(str(path), mode="r", timeout=timeout_s)
+            with returned_when_freed():
+                return av.open(str(path), mode="r", timeout=timeout_s)
         except (av.FFmpegError, OSError) as exc:
             reason = failure_reason(exc, timeout_s)
             raise VideoError(f"cannot open the stream ({reason})", path) from exc
@@ -108,7 +110,8 @@ def open_video(path: str | Path, timeout_s: float) -> av.container.InputContaine
     try:
         if not regular:
             source = _TimedPipe(file, timeout_s)
-        return av.open(source, mode="r", timeout=timeout_s)
+        with returned_when_freed():  # an MP4's sample index, built here
+            return av.open(source, mode="r", timeout=timeout_s)
     except (av.FFmpegError, OSError) as exc:
         if isinstance(source, _TimedPipe):
             source.close()
