@@ -27,6 +27,7 @@ from scnn.formats import load_detections
 from scnn.live import live_detections
 from scnn.modelfile import load_model, save_model
 from scnn.records import Detection
+from scnn.runtime import chunk_frames_for
 from scnn.video import iter_frames, read_frames, video_name
 
 SETTINGS = {"proposal_threshold": 0.0, "precision": "fp32"}  # every window reaches both networks
@@ -185,6 +186,35 @@ def test_offline_passes_that_seek_over_gaps_give_the_whole_videos_result(
     assert len(passes) == 3
     assert len(opened) == 1
     assert sorted(passes) == sorted(zip((first - 1).tolist(), last.tolist(), strict=True))
+
+
+def test_every_pass_holds_its_frames_in_one_array_of_one_size(
+    models, video, unrefined, frames, monkeypatch
+):
+    """Each pass's array is made at once as large as the largest reach and a chunk, the same
+    size in every pass, and never grown: arrays grown pass by pass to sizes of their own
+    needed pieces of the heap that the first pass's holes held or not."""
+    sizes: list[int] = []
+    most_held: list[int] = []
+    real_feed = BoundaryRefiner.feed
+
+    def feed(refiner: BoundaryRefiner, chunk: np.ndarray) -> None:
+        real_feed(refiner, chunk)
+        if refiner.storage is not None:
+            sizes.append(len(refiner.storage))
+            most_held.append(refiner.most_held)
+
+    monkeypatch.setattr(boundary_refiner, "SEEK_GAP_FRAMES", 0)  # a pass per reach
+    monkeypatch.setattr(BoundaryRefiner, "feed", feed)
+    detector = Detector.load(models[2], **SETTINGS)
+    chosen = sorted(unrefined, key=lambda d: d.start_s)
+    chosen = [chosen[0], chosen[len(chosen) // 2], chosen[-1]]  # apart: a pass each
+    assert detector.refine(video, chosen) == by_hand(detector, chosen, frames)
+    segments = np.array([(d.start_s, d.end_s) for d in chosen])
+    first, last = reach_frames(segments, detector.boundary_clips, FPS, 16)
+    chunk = chunk_frames_for(detector.device)
+    assert len(reach_groups(first, last, 0)) >= 2 and len(set(sizes)) == 1
+    assert max(most_held) <= sizes[0] <= int((last - first + 1).max()) + chunk
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 100])

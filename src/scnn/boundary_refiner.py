@@ -23,7 +23,7 @@ import torch
 from scnn.boundary_clips import BoundaryClips, reach_frames, refine_segments
 from scnn.clips import InputConvention
 from scnn.records import Detection
-from scnn.video import iter_frames
+from scnn.video import CHUNK_FRAMES, iter_frames
 from scnn.video_source import shared_file
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class BoundaryRefiner:
         convention: InputConvention,
         fps: float,
         first_frame: int = 1,
+        capacity: int = 0,
     ):
         self.clips = clips
         self.offsets_of = offsets_of
@@ -61,6 +62,7 @@ class BoundaryRefiner:
         self.keep_from: float = first_frame
         self.frames_seen = first_frame - 1  # the stream's chunks fed so far end at this frame
         self.storage: np.ndarray | None = None
+        self.capacity = capacity  # frames the array is made for at first (_append)
         self.start = self.end = 0  # storage[start:end]: frames held_from .. frames_seen
         self.most_held = 0  # the most frames held at once
         self._waiting: list[tuple[int, Detection, int, int]] = []  # serial, detection, reach
@@ -164,12 +166,14 @@ class BoundaryRefiner:
         hold and one chunk more. So its size follows the most frames held, which the longest
         detection bounds, not the video's length; grown to twice what it had to hold, its
         size was left to chance, and a longer video more often drew the larger one
-        (benchmarks/speed/RESULTS.md, "The boundary clips' frames")."""
+        (benchmarks/speed/RESULTS.md, "The boundary clips' frames"). ``capacity`` makes it
+        that large at once, when the most it will hold is known."""
         held, count = self.end - self.start, len(frames)
         if self.storage is None or self.end + count > len(self.storage):
             storage = self.storage
             if storage is None or held + count > len(storage):
-                storage = np.empty((held + 2 * count, *frames.shape[1:]), frames.dtype)
+                size = max(self.capacity, held + 2 * count)
+                storage = np.empty((size, *frames.shape[1:]), frames.dtype)
             if held:
                 storage[:held] = self.storage[self.start : self.end]
             self.storage, self.start, self.end = storage, 0, held
@@ -184,30 +188,47 @@ def refine_in_video(
     offsets_of: Callable[[torch.Tensor], np.ndarray],
     convention: InputConvention,
     fps: float,
+    chunk_frames: int = CHUNK_FRAMES,
 ) -> list[Detection]:
     """``detections`` of ``video``, in their order, each refined by ``clips``: the video
-    decoded again, in order, over the frames they can need, holding only what the detections
-    still waiting can need. Where SEEK_GAP_FRAMES or more frames lie between the reaches of
-    two groups of detections, the pass seeks over them (a keyframe before the next group,
-    the same frames a whole pass gives: video.iter_frames) instead of converting them. An MP4
-    is opened once for all the groups (video_source.shared_file)."""
+    decoded again, in ``chunk_frames`` chunks, in order, over the frames they can need,
+    holding only what the detections still waiting can need. Where SEEK_GAP_FRAMES or more
+    frames lie between the reaches of two groups of detections, the pass seeks over them (a
+    keyframe before the next group, the same frames a whole pass gives: video.iter_frames)
+    instead of converting them. An MP4 is opened once for all the groups
+    (video_source.shared_file)."""
     if not detections:
         return list(detections)
     segments = np.array([(d.start_s, d.end_s) for d in detections], np.float64)
     first, last = reach_frames(segments, clips, fps, convention.clip_frames)
     refined: dict[int, Detection] = {}
     size = convention.frame_size
+    # A waiting detection's first frame is the first held, and it waits until a chunk brings
+    # its last one: never more than the longest reach and a chunk are held. Every group's
+    # array is made that large at once, the same size for each: arrays grown group by group
+    # to sizes of their own needed pieces of the heap that its holes, left by the first
+    # pass, held or not, and a long video drew more of them (benchmarks/speed/RESULTS.md)
+    capacity = int((last - first).max()) + 1 + chunk_frames
     with shared_file(video) as shared:  # one MP4 index for every group's pass
         for group in reach_groups(first, last, SEEK_GAP_FRAMES):
             start, stop = int(first[group].min()), int(last[group].max())
-            refiner = BoundaryRefiner(clips, offsets_of, convention, fps, first_frame=start)
+            refiner = BoundaryRefiner(
+                clips, offsets_of, convention, fps, first_frame=start, capacity=capacity
+            )
             serials = refiner.add([detections[i] for i in group])
             refiner.keep_from = math.inf  # no other detection of the group is to come
             by_serial = dict(zip(serials, group.tolist(), strict=True))
             done: list[tuple[int, Detection]] = []
-            for chunk in iter_frames(
-                video, fps, size, start_frame=start - 1, stop_frame=stop, shared=shared
-            ):
+            chunks = iter_frames(
+                video,
+                fps,
+                size,
+                chunk_frames,
+                start_frame=start - 1,
+                stop_frame=stop,
+                shared=shared,
+            )
+            for chunk in chunks:
                 refiner.feed(chunk)
                 done += refiner.ready()
                 if not refiner.waiting:

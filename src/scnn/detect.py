@@ -27,7 +27,7 @@ from scnn.pipeline import (
 )
 from scnn.postprocess import PostprocessSettings, Refine
 from scnn.records import Detection, ScoredWindows
-from scnn.runtime import PRECISIONS, InferenceRuntime
+from scnn.runtime import PRECISIONS, InferenceRuntime, chunk_frames_for
 from scnn.video import video_finder
 
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
@@ -160,13 +160,16 @@ class Detector:
 
     def refine(self, video: str | Path, detections: list[Detection]) -> list[Detection]:
         """``detections`` of ``video`` with each start and end moved by the boundary clips,
-        reading the video a second time (boundary_refiner.refine_in_video), in the same order;
-        as they are without boundary clips."""
+        reading the video a second time (boundary_refiner.refine_in_video), in the chunks of
+        the first pass, in the same order; as they are without boundary clips."""
         clips, model = self.boundary_clips, self.model
         if clips is None:
             return detections
         offsets_of = network_offsets(clips.network)
-        return refine_in_video(video, detections, clips, offsets_of, model.convention, model.fps)
+        chunk_frames = chunk_frames_for(self.device)
+        return refine_in_video(
+            video, detections, clips, offsets_of, model.convention, model.fps, chunk_frames
+        )
 
     def refine_in_folder(self, videos_dir: Path) -> Refine:
         """:meth:`refine` by video name, the video's file found in ``videos_dir``, listed once
