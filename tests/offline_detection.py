@@ -22,6 +22,7 @@ from scnn.evaluate import evaluate, match_detections, precision_recall, proposal
 from scnn.pipeline import probabilities
 from scnn.postprocess import postprocess
 from scnn.records import Detection, GroundTruth, ScoredWindows
+from scnn.runtime import CPU_BATCH_SIZE  # the detector's clips per call, so the same sums
 from scnn.windows import WindowConfig, temporal_iou, window_grid
 
 EVAL_IOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -30,7 +31,6 @@ AUTHORS_NMS_OFFSET = 0.1  # the authors' NMS threshold: evaluation IoU minus thi
 AVERAGE_NUMBERS = (1, 5, 10, 50, 100)  # proposals per video for AR@AN
 PR_IOU = 0.5  # evaluation IoU of the stored precision-recall curves
 PR_POINTS = 200  # at most this many points of each curve are kept
-SCORE_BATCH = 16  # windows per network call (detect.CPU_BATCH_SIZE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,8 +84,8 @@ def window_logits(
     parts = []
     for video in dict.fromkeys(grid.videos):
         rows = np.flatnonzero(grid.videos == video)
-        for first in range(0, len(rows), SCORE_BATCH):
-            batch = rows[first : first + SCORE_BATCH]
+        for first in range(0, len(rows), CPU_BATCH_SIZE):
+            batch = rows[first : first + CPU_BATCH_SIZE]
             clips = assemble_clips(
                 frames[video],
                 grid.start_frame[batch],
