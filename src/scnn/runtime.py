@@ -28,7 +28,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # as many as keep the largest activation (conv1's output) small enough for the heap that
 # scnn.allocator keeps (MMAP_THRESHOLD_BYTES), so its memory is reused instead of page-faulted
 # afresh on each call. Measured best for both sizes (benchmarks/speed/RESULTS.md): 16 clips of the
-# CPU model (1.5-2x the clips/s of batch 64; 8 peaks 25-45 MB lower in about 5 % more time),
+# CPU model (1.5-2x the clips/s of batch 64; 8 peaks 20-48 MB lower in about 5 % more time),
 # 1 of the full-size C3D (12.0 clips/s; batches 2 and 4 within noise of it, 11.7-13.0; 8:
 # 11.1). On a GPU, large.
 CPU_BATCH_SIZE = 16
