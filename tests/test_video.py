@@ -9,7 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
-import tracemalloc
+import weakref
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from videos import numbered_frames, read_numbers, write_audio, write_video
 
-from scnn import video_source
+from scnn import video, video_source
 from scnn.errors import VideoError
 from scnn.video import (
     FPS,
@@ -103,26 +103,25 @@ def test_chunks_are_consecutive_and_bounded(tmp_path: Path) -> None:
     assert all(c.dtype == np.uint8 and c.shape[1:] == (128, 171, 3) for c in chunks)
 
 
-def test_decoding_holds_a_chunk_s_pictures_once(tmp_path: Path) -> None:
+def test_decoding_holds_no_picture_but_the_latest(tmp_path: Path, monkeypatch) -> None:
     # Each picture goes into its chunk as it is decoded: kept one by one until the chunk was
-    # full, then stacked, a chunk's pictures were held twice at the end of each chunk
+    # full, a chunk's pictures lay scattered through the heap's free memory
     path = write_video(tmp_path / "v.mp4", numbered_frames(200), 25)
-    chunk_bytes = 32 * 128 * 171 * 3
-    chunks = iter_frames(path, chunk_frames=32, decoder_threads=1)
-    next(chunks)  # the decoder and its buffers are set up
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        start, _ = tracemalloc.get_traced_memory()
-        numbers = []
-        for chunk in chunks:
-            numbers.append(read_numbers(chunk[::31]).tolist())
-            del chunk  # held by nothing while the next one is decoded
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert numbers[0] == [32, 63] and len(numbers) == 6
-    assert peak - start < 1.5 * chunk_bytes  # the chunk being filled, and one picture
+    pictures: list[weakref.ref] = []
+    decoded = video._picture
+
+    def picture(*args) -> np.ndarray:
+        made = decoded(*args)
+        pictures.append(weakref.ref(made))
+        return made
+
+    monkeypatch.setattr(video, "_picture", picture)
+    numbers, alive = [], []
+    for chunk in iter_frames(path, chunk_frames=32, decoder_threads=1):
+        numbers.append(read_numbers(chunk[::31]).tolist())
+        alive.append(sum(held() is not None for held in pictures))
+    assert numbers[:2] == [[0, 31], [32, 63]] and len(numbers) == 7
+    assert len(pictures) == 200 and max(alive) <= 1  # at most the one being added
 
 
 def test_probe_reads_the_container(tmp_path: Path) -> None:

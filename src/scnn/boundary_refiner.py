@@ -205,9 +205,9 @@ def refine_in_video(
     size = convention.frame_size
     # A waiting detection's first frame is the first held, and it waits until a chunk brings
     # its last one: never more than the longest reach and a chunk are held. Every group's
-    # array is made that large at once, the same size for each: arrays grown group by group
-    # to sizes of their own needed pieces of the heap that its holes, left by the first
-    # pass, held or not, and a long video drew more of them (benchmarks/speed/RESULTS.md)
+    # array is made that large at once, so each takes the piece of the heap the one before
+    # freed. Grown group by group, to sizes of their own, they needed pieces the first pass
+    # had often not left free (benchmarks/speed/RESULTS.md)
     capacity = int((last - first).max()) + 1 + chunk_frames
     with shared_file(video) as shared:  # one MP4 index for every group's pass
         for group in reach_groups(first, last, SEEK_GAP_FRAMES):
